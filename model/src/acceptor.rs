@@ -1,0 +1,147 @@
+//! The acceptor's side: promises (phase 1b), votes (phase 2b) and following a leader's
+//! heartbeats. Every handler persists before it answers.
+
+use crate::ballot::{Ballot, NodeId, Slot};
+use crate::durable::DurableUpdate;
+use crate::effect::{Effect, Timer};
+use crate::message::{AcceptedEntry, Message, Proposal};
+use crate::mutant::mutant;
+use crate::replica::{Replica, Role};
+use crate::state_machine::StateMachine;
+
+impl<S: StateMachine> Replica<S> {
+    /// Phase 1b. Promise `ballot` if it is not below our promise, and report every vote
+    /// at or above `from_slot`; otherwise tell the candidate what we promised.
+    pub(crate) fn on_prepare(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        from_slot: Slot,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        if ballot < self.durable.promised {
+            effects.push(reject(from, ballot, self.durable.promised));
+            return;
+        }
+        if ballot > self.durable.promised {
+            if mutant!(self.config, PromiseNotPersisted) {
+                self.durable.promised = ballot;
+            } else {
+                self.persist(DurableUpdate::Promise(ballot), effects);
+            }
+            if !matches!(self.role, Role::Follower { .. }) {
+                self.step_down(None, effects);
+            }
+            // Give the candidate time to finish phase 1 before we run ourselves.
+            effects.push(Effect::SetTimer(Timer::Election));
+        }
+        // `ballot == promised` here: a new promise, or a retransmitted Prepare answered
+        // again (idempotent).
+        effects.push(Effect::Send {
+            to: from,
+            message: Message::Promise {
+                ballot,
+                accepted: self.durable.accepted_from(from_slot.max(1)),
+            },
+        });
+    }
+
+    /// Phase 2b. Vote for `proposal` in `slot` unless we promised a higher ballot; learn
+    /// the leader's commit index; acknowledge.
+    pub(crate) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        proposal: Proposal<S::Command>,
+        commit: Slot,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        if ballot < self.durable.promised && !mutant!(self.config, AcceptBelowPromise) {
+            effects.push(reject(from, ballot, self.durable.promised));
+            return;
+        }
+        self.follow(from, ballot, effects);
+        let entry = AcceptedEntry { ballot, proposal };
+        if self.durable.accepted.get(&slot) != Some(&entry) {
+            self.persist(DurableUpdate::Accept { slot, entry }, effects);
+        }
+        self.learn_commit(ballot, commit, effects);
+        effects.push(Effect::Send {
+            to: from,
+            message: Message::Accepted {
+                ballot,
+                slot,
+                commit: self.durable.commit,
+            },
+        });
+    }
+
+    /// A leader's heartbeat: follow it, learn its commit index, acknowledge the round.
+    pub(crate) fn on_heartbeat(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        read_round: u64,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        if ballot < self.durable.promised {
+            effects.push(reject(from, ballot, self.durable.promised));
+            return;
+        }
+        self.follow(from, ballot, effects);
+        self.learn_commit(ballot, commit, effects);
+        effects.push(Effect::Send {
+            to: from,
+            message: Message::HeartbeatAck {
+                ballot,
+                commit: self.durable.commit,
+                read_round,
+                lagging: self.durable.commit < commit,
+            },
+        });
+    }
+
+    /// Accepts `leader` at `ballot >= promised` as the leader: raise the promise if
+    /// needed (persisted), leave any candidacy or leadership, reset the election timer.
+    fn follow(&mut self, leader: NodeId, ballot: Ballot, effects: &mut Vec<Effect<S>>) {
+        if ballot > self.durable.promised {
+            self.persist(DurableUpdate::Promise(ballot), effects);
+        }
+        match self.role {
+            Role::Follower { leader: known } if known == Some(leader) => {}
+            Role::Follower { .. } => {
+                self.role = Role::Follower {
+                    leader: Some(leader),
+                }
+            }
+            _ => self.step_down(Some(leader), effects),
+        }
+        effects.push(Effect::SetTimer(Timer::Election));
+    }
+
+    /// Learns that the leader of `ballot` has committed up to `leader_commit`.
+    ///
+    /// A slot is ours to commit only if we accepted it *at this ballot*: a leader
+    /// proposes one value per slot per ballot, so that vote holds the chosen value. A
+    /// vote from an older ballot may hold another value; we stop there and the leader's
+    /// catch-up (triggered by our lower commit in the ack) sends the right one.
+    fn learn_commit(&mut self, ballot: Ballot, leader_commit: Slot, effects: &mut Vec<Effect<S>>) {
+        let mut commit = self.durable.commit;
+        while commit < leader_commit {
+            match self.durable.accepted.get(&(commit + 1)) {
+                Some(entry) if entry.ballot == ballot => commit += 1,
+                _ => break,
+            }
+        }
+        self.commit_to(commit, effects);
+    }
+}
+
+fn reject<S: StateMachine>(to: NodeId, ballot: Ballot, promised: Ballot) -> Effect<S> {
+    Effect::Send {
+        to,
+        message: Message::Reject { ballot, promised },
+    }
+}

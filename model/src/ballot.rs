@@ -1,0 +1,81 @@
+//! Ballots, slots and quorums: the numbers the protocol orders itself by.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Index of a server in the cluster, `0..node_count`. Dense so that quorum
+/// bookkeeping is a bitset-sized problem and the model can map ids one to one.
+pub type NodeId = usize;
+
+/// Position in the replicated log. Slot 0 is never used: the first entry is slot 1,
+/// so "commit index 0" means "nothing committed".
+pub type Slot = u64;
+
+/// Identifies a client across retries and failovers; with a sequence number it names
+/// one request exactly (`(client, seq)`), which is what deduplication keys on.
+pub type ClientId = u64;
+
+/// A Paxos ballot (proposal number): a `(round, node)` pair ordered by round, then by
+/// node, so two nodes can never run the same ballot.
+///
+/// Invariant: a node only ever leads ballots whose `node` is itself, and runs each round
+/// at most once, because it persists the ballot as its own promise before sending
+/// `Prepare` and always picks a round above its promise.
+///
+/// ```
+/// use ballot_model::Ballot;
+/// let a = Ballot::new(1, 2);
+/// let b = Ballot::new(2, 0);
+/// assert!(a < b, "rounds dominate node ids");
+/// assert!(Ballot::ZERO < a);
+/// ```
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    /// Election round; 0 only in [`Ballot::ZERO`].
+    pub round: u32,
+    /// The node that runs this ballot (its would-be leader).
+    pub node: NodeId,
+}
+
+impl Ballot {
+    /// The ballot below every real ballot: "nothing promised, nothing accepted".
+    pub const ZERO: Ballot = Ballot { round: 0, node: 0 };
+
+    /// Builds a ballot.
+    ///
+    /// ```
+    /// assert_eq!(ballot_model::Ballot::new(3, 1).round, 3);
+    /// ```
+    pub const fn new(round: u32, node: NodeId) -> Self {
+        Ballot { round, node }
+    }
+
+    /// True for [`Ballot::ZERO`].
+    ///
+    /// ```
+    /// assert!(ballot_model::Ballot::ZERO.is_zero());
+    /// ```
+    pub fn is_zero(&self) -> bool {
+        *self == Ballot::ZERO
+    }
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.node)
+    }
+}
+
+/// Size of a majority of `node_count` servers: any two such sets intersect, which is the
+/// whole of Paxos's safety argument.
+///
+/// ```
+/// assert_eq!(ballot_model::quorum(3), 2);
+/// assert_eq!(ballot_model::quorum(5), 3);
+/// assert_eq!(ballot_model::quorum(4), 3);
+/// ```
+pub const fn quorum(node_count: usize) -> usize {
+    node_count / 2 + 1
+}

@@ -1,0 +1,74 @@
+//! The core's inputs and outputs. The core is a function from (state, [`Input`]) to
+//! (state, `Vec<`[`Effect`]`>`); drivers feed inputs in and carry effects out.
+
+use crate::ballot::{ClientId, NodeId, Slot};
+use crate::durable::DurableUpdate;
+use crate::message::{ClientRequest, ClientResponse, Message};
+use crate::state_machine::StateMachine;
+use serde::{Deserialize, Serialize};
+
+/// The timers a server arms. They name a purpose, never a duration: drivers own
+/// durations and their randomisation, and the model may fire any armed timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// Follower/candidate: "the leader has been silent too long; run for election".
+    /// Reset by every valid message from the leader.
+    Election,
+    /// Leader: "send heartbeats and retransmit unacknowledged accepts".
+    Heartbeat,
+    /// Leader: "have I heard from a majority since the last check? If not, step down".
+    CheckQuorum,
+}
+
+/// One input to [`crate::Replica::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input<S: StateMachine> {
+    /// A message from another server.
+    Message {
+        /// The sender; must be a peer (not this node, and `< node_count`).
+        from: NodeId,
+        /// The message.
+        message: Message<S::Command>,
+    },
+    /// A request from a client.
+    Client(ClientRequest<S::Command, S::Query>),
+    /// An armed timer fired.
+    Timer(Timer),
+}
+
+/// One thing the driver must do, in order.
+///
+/// **Ordering contract.** Effects are executed in the order they are returned. A `Send`
+/// or `Reply` must not leave the node until every `Persist` before it in the same list
+/// (and in earlier lists) is durable. The core relies on this: it never emits a message
+/// that depends on state it has not first asked to persist. `SetTimer` re-arms (resets)
+/// a timer; `CancelTimer` disarms it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect<S: StateMachine> {
+    /// Make this update durable (fsync) before any later `Send`/`Reply`.
+    Persist(DurableUpdate<S::Command>),
+    /// Send a message to a peer.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        message: Message<S::Command>,
+    },
+    /// Answer a client.
+    Reply {
+        /// The client.
+        client: ClientId,
+        /// The answer.
+        response: ClientResponse<S::Output, S::QueryOutput>,
+    },
+    /// Arm (or re-arm, resetting its deadline) a timer.
+    SetTimer(Timer),
+    /// Disarm a timer.
+    CancelTimer(Timer),
+    /// The core applied this slot to its state machine (for traces and metrics; nothing
+    /// for the driver to do).
+    Applied {
+        /// The slot just applied.
+        slot: Slot,
+    },
+}

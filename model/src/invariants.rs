@@ -1,0 +1,232 @@
+//! Named invariants of the protocol, as plain functions over replicas.
+//!
+//! The same functions serve three callers: the model checker's properties (on every
+//! explored state), the node runtime's `debug_assert!`s (on its live state), and the
+//! trace conformance checker. A violation says which invariant and why.
+
+use crate::ballot::{Ballot, Slot};
+use crate::client_table::ClientTable;
+use crate::message::Proposal;
+use crate::replica::{Replica, Role};
+use crate::state_machine::StateMachine;
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// An invariant that does not hold, with the evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Error)]
+#[error("invariant `{invariant}` violated: {detail}")]
+pub struct Violation {
+    /// The invariant's name (the function that checks it).
+    pub invariant: &'static str,
+    /// What was found.
+    pub detail: String,
+}
+
+fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
+    Err(Violation { invariant, detail })
+}
+
+/// Per-node invariants, cheap enough to run after every step:
+/// `applied <= commit`; every slot `1..=commit` holds an accepted entry; no vote is above
+/// the promise; a candidate or leader runs exactly its promised ballot, which is its
+/// own; a leader's in-flight slots lie in `commit+1 .. next_slot`.
+///
+/// ```
+/// use ballot_model::{invariants, ClusterConfig, DurableState, Register, Replica};
+/// let (r, _) = Replica::recover(1, ClusterConfig::new(3), Register::default(), DurableState::default());
+/// assert!(invariants::check_replica(&r).is_ok());
+/// ```
+pub fn check_replica<S: StateMachine>(replica: &Replica<S>) -> Result<(), Violation> {
+    let durable = &replica.durable;
+    let name = "check_replica";
+    if replica.applied > durable.commit {
+        return violation(
+            name,
+            format!(
+                "node {} applied {} > commit {}",
+                replica.id, replica.applied, durable.commit
+            ),
+        );
+    }
+    if let Some(missing) = (1..=durable.commit).find(|slot| !durable.accepted.contains_key(slot)) {
+        return violation(
+            name,
+            format!(
+                "node {} committed slot {missing} but holds no value for it",
+                replica.id
+            ),
+        );
+    }
+    if let Some((slot, entry)) = durable
+        .accepted
+        .iter()
+        .find(|(_, e)| e.ballot > durable.promised)
+    {
+        return violation(
+            name,
+            format!(
+                "node {} accepted slot {slot} at {} above its promise {}",
+                replica.id, entry.ballot, durable.promised
+            ),
+        );
+    }
+    let running = match &replica.role {
+        Role::Follower { .. } => None,
+        Role::Candidate(candidacy) => Some(candidacy.ballot),
+        Role::Leader(leadership) => {
+            let bad_slot = leadership
+                .in_flight
+                .keys()
+                .find(|slot| **slot <= durable.commit || **slot >= leadership.next_slot);
+            if let Some(slot) = bad_slot {
+                return violation(
+                    name,
+                    format!(
+                        "leader {} has slot {slot} in flight outside {}..{}",
+                        replica.id,
+                        durable.commit + 1,
+                        leadership.next_slot
+                    ),
+                );
+            }
+            Some(leadership.ballot)
+        }
+    };
+    if let Some(ballot) = running {
+        if ballot != durable.promised || ballot.node != replica.id {
+            return violation(
+                name,
+                format!(
+                    "node {} runs ballot {ballot} but promised {}",
+                    replica.id, durable.promised
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Per slot, the values currently chosen: voted by a majority of `replicas` at one
+/// ballot. (Only the current votes; the model's ledger remembers past choices.)
+pub fn chosen_values<S: StateMachine>(
+    replicas: &[&Replica<S>],
+) -> BTreeMap<Slot, BTreeSet<Proposal<S::Command>>> {
+    let Some(first) = replicas.first() else {
+        return BTreeMap::new();
+    };
+    let quorum = first.config.quorum();
+    let mut votes: BTreeMap<(Slot, Ballot, &Proposal<S::Command>), usize> = BTreeMap::new();
+    for replica in replicas {
+        for (slot, entry) in &replica.durable.accepted {
+            *votes
+                .entry((*slot, entry.ballot, &entry.proposal))
+                .or_default() += 1;
+        }
+    }
+    let mut chosen: BTreeMap<Slot, BTreeSet<Proposal<S::Command>>> = BTreeMap::new();
+    for ((slot, _, proposal), count) in votes {
+        if count >= quorum {
+            chosen.entry(slot).or_default().insert(proposal.clone());
+        }
+    }
+    chosen
+}
+
+/// At most one value is chosen per slot (Paxos's safety property, on current votes).
+pub fn at_most_one_value_chosen<S: StateMachine>(
+    replicas: &[&Replica<S>],
+) -> Result<(), Violation> {
+    for (slot, values) in chosen_values(replicas) {
+        if values.len() > 1 {
+            return violation(
+                "at_most_one_value_chosen",
+                format!("slot {slot} has {} chosen values: {values:?}", values.len()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Any two replicas agree on every slot both have committed.
+pub fn committed_logs_agree<S: StateMachine>(replicas: &[&Replica<S>]) -> Result<(), Violation> {
+    for (i, a) in replicas.iter().enumerate() {
+        for b in &replicas[i + 1..] {
+            let common = a.durable.commit.min(b.durable.commit);
+            for slot in 1..=common {
+                let va = a.durable.accepted.get(&slot).map(|e| &e.proposal);
+                let vb = b.durable.accepted.get(&slot).map(|e| &e.proposal);
+                if va != vb {
+                    return violation(
+                        "committed_logs_agree",
+                        format!(
+                            "slot {slot}: node {} committed {va:?}, node {} committed {vb:?}",
+                            a.id, b.id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No two nodes lead the same ballot, and a leader's ballot is its own.
+pub fn one_leader_per_ballot<S: StateMachine>(replicas: &[&Replica<S>]) -> Result<(), Violation> {
+    let mut leaders = BTreeMap::new();
+    for replica in replicas {
+        if let Some(ballot) = replica.leader_ballot() {
+            if ballot.node != replica.id {
+                return violation(
+                    "one_leader_per_ballot",
+                    format!(
+                        "node {} leads ballot {ballot} of node {}",
+                        replica.id, ballot.node
+                    ),
+                );
+            }
+            if let Some(other) = leaders.insert(ballot, replica.id) {
+                return violation(
+                    "one_leader_per_ballot",
+                    format!("nodes {other} and {} both lead ballot {ballot}", replica.id),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A replica's state machine (with its client sessions) equals a fresh one that applied
+/// `log` — the chosen values of slots `1..=applied` — in order.
+pub fn applied_state_matches_log<'a, S: StateMachine + 'a>(
+    replica: &Replica<S>,
+    initial: &S,
+    log: impl IntoIterator<Item = &'a Proposal<S::Command>>,
+) -> Result<(), Violation> {
+    let mut replay = ClientTable::new(initial.clone());
+    let mut replayed: Slot = 0;
+    for proposal in log.into_iter().take(replica.applied as usize) {
+        for request in proposal.requests() {
+            replay.apply(request);
+        }
+        replayed += 1;
+    }
+    if replayed < replica.applied {
+        return violation(
+            "applied_state_matches_log",
+            format!(
+                "node {} applied {} slots but only {replayed} are chosen",
+                replica.id, replica.applied
+            ),
+        );
+    }
+    if replay != replica.table {
+        return violation(
+            "applied_state_matches_log",
+            format!(
+                "node {} state {:?} differs from the replay of slots 1..={}: {:?}",
+                replica.id, replica.table, replica.applied, replay
+            ),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! The proposer's side: winning phase 1, re-proposing what it learned, proposing client
+//! batches through a bounded pipeline, counting votes, serving reads by read-index, and
+//! stepping down when a majority is gone.
+
+use crate::ballot::{Ballot, NodeId, Slot};
+use crate::client_table::ApplyOutcome;
+use crate::durable::DurableUpdate;
+use crate::effect::{Effect, Timer};
+use crate::message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Request};
+use crate::mutant::mutant;
+use crate::replica::{InFlight, Leadership, PendingRead, Replica, Role};
+use crate::state_machine::StateMachine;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+impl<S: StateMachine> Replica<S> {
+    /// Phase 1b arrives: record it; with a majority, lead.
+    pub(crate) fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        accepted: Vec<(Slot, AcceptedEntry<S::Command>)>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let Role::Candidate(candidacy) = &mut self.role else {
+            return; // Already leading, or gave up: a late promise changes nothing.
+        };
+        if candidacy.ballot != ballot {
+            return; // A promise for an earlier candidacy of ours.
+        }
+        candidacy.promises.insert(from, accepted);
+        self.try_become_leader(effects);
+    }
+
+    /// With promises from a majority, become leader: for every slot from the candidacy's
+    /// start, re-propose the value voted at the highest ballot (Paxos's rule), fill holes
+    /// with no-ops, then open the pipeline to new requests.
+    pub(crate) fn try_become_leader(&mut self, effects: &mut Vec<Effect<S>>) {
+        let Role::Candidate(candidacy) = &self.role else {
+            return;
+        };
+        if candidacy.promises.len() < self.config.quorum() {
+            return;
+        }
+        let ballot = candidacy.ballot;
+        let from_slot = candidacy.from_slot;
+        // Highest-ballot vote per slot across the quorum's reports.
+        let mut recovered: BTreeMap<Slot, AcceptedEntry<S::Command>> = BTreeMap::new();
+        if !mutant!(self.config, IgnorePhase1Values) {
+            for (slot, entry) in candidacy.promises.values().flatten() {
+                if *slot < from_slot {
+                    continue;
+                }
+                match recovered.get(slot) {
+                    Some(best) if best.ballot >= entry.ballot => {}
+                    _ => {
+                        recovered.insert(*slot, entry.clone());
+                    }
+                }
+            }
+        }
+        let last_recovered = recovered
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(from_slot - 1);
+        let mut leadership = Leadership {
+            ballot,
+            next_slot: last_recovered + 1,
+            in_flight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            heard: BTreeSet::new(),
+            read_round: 0,
+            read_acks: BTreeMap::new(),
+            reads: Vec::new(),
+        };
+        let mut proposals = Vec::new();
+        for slot in from_slot..=last_recovered {
+            let proposal = recovered
+                .remove(&slot)
+                .map(|entry| entry.proposal)
+                .unwrap_or(Proposal::Noop);
+            proposals.push((slot, proposal));
+        }
+        for (slot, proposal) in &proposals {
+            leadership.in_flight.insert(
+                *slot,
+                InFlight {
+                    proposal: proposal.clone(),
+                    acks: BTreeSet::from([self.id]),
+                },
+            );
+        }
+        self.role = Role::Leader(leadership);
+        effects.push(Effect::CancelTimer(Timer::Election));
+        effects.push(Effect::SetTimer(Timer::Heartbeat));
+        effects.push(Effect::SetTimer(Timer::CheckQuorum));
+        for (slot, proposal) in proposals {
+            self.propose_in_slot(ballot, slot, proposal, effects);
+        }
+        self.try_advance_commit(effects);
+    }
+
+    /// Self-accepts `proposal` in `slot` (persisted) and asks every peer to accept it.
+    fn propose_in_slot(
+        &mut self,
+        ballot: Ballot,
+        slot: Slot,
+        proposal: Proposal<S::Command>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let entry = AcceptedEntry {
+            ballot,
+            proposal: proposal.clone(),
+        };
+        self.persist(DurableUpdate::Accept { slot, entry }, effects);
+        let commit = self.durable.commit;
+        for peer in self.config.peers(self.id) {
+            effects.push(Effect::Send {
+                to: peer,
+                message: Message::Accept {
+                    ballot,
+                    slot,
+                    proposal: proposal.clone(),
+                    commit,
+                },
+            });
+        }
+    }
+
+    /// Fills the pipeline from the queue: each free slot takes a batch of up to
+    /// `max_batch` queued requests.
+    fn propose_queued(&mut self, effects: &mut Vec<Effect<S>>) {
+        loop {
+            let Role::Leader(leadership) = &mut self.role else {
+                return;
+            };
+            if leadership.queue.is_empty()
+                || leadership.in_flight.len() >= self.config.pipeline_depth
+            {
+                return;
+            }
+            let take = leadership.queue.len().min(self.config.max_batch);
+            let batch: Vec<Request<S::Command>> = leadership.queue.drain(..take).collect();
+            let proposal = Proposal::Batch(batch);
+            let slot = leadership.next_slot;
+            leadership.next_slot += 1;
+            leadership.in_flight.insert(
+                slot,
+                InFlight {
+                    proposal: proposal.clone(),
+                    acks: BTreeSet::from([self.id]),
+                },
+            );
+            let ballot = leadership.ballot;
+            self.propose_in_slot(ballot, slot, proposal, effects);
+            self.try_advance_commit(effects);
+        }
+    }
+
+    /// Phase 2b arrives: count the vote; commit the longest chosen prefix.
+    pub(crate) fn on_accepted(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        commit: Slot,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let Role::Leader(leadership) = &mut self.role else {
+            return; // No longer leading: votes for our old ballot are moot.
+        };
+        if leadership.ballot != ballot {
+            return;
+        }
+        leadership.heard.insert(from);
+        if let Some(in_flight) = leadership.in_flight.get_mut(&slot) {
+            in_flight.acks.insert(from);
+        }
+        // `commit` here normally lags by one round trip (the acceptor learns of the
+        // commit from our next message), so it is no reason to re-send anything.
+        let _ = commit;
+        self.try_advance_commit(effects);
+    }
+
+    /// Commits every leading in-flight slot with enough votes, then refills the pipeline.
+    fn try_advance_commit(&mut self, effects: &mut Vec<Effect<S>>) {
+        let quorum = self.config.commit_quorum();
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        let mut commit = self.durable.commit;
+        while let Some(in_flight) = leadership.in_flight.get(&(commit + 1)) {
+            if in_flight.acks.len() < quorum {
+                break;
+            }
+            leadership.in_flight.remove(&(commit + 1));
+            commit += 1;
+        }
+        if commit > self.durable.commit {
+            self.commit_to(commit, effects);
+            self.propose_queued(effects);
+        }
+    }
+
+    /// A follower could not commit up to the commit index we announced: it lacks chosen
+    /// slots at our ballot (it missed accepts, or crashed). Re-send up to one
+    /// pipeline's worth from its commit on.
+    fn catch_up(&mut self, to: NodeId, follower_commit: Slot, effects: &mut Vec<Effect<S>>) {
+        let Role::Leader(leadership) = &self.role else {
+            return;
+        };
+        let ballot = leadership.ballot;
+        let commit = self.durable.commit;
+        let last = commit.min(follower_commit + self.config.pipeline_depth as Slot);
+        for slot in follower_commit + 1..=last {
+            let Some(entry) = self.durable.accepted.get(&slot) else {
+                continue;
+            };
+            effects.push(Effect::Send {
+                to,
+                message: Message::Accept {
+                    ballot,
+                    slot,
+                    proposal: entry.proposal.clone(),
+                    commit,
+                },
+            });
+        }
+    }
+
+    /// A heartbeat acknowledgement: the peer still accepts us; it may confirm reads and
+    /// may reveal that it lags.
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        read_round: u64,
+        lagging: bool,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        if leadership.ballot != ballot {
+            return;
+        }
+        leadership.heard.insert(from);
+        let acked = leadership.read_acks.entry(from).or_insert(0);
+        *acked = (*acked).max(read_round);
+        self.serve_reads(effects);
+        if lagging {
+            self.catch_up(from, commit, effects);
+        }
+    }
+
+    /// Someone promised a higher ballot than the one we run: yield to it.
+    pub(crate) fn on_reject(
+        &mut self,
+        ballot: Ballot,
+        promised: Ballot,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let current = match &self.role {
+            Role::Candidate(candidacy) => candidacy.ballot,
+            Role::Leader(leadership) => leadership.ballot,
+            Role::Follower { .. } => return,
+        };
+        if ballot != current || promised <= current {
+            return; // About an older ballot of ours, or not actually higher.
+        }
+        self.step_down(None, effects);
+    }
+
+    /// A client request. Followers and candidates redirect; the leader deduplicates,
+    /// then queues writes or starts a read-index round.
+    pub(crate) fn on_client_request(
+        &mut self,
+        request: ClientRequest<S::Command, S::Query>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        if !self.is_leader() {
+            let (client, seq) = request.id();
+            effects.push(Effect::Reply {
+                client,
+                response: ClientResponse::Redirect {
+                    seq,
+                    leader: self.known_leader(),
+                },
+            });
+            return;
+        }
+        match request {
+            ClientRequest::Write(request) => self.on_write(request, effects),
+            ClientRequest::Read { client, seq, query } => self.on_read(client, seq, query, effects),
+        }
+    }
+
+    fn on_write(&mut self, request: Request<S::Command>, effects: &mut Vec<Effect<S>>) {
+        let (client, seq) = (request.client, request.seq);
+        if !mutant!(self.config, NoDedup) {
+            match self.table.lookup(client, seq) {
+                Some(ApplyOutcome::Stale) => return, // The client has moved on.
+                Some(outcome @ ApplyOutcome::Duplicate(_)) => {
+                    // Already applied: answer from the table, do not propose again.
+                    self.waiters.insert(client, seq);
+                    self.answer_waiter(client, seq, outcome, effects);
+                    return;
+                }
+                Some(ApplyOutcome::Applied(_)) | None => {}
+            }
+        }
+        self.waiters.insert(client, seq);
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        let already_proposed = leadership
+            .in_flight
+            .values()
+            .flat_map(|in_flight| in_flight.proposal.requests())
+            .chain(leadership.queue.iter())
+            .any(|queued| queued.client == client && queued.seq == seq);
+        if already_proposed && !mutant!(self.config, NoDedup) {
+            return; // A retry of a request in the pipeline: we now wait for it here.
+        }
+        leadership.queue.push_back(request);
+        self.propose_queued(effects);
+    }
+
+    fn on_read(&mut self, client: u64, seq: u64, query: S::Query, effects: &mut Vec<Effect<S>>) {
+        if mutant!(self.config, StaleLeaderRead) {
+            let output = self.table.machine().query(&query);
+            effects.push(Effect::Reply {
+                client,
+                response: ClientResponse::ReadOk { seq, output },
+            });
+            return;
+        }
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        leadership.read_round += 1;
+        let round = leadership.read_round;
+        let ballot = leadership.ballot;
+        leadership.reads.retain(|read| read.client != client);
+        leadership.reads.push(PendingRead {
+            client,
+            seq,
+            query,
+            read_index: leadership.next_slot - 1,
+            round,
+        });
+        let commit = self.durable.commit;
+        for peer in self.config.peers(self.id) {
+            effects.push(Effect::Send {
+                to: peer,
+                message: Message::Heartbeat {
+                    ballot,
+                    commit,
+                    read_round: round,
+                },
+            });
+        }
+        self.serve_reads(effects);
+    }
+
+    /// Serves every read whose round a majority confirmed and whose index is applied.
+    pub(crate) fn serve_reads(&mut self, effects: &mut Vec<Effect<S>>) {
+        let quorum = self.config.quorum();
+        let applied = self.applied;
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        let read_acks = &leadership.read_acks;
+        let machine = self.table.machine();
+        leadership.reads.retain(|read| {
+            let confirmations = 1 + read_acks.values().filter(|r| **r >= read.round).count();
+            if confirmations < quorum || applied < read.read_index {
+                return true;
+            }
+            effects.push(Effect::Reply {
+                client: read.client,
+                response: ClientResponse::ReadOk {
+                    seq: read.seq,
+                    output: machine.query(&read.query),
+                },
+            });
+            false
+        });
+    }
+
+    /// Leader tick: heartbeat everyone and retransmit accepts not yet acknowledged.
+    pub(crate) fn on_heartbeat_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
+        let Role::Leader(leadership) = &self.role else {
+            return;
+        };
+        let ballot = leadership.ballot;
+        let commit = self.durable.commit;
+        for peer in self.config.peers(self.id) {
+            effects.push(Effect::Send {
+                to: peer,
+                message: Message::Heartbeat {
+                    ballot,
+                    commit,
+                    read_round: leadership.read_round,
+                },
+            });
+            for (slot, in_flight) in &leadership.in_flight {
+                if !in_flight.acks.contains(&peer) {
+                    effects.push(Effect::Send {
+                        to: peer,
+                        message: Message::Accept {
+                            ballot,
+                            slot: *slot,
+                            proposal: in_flight.proposal.clone(),
+                            commit,
+                        },
+                    });
+                }
+            }
+        }
+        effects.push(Effect::SetTimer(Timer::Heartbeat));
+    }
+
+    /// Leader check: without word from a majority since the last check, we may be on
+    /// the minority side of a partition; stop serving rather than serve stale data.
+    pub(crate) fn on_check_quorum_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
+        let quorum = self.config.quorum();
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        if leadership.heard.len() + 1 >= quorum {
+            leadership.heard.clear();
+            effects.push(Effect::SetTimer(Timer::CheckQuorum));
+            return;
+        }
+        self.step_down(None, effects);
+    }
+}

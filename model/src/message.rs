@@ -1,0 +1,222 @@
+//! Everything that crosses the network: peer messages, client requests and responses,
+//! and the values the log holds.
+
+use crate::ballot::{Ballot, ClientId, NodeId, Slot};
+use serde::{Deserialize, Serialize};
+
+/// One client command with the identity that makes retries idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Request<C> {
+    /// Who sent it.
+    pub client: ClientId,
+    /// The client's sequence number; a client has at most one request outstanding and
+    /// numbers them 1, 2, 3, ….
+    pub seq: u64,
+    /// The state machine command.
+    pub command: C,
+}
+
+/// The value of one log slot.
+///
+/// A slot carries a batch so one round of Paxos can commit many commands; the model
+/// uses batches of one, through the same code path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Proposal<C> {
+    /// Fills a hole a new leader found in phase 1; applies nothing.
+    Noop,
+    /// Client commands, applied in order.
+    Batch(Vec<Request<C>>),
+}
+
+impl<C> Proposal<C> {
+    /// The requests in this slot (none for a no-op).
+    ///
+    /// ```
+    /// use ballot_model::Proposal;
+    /// assert!(Proposal::<u8>::Noop.requests().is_empty());
+    /// ```
+    pub fn requests(&self) -> &[Request<C>] {
+        match self {
+            Proposal::Noop => &[],
+            Proposal::Batch(requests) => requests,
+        }
+    }
+}
+
+/// An acceptor's vote: the ballot it accepted a slot's value at, and the value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AcceptedEntry<C> {
+    /// Ballot at which the value was accepted.
+    pub ballot: Ballot,
+    /// The accepted value.
+    pub proposal: Proposal<C>,
+}
+
+/// Messages between servers. Each carries the ballot it belongs to; receivers use it to
+/// learn about newer ballots and to ignore answers to rounds they have left.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Message<C> {
+    /// Phase 1a: "promise not to accept below `ballot`, and tell me what you accepted
+    /// at or above `from_slot`". Sent once for all slots from the candidate's commit
+    /// point on (the Multi-Paxos optimisation).
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// First slot the candidate does not know to be chosen.
+        from_slot: Slot,
+    },
+    /// Phase 1b: the promise, with every entry accepted at or above `from_slot`.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// Accepted entries at slots `>= from_slot`, ascending by slot.
+        accepted: Vec<(Slot, AcceptedEntry<C>)>,
+    },
+    /// Phase 2a: "accept `proposal` for `slot` at `ballot`". Also announces the leader's
+    /// commit index, and doubles as catch-up for a lagging follower.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+        /// The value for the slot.
+        proposal: Proposal<C>,
+        /// The leader's commit index when it sent this.
+        commit: Slot,
+    },
+    /// Phase 2b: the acceptor accepted `slot` at `ballot` (and has persisted it).
+    Accepted {
+        /// The ballot accepted.
+        ballot: Ballot,
+        /// The slot accepted.
+        slot: Slot,
+        /// The acceptor's commit index, so the leader can see who lags.
+        commit: Slot,
+    },
+    /// Leader liveness and commit announcement; `read_round` ties acknowledgements to
+    /// read-index confirmation rounds.
+    Heartbeat {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's commit index.
+        commit: Slot,
+        /// The leader's latest read-confirmation round.
+        read_round: u64,
+    },
+    /// Answer to a heartbeat from a node that still accepts `ballot`.
+    HeartbeatAck {
+        /// The ballot acknowledged.
+        ballot: Ballot,
+        /// The follower's commit index.
+        commit: Slot,
+        /// The round echoed from the heartbeat.
+        read_round: u64,
+        /// True if the follower could not commit up to the heartbeat's commit index
+        /// because it lacks slots: the leader should send them.
+        lagging: bool,
+    },
+    /// "Your `ballot` is stale: I promised `promised`." Lets candidates and deposed
+    /// leaders learn of a newer ballot and yield to it.
+    Reject {
+        /// The stale ballot the rejected message carried.
+        ballot: Ballot,
+        /// The receiver's promise, which is higher.
+        promised: Ballot,
+    },
+}
+
+impl<C> Message<C> {
+    /// The ballot a message belongs to (for `Reject`, the rejected one).
+    ///
+    /// ```
+    /// use ballot_model::{Ballot, Message};
+    /// let m = Message::<u8>::Prepare { ballot: Ballot::new(1, 0), from_slot: 1 };
+    /// assert_eq!(m.ballot(), Ballot::new(1, 0));
+    /// ```
+    pub fn ballot(&self) -> Ballot {
+        match self {
+            Message::Prepare { ballot, .. }
+            | Message::Promise { ballot, .. }
+            | Message::Accept { ballot, .. }
+            | Message::Accepted { ballot, .. }
+            | Message::Heartbeat { ballot, .. }
+            | Message::HeartbeatAck { ballot, .. }
+            | Message::Reject { ballot, .. } => *ballot,
+        }
+    }
+}
+
+/// A request from a client to any server.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ClientRequest<C, Q> {
+    /// A command that goes through the log.
+    Write(Request<C>),
+    /// A linearizable read served by read-index, without writing the log.
+    Read {
+        /// Who asks.
+        client: ClientId,
+        /// The client's sequence number.
+        seq: u64,
+        /// What to read.
+        query: Q,
+    },
+}
+
+impl<C, Q> ClientRequest<C, Q> {
+    /// The `(client, seq)` pair naming this request.
+    ///
+    /// ```
+    /// use ballot_model::ClientRequest;
+    /// let r = ClientRequest::<u8, ()>::Read { client: 4, seq: 2, query: () };
+    /// assert_eq!(r.id(), (4, 2));
+    /// ```
+    pub fn id(&self) -> (ClientId, u64) {
+        match self {
+            ClientRequest::Write(request) => (request.client, request.seq),
+            ClientRequest::Read { client, seq, .. } => (*client, *seq),
+        }
+    }
+}
+
+/// A server's answer to a client.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ClientResponse<O, R> {
+    /// The write with this sequence number was applied (exactly once) with `output`.
+    Written {
+        /// The request's sequence number.
+        seq: u64,
+        /// The state machine's output for it.
+        output: O,
+    },
+    /// The read with this sequence number, served linearizably.
+    ReadOk {
+        /// The request's sequence number.
+        seq: u64,
+        /// The query's result.
+        output: R,
+    },
+    /// This server is not the leader; try `leader` if known.
+    Redirect {
+        /// The request's sequence number.
+        seq: u64,
+        /// The leader this server knows of, if any.
+        leader: Option<NodeId>,
+    },
+}
+
+impl<O, R> ClientResponse<O, R> {
+    /// The sequence number the response answers.
+    ///
+    /// ```
+    /// use ballot_model::ClientResponse;
+    /// let r = ClientResponse::<(), ()>::Redirect { seq: 7, leader: None };
+    /// assert_eq!(r.seq(), 7);
+    /// ```
+    pub fn seq(&self) -> u64 {
+        match self {
+            ClientResponse::Written { seq, .. }
+            | ClientResponse::ReadOk { seq, .. }
+            | ClientResponse::Redirect { seq, .. } => *seq,
+        }
+    }
+}

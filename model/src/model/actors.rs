@@ -1,0 +1,324 @@
+//! Thin stateright adapters: servers drive the core; clients issue a script of
+//! operations and retry and redirect like real clients. No protocol decision is made
+//! here.
+
+use crate::ballot::{ClientId, NodeId};
+use crate::durable::DurableState;
+use crate::effect::{Effect, Input, Timer};
+use crate::message::{ClientRequest, ClientResponse, Message, Request};
+use crate::register::{Register, RegisterOp, Value};
+use crate::replica::{ClusterConfig, Replica};
+use stateright::actor::{model_timeout, Actor, Id, Out};
+use std::borrow::Cow;
+
+/// Everything on the model's network.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelMsg {
+    /// Server to server.
+    Peer(Message<Value>),
+    /// Client to server.
+    Request(ClientRequest<Value, ()>),
+    /// Server to client.
+    Response(ClientResponse<Option<Value>, Option<Value>>),
+}
+
+/// Timers of every actor.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelTimer {
+    /// A server's timer.
+    Server(Timer),
+    /// A client gave up waiting and re-sends to the next server.
+    ClientRetry,
+}
+
+/// A server's state in the model: the core, plus the durable state as last saved.
+///
+/// `stored` is what the node's disk holds: the fold of every `Persist` the core emitted.
+/// It is kept apart from `replica`'s own copy so that a core that changed durable state
+/// without persisting it (see the `PromiseNotPersisted` mutant) loses that change on a
+/// crash, exactly as a real node would.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerState {
+    /// The protocol state.
+    pub replica: Replica<Register>,
+    /// The durable state as persisted.
+    pub stored: DurableState<Value>,
+}
+
+/// A client's progress through its script.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientState {
+    /// Index of the operation in progress; equal to the script's length when done.
+    /// The operation's sequence number is `op_index + 1`.
+    pub op_index: usize,
+    /// The server the current operation was last sent to.
+    pub target: NodeId,
+    /// Retries left for the current operation.
+    pub retries_left: u8,
+}
+
+/// Per-actor state.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelActorState {
+    /// A server.
+    Server(ServerState),
+    /// A client.
+    Client(ClientState),
+}
+
+/// The model's actors. Servers are ids `0..servers`; client `c` is id `servers + c`.
+#[derive(Clone, Debug)]
+pub enum ModelActor {
+    /// A server running the core.
+    Server {
+        /// The core's configuration.
+        cluster: ClusterConfig,
+    },
+    /// A client running a script.
+    Client {
+        /// Its client id.
+        client: ClientId,
+        /// Number of servers (to address and rotate among them).
+        servers: usize,
+        /// Its operations.
+        script: Vec<RegisterOp>,
+        /// Retries per operation.
+        retries: u8,
+    },
+}
+
+impl ModelActor {
+    /// Feeds one input to a server's core and turns its effects into stateright
+    /// commands. Invalid peer input leaves the state unchanged (as the node drops it).
+    fn drive_server(
+        &self,
+        state: &mut Cow<ModelActorState>,
+        input: Input<Register>,
+        o: &mut Out<Self>,
+    ) {
+        let ModelActorState::Server(server) = &**state else {
+            return;
+        };
+        let mut next = server.clone();
+        let mut effects = Vec::new();
+        if next.replica.step(input, &mut effects).is_err() {
+            return;
+        }
+        emit(
+            &mut next.stored,
+            effects,
+            next.replica.config().node_count,
+            o,
+        );
+        if next != *server {
+            *state = Cow::Owned(ModelActorState::Server(next));
+        }
+    }
+}
+
+/// Maps the core's effects onto stateright commands, in order. Stateright applies one
+/// handler's commands atomically, so persist-before-send holds trivially here; the
+/// runtime must honour it explicitly (see `Effect`).
+fn emit(
+    stored: &mut DurableState<Value>,
+    effects: Vec<Effect<Register>>,
+    servers: usize,
+    o: &mut Out<ModelActor>,
+) {
+    let mut persisted = false;
+    for effect in effects {
+        match effect {
+            Effect::Persist(update) => {
+                stored.apply(&update);
+                persisted = true;
+            }
+            Effect::Send { to, message } => o.send(Id::from(to), ModelMsg::Peer(message)),
+            Effect::Reply { client, response } => o.send(
+                client_actor_id(servers, client),
+                ModelMsg::Response(response),
+            ),
+            Effect::SetTimer(timer) => o.set_timer(ModelTimer::Server(timer), model_timeout()),
+            Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Server(timer)),
+            Effect::Applied { .. } => {}
+        }
+    }
+    if persisted {
+        o.save(stored.clone());
+    }
+}
+
+/// The stateright id of client `client`.
+pub fn client_actor_id(servers: usize, client: ClientId) -> Id {
+    Id::from(servers + client as usize)
+}
+
+impl Actor for ModelActor {
+    type Msg = ModelMsg;
+    type State = ModelActorState;
+    type Timer = ModelTimer;
+    type Storage = DurableState<Value>;
+    type Random = ();
+
+    fn name(&self) -> String {
+        match self {
+            ModelActor::Server { .. } => "server".into(),
+            ModelActor::Client { .. } => "client".into(),
+        }
+    }
+
+    fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
+        match self {
+            ModelActor::Server { cluster } => {
+                let stored = storage.clone().unwrap_or_default();
+                let (replica, effects) = Replica::recover(
+                    usize::from(id),
+                    cluster.clone(),
+                    Register::default(),
+                    stored.clone(),
+                );
+                let mut server = ServerState { replica, stored };
+                emit(&mut server.stored, effects, cluster.node_count, o);
+                ModelActorState::Server(server)
+            }
+            ModelActor::Client {
+                client,
+                servers,
+                script,
+                retries,
+            } => {
+                let state = ClientState {
+                    op_index: 0,
+                    target: *client as usize % servers,
+                    retries_left: *retries,
+                };
+                if !script.is_empty() {
+                    send_current(*client, script, &state, o);
+                }
+                ModelActorState::Client(state)
+            }
+        }
+    }
+
+    fn on_msg(
+        &self,
+        _id: Id,
+        state: &mut Cow<Self::State>,
+        src: Id,
+        msg: Self::Msg,
+        o: &mut Out<Self>,
+    ) {
+        match (self, msg) {
+            (ModelActor::Server { .. }, ModelMsg::Peer(message)) => {
+                let input = Input::Message {
+                    from: usize::from(src),
+                    message,
+                };
+                self.drive_server(state, input, o);
+            }
+            (ModelActor::Server { .. }, ModelMsg::Request(request)) => {
+                self.drive_server(state, Input::Client(request), o);
+            }
+            (
+                ModelActor::Client {
+                    client,
+                    script,
+                    retries,
+                    ..
+                },
+                ModelMsg::Response(response),
+            ) => {
+                let ModelActorState::Client(current) = &**state else {
+                    return;
+                };
+                if current.op_index >= script.len() || response.seq() != current.op_index as u64 + 1
+                {
+                    return; // A late answer to an operation already finished.
+                }
+                let mut next = current.clone();
+                match response {
+                    ClientResponse::Written { .. } | ClientResponse::ReadOk { .. } => {
+                        next.op_index += 1;
+                        next.retries_left = *retries;
+                        if next.op_index < script.len() {
+                            send_current(*client, script, &next, o);
+                        } else {
+                            o.cancel_timer(ModelTimer::ClientRetry);
+                        }
+                    }
+                    ClientResponse::Redirect {
+                        leader: Some(leader),
+                        ..
+                    } if leader != current.target => {
+                        next.target = leader;
+                        send_current(*client, script, &next, o);
+                    }
+                    // No better hint: wait for the retry timer.
+                    ClientResponse::Redirect { .. } => return,
+                }
+                *state = Cow::Owned(ModelActorState::Client(next));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_timeout(
+        &self,
+        _id: Id,
+        state: &mut Cow<Self::State>,
+        timer: &Self::Timer,
+        o: &mut Out<Self>,
+    ) {
+        match (self, timer) {
+            (ModelActor::Server { .. }, ModelTimer::Server(timer)) => {
+                self.drive_server(state, Input::Timer(*timer), o);
+            }
+            (
+                ModelActor::Client {
+                    client,
+                    servers,
+                    script,
+                    ..
+                },
+                ModelTimer::ClientRetry,
+            ) => {
+                let ModelActorState::Client(current) = &**state else {
+                    return;
+                };
+                if current.op_index >= script.len() || current.retries_left == 0 {
+                    return; // Done, or out of retries: stop retrying (the timer lapses).
+                }
+                let mut next = current.clone();
+                next.retries_left -= 1;
+                next.target = (current.target + 1) % servers;
+                send_current(*client, script, &next, o);
+                *state = Cow::Owned(ModelActorState::Client(next));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends the client's current operation to its target and (re-)arms its retry timer.
+/// A retry re-sends the same `(client, seq)`, which is what makes it safe.
+fn send_current(
+    client: ClientId,
+    script: &[RegisterOp],
+    state: &ClientState,
+    o: &mut Out<ModelActor>,
+) {
+    let seq = state.op_index as u64 + 1;
+    let request = match script[state.op_index] {
+        RegisterOp::Write(value) => ClientRequest::Write(Request {
+            client,
+            seq,
+            command: value,
+        }),
+        RegisterOp::Read => ClientRequest::Read {
+            client,
+            seq,
+            query: (),
+        },
+    };
+    o.send(Id::from(state.target), ModelMsg::Request(request));
+    o.set_timer(ModelTimer::ClientRetry, model_timeout());
+}

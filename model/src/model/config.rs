@@ -1,0 +1,201 @@
+//! Every knob of the model, and every bound that keeps its state space finite.
+
+use crate::register::{RegisterOp, Value};
+use crate::replica::ClusterConfig;
+use std::fmt;
+use std::str::FromStr;
+
+/// How the model's network treats messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NetworkKind {
+    /// Messages arrive in any order, each at most once. Identical messages in flight on
+    /// one channel coalesce into one (the later copy counts as lost), which bounds
+    /// retransmissions; the protocol treats a duplicate like the original anyway.
+    UnorderedNonDuplicating,
+    /// Messages arrive in any order, any number of times (a sent message is never
+    /// removed).
+    UnorderedDuplicating,
+    /// Per-channel FIFO, each message at most once (TCP-like). A channel holds at most
+    /// [`ModelConfig::channel_capacity`] messages; beyond that the newest is lost, as
+    /// with a bounded send queue.
+    Ordered,
+}
+
+impl NetworkKind {
+    /// Every kind, with its CLI name.
+    pub const ALL: [(NetworkKind, &'static str); 3] = [
+        (NetworkKind::UnorderedNonDuplicating, "unordered"),
+        (NetworkKind::UnorderedDuplicating, "duplicating"),
+        (NetworkKind::Ordered, "ordered"),
+    ];
+
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        NetworkKind::ALL
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map(|(_, name)| *name)
+            .unwrap_or("unordered")
+    }
+}
+
+impl fmt::Display for NetworkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for NetworkKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        NetworkKind::ALL
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(kind, _)| *kind)
+            .ok_or_else(|| {
+                let names: Vec<_> = NetworkKind::ALL.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "unknown network kind `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// What the model's clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientScript {
+    /// Client `c`'s `k`-th operation is a write if `c + k` is even, else a read: with
+    /// two clients and one operation each, one writes while the other reads.
+    Alternating,
+    /// Every operation is a write (exposes ordering and deduplication bugs).
+    WritesOnly,
+}
+
+/// The model's configuration. Defaults: 3 servers, 2 clients with one operation each,
+/// unordered non-duplicating reliable network, one crash, two elections, no spurious
+/// elections.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelConfig {
+    /// Number of servers (3 or 5 are the interesting sizes).
+    pub servers: usize,
+    /// Number of clients.
+    pub clients: usize,
+    /// Operations each client performs, one at a time. Bound: finite client work.
+    pub ops_per_client: usize,
+    /// Which operations.
+    pub script: ClientScript,
+    /// Network semantics.
+    pub network: NetworkKind,
+    /// Whether the network may drop any message. Multiplies states by a lot.
+    pub lossy: bool,
+    /// Total crashes over a run (each crash is followed, possibly, by one recovery).
+    /// Bound: a finite fault budget, which liveness checking also needs.
+    pub max_crashes: usize,
+    /// Total election timeouts over a run. Bound: ballots stay small and finite.
+    pub max_elections: usize,
+    /// If true, any armed timer may fire at any moment: a fully asynchronous system,
+    /// with spurious elections, early heartbeats and impatient clients. If false (the
+    /// default), timers fire as they would under partial synchrony once the network is
+    /// stable: an election only when no live leader is known, a failed quorum check only
+    /// when a majority is down, a heartbeat only after the previous one's messages are
+    /// gone and only when a follower lacks something, a client retry only when it has
+    /// nothing in flight and its server is not a live leader. See SPEC.md, "Bounds".
+    pub spurious_timeouts: bool,
+    /// Times a client re-sends one operation after a timeout, to the next server.
+    /// Bound: finite retransmissions.
+    pub client_retries: u8,
+    /// The leader's pipeline window, in slots.
+    pub pipeline_depth: usize,
+    /// Requests per slot.
+    pub max_batch: usize,
+    /// Messages one ordered channel holds (only for [`NetworkKind::Ordered`]).
+    pub channel_capacity: usize,
+    /// A broken protocol variant to run instead of the real one.
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<crate::mutant::Mutant>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            servers: 3,
+            clients: 2,
+            ops_per_client: 1,
+            script: ClientScript::Alternating,
+            network: NetworkKind::UnorderedNonDuplicating,
+            lossy: false,
+            max_crashes: 1,
+            max_elections: 2,
+            spurious_timeouts: false,
+            client_retries: 1,
+            pipeline_depth: 2,
+            max_batch: 1,
+            channel_capacity: 3,
+            #[cfg(feature = "mutants")]
+            mutant: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The core's configuration for this model.
+    pub fn cluster(&self) -> ClusterConfig {
+        let config = ClusterConfig::new(self.servers)
+            .with_pipeline_depth(self.pipeline_depth)
+            .with_max_batch(self.max_batch);
+        #[cfg(feature = "mutants")]
+        let config = config.with_mutant(self.mutant);
+        config
+    }
+
+    /// Client `client`'s operations, in order. Written values are distinct across the
+    /// whole run (1, 2, 3, …) so every read can be traced to its write.
+    ///
+    /// ```
+    /// use ballot_model::model::ModelConfig;
+    /// use ballot_model::RegisterOp;
+    /// let config = ModelConfig::default();
+    /// assert_eq!(config.script_for(0), vec![RegisterOp::Write(1)]);
+    /// assert_eq!(config.script_for(1), vec![RegisterOp::Read]);
+    /// ```
+    pub fn script_for(&self, client: usize) -> Vec<RegisterOp> {
+        (0..self.ops_per_client)
+            .map(|k| {
+                let write = match self.script {
+                    ClientScript::Alternating => (client + k) % 2 == 0,
+                    ClientScript::WritesOnly => true,
+                };
+                if write {
+                    RegisterOp::Write((client * self.ops_per_client + k + 1) as Value)
+                } else {
+                    RegisterOp::Read
+                }
+            })
+            .collect()
+    }
+
+    /// A one-line description for reports.
+    pub fn describe(&self) -> String {
+        #[allow(unused_mut)]
+        let mut text = format!(
+            "servers={} clients={} ops={} network={}{} crashes={} elections={} spurious={} retries={} pipeline={} batch={}",
+            self.servers,
+            self.clients,
+            self.ops_per_client,
+            self.network,
+            if self.lossy { " lossy" } else { "" },
+            self.max_crashes,
+            self.max_elections,
+            self.spurious_timeouts,
+            self.client_retries,
+            self.pipeline_depth,
+            self.max_batch,
+        );
+        #[cfg(feature = "mutants")]
+        if let Some(mutant) = self.mutant {
+            text.push_str(&format!(" mutant={}", mutant.name()));
+        }
+        text
+    }
+}

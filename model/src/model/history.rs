@@ -1,0 +1,123 @@
+//! What the clients observed, recorded as messages cross the network, for the
+//! linearizability tester and the spec's reply checks.
+
+use super::actors::ModelMsg;
+use super::config::ModelConfig;
+use crate::ballot::ClientId;
+use crate::message::{ClientRequest, ClientResponse};
+use crate::register::{RegisterOp, RegisterRet, RegisterSpec, Value};
+use stateright::actor::Envelope;
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use std::collections::BTreeMap;
+
+/// The clients' history.
+///
+/// An operation is *invoked* when its client first sends it (retries re-send the same
+/// `(client, seq)` and are the same operation) and *returns* when the client accepts
+/// the first answer for it. A client never abandons an operation, so one thread id per
+/// client is sound for the tester (one operation in flight per thread).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelHistory {
+    /// Stateright's linearizability tester over the register spec, one thread per client.
+    pub linearizability: LinearizabilityTester<ClientId, RegisterSpec>,
+    /// Per client, the last seq invoked.
+    pub invoked: BTreeMap<ClientId, u64>,
+    /// Per client, the last seq returned.
+    pub returned: BTreeMap<ClientId, u64>,
+    /// Acknowledged writes: `(client, seq)` → output received.
+    pub write_replies: BTreeMap<(ClientId, u64), Option<Value>>,
+    /// Reads answered: `(client, seq)` → value received.
+    pub read_replies: BTreeMap<(ClientId, u64), Option<Value>>,
+}
+
+impl Default for ModelHistory {
+    fn default() -> Self {
+        ModelHistory {
+            linearizability: LinearizabilityTester::new(RegisterSpec::default()),
+            invoked: BTreeMap::new(),
+            returned: BTreeMap::new(),
+            write_replies: BTreeMap::new(),
+            read_replies: BTreeMap::new(),
+        }
+    }
+}
+
+/// Client id of stateright actor index `index`, if it is a client.
+fn client_of(config: &ModelConfig, index: usize) -> Option<ClientId> {
+    (index >= config.servers && index < config.servers + config.clients)
+        .then(|| (index - config.servers) as ClientId)
+}
+
+/// `record_msg_out` hook: a client's first send of an operation invokes it.
+pub fn record_invocation(
+    config: &ModelConfig,
+    history: &ModelHistory,
+    envelope: Envelope<&ModelMsg>,
+) -> Option<ModelHistory> {
+    let ModelMsg::Request(request) = envelope.msg else {
+        return None;
+    };
+    let client = client_of(config, usize::from(envelope.src))?;
+    let (_, seq) = request.id();
+    if history
+        .invoked
+        .get(&client)
+        .is_some_and(|last| *last >= seq)
+    {
+        return None; // A retry of an operation already invoked.
+    }
+    let op = match request {
+        ClientRequest::Write(request) => RegisterOp::Write(request.command),
+        ClientRequest::Read { .. } => RegisterOp::Read,
+    };
+    let mut next = history.clone();
+    // An error means two operations in flight for one client: the tester then marks the
+    // history invalid, which the linearizability property reports.
+    let _ = next.linearizability.on_invoke(client, op);
+    next.invoked.insert(client, seq);
+    Some(next)
+}
+
+/// `record_msg_in` hook: a client accepting an answer returns the operation. Only
+/// called for deliveries the client acts on, i.e. answers to its current operation.
+pub fn record_return(
+    config: &ModelConfig,
+    history: &ModelHistory,
+    envelope: Envelope<&ModelMsg>,
+) -> Option<ModelHistory> {
+    let ModelMsg::Response(response) = envelope.msg else {
+        return None;
+    };
+    let client = client_of(config, usize::from(envelope.dst))?;
+    let seq = response.seq();
+    if history.invoked.get(&client) != Some(&seq)
+        || history
+            .returned
+            .get(&client)
+            .is_some_and(|last| *last >= seq)
+    {
+        return None;
+    }
+    let mut next = history.clone();
+    let ret = match response {
+        ClientResponse::Written { output, .. } => {
+            next.write_replies.insert((client, seq), *output);
+            RegisterRet::WriteOk(*output)
+        }
+        ClientResponse::ReadOk { output, .. } => {
+            next.read_replies.insert((client, seq), *output);
+            RegisterRet::ReadOk(*output)
+        }
+        ClientResponse::Redirect { .. } => return None,
+    };
+    let _ = next.linearizability.on_return(client, ret);
+    next.returned.insert(client, seq);
+    Some(next)
+}
+
+impl ModelHistory {
+    /// True if the history so far is linearizable.
+    pub fn is_linearizable(&self) -> bool {
+        self.linearizability.is_consistent()
+    }
+}

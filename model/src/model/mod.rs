@@ -1,0 +1,28 @@
+//! The stateright model: the core driven by stateright's actor runtime, with clients
+//! that retry and redirect like real ones, a fault budget, and the properties the
+//! checker verifies.
+//!
+//! Layers, from the bottom:
+//! - [`actors`]: thin [`stateright::actor::Actor`] adapters. A server maps stateright's
+//!   callbacks to [`crate::Input`]s and the core's [`crate::Effect`]s to stateright
+//!   commands (`Persist` → `Out::save`, so a crash loses exactly the volatile state).
+//! - [`history`]: what clients observed, fed to stateright's linearizability tester.
+//! - [`refinement`]: the mapping from each explored state to the abstract
+//!   [`crate::spec::ConsensusSpec`].
+//! - [`checked`]: [`BallotModel`], a [`stateright::Model`] wrapping stateright's
+//!   `ActorModel` to add what it lacks: a *total* crash budget (stateright bounds only
+//!   concurrent crashes), an election budget and the partial-synchrony switch,
+//!   coalescing of identical in-flight messages, and the ledger the spec mapping needs.
+//! - [`properties`]: the named safety and reachability properties.
+
+pub mod actors;
+pub mod checked;
+pub mod config;
+pub mod history;
+pub mod properties;
+pub mod refinement;
+
+pub use actors::{ClientState, ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
+pub use checked::{BallotAction, BallotModel, BallotState, Ledger};
+pub use config::{ClientScript, ModelConfig, NetworkKind};
+pub use history::ModelHistory;

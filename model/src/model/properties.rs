@@ -1,0 +1,168 @@
+//! The properties the checker verifies, each a named function over a model state. The
+//! safety ones call the named invariants in [`crate::invariants`] and the abstract spec.
+
+use super::checked::{BallotModel, BallotState};
+use crate::ballot::quorum;
+use crate::invariants;
+use crate::register::Register;
+use crate::replica::Replica;
+use crate::spec::SpecViolation;
+use stateright::Property;
+
+/// At most one value is chosen per slot, ever.
+pub const ONE_VALUE_PER_SLOT: &str = "at most one value chosen per slot";
+/// Committed logs agree on every common slot.
+pub const LOGS_AGREE: &str = "committed logs agree";
+/// No two nodes lead one ballot.
+pub const ONE_LEADER_PER_BALLOT: &str = "at most one leader per ballot";
+/// Each node's local invariants hold.
+pub const REPLICA_INVARIANTS: &str = "replica invariants";
+/// Applied state is the replay of the committed (chosen) prefix.
+pub const APPLIED_MATCHES_LOG: &str = "applied state matches chosen prefix";
+/// Client history is linearizable.
+pub const LINEARIZABLE: &str = "linearizable";
+/// Acknowledged writes stay durable on a majority.
+pub const ACKED_WRITES_DURABLE: &str = "acked writes durable";
+/// Every state maps to a valid state of the abstract spec.
+pub const REFINES_SPEC: &str = "refines consensus spec";
+/// Reachability: some client write commits.
+pub const WRITE_COMMITS: &str = "write commits";
+/// Reachability: a leader crashes and a later write commits.
+pub const FAILOVER_COMMITS: &str = "failover commits a later write";
+/// Reachability: a read is served by read-index.
+pub const READ_SERVED: &str = "read served by read-index";
+/// Reachability: a retried request is answered without re-applying.
+pub const DUPLICATE_DEDUPLICATED: &str = "duplicate request deduplicated";
+
+/// Every property, safety first.
+pub fn all() -> Vec<Property<BallotModel>> {
+    vec![
+        Property::always(ONE_VALUE_PER_SLOT, one_value_per_slot),
+        Property::always(LOGS_AGREE, logs_agree),
+        Property::always(ONE_LEADER_PER_BALLOT, one_leader_per_ballot),
+        Property::always(REPLICA_INVARIANTS, replica_invariants),
+        Property::always(APPLIED_MATCHES_LOG, applied_matches_log),
+        Property::always(LINEARIZABLE, linearizable),
+        Property::always(ACKED_WRITES_DURABLE, acked_writes_durable),
+        Property::always(REFINES_SPEC, refines_spec),
+        Property::sometimes(WRITE_COMMITS, write_commits),
+        Property::sometimes(FAILOVER_COMMITS, failover_commits),
+        Property::sometimes(READ_SERVED, read_served),
+        Property::sometimes(DUPLICATE_DEDUPLICATED, duplicate_deduplicated),
+    ]
+}
+
+fn replicas(state: &BallotState) -> Vec<&Replica<Register>> {
+    state.servers().map(|(_, server)| &server.replica).collect()
+}
+
+fn live_replicas(state: &BallotState) -> Vec<&Replica<Register>> {
+    state
+        .live_servers()
+        .map(|(_, server)| &server.replica)
+        .collect()
+}
+
+fn one_value_per_slot(_: &BallotModel, state: &BallotState) -> bool {
+    !matches!(
+        state.ledger.spec_violation,
+        Some(SpecViolation::TwoValuesChosen { .. })
+    ) && invariants::at_most_one_value_chosen(&replicas(state)).is_ok()
+}
+
+fn logs_agree(_: &BallotModel, state: &BallotState) -> bool {
+    invariants::committed_logs_agree(&replicas(state)).is_ok()
+}
+
+fn one_leader_per_ballot(_: &BallotModel, state: &BallotState) -> bool {
+    invariants::one_leader_per_ballot(&live_replicas(state)).is_ok()
+}
+
+fn replica_invariants(_: &BallotModel, state: &BallotState) -> bool {
+    live_replicas(state)
+        .into_iter()
+        .all(|replica| invariants::check_replica(replica).is_ok())
+}
+
+fn applied_matches_log(_: &BallotModel, state: &BallotState) -> bool {
+    live_replicas(state).into_iter().all(|replica| {
+        let log = replica.committed_log().map(|(_, proposal)| proposal);
+        invariants::applied_state_matches_log(replica, &Register::default(), log).is_ok()
+    })
+}
+
+fn linearizable(_: &BallotModel, state: &BallotState) -> bool {
+    state.system.history.is_linearizable()
+}
+
+/// Every acknowledged write sits in a chosen slot that a majority of servers hold in
+/// *stable storage* (what survives any crash), with that same value.
+fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
+    let majority = quorum(model.config.servers);
+    state
+        .system
+        .history
+        .write_replies
+        .keys()
+        .all(|(client, seq)| {
+            let contains =
+                |writes: &[(u64, u64, u8)]| writes.iter().any(|w| (w.0, w.1) == (*client, *seq));
+            let Some((slot, _)) = state
+                .ledger
+                .spec
+                .chosen_prefix()
+                .find(|(_, writes)| contains(writes))
+            else {
+                return false;
+            };
+            let holders = state
+                .system
+                .actor_storages
+                .iter()
+                .take(model.config.servers)
+                .flatten()
+                .filter(|stored| {
+                    stored.accepted.get(&slot).is_some_and(|entry| {
+                        entry
+                            .proposal
+                            .requests()
+                            .iter()
+                            .any(|r| (r.client, r.seq) == (*client, *seq))
+                    })
+                })
+                .count();
+            holders >= majority
+        })
+}
+
+fn refines_spec(_: &BallotModel, state: &BallotState) -> bool {
+    state.ledger.spec_violation.is_none()
+}
+
+fn write_commits(_: &BallotModel, state: &BallotState) -> bool {
+    state
+        .ledger
+        .spec
+        .chosen_prefix()
+        .any(|(_, writes)| !writes.is_empty())
+}
+
+fn failover_commits(_: &BallotModel, state: &BallotState) -> bool {
+    let Some(crash_commit) = state.ledger.leader_crash_commit else {
+        return false;
+    };
+    state
+        .servers()
+        .flat_map(|(_, server)| server.replica.committed_log())
+        .any(|(slot, proposal)| slot > crash_commit && !proposal.requests().is_empty())
+}
+
+fn read_served(_: &BallotModel, state: &BallotState) -> bool {
+    !state.system.history.read_replies.is_empty()
+}
+
+fn duplicate_deduplicated(_: &BallotModel, state: &BallotState) -> bool {
+    state
+        .servers()
+        .any(|(_, server)| server.replica.deduplicated_count() > 0)
+}

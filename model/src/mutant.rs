@@ -1,0 +1,73 @@
+//! Deliberately broken protocol variants, compiled only with the `mutants` feature, that
+//! show the checker catches real bugs. Each names the property expected to catch it.
+
+#[cfg(feature = "mutants")]
+use serde::{Deserialize, Serialize};
+
+/// A deliberately broken variant of the protocol.
+#[cfg(feature = "mutants")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mutant {
+    /// The acceptor accepts a ballot below its promise.
+    AcceptBelowPromise,
+    /// A new leader ignores the values it learned in phase 1 and proposes fresh ones.
+    IgnorePhase1Values,
+    /// The leader counts a slot chosen on a minority of acceptors.
+    MinorityCommit,
+    /// An acceptor answers `Prepare` without persisting its promise first.
+    PromiseNotPersisted,
+    /// The state machine applies retried requests again.
+    NoDedup,
+    /// The leader serves reads from its local state without confirming leadership.
+    StaleLeaderRead,
+    /// A replica applies newly committed slots newest first.
+    ApplyOutOfOrder,
+    /// A recovering node forgets its durable promise.
+    RecoveredForgetsPromise,
+}
+
+#[cfg(feature = "mutants")]
+impl Mutant {
+    /// Every mutant, in a stable order.
+    pub const ALL: [Mutant; 8] = [
+        Mutant::AcceptBelowPromise,
+        Mutant::IgnorePhase1Values,
+        Mutant::MinorityCommit,
+        Mutant::PromiseNotPersisted,
+        Mutant::NoDedup,
+        Mutant::StaleLeaderRead,
+        Mutant::ApplyOutOfOrder,
+        Mutant::RecoveredForgetsPromise,
+    ];
+
+    /// A kebab-case name for the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::AcceptBelowPromise => "accept-below-promise",
+            Mutant::IgnorePhase1Values => "ignore-phase1-values",
+            Mutant::MinorityCommit => "minority-commit",
+            Mutant::PromiseNotPersisted => "promise-not-persisted",
+            Mutant::NoDedup => "no-dedup",
+            Mutant::StaleLeaderRead => "stale-leader-read",
+            Mutant::ApplyOutOfOrder => "apply-out-of-order",
+            Mutant::RecoveredForgetsPromise => "recovered-forgets-promise",
+        }
+    }
+}
+
+/// `mutant!(config, Name)` is true when the build has the `mutants` feature and
+/// `config` selects that mutant; without the feature it is the constant `false`, so
+/// production code paths contain no mutant logic at all.
+macro_rules! mutant {
+    ($config:expr, $name:ident) => {{
+        #[cfg(feature = "mutants")]
+        {
+            $config.mutant == Some($crate::mutant::Mutant::$name)
+        }
+        #[cfg(not(feature = "mutants"))]
+        {
+            false
+        }
+    }};
+}
+pub(crate) use mutant;

@@ -1,0 +1,612 @@
+//! One server's protocol state and its single entry point, [`Replica::step`].
+//!
+//! The handlers live next to the role they serve: `acceptor.rs` (phase 1b/2b and
+//! heartbeats from a leader), `leader.rs` (candidacy, phase 2a, commits, reads). This
+//! file holds the state, dispatch, elections and the apply loop shared by all roles.
+
+use crate::ballot::{quorum, Ballot, ClientId, NodeId, Slot};
+use crate::client_table::{ApplyOutcome, ClientTable};
+use crate::durable::{DurableState, DurableUpdate};
+use crate::effect::{Effect, Input, Timer};
+use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Request};
+use crate::mutant::mutant;
+use crate::state_machine::StateMachine;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use thiserror::Error;
+
+/// Static cluster parameters, identical on every server.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterConfig {
+    /// Number of servers; ids are `0..node_count`.
+    pub node_count: usize,
+    /// Most slots a leader has proposed but not yet committed (the pipeline window).
+    /// At least 1.
+    pub pipeline_depth: usize,
+    /// Most client requests one slot carries. At least 1.
+    pub max_batch: usize,
+    /// Which broken variant to run (only with the `mutants` feature).
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<crate::mutant::Mutant>,
+}
+
+impl ClusterConfig {
+    /// A cluster of `node_count` servers with a pipeline of 4 slots and batches of up to
+    /// 64 requests.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(3);
+    /// assert_eq!(c.quorum(), 2);
+    /// ```
+    pub fn new(node_count: usize) -> Self {
+        ClusterConfig {
+            node_count,
+            pipeline_depth: 4,
+            max_batch: 64,
+            #[cfg(feature = "mutants")]
+            mutant: None,
+        }
+    }
+
+    /// Sets the pipeline window.
+    ///
+    /// ```
+    /// assert_eq!(ballot_model::ClusterConfig::new(3).with_pipeline_depth(2).pipeline_depth, 2);
+    /// ```
+    pub fn with_pipeline_depth(mut self, pipeline_depth: usize) -> Self {
+        self.pipeline_depth = pipeline_depth.max(1);
+        self
+    }
+
+    /// Sets the batch limit.
+    ///
+    /// ```
+    /// assert_eq!(ballot_model::ClusterConfig::new(3).with_max_batch(1).max_batch, 1);
+    /// ```
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// Selects a broken variant.
+    #[cfg(feature = "mutants")]
+    pub fn with_mutant(mut self, mutant: Option<crate::mutant::Mutant>) -> Self {
+        self.mutant = mutant;
+        self
+    }
+
+    /// Size of a majority.
+    pub fn quorum(&self) -> usize {
+        quorum(self.node_count)
+    }
+
+    /// How many acknowledgements (the leader's own included) choose a slot. A majority,
+    /// except in the `MinorityCommit` mutant.
+    pub(crate) fn commit_quorum(&self) -> usize {
+        if mutant!(self, MinorityCommit) {
+            return (self.node_count / 2).max(1);
+        }
+        self.quorum()
+    }
+
+    /// Every server id but `me`.
+    pub fn peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.node_count).filter(move |id| *id != me)
+    }
+}
+
+/// Input the core refuses: it comes from a confused or malicious peer. The node logs it
+/// and drops the message; it never panics on it.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum StepError {
+    /// The sender is not a peer.
+    #[error("message from unknown node {from} (cluster has {node_count} nodes, this is {me})")]
+    UnknownPeer {
+        /// The claimed sender.
+        from: NodeId,
+        /// Cluster size.
+        node_count: usize,
+        /// This node.
+        me: NodeId,
+    },
+    /// A leader-originated message whose ballot names another node.
+    #[error("{kind} from node {from} carries ballot {ballot} of another node")]
+    BallotNotSender {
+        /// Message kind.
+        kind: &'static str,
+        /// Sender.
+        from: NodeId,
+        /// The ballot.
+        ballot: Ballot,
+    },
+    /// A reply about a ballot this node never ran.
+    #[error("{kind} from node {from} answers ballot {ballot}, which is not ours")]
+    NotOurBallot {
+        /// Message kind.
+        kind: &'static str,
+        /// Sender.
+        from: NodeId,
+        /// The ballot.
+        ballot: Ballot,
+    },
+    /// Slot 0 does not exist.
+    #[error("{kind} from node {from} names slot 0")]
+    SlotZero {
+        /// Message kind.
+        kind: &'static str,
+        /// Sender.
+        from: NodeId,
+    },
+}
+
+/// A node's role. Volatile: a recovering node is always a follower.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role<S: StateMachine> {
+    /// Accepts proposals; `leader` is who it last heard lead (a redirect hint).
+    Follower {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// Running phase 1.
+    Candidate(Candidacy<S::Command>),
+    /// Won phase 1; proposes, commits, serves reads.
+    Leader(Leadership<S>),
+}
+
+/// A candidate's phase 1 in progress.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Candidacy<C> {
+    /// The ballot being run; equals the node's `promised`.
+    pub ballot: Ballot,
+    /// First slot not known chosen when the candidacy began (`commit + 1`).
+    pub from_slot: Slot,
+    /// Promises received, the candidate's own included: what each acceptor reported.
+    pub promises: BTreeMap<NodeId, Vec<(Slot, AcceptedEntry<C>)>>,
+}
+
+/// A slot proposed by the leader and not yet committed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InFlight<C> {
+    /// The value proposed.
+    pub proposal: Proposal<C>,
+    /// Acceptors that accepted it at the leader's ballot (the leader included).
+    pub acks: BTreeSet<NodeId>,
+}
+
+/// A read waiting for leadership confirmation and for the log to catch up.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PendingRead<Q> {
+    /// Who asked.
+    pub client: ClientId,
+    /// Their sequence number.
+    pub seq: u64,
+    /// What to read.
+    pub query: Q,
+    /// Serve once `applied >= read_index`: the last slot this leader had proposed when
+    /// the read arrived, so every write completed before the read is included.
+    pub read_index: Slot,
+    /// Serve once a majority acknowledged a heartbeat of this round or later.
+    pub round: u64,
+}
+
+/// A leader's state.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Leadership<S: StateMachine> {
+    /// The ballot won; equals the node's `promised` while it leads.
+    pub ballot: Ballot,
+    /// Next slot to propose into. Invariant: `next_slot > commit`.
+    pub next_slot: Slot,
+    /// Proposed, not yet committed; keys in `commit+1 .. next_slot`.
+    pub in_flight: BTreeMap<Slot, InFlight<S::Command>>,
+    /// Requests waiting for room in the pipeline; they form the next batch.
+    pub queue: VecDeque<Request<S::Command>>,
+    /// Peers heard from at this ballot since the last `CheckQuorum`.
+    pub heard: BTreeSet<NodeId>,
+    /// Latest read-confirmation round started.
+    pub read_round: u64,
+    /// Per peer, the highest read round it acknowledged.
+    pub read_acks: BTreeMap<NodeId, u64>,
+    /// Reads not yet served.
+    pub reads: Vec<PendingRead<S::Query>>,
+}
+
+/// One server: acceptor, learner/replica and (when elected) proposer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Replica<S: StateMachine> {
+    pub(crate) id: NodeId,
+    pub(crate) config: ClusterConfig,
+    /// The crash-surviving part. Every change to it is also emitted as a `Persist`.
+    pub(crate) durable: DurableState<S::Command>,
+    pub(crate) role: Role<S>,
+    /// Highest ballot seen in any message; a new candidacy picks a round above it.
+    pub(crate) highest_seen: Ballot,
+    /// Slots applied to `table`. Invariant: `applied <= durable.commit`.
+    pub(crate) applied: Slot,
+    pub(crate) table: ClientTable<S>,
+    /// Clients waiting at this node for their write, by the seq they wait for.
+    pub(crate) waiters: BTreeMap<ClientId, u64>,
+    /// Requests recognised as retries of applied ones (at intake or at apply) and
+    /// answered from the client table instead of being applied again. For metrics, and
+    /// for the model's "a duplicate was deduplicated" reachability check.
+    pub(crate) deduplicated: u64,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// Starts (or restarts) a server from its durable state: replays the committed
+    /// prefix into `machine` and becomes a follower with its election timer armed.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Effect, Register, Replica, Timer};
+    /// let (replica, effects) =
+    ///     Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    /// assert!(!replica.is_leader());
+    /// ```
+    pub fn recover(
+        id: NodeId,
+        config: ClusterConfig,
+        machine: S,
+        mut durable: DurableState<S::Command>,
+    ) -> (Self, Vec<Effect<S>>) {
+        if mutant!(config, RecoveredForgetsPromise) {
+            durable.promised = Ballot::ZERO;
+        }
+        let mut replica = Replica {
+            id,
+            config,
+            highest_seen: durable.promised,
+            durable,
+            role: Role::Follower { leader: None },
+            applied: 0,
+            table: ClientTable::new(machine),
+            waiters: BTreeMap::new(),
+            deduplicated: 0,
+        };
+        let mut effects = Vec::new();
+        replica.apply_committed(&mut effects);
+        // Replaying at start-up is not news to anyone: only the timer matters.
+        effects.clear();
+        effects.push(Effect::SetTimer(Timer::Election));
+        (replica, effects)
+    }
+
+    /// Feeds one input to the core; appends the effects to carry out, in order (see
+    /// [`Effect`] for the ordering contract). Invalid peer input is an `Err` and leaves
+    /// the state unchanged.
+    pub fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) -> Result<(), StepError> {
+        match input {
+            Input::Message { from, message } => self.on_message(from, message, effects),
+            Input::Client(request) => {
+                self.on_client_request(request, effects);
+                Ok(())
+            }
+            Input::Timer(Timer::Election) => {
+                self.on_election_timeout(effects);
+                Ok(())
+            }
+            Input::Timer(Timer::Heartbeat) => {
+                self.on_heartbeat_timeout(effects);
+                Ok(())
+            }
+            Input::Timer(Timer::CheckQuorum) => {
+                self.on_check_quorum_timeout(effects);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        from: NodeId,
+        message: Message<S::Command>,
+        effects: &mut Vec<Effect<S>>,
+    ) -> Result<(), StepError> {
+        if from >= self.config.node_count || from == self.id {
+            return Err(StepError::UnknownPeer {
+                from,
+                node_count: self.config.node_count,
+                me: self.id,
+            });
+        }
+        self.highest_seen = self.highest_seen.max(message.ballot());
+        match message {
+            Message::Prepare { ballot, from_slot } => {
+                self.require_sender_ballot("Prepare", from, ballot)?;
+                self.on_prepare(from, ballot, from_slot, effects);
+            }
+            Message::Promise { ballot, accepted } => {
+                self.require_own_ballot("Promise", from, ballot)?;
+                self.on_promise(from, ballot, accepted, effects);
+            }
+            Message::Accept {
+                ballot,
+                slot,
+                proposal,
+                commit,
+            } => {
+                self.require_sender_ballot("Accept", from, ballot)?;
+                if slot == 0 {
+                    return Err(StepError::SlotZero {
+                        kind: "Accept",
+                        from,
+                    });
+                }
+                self.on_accept(from, ballot, slot, proposal, commit, effects);
+            }
+            Message::Accepted {
+                ballot,
+                slot,
+                commit,
+            } => {
+                self.require_own_ballot("Accepted", from, ballot)?;
+                self.on_accepted(from, ballot, slot, commit, effects);
+            }
+            Message::Heartbeat {
+                ballot,
+                commit,
+                read_round,
+            } => {
+                self.require_sender_ballot("Heartbeat", from, ballot)?;
+                self.on_heartbeat(from, ballot, commit, read_round, effects);
+            }
+            Message::HeartbeatAck {
+                ballot,
+                commit,
+                read_round,
+                lagging,
+            } => {
+                self.require_own_ballot("HeartbeatAck", from, ballot)?;
+                self.on_heartbeat_ack(from, ballot, commit, read_round, lagging, effects);
+            }
+            Message::Reject { ballot, promised } => {
+                self.require_own_ballot("Reject", from, ballot)?;
+                self.highest_seen = self.highest_seen.max(promised);
+                self.on_reject(ballot, promised, effects);
+            }
+        }
+        Ok(())
+    }
+
+    /// Leader-originated messages must carry the sender's own ballot.
+    fn require_sender_ballot(
+        &self,
+        kind: &'static str,
+        from: NodeId,
+        ballot: Ballot,
+    ) -> Result<(), StepError> {
+        if ballot.node != from || ballot.is_zero() {
+            return Err(StepError::BallotNotSender { kind, from, ballot });
+        }
+        Ok(())
+    }
+
+    /// Replies must answer a ballot this node ran.
+    fn require_own_ballot(
+        &self,
+        kind: &'static str,
+        from: NodeId,
+        ballot: Ballot,
+    ) -> Result<(), StepError> {
+        if ballot.node != self.id || ballot.is_zero() {
+            return Err(StepError::NotOurBallot { kind, from, ballot });
+        }
+        Ok(())
+    }
+
+    /// Changes durable state and emits the matching `Persist`, in one place, so memory
+    /// and disk cannot drift apart.
+    pub(crate) fn persist(
+        &mut self,
+        update: DurableUpdate<S::Command>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        self.durable.apply(&update);
+        effects.push(Effect::Persist(update));
+    }
+
+    /// Follower or candidate: the leader went quiet. Start phase 1 for every slot from
+    /// the commit point on, with a ballot above everything seen.
+    fn on_election_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
+        if matches!(self.role, Role::Leader(_)) {
+            // A leader's election timer is cancelled; a stale firing changes nothing.
+            return;
+        }
+        let round = self.durable.promised.round.max(self.highest_seen.round) + 1;
+        let ballot = Ballot::new(round, self.id);
+        // Persisting our own ballot as our promise is what makes ballots unique: after a
+        // crash we restart above it, never re-running it with another value.
+        self.persist(DurableUpdate::Promise(ballot), effects);
+        self.highest_seen = ballot;
+        let from_slot = self.durable.commit + 1;
+        let mut promises = BTreeMap::new();
+        promises.insert(self.id, self.durable.accepted_from(from_slot));
+        self.role = Role::Candidate(Candidacy {
+            ballot,
+            from_slot,
+            promises,
+        });
+        for peer in self.config.peers(self.id) {
+            effects.push(Effect::Send {
+                to: peer,
+                message: Message::Prepare { ballot, from_slot },
+            });
+        }
+        effects.push(Effect::SetTimer(Timer::Election));
+        self.try_become_leader(effects);
+    }
+
+    /// Leaves candidacy or leadership (a higher ballot exists, or the majority is gone).
+    pub(crate) fn step_down(&mut self, leader: Option<NodeId>, effects: &mut Vec<Effect<S>>) {
+        if matches!(self.role, Role::Leader(_)) {
+            effects.push(Effect::CancelTimer(Timer::Heartbeat));
+            effects.push(Effect::CancelTimer(Timer::CheckQuorum));
+            effects.push(Effect::SetTimer(Timer::Election));
+        }
+        // Pending reads cannot be confirmed any more; their clients time out and retry
+        // elsewhere. Write waiters stay: if their slot is chosen we will still apply it
+        // and can answer with the chosen output.
+        self.role = Role::Follower { leader };
+    }
+
+    /// Raises the commit index to `commit` (if higher), persisting it before anything
+    /// announces it, then applies.
+    pub(crate) fn commit_to(&mut self, commit: Slot, effects: &mut Vec<Effect<S>>) {
+        if commit <= self.durable.commit {
+            return;
+        }
+        self.persist(DurableUpdate::Commit(commit), effects);
+        self.apply_committed(effects);
+    }
+
+    /// Applies every committed, unapplied slot in order and answers waiting clients.
+    pub(crate) fn apply_committed(&mut self, effects: &mut Vec<Effect<S>>) {
+        let mut slots: Vec<Slot> = (self.applied + 1..=self.durable.commit).collect();
+        if mutant!(self.config, ApplyOutOfOrder) {
+            slots.reverse();
+        }
+        for slot in slots {
+            let Some(entry) = self.durable.accepted.get(&slot) else {
+                // Unreachable while the invariant "1..=commit are accepted" holds; the
+                // invariant checker reports it, so stop rather than skip a slot.
+                break;
+            };
+            let requests = entry.proposal.requests().to_vec();
+            for request in &requests {
+                let outcome = if mutant!(self.config, NoDedup) {
+                    self.table.apply_unconditionally(request)
+                } else {
+                    self.table.apply(request)
+                };
+                self.answer_waiter(request.client, request.seq, outcome, effects);
+            }
+            self.applied = self.applied.max(slot);
+            effects.push(Effect::Applied { slot });
+        }
+        self.serve_reads(effects);
+    }
+
+    /// Replies to a client waiting here for `(client, seq)`, if there is one.
+    pub(crate) fn answer_waiter(
+        &mut self,
+        client: ClientId,
+        seq: u64,
+        outcome: ApplyOutcome<S::Output>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let output = match outcome {
+            ApplyOutcome::Applied(output) => output,
+            ApplyOutcome::Duplicate(output) => {
+                self.deduplicated += 1;
+                output
+            }
+            ApplyOutcome::Stale => return,
+        };
+        if self.waiters.get(&client) == Some(&seq) {
+            self.waiters.remove(&client);
+            effects.push(Effect::Reply {
+                client,
+                response: ClientResponse::Written { seq, output },
+            });
+        }
+    }
+
+    /// True if `message` can never change this replica again, whatever happens next.
+    ///
+    /// Answers (`Promise`, `Accepted`, `HeartbeatAck`, `Reject`) concern one ballot this
+    /// node ran; once the node no longer runs that ballot it never will again (ballots
+    /// are never reused), so answers to it are inert forever. A `Promise` is also inert
+    /// once its candidacy succeeded. Requests from leaders and candidates always deserve
+    /// an answer, so they are never obsolete. Drivers may drop obsolete messages
+    /// unprocessed; the model does, so that states differing only in such garbage merge.
+    ///
+    /// ```
+    /// use ballot_model::{Ballot, ClusterConfig, DurableState, Message, Register, Replica};
+    /// let (r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// let late = Message::Promise { ballot: Ballot::new(1, 0), accepted: vec![] };
+    /// assert!(r.is_obsolete(&late), "a follower runs no ballot");
+    /// ```
+    pub fn is_obsolete(&self, message: &Message<S::Command>) -> bool {
+        let running = match &self.role {
+            Role::Follower { .. } => None,
+            Role::Candidate(candidacy) => Some((candidacy.ballot, false)),
+            Role::Leader(leadership) => Some((leadership.ballot, true)),
+        };
+        match message {
+            Message::Prepare { .. } | Message::Accept { .. } | Message::Heartbeat { .. } => false,
+            Message::Promise { ballot, .. } => running != Some((*ballot, false)),
+            Message::Accepted { ballot, .. } | Message::HeartbeatAck { ballot, .. } => {
+                running != Some((*ballot, true))
+            }
+            Message::Reject { ballot, .. } => running.map(|(b, _)| b) != Some(*ballot),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The cluster configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The durable part of the state.
+    pub fn durable(&self) -> &DurableState<S::Command> {
+        &self.durable
+    }
+
+    /// The current role.
+    pub fn role(&self) -> &Role<S> {
+        &self.role
+    }
+
+    /// True while leading.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The ballot this node leads, if it leads.
+    pub fn leader_ballot(&self) -> Option<Ballot> {
+        match &self.role {
+            Role::Leader(leadership) => Some(leadership.ballot),
+            _ => None,
+        }
+    }
+
+    /// Who this node believes leads (itself included).
+    pub fn known_leader(&self) -> Option<NodeId> {
+        match &self.role {
+            Role::Follower { leader } => *leader,
+            Role::Candidate(_) => None,
+            Role::Leader(_) => Some(self.id),
+        }
+    }
+
+    /// Highest slot known chosen.
+    pub fn commit_index(&self) -> Slot {
+        self.durable.commit
+    }
+
+    /// Highest slot applied to the state machine.
+    pub fn applied_index(&self) -> Slot {
+        self.applied
+    }
+
+    /// How many retried requests were answered without being applied again.
+    pub fn deduplicated_count(&self) -> u64 {
+        self.deduplicated
+    }
+
+    /// The state machine with its client sessions.
+    pub fn client_table(&self) -> &ClientTable<S> {
+        &self.table
+    }
+
+    /// The committed log `1..=commit`, as this node holds it.
+    pub fn committed_log(&self) -> impl Iterator<Item = (Slot, &Proposal<S::Command>)> {
+        self.durable
+            .accepted
+            .range(1..self.durable.commit + 1)
+            .map(|(slot, entry)| (*slot, &entry.proposal))
+    }
+}

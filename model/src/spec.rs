@@ -1,0 +1,237 @@
+//! An abstract specification of consensus on a log of register writes, written apart
+//! from the core and sharing none of its code, so the core is never checked only
+//! against itself.
+//!
+//! The abstract state is, per slot, the value chosen (at most one, never retracted).
+//! The model maps every explored state onto it (see `model::refinement`) and checks:
+//! each newly chosen value is the only one for its slot; no vote at or above the ballot
+//! a value was chosen at is for another value (so a choice cannot be undone); every
+//! value a replica committed is chosen; every reply carries the output that replaying
+//! the chosen prefix gives, under this module's own register-and-dedup semantics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A ballot as the spec sees it: `(round, node)`, compared lexicographically.
+pub type SpecBallot = (u32, usize);
+
+/// A write as the spec sees it: `(client, seq, value)`.
+pub type SpecWrite = (u64, u64, u8);
+
+/// A slot's value as the spec sees it: its writes in order (empty for a no-op).
+pub type SpecValue = Vec<SpecWrite>;
+
+/// How the implementation departed from the spec.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SpecViolation {
+    /// A second, different value was chosen for a slot.
+    TwoValuesChosen {
+        /// The slot.
+        slot: u64,
+        /// The value chosen first.
+        first: SpecValue,
+        /// The other value.
+        second: SpecValue,
+    },
+    /// A vote at or above the choosing ballot is for another value: the choice could be
+    /// undone.
+    ChoiceContradicted {
+        /// The slot.
+        slot: u64,
+        /// The acceptor.
+        node: usize,
+        /// The contradicting vote's ballot.
+        ballot: SpecBallot,
+    },
+    /// A replica committed a value that is not the chosen one.
+    CommittedUnchosen {
+        /// The replica.
+        node: usize,
+        /// The slot.
+        slot: u64,
+    },
+    /// A client was told its write was applied, but the write is not in the chosen
+    /// prefix, or its output differs from the prefix's replay.
+    WrongWriteReply {
+        /// The client.
+        client: u64,
+        /// The request.
+        seq: u64,
+        /// The output replied.
+        replied: Option<u8>,
+        /// What the chosen prefix gives (`None` if the write is not in it).
+        expected: Option<Option<u8>>,
+    },
+    /// A read returned a value that no prefix of the chosen log produces.
+    ReadNotFromPrefix {
+        /// The client.
+        client: u64,
+        /// The value read.
+        replied: Option<u8>,
+    },
+}
+
+impl fmt::Display for SpecViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// The abstract consensus state: what has been chosen.
+///
+/// ```
+/// use ballot_model::spec::ConsensusSpec;
+/// let mut spec = ConsensusSpec::default();
+/// spec.choose(1, (1, 0), vec![(7, 1, 3)]).unwrap();
+/// assert!(spec.choose(1, (2, 1), vec![]).is_err(), "a slot holds one value");
+/// assert_eq!(spec.write_output(7, 1), Some(None));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConsensusSpec {
+    /// Per slot: the lowest ballot it was seen chosen at, and the value.
+    chosen: BTreeMap<u64, (SpecBallot, SpecValue)>,
+}
+
+impl ConsensusSpec {
+    /// The abstract step "`value` is chosen for `slot` at `ballot`".
+    pub fn choose(
+        &mut self,
+        slot: u64,
+        ballot: SpecBallot,
+        value: SpecValue,
+    ) -> Result<(), SpecViolation> {
+        match self.chosen.get_mut(&slot) {
+            None => {
+                self.chosen.insert(slot, (ballot, value));
+                Ok(())
+            }
+            Some((first_ballot, first)) if *first == value => {
+                *first_ballot = (*first_ballot).min(ballot);
+                Ok(())
+            }
+            Some((_, first)) => Err(SpecViolation::TwoValuesChosen {
+                slot,
+                first: first.clone(),
+                second: value,
+            }),
+        }
+    }
+
+    /// Checks a vote against the choices: a vote at or above a slot's choosing ballot
+    /// must be for the chosen value.
+    pub fn check_vote(
+        &self,
+        node: usize,
+        slot: u64,
+        ballot: SpecBallot,
+        value: &SpecValue,
+    ) -> Result<(), SpecViolation> {
+        match self.chosen.get(&slot) {
+            Some((chosen_at, chosen)) if ballot >= *chosen_at && chosen != value => {
+                Err(SpecViolation::ChoiceContradicted { slot, node, ballot })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that a replica's committed value for `slot` is the chosen one.
+    pub fn check_committed(
+        &self,
+        node: usize,
+        slot: u64,
+        value: &SpecValue,
+    ) -> Result<(), SpecViolation> {
+        match self.chosen.get(&slot) {
+            Some((_, chosen)) if chosen == value => Ok(()),
+            _ => Err(SpecViolation::CommittedUnchosen { node, slot }),
+        }
+    }
+
+    /// The chosen value of `slot`, if any.
+    pub fn chosen(&self, slot: u64) -> Option<&SpecValue> {
+        self.chosen.get(&slot).map(|(_, value)| value)
+    }
+
+    /// The longest gap-free chosen prefix `1..=n`, in order.
+    pub fn chosen_prefix(&self) -> impl Iterator<Item = (u64, &SpecValue)> {
+        self.chosen
+            .iter()
+            .enumerate()
+            .take_while(|(i, (slot, _))| **slot == *i as u64 + 1)
+            .map(|(_, (slot, (_, value)))| (*slot, value))
+    }
+
+    /// Replays the chosen prefix: a register whose write returns the previous value,
+    /// where a client's write with a seq not above its last applied one is skipped.
+    /// Calls `visit(client, seq, output)` for each applied write and `state(value)` for
+    /// the register's value after each slot (and initially).
+    fn replay(
+        &self,
+        mut visit: impl FnMut(u64, u64, Option<u8>),
+        mut state: impl FnMut(Option<u8>),
+    ) {
+        let mut register: Option<u8> = None;
+        let mut last_seq: BTreeMap<u64, u64> = BTreeMap::new();
+        state(register);
+        for (_, writes) in self.chosen_prefix() {
+            for &(client, seq, value) in writes {
+                if last_seq.get(&client).is_some_and(|last| seq <= *last) {
+                    continue;
+                }
+                last_seq.insert(client, seq);
+                visit(client, seq, register);
+                register = Some(value);
+            }
+            state(register);
+        }
+    }
+
+    /// The output the chosen prefix gives write `(client, seq)`, or `None` if it is not
+    /// in the prefix.
+    pub fn write_output(&self, client: u64, seq: u64) -> Option<Option<u8>> {
+        let mut found = None;
+        self.replay(
+            |c, s, output| {
+                if (c, s) == (client, seq) {
+                    found = Some(output);
+                }
+            },
+            |_| {},
+        );
+        found
+    }
+
+    /// Checks a write's reply against the chosen prefix.
+    pub fn check_write_reply(
+        &self,
+        client: u64,
+        seq: u64,
+        replied: Option<u8>,
+    ) -> Result<(), SpecViolation> {
+        let expected = self.write_output(client, seq);
+        if expected == Some(replied) {
+            return Ok(());
+        }
+        Err(SpecViolation::WrongWriteReply {
+            client,
+            seq,
+            replied,
+            expected,
+        })
+    }
+
+    /// Checks that a read's value is the register's value after some chosen prefix.
+    pub fn check_read_reply(&self, client: u64, replied: Option<u8>) -> Result<(), SpecViolation> {
+        let mut states = BTreeSet::new();
+        self.replay(
+            |_, _, _| {},
+            |value| {
+                states.insert(value);
+            },
+        );
+        if states.contains(&replied) {
+            return Ok(());
+        }
+        Err(SpecViolation::ReadNotFromPrefix { client, replied })
+    }
+}

@@ -1,0 +1,1 @@
+//! Cross-crate tests for ballot; see `tests/`.
