@@ -1,63 +1,71 @@
-use ballot_model::model::{BallotModel, ModelConfig};
-use stateright::{Checker, Model};
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let crashes: usize = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(1);
-    let elections: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(2);
-    let ops: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(1);
-    let dfs = args.get(4).is_some();
-    let config = ModelConfig {
-        max_crashes: crashes,
-        max_elections: elections,
-        ops_per_client: ops,
-        ..ModelConfig::default()
-    };
-    let t = std::time::Instant::now();
-    let b = BallotModel::new(config)
-        .checker()
-        .threads(2)
-        .timeout(std::time::Duration::from_secs(20));
-    let c = if dfs {
-        Box::new(b.spawn_dfs().join()) as Box<dyn Checker<BallotModel>>
-    } else {
-        Box::new(b.spawn_bfs().join())
-    };
-    println!(
-        "unique={} states={} depth={} t={:?}",
-        c.unique_state_count(),
-        c.state_count(),
-        c.max_depth(),
-        t.elapsed()
-    );
-    for p in c.model().properties() {
-        let d = c.discovery(p.name);
-        println!(
-            "{:?} {} {}",
-            p.expectation,
-            p.name,
-            if d.is_some() { "DISCOVERED" } else { "-" }
-        );
-        if let Some(d) = d {
-            if matches!(p.expectation, stateright::Expectation::Always) {
-                println!("{}", d);
+//! `ballot-check`: model-check the ballot protocol, explore it, and run its mutants.
+
+mod args;
+mod mutants;
+mod report;
+mod run;
+
+use args::{Cli, Command};
+use ballot_model::model::BallotModel;
+use clap::Parser;
+use stateright::Model;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => {
+            if args.run.symmetry {
+                return usage_error(
+                    "--symmetry is refused for this model: servers are not interchangeable \
+                     (ballots break ties by node id), and clients run different scripts. \
+                     See SPEC.md, \"Symmetry\".",
+                );
+            }
+            let outcome = run::run(args.model.config(), &args.run, !args.json);
+            if args.json {
+                println!("{}", report::json(&outcome));
+            } else {
+                print!("{}", report::text(&outcome));
+            }
+            if outcome.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Explore(args) => {
+            let model = BallotModel::new(args.model.config());
+            eprintln!(
+                "exploring {} at http://{} (Ctrl-C to stop)",
+                model.config.describe(),
+                args.addr
+            );
+            let _checker = model.checker().serve(args.addr);
+            loop {
+                std::thread::park();
+            }
+        }
+        Command::Mutants(args) => {
+            let results = match mutants::run_all(args.only.as_deref(), args.threads, !args.json) {
+                Ok(results) => results,
+                Err(message) => return usage_error(&message),
+            };
+            if args.json {
+                println!("{}", mutants::json(&results));
+            } else {
+                print!("{}", mutants::text(&results));
+            }
+            if results.iter().all(|r| !r.caught_by.is_empty()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
             }
         }
     }
-    if std::env::var("SAMPLE").is_ok() {
-        // print a deep sample path
-        let m = c.model();
-        let mut s = m.init_states().pop().unwrap();
-        use rand::Rng;
-        let mut rng = rand::rng();
-        for i in 0..200 {
-            let acts = m.next_steps(&s);
-            if acts.is_empty() {
-                break;
-            }
-            let (a, n) = acts[rng.random_range(0..acts.len())].clone();
-            println!("{i}: {}", m.format_action(&a));
-            s = n;
-        }
-        println!("{:#?}", s.system.network);
-    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
 }

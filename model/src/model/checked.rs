@@ -157,7 +157,7 @@ impl BallotModel {
                 if state.ledger.elections as usize >= config.max_elections {
                     return false;
                 }
-                if config.spurious_timeouts {
+                if config.timing.spurious_elections() {
                     return true;
                 }
                 // Partial synchrony: a node times out only when no live leader exists
@@ -180,7 +180,7 @@ impl BallotModel {
                 })
             }
             ActorModelAction::Timeout(id, ModelTimer::Server(Timer::Heartbeat)) => {
-                if config.spurious_timeouts {
+                if config.timing.early_ticks() {
                     return true;
                 }
                 // Partial synchrony: the heartbeat interval exceeds the network delay, so
@@ -191,7 +191,7 @@ impl BallotModel {
                 !self.has_in_flight(state, *id) && self.follower_lags(state, leader)
             }
             ActorModelAction::Timeout(id, ModelTimer::ClientRetry) => {
-                if config.spurious_timeouts {
+                if config.timing.early_ticks() {
                     return true;
                 }
                 // Partial synchrony: a client times out only when its server cannot
@@ -205,7 +205,7 @@ impl BallotModel {
                 !self.has_in_flight(state, *id) && !self.is_live_leader(state, client.target)
             }
             ActorModelAction::Timeout(id, ModelTimer::Server(Timer::CheckQuorum)) => {
-                if config.spurious_timeouts {
+                if config.timing.spurious_elections() {
                     return true;
                 }
                 // Partial synchrony: a leader's quorum check fails only when a majority

@@ -62,6 +62,73 @@ impl FromStr for NetworkKind {
     }
 }
 
+/// When the model lets timers fire.
+///
+/// Paxos is safe whatever the timing; timing only limits which interleavings are
+/// explored. The stricter settings model partial synchrony once the network is stable,
+/// as in the liveness argument (SPEC.md, "Bounds").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Timing {
+    /// Partial synchrony: an election only when no live leader the node would accept
+    /// exists and nothing to or from it is in flight; a failed quorum check only when a
+    /// majority is down; a heartbeat only after the leader's previous messages are gone
+    /// and only when a follower lacks something; a client retry only when it has nothing
+    /// in flight and its server is not a live leader.
+    Stable,
+    /// As `Stable`, but election and quorum-check timers fire at any moment (within the
+    /// election budget): duelling candidates, deposed leaders that still think they
+    /// lead.
+    SpuriousElections,
+    /// Every armed timer may fire at any moment. Much larger state spaces.
+    Asynchronous,
+}
+
+impl Timing {
+    /// Every setting, with its CLI name.
+    pub const ALL: [(Timing, &'static str); 3] = [
+        (Timing::Stable, "stable"),
+        (Timing::SpuriousElections, "spurious-elections"),
+        (Timing::Asynchronous, "async"),
+    ];
+
+    /// True if election and quorum-check timers may fire at any moment.
+    pub fn spurious_elections(self) -> bool {
+        self != Timing::Stable
+    }
+
+    /// True if heartbeat and client retry timers may fire at any moment.
+    pub fn early_ticks(self) -> bool {
+        self == Timing::Asynchronous
+    }
+}
+
+impl fmt::Display for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = Timing::ALL
+            .iter()
+            .find(|(t, _)| t == self)
+            .map_or("stable", |(_, n)| n);
+        f.write_str(name)
+    }
+}
+
+impl FromStr for Timing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Timing::ALL
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(timing, _)| *timing)
+            .ok_or_else(|| {
+                let names: Vec<_> = Timing::ALL.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "unknown timing `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// What the model's clients do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientScript {
@@ -94,14 +161,8 @@ pub struct ModelConfig {
     pub max_crashes: usize,
     /// Total election timeouts over a run. Bound: ballots stay small and finite.
     pub max_elections: usize,
-    /// If true, any armed timer may fire at any moment: a fully asynchronous system,
-    /// with spurious elections, early heartbeats and impatient clients. If false (the
-    /// default), timers fire as they would under partial synchrony once the network is
-    /// stable: an election only when no live leader is known, a failed quorum check only
-    /// when a majority is down, a heartbeat only after the previous one's messages are
-    /// gone and only when a follower lacks something, a client retry only when it has
-    /// nothing in flight and its server is not a live leader. See SPEC.md, "Bounds".
-    pub spurious_timeouts: bool,
+    /// When timers may fire; see [`Timing`].
+    pub timing: Timing,
     /// Times a client re-sends one operation after a timeout, to the next server.
     /// Bound: finite retransmissions.
     pub client_retries: u8,
@@ -127,7 +188,7 @@ impl Default for ModelConfig {
             lossy: false,
             max_crashes: 1,
             max_elections: 2,
-            spurious_timeouts: false,
+            timing: Timing::Stable,
             client_retries: 1,
             pipeline_depth: 2,
             max_batch: 1,
@@ -179,7 +240,7 @@ impl ModelConfig {
     pub fn describe(&self) -> String {
         #[allow(unused_mut)]
         let mut text = format!(
-            "servers={} clients={} ops={} network={}{} crashes={} elections={} spurious={} retries={} pipeline={} batch={}",
+            "servers={} clients={} ops={} network={}{} crashes={} elections={} timing={} retries={} pipeline={} batch={}",
             self.servers,
             self.clients,
             self.ops_per_client,
@@ -187,7 +248,7 @@ impl ModelConfig {
             if self.lossy { " lossy" } else { "" },
             self.max_crashes,
             self.max_elections,
-            self.spurious_timeouts,
+            self.timing,
             self.client_retries,
             self.pipeline_depth,
             self.max_batch,

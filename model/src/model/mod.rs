@@ -24,5 +24,5 @@ pub mod refinement;
 
 pub use actors::{ClientState, ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
 pub use checked::{BallotAction, BallotModel, BallotState, Ledger};
-pub use config::{ClientScript, ModelConfig, NetworkKind};
+pub use config::{ClientScript, ModelConfig, NetworkKind, Timing};
 pub use history::ModelHistory;

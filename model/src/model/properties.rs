@@ -166,3 +166,51 @@ fn duplicate_deduplicated(_: &BallotModel, state: &BallotState) -> bool {
         .servers()
         .any(|(_, server)| server.replica.deduplicated_count() > 0)
 }
+
+/// Why a safety property fails in `state`, in words, from the invariant functions: for
+/// counterexample reports. `None` if it holds there or is not a safety property.
+pub fn explain(name: &str, model: &BallotModel, state: &BallotState) -> Option<String> {
+    let all = replicas(state);
+    let live = live_replicas(state);
+    let first_err = |result: Result<(), invariants::Violation>| result.err().map(|v| v.to_string());
+    match name {
+        ONE_VALUE_PER_SLOT => first_err(invariants::at_most_one_value_chosen(&all)).or_else(|| {
+            state
+                .ledger
+                .spec_violation
+                .as_ref()
+                .map(|v| format!("spec: {v}"))
+        }),
+        LOGS_AGREE => first_err(invariants::committed_logs_agree(&all)),
+        ONE_LEADER_PER_BALLOT => first_err(invariants::one_leader_per_ballot(&live)),
+        REPLICA_INVARIANTS => live
+            .iter()
+            .find_map(|replica| first_err(invariants::check_replica(replica))),
+        APPLIED_MATCHES_LOG => live.iter().find_map(|replica| {
+            let log = replica.committed_log().map(|(_, proposal)| proposal);
+            first_err(invariants::applied_state_matches_log(
+                replica,
+                &Register::default(),
+                log,
+            ))
+        }),
+        LINEARIZABLE => (!linearizable(model, state)).then(|| {
+            format!(
+                "no linearization of the client history exists: {:?}",
+                state.system.history.linearizability
+            )
+        }),
+        ACKED_WRITES_DURABLE => (!acked_writes_durable(model, state)).then(|| {
+            format!(
+                "an acknowledged write is not held by a majority in stable storage; acked: {:?}",
+                state.system.history.write_replies
+            )
+        }),
+        REFINES_SPEC => state
+            .ledger
+            .spec_violation
+            .as_ref()
+            .map(|v| format!("spec: {v}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,200 @@
+//! Command-line arguments, and their translation into a [`ModelConfig`].
+
+use ballot_model::model::{ClientScript, ModelConfig, NetworkKind, Timing};
+use ballot_model::Mutant;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+
+/// Model-check the ballot Multi-Paxos protocol.
+///
+/// `check` explores every reachable state of a small cluster (servers, clients, crashes,
+/// elections) and verifies safety properties (agreement, linearizability, refinement of
+/// an abstract consensus spec, …) and reachability targets. `explore` serves
+/// stateright's web UI on the same model. `mutants` proves the checker has teeth: it
+/// runs deliberately broken protocol variants and shows each one caught.
+#[derive(Debug, Parser)]
+#[command(name = "ballot-check", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exhaustively check the model (default: 3 servers, 2 clients, 1 crash; under a
+    /// minute on 2 cores). Exit 0 if every safety property holds and every reachability
+    /// target is found, 1 on any violation, 2 on bad usage.
+    Check(CheckArgs),
+    /// Serve stateright's interactive state explorer for the model.
+    Explore(ExploreArgs),
+    /// Check every deliberately broken protocol variant; exit 0 only if each is caught.
+    Mutants(MutantArgs),
+}
+
+/// Exploration strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Breadth-first: shortest counterexamples; keeps full states in its queue.
+    Bfs,
+    /// Depth-first: keeps only fingerprints; less memory, longer traces.
+    Dfs,
+    /// Random simulation: never complete, for configurations too large to exhaust.
+    Sim,
+}
+
+/// The model's configuration, shared by `check` and `explore`.
+#[derive(Clone, Debug, Args)]
+pub struct ModelArgs {
+    /// Number of servers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
+    pub servers: u8,
+    /// Number of clients.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub clients: u8,
+    /// Operations per client (alternating writes and reads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub ops: u8,
+    /// Make every client operation a write.
+    #[arg(long)]
+    pub writes_only: bool,
+    /// Network semantics.
+    #[arg(long, default_value = "unordered", value_parser = parse_network)]
+    pub network: NetworkKind,
+    /// Let the network drop any message (much larger state space).
+    #[arg(long)]
+    pub lossy: bool,
+    /// Total server crashes allowed in a run.
+    #[arg(long, default_value_t = 1)]
+    pub crashes: u8,
+    /// Total election timeouts allowed in a run.
+    #[arg(long, default_value_t = 2)]
+    pub elections: u8,
+    /// When timers fire: `stable` (partial synchrony), `spurious-elections` (election
+    /// and quorum-check timers at any moment), `async` (every timer at any moment).
+    #[arg(long, default_value = "stable", value_parser = parse_timing)]
+    pub timing: Timing,
+    /// Retries per client operation.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u8,
+    /// The leader's pipeline window, in slots.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
+    pub pipeline: u8,
+    /// Client requests per slot.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub batch: u8,
+    /// Check a deliberately broken protocol variant instead (see `mutants`).
+    #[arg(long, value_parser = parse_mutant)]
+    pub mutant: Option<Mutant>,
+}
+
+fn parse_mutant(text: &str) -> Result<Mutant, String> {
+    Mutant::ALL
+        .iter()
+        .copied()
+        .find(|m| m.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
+            format!(
+                "unknown mutant `{text}` (expected one of: {})",
+                names.join(", ")
+            )
+        })
+}
+
+fn parse_network(text: &str) -> Result<NetworkKind, String> {
+    text.parse()
+}
+
+fn parse_timing(text: &str) -> Result<Timing, String> {
+    text.parse()
+}
+
+impl ModelArgs {
+    /// The model configuration these flags describe.
+    pub fn config(&self) -> ModelConfig {
+        ModelConfig {
+            servers: self.servers as usize,
+            clients: self.clients as usize,
+            ops_per_client: self.ops as usize,
+            script: if self.writes_only {
+                ClientScript::WritesOnly
+            } else {
+                ClientScript::Alternating
+            },
+            network: self.network,
+            lossy: self.lossy,
+            max_crashes: self.crashes as usize,
+            max_elections: self.elections as usize,
+            timing: self.timing,
+            client_retries: self.retries,
+            pipeline_depth: self.pipeline as usize,
+            max_batch: self.batch as usize,
+            mutant: self.mutant,
+            ..ModelConfig::default()
+        }
+    }
+}
+
+/// How to run a check.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// Exploration strategy.
+    #[arg(long, value_enum, default_value_t = Strategy::Bfs)]
+    pub strategy: Strategy,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop exploring below this depth (the result is then incomplete).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Stop after this many seconds (the result is then incomplete).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Seed for `--strategy sim`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Symmetry reduction. Refused for this model: see SPEC.md, "Symmetry".
+    #[arg(long)]
+    pub symmetry: bool,
+}
+
+/// `check` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The run.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `explore` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct ExploreArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to serve the explorer on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+}
+
+/// `mutants` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct MutantArgs {
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Check only this mutant (kebab-case name).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}

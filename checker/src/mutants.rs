@@ -1,0 +1,153 @@
+//! `ballot-check mutants`: every deliberately broken variant, each checked on a
+//! configuration that can expose it, with the property that caught it.
+
+use crate::args::{RunArgs, Strategy};
+use crate::report::group;
+use crate::run::{run, Outcome, Status};
+use ballot_model::model::{ClientScript, ModelConfig, Timing};
+use ballot_model::Mutant;
+use serde_json::json;
+
+/// The configuration a mutant is checked on: the smallest that can expose it.
+///
+/// Bugs that need two leaders at once (a stale leader, a candidate racing an old
+/// ballot) need spurious timeouts: under partial synchrony the model never elects a
+/// second leader while the first is alive and connected.
+pub fn witness_config(mutant: Mutant) -> ModelConfig {
+    let base = ModelConfig {
+        mutant: Some(mutant),
+        ..ModelConfig::default()
+    };
+    // Two leaders at once, two different values for one slot, no client retries (they
+    // add nothing these bugs need).
+    let duelling_writers = ModelConfig {
+        timing: Timing::SpuriousElections,
+        script: ClientScript::WritesOnly,
+        client_retries: 0,
+        ..base.clone()
+    };
+    match mutant {
+        Mutant::AcceptBelowPromise => ModelConfig {
+            max_crashes: 0,
+            ..duelling_writers
+        },
+        // The acceptor must crash between promising and the old leader's late accept.
+        Mutant::PromiseNotPersisted => duelling_writers,
+        // A deposed leader must answer a read invoked after a newer write completed.
+        Mutant::StaleLeaderRead => ModelConfig {
+            timing: Timing::SpuriousElections,
+            max_crashes: 0,
+            ops_per_client: 2,
+            client_retries: 0,
+            ..base
+        },
+        // Two different writes make a wrong order or a double apply visible.
+        Mutant::IgnorePhase1Values | Mutant::ApplyOutOfOrder | Mutant::NoDedup => ModelConfig {
+            script: ClientScript::WritesOnly,
+            ..base
+        },
+        Mutant::MinorityCommit | Mutant::RecoveredForgetsPromise => base,
+    }
+}
+
+/// One mutant's result.
+pub struct MutantResult {
+    /// The mutant.
+    pub mutant: Mutant,
+    /// Its check.
+    pub outcome: Outcome,
+    /// The safety properties it violated.
+    pub caught_by: Vec<&'static str>,
+}
+
+/// Runs every mutant (or the one named).
+pub fn run_all(
+    only: Option<&str>,
+    threads: Option<usize>,
+    progress: bool,
+) -> Result<Vec<MutantResult>, String> {
+    let selected: Vec<Mutant> = match only {
+        None => Mutant::ALL.to_vec(),
+        Some(name) => {
+            let found = Mutant::ALL.iter().copied().find(|m| m.name() == name);
+            match found {
+                Some(mutant) => vec![mutant],
+                None => {
+                    let names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
+                    return Err(format!(
+                        "unknown mutant `{name}` (expected one of: {})",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let run_args = RunArgs {
+        strategy: Strategy::Bfs,
+        threads,
+        depth: None,
+        timeout: None,
+        seed: 0,
+        symmetry: false,
+    };
+    Ok(selected
+        .into_iter()
+        .map(|mutant| {
+            if progress {
+                eprintln!("mutant {} …", mutant.name());
+            }
+            let outcome = run(witness_config(mutant), &run_args, progress);
+            let caught_by = outcome
+                .properties
+                .iter()
+                .filter(|p| p.status == Status::Violated)
+                .map(|p| p.name)
+                .collect();
+            MutantResult {
+                mutant,
+                outcome,
+                caught_by,
+            }
+        })
+        .collect())
+}
+
+/// Text table of mutant results.
+pub fn text(results: &[MutantResult]) -> String {
+    let mut out = format!(
+        "{:<28} {:<8} {:>10} {:>8}  {}\n",
+        "mutant", "caught", "states", "time s", "caught by"
+    );
+    for result in results {
+        out.push_str(&format!(
+            "{:<28} {:<8} {:>10} {:>8.2}  {}\n",
+            result.mutant.name(),
+            if result.caught_by.is_empty() {
+                "NO"
+            } else {
+                "yes"
+            },
+            group(result.outcome.unique_states),
+            result.outcome.duration.as_secs_f64(),
+            result.caught_by.join(", ")
+        ));
+    }
+    let caught = results.iter().filter(|r| !r.caught_by.is_empty()).count();
+    out.push_str(&format!("\n{caught} of {} mutants caught\n", results.len()));
+    out
+}
+
+/// JSON of mutant results.
+pub fn json(results: &[MutantResult]) -> serde_json::Value {
+    json!({
+        "mutants": results.iter().map(|r| json!({
+            "name": r.mutant.name(),
+            "config": r.outcome.config,
+            "caught": !r.caught_by.is_empty(),
+            "caught_by": r.caught_by,
+            "unique_states": r.outcome.unique_states,
+            "duration_s": r.outcome.duration.as_secs_f64(),
+        })).collect::<Vec<_>>(),
+        "all_caught": results.iter().all(|r| !r.caught_by.is_empty()),
+    })
+}

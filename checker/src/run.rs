@@ -1,0 +1,314 @@
+//! Running one model check and collecting its outcome.
+
+use crate::args::{RunArgs, Strategy};
+use ballot_model::model::{BallotModel, BallotState, ModelConfig};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// How long a simulation runs when no `--timeout` is given.
+const SIMULATION_DEFAULT_SECS: u64 = 30;
+/// Interval between progress lines on stderr.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What kind of property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Must hold in every reachable state.
+    Safety,
+    /// Must hold in some reachable state (the model is not vacuous).
+    Reachability,
+}
+
+impl Kind {
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Safety => "safety",
+            Kind::Reachability => "reachability",
+        }
+    }
+}
+
+/// A property's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Safety: no reachable state violates it (exploration complete).
+    Holds,
+    /// Safety: a reachable state violates it.
+    Violated,
+    /// Reachability: a state satisfying it was found.
+    Found,
+    /// Reachability: exploration completed without finding one.
+    NotFound,
+    /// Exploration was incomplete and nothing was found either way.
+    Unknown,
+}
+
+impl Status {
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Holds => "holds",
+            Status::Violated => "violated",
+            Status::Found => "found",
+            Status::NotFound => "not found",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// True for the statuses that make the check fail.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Violated | Status::NotFound)
+    }
+}
+
+/// One property's outcome.
+pub struct PropertyOutcome {
+    /// Its name.
+    pub name: &'static str,
+    /// Safety or reachability.
+    pub kind: Kind,
+    /// The verdict.
+    pub status: Status,
+    /// For a violation: the step-by-step trace and the reason.
+    pub counterexample: Option<Counterexample>,
+}
+
+/// A path to a violating state, rendered.
+pub struct Counterexample {
+    /// One line per step.
+    pub steps: Vec<String>,
+    /// The final state, summarised.
+    pub final_state: Vec<String>,
+    /// Why the property fails there.
+    pub reason: Option<String>,
+}
+
+/// The outcome of a check.
+pub struct Outcome {
+    /// The configuration checked, in one line.
+    pub config: String,
+    /// The strategy used.
+    pub strategy: Strategy,
+    /// Worker threads.
+    pub threads: usize,
+    /// States explored (with repeats).
+    pub states: usize,
+    /// Distinct states.
+    pub unique_states: usize,
+    /// Deepest path explored.
+    pub max_depth: usize,
+    /// Wall time.
+    pub duration: Duration,
+    /// True if every reachable state was explored.
+    pub complete: bool,
+    /// Per-property verdicts.
+    pub properties: Vec<PropertyOutcome>,
+}
+
+impl Outcome {
+    /// True if no safety property is violated and every reachability target was found.
+    pub fn passed(&self) -> bool {
+        !self.properties.iter().any(|p| p.status.is_failure())
+    }
+
+    /// States per second.
+    pub fn rate(&self) -> f64 {
+        self.states as f64 / self.duration.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Checks `config` as `run` says; prints progress on stderr if `progress`.
+pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
+    let description = config.describe();
+    let model = BallotModel::new(config);
+    let threads = run
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let timeout = match (run.strategy, run.timeout) {
+        (_, Some(secs)) => Some(Duration::from_secs(secs)),
+        (Strategy::Sim, None) => Some(Duration::from_secs(SIMULATION_DEFAULT_SECS)),
+        _ => None,
+    };
+    let mut builder = model
+        .checker()
+        .threads(threads)
+        .finish_when(HasDiscoveries::AnyFailures);
+    if let Some(depth) = run.depth {
+        builder = builder.target_max_depth(depth);
+    }
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    let started = Instant::now();
+    let (mut outcome, discoveries) = match run.strategy {
+        Strategy::Bfs => drive(builder.spawn_bfs(), started, progress),
+        Strategy::Dfs => drive(builder.spawn_dfs(), started, progress),
+        Strategy::Sim => drive(
+            builder.spawn_simulation(run.seed, UniformChooser),
+            started,
+            progress,
+        ),
+    };
+    outcome.config = description;
+    outcome.strategy = run.strategy;
+    outcome.threads = threads;
+    let stopped_by_timeout = timeout.is_some_and(|t| outcome.duration >= t);
+    let stopped_by_depth = run.depth.is_some_and(|d| outcome.max_depth >= d);
+    let stopped_by_failure = discoveries
+        .iter()
+        .any(|(_, kind, counterexample)| *kind == Kind::Safety && counterexample.is_some());
+    outcome.complete = run.strategy != Strategy::Sim
+        && !stopped_by_timeout
+        && !stopped_by_depth
+        && !stopped_by_failure;
+    for (name, kind, counterexample) in discoveries {
+        let status = match (kind, counterexample.is_some()) {
+            (Kind::Safety, true) => Status::Violated,
+            (Kind::Reachability, true) => Status::Found,
+            (Kind::Safety, false) if outcome.complete => Status::Holds,
+            (Kind::Reachability, false) if outcome.complete => Status::NotFound,
+            (_, false) => Status::Unknown,
+        };
+        outcome.properties.push(PropertyOutcome {
+            name,
+            kind,
+            status,
+            counterexample: counterexample.filter(|_| kind == Kind::Safety),
+        });
+    }
+    outcome
+}
+
+type Discoveries = Vec<(&'static str, Kind, Option<Counterexample>)>;
+
+fn drive<C: Checker<BallotModel>>(
+    checker: C,
+    started: Instant,
+    progress: bool,
+) -> (Outcome, Discoveries) {
+    let mut last_report = Instant::now();
+    let interactive = std::io::stderr().is_terminal();
+    while !checker.is_done() {
+        std::thread::sleep(Duration::from_millis(50));
+        if progress && last_report.elapsed() >= PROGRESS_INTERVAL {
+            last_report = Instant::now();
+            let elapsed = started.elapsed().as_secs_f64();
+            let line = format!(
+                "  … {:>12} states, {:>11} unique, depth {:>3}, {:>6.1} s, {:>9.0} states/s",
+                checker.state_count(),
+                checker.unique_state_count(),
+                checker.max_depth(),
+                elapsed,
+                checker.state_count() as f64 / elapsed.max(1e-9)
+            );
+            let mut stderr = std::io::stderr();
+            if interactive {
+                let _ = write!(stderr, "\r{line}");
+            } else {
+                let _ = writeln!(stderr, "{line}");
+            }
+            let _ = stderr.flush();
+        }
+    }
+    if progress && interactive {
+        eprint!("\r{:100}\r", "");
+    }
+    let checker = checker.join();
+    let duration = started.elapsed();
+    let model = checker.model();
+    let discoveries = model
+        .properties()
+        .into_iter()
+        .map(|property| {
+            let kind = match property.expectation {
+                Expectation::Sometimes => Kind::Reachability,
+                _ => Kind::Safety,
+            };
+            let counterexample = checker
+                .discovery(property.name)
+                .map(|path| render(model, property.name, path));
+            (property.name, kind, counterexample)
+        })
+        .collect();
+    let outcome = Outcome {
+        config: String::new(),
+        strategy: Strategy::Bfs,
+        threads: 0,
+        states: checker.state_count(),
+        unique_states: checker.unique_state_count(),
+        max_depth: checker.max_depth(),
+        duration,
+        complete: false,
+        properties: Vec::new(),
+    };
+    (outcome, discoveries)
+}
+
+fn render(
+    model: &BallotModel,
+    property: &str,
+    path: Path<BallotState, ballot_model::model::BallotAction>,
+) -> Counterexample {
+    let steps: Vec<String> = path
+        .clone()
+        .into_actions()
+        .iter()
+        .map(|action| model.format_action(action))
+        .collect();
+    let last = path.last_state();
+    Counterexample {
+        steps,
+        final_state: summarise(model, last),
+        reason: ballot_model::model::properties::explain(property, model, last),
+    }
+}
+
+/// A few lines describing a state: each server's role, ballot, commit and log; each
+/// client's progress; what the spec recorded.
+pub fn summarise(model: &BallotModel, state: &BallotState) -> Vec<String> {
+    use ballot_model::Role;
+    let mut lines = Vec::new();
+    for (id, server) in state.servers() {
+        let replica = &server.replica;
+        let role = match replica.role() {
+            Role::Follower { leader: Some(l) } => format!("follower of {l}"),
+            Role::Follower { leader: None } => "follower".to_string(),
+            Role::Candidate(c) => format!("candidate {}", c.ballot),
+            Role::Leader(l) => format!("leader {}", l.ballot),
+        };
+        let log: Vec<String> = replica
+            .durable()
+            .accepted
+            .iter()
+            .map(|(slot, entry)| format!("{slot}@{}={:?}", entry.ballot, entry.proposal))
+            .collect();
+        lines.push(format!(
+            "server {id}{}: {role}, promised {}, commit {}, applied {}, log [{}]",
+            if state.system.crashed[id] {
+                " (crashed)"
+            } else {
+                ""
+            },
+            replica.durable().promised,
+            replica.commit_index(),
+            replica.applied_index(),
+            log.join(", ")
+        ));
+    }
+    let history = &state.system.history;
+    lines.push(format!(
+        "clients: writes acked {:?}, reads answered {:?}",
+        history.write_replies, history.read_replies
+    ));
+    lines.push(format!(
+        "faults used: {} of {} crashes, {} of {} elections; messages in flight: {}",
+        state.ledger.crashes,
+        model.config.max_crashes,
+        state.ledger.elections,
+        model.config.max_elections,
+        state.system.network.len()
+    ));
+    lines
+}
