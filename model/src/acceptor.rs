@@ -29,11 +29,10 @@ impl<S: StateMachine> Replica<S> {
             } else {
                 self.persist(DurableUpdate::Promise(ballot), effects);
             }
-            if !matches!(self.role, Role::Follower { .. }) {
-                self.step_down(None, effects);
-            }
-            // Give the candidate time to finish phase 1 before we run ourselves.
-            effects.push(Effect::SetTimer(Timer::Election));
+            // Whoever we followed is being replaced: stop redirecting clients to it.
+            // Stepping down (re-)arms the election timer, which also gives the
+            // candidate time to finish phase 1 before we run ourselves.
+            self.step_down(None, effects);
         }
         // `ballot == promised` here: a new promise, or a retransmitted Prepare answered
         // again (idempotent).
@@ -110,15 +109,14 @@ impl<S: StateMachine> Replica<S> {
             self.persist(DurableUpdate::Promise(ballot), effects);
         }
         match self.role {
-            Role::Follower { leader: known } if known == Some(leader) => {}
             Role::Follower { .. } => {
                 self.role = Role::Follower {
                     leader: Some(leader),
-                }
+                };
+                effects.push(Effect::SetTimer(Timer::Election));
             }
             _ => self.step_down(Some(leader), effects),
         }
-        effects.push(Effect::SetTimer(Timer::Election));
     }
 
     /// Learns that the leader of `ballot` has committed up to `leader_commit`.

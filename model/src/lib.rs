@@ -65,6 +65,7 @@ pub use message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposa
 pub use mutant::Mutant;
 pub use register::{Register, RegisterOp, RegisterRet, RegisterSpec, Value};
 pub use replica::{
-    Candidacy, ClusterConfig, InFlight, Leadership, PendingRead, Replica, Role, StepError,
+    Candidacy, ClusterConfig, InFlight, Leadership, MetricCounter, PendingRead, Replica, Role,
+    StepError,
 };
 pub use state_machine::StateMachine;

@@ -227,7 +227,33 @@ pub struct Replica<S: StateMachine> {
     /// Requests recognised as retries of applied ones (at intake or at apply) and
     /// answered from the client table instead of being applied again. For metrics, and
     /// for the model's "a duplicate was deduplicated" reachability check.
-    pub(crate) deduplicated: u64,
+    pub(crate) deduplicated: MetricCounter,
+}
+
+/// A count kept for metrics only. It takes no part in equality, ordering or hashing,
+/// so two replicas that differ only in their metrics are the same protocol state (the
+/// model checker merges them; otherwise every retry would make a new state).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MetricCounter(pub u64);
+
+impl PartialEq for MetricCounter {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for MetricCounter {}
+impl PartialOrd for MetricCounter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for MetricCounter {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+impl std::hash::Hash for MetricCounter {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -259,7 +285,7 @@ impl<S: StateMachine> Replica<S> {
             applied: 0,
             table: ClientTable::new(machine),
             waiters: BTreeMap::new(),
-            deduplicated: 0,
+            deduplicated: MetricCounter::default(),
         };
         let mut effects = Vec::new();
         replica.apply_committed(&mut effects);
@@ -307,14 +333,14 @@ impl<S: StateMachine> Replica<S> {
                 me: self.id,
             });
         }
+        self.validate(from, &message)?;
+        // Only a valid message may teach us a ballot: a refused one changes nothing.
         self.highest_seen = self.highest_seen.max(message.ballot());
         match message {
             Message::Prepare { ballot, from_slot } => {
-                self.require_sender_ballot("Prepare", from, ballot)?;
                 self.on_prepare(from, ballot, from_slot, effects);
             }
             Message::Promise { ballot, accepted } => {
-                self.require_own_ballot("Promise", from, ballot)?;
                 self.on_promise(from, ballot, accepted, effects);
             }
             Message::Accept {
@@ -323,13 +349,6 @@ impl<S: StateMachine> Replica<S> {
                 proposal,
                 commit,
             } => {
-                self.require_sender_ballot("Accept", from, ballot)?;
-                if slot == 0 {
-                    return Err(StepError::SlotZero {
-                        kind: "Accept",
-                        from,
-                    });
-                }
                 self.on_accept(from, ballot, slot, proposal, commit, effects);
             }
             Message::Accepted {
@@ -337,7 +356,6 @@ impl<S: StateMachine> Replica<S> {
                 slot,
                 commit,
             } => {
-                self.require_own_ballot("Accepted", from, ballot)?;
                 self.on_accepted(from, ballot, slot, commit, effects);
             }
             Message::Heartbeat {
@@ -345,7 +363,6 @@ impl<S: StateMachine> Replica<S> {
                 commit,
                 read_round,
             } => {
-                self.require_sender_ballot("Heartbeat", from, ballot)?;
                 self.on_heartbeat(from, ballot, commit, read_round, effects);
             }
             Message::HeartbeatAck {
@@ -354,16 +371,40 @@ impl<S: StateMachine> Replica<S> {
                 read_round,
                 lagging,
             } => {
-                self.require_own_ballot("HeartbeatAck", from, ballot)?;
                 self.on_heartbeat_ack(from, ballot, commit, read_round, lagging, effects);
             }
             Message::Reject { ballot, promised } => {
-                self.require_own_ballot("Reject", from, ballot)?;
                 self.highest_seen = self.highest_seen.max(promised);
                 self.on_reject(ballot, promised, effects);
             }
         }
         Ok(())
+    }
+
+    /// Checks a peer message before it may change anything.
+    fn validate(&self, from: NodeId, message: &Message<S::Command>) -> Result<(), StepError> {
+        match message {
+            Message::Prepare { ballot, .. } => self.require_sender_ballot("Prepare", from, *ballot),
+            Message::Accept { ballot, slot, .. } => {
+                self.require_sender_ballot("Accept", from, *ballot)?;
+                if *slot == 0 {
+                    return Err(StepError::SlotZero {
+                        kind: "Accept",
+                        from,
+                    });
+                }
+                Ok(())
+            }
+            Message::Heartbeat { ballot, .. } => {
+                self.require_sender_ballot("Heartbeat", from, *ballot)
+            }
+            Message::Promise { ballot, .. } => self.require_own_ballot("Promise", from, *ballot),
+            Message::Accepted { ballot, .. } => self.require_own_ballot("Accepted", from, *ballot),
+            Message::HeartbeatAck { ballot, .. } => {
+                self.require_own_ballot("HeartbeatAck", from, *ballot)
+            }
+            Message::Reject { ballot, .. } => self.require_own_ballot("Reject", from, *ballot),
+        }
     }
 
     /// Leader-originated messages must carry the sender's own ballot.
@@ -410,7 +451,18 @@ impl<S: StateMachine> Replica<S> {
             // A leader's election timer is cancelled; a stale firing changes nothing.
             return;
         }
-        let round = self.durable.promised.round.max(self.highest_seen.round) + 1;
+        let Some(round) = self
+            .durable
+            .promised
+            .round
+            .max(self.highest_seen.round)
+            .checked_add(1)
+        else {
+            // The ballot space is exhausted (only a peer sending absurd ballots gets us
+            // here). Never wrap: a wrapped round would lower our promise. Stay a
+            // follower; a node with a usable ballot can still lead.
+            return;
+        };
         let ballot = Ballot::new(round, self.id);
         // Persisting our own ballot as our promise is what makes ballots unique: after a
         // crash we restart above it, never re-running it with another value.
@@ -435,12 +487,14 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Leaves candidacy or leadership (a higher ballot exists, or the majority is gone).
+    /// Always (re-)arms the election timer: whoever leads next, we must notice if it
+    /// fails.
     pub(crate) fn step_down(&mut self, leader: Option<NodeId>, effects: &mut Vec<Effect<S>>) {
         if matches!(self.role, Role::Leader(_)) {
             effects.push(Effect::CancelTimer(Timer::Heartbeat));
             effects.push(Effect::CancelTimer(Timer::CheckQuorum));
-            effects.push(Effect::SetTimer(Timer::Election));
         }
+        effects.push(Effect::SetTimer(Timer::Election));
         // Pending reads cannot be confirmed any more; their clients time out and retry
         // elsewhere. Write waiters stay: if their slot is chosen we will still apply it
         // and can answer with the chosen output.
@@ -495,7 +549,7 @@ impl<S: StateMachine> Replica<S> {
         let output = match outcome {
             ApplyOutcome::Applied(output) => output,
             ApplyOutcome::Duplicate(output) => {
-                self.deduplicated += 1;
+                self.deduplicated.0 += 1;
                 output
             }
             ApplyOutcome::Stale => return,
@@ -594,7 +648,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// How many retried requests were answered without being applied again.
     pub fn deduplicated_count(&self) -> u64 {
-        self.deduplicated
+        self.deduplicated.0
     }
 
     /// The state machine with its client sessions.

@@ -58,6 +58,9 @@ pub struct ClientState {
 }
 
 /// Per-actor state.
+// Stateright keeps each actor's state behind an `Arc` already; boxing the large variant
+// would add an allocation per step for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ModelActorState {
     /// A server.
@@ -110,7 +113,10 @@ impl ModelActor {
             next.replica.config().node_count,
             o,
         );
-        if next != *server {
+        // Metric counters take no part in equality; keep their update all the same.
+        let metrics_changed =
+            next.replica.deduplicated_count() != server.replica.deduplicated_count();
+        if next != *server || metrics_changed {
             *state = Cow::Owned(ModelActorState::Server(next));
         }
     }

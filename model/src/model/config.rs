@@ -236,6 +236,13 @@ impl ModelConfig {
             .collect()
     }
 
+    /// Most read-confirmation rounds one leader may start before the model stops
+    /// expanding a state: one per read invocation and retry. Only a duplicating network
+    /// (which re-delivers read requests at will) can exceed it.
+    pub fn max_read_rounds(&self) -> u64 {
+        (self.clients * self.ops_per_client * (1 + self.client_retries as usize)) as u64
+    }
+
     /// A one-line description for reports.
     pub fn describe(&self) -> String {
         #[allow(unused_mut)]

@@ -162,9 +162,7 @@ fn read_served(_: &BallotModel, state: &BallotState) -> bool {
 }
 
 fn duplicate_deduplicated(_: &BallotModel, state: &BallotState) -> bool {
-    state
-        .servers()
-        .any(|(_, server)| server.replica.deduplicated_count() > 0)
+    state.ledger.deduplicated
 }
 
 /// Why a safety property fails in `state`, in words, from the invariant functions: for

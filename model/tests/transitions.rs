@@ -1,0 +1,1482 @@
+//! Transition tests of the sans-IO core, in the style of openraft's engine tests: drive a
+//! replica into a precise state by feeding it inputs, then `step` it with one input and
+//! assert the *exact* effect vector (order included) and the observable state after it.
+//!
+//! Every successful step also runs `invariants::check_replica`.
+
+use ballot_model::invariants::check_replica;
+use ballot_model::{
+    AcceptedEntry, ApplyOutcome, Ballot, ClientRequest, ClientResponse, ClusterConfig,
+    DurableState, DurableUpdate, Effect, Input, Message, NodeId, Proposal, Register, Replica,
+    Request, Role, Slot, StepError, Timer,
+};
+use std::collections::BTreeMap;
+
+type R = Replica<Register>;
+type E = Effect<Register>;
+type Msg = Message<u8>;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn cluster(n: usize) -> ClusterConfig {
+    ClusterConfig::new(n)
+}
+
+fn b(round: u32, node: NodeId) -> Ballot {
+    Ballot::new(round, node)
+}
+
+/// Recovers node `id` of a `config` cluster from `durable`, checking that recovery only
+/// arms the election timer.
+fn recover_with(id: NodeId, config: ClusterConfig, durable: DurableState<u8>) -> R {
+    let (r, effects) = Replica::recover(id, config, Register::default(), durable);
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    check(&r);
+    r
+}
+
+/// A fresh follower of a 3-node cluster.
+fn follower(id: NodeId) -> R {
+    recover_with(id, cluster(3), DurableState::default())
+}
+
+fn check(r: &R) {
+    assert_eq!(check_replica(r), Ok(()), "invariants of node {}", r.id());
+}
+
+/// Steps with an input the core must accept; returns the effects.
+fn step(r: &mut R, input: Input<Register>) -> Vec<E> {
+    let mut effects = Vec::new();
+    if let Err(e) = r.step(input, &mut effects) {
+        panic!("step refused valid input: {e}");
+    }
+    check(r);
+    effects
+}
+
+/// Steps with any input; returns the result and the effects.
+fn try_step(r: &mut R, input: Input<Register>) -> (Result<(), StepError>, Vec<E>) {
+    let mut effects = Vec::new();
+    let result = r.step(input, &mut effects);
+    (result, effects)
+}
+
+fn msg(from: NodeId, message: Msg) -> Input<Register> {
+    Input::Message { from, message }
+}
+
+fn timer(t: Timer) -> Input<Register> {
+    Input::Timer(t)
+}
+
+fn req(client: u64, seq: u64, command: u8) -> Request<u8> {
+    Request {
+        client,
+        seq,
+        command,
+    }
+}
+
+fn client_write(client: u64, seq: u64, command: u8) -> Input<Register> {
+    Input::Client(ClientRequest::Write(req(client, seq, command)))
+}
+
+fn client_read(client: u64, seq: u64) -> Input<Register> {
+    Input::Client(ClientRequest::Read {
+        client,
+        seq,
+        query: (),
+    })
+}
+
+fn batch(requests: &[Request<u8>]) -> Proposal<u8> {
+    Proposal::Batch(requests.to_vec())
+}
+
+fn entry(ballot: Ballot, proposal: Proposal<u8>) -> AcceptedEntry<u8> {
+    AcceptedEntry { ballot, proposal }
+}
+
+fn send(to: NodeId, message: Msg) -> E {
+    Effect::Send { to, message }
+}
+
+fn persist_accept(slot: Slot, ballot: Ballot, proposal: Proposal<u8>) -> E {
+    Effect::Persist(DurableUpdate::Accept {
+        slot,
+        entry: entry(ballot, proposal),
+    })
+}
+
+fn accept(ballot: Ballot, slot: Slot, proposal: Proposal<u8>, commit: Slot) -> Msg {
+    Message::Accept {
+        ballot,
+        slot,
+        proposal,
+        commit,
+    }
+}
+
+fn accepted(ballot: Ballot, slot: Slot, commit: Slot) -> Msg {
+    Message::Accepted {
+        ballot,
+        slot,
+        commit,
+    }
+}
+
+fn heartbeat(ballot: Ballot, commit: Slot, read_round: u64) -> Msg {
+    Message::Heartbeat {
+        ballot,
+        commit,
+        read_round,
+    }
+}
+
+fn heartbeat_ack(ballot: Ballot, commit: Slot, read_round: u64, lagging: bool) -> Msg {
+    Message::HeartbeatAck {
+        ballot,
+        commit,
+        read_round,
+        lagging,
+    }
+}
+
+fn written(client: u64, seq: u64, output: Option<u8>) -> E {
+    Effect::Reply {
+        client,
+        response: ClientResponse::Written { seq, output },
+    }
+}
+
+fn read_ok(client: u64, seq: u64, output: Option<u8>) -> E {
+    Effect::Reply {
+        client,
+        response: ClientResponse::ReadOk { seq, output },
+    }
+}
+
+fn redirect(client: u64, seq: u64, leader: Option<NodeId>) -> E {
+    Effect::Reply {
+        client,
+        response: ClientResponse::Redirect { seq, leader },
+    }
+}
+
+/// Node 0 of a 3-node cluster: Persist + Prepare to 1 and 2 + election timer.
+fn election_effects(ballot: Ballot, from_slot: Slot) -> Vec<E> {
+    vec![
+        Effect::Persist(DurableUpdate::Promise(ballot)),
+        send(1, Message::Prepare { ballot, from_slot }),
+        send(2, Message::Prepare { ballot, from_slot }),
+        Effect::SetTimer(Timer::Election),
+    ]
+}
+
+/// What a leader emits on becoming leader with nothing to re-propose.
+fn leadership_timers() -> Vec<E> {
+    vec![
+        Effect::CancelTimer(Timer::Election),
+        Effect::SetTimer(Timer::Heartbeat),
+        Effect::SetTimer(Timer::CheckQuorum),
+    ]
+}
+
+/// What a leader emits when it steps down.
+fn step_down_timers() -> Vec<E> {
+    vec![
+        Effect::CancelTimer(Timer::Heartbeat),
+        Effect::CancelTimer(Timer::CheckQuorum),
+        Effect::SetTimer(Timer::Election),
+    ]
+}
+
+/// Leader (node 0 of 3) proposing `proposal` in `slot`: persist, then Accept to 1 and 2.
+fn propose_effects(ballot: Ballot, slot: Slot, proposal: Proposal<u8>, commit: Slot) -> Vec<E> {
+    vec![
+        persist_accept(slot, ballot, proposal.clone()),
+        send(1, accept(ballot, slot, proposal.clone(), commit)),
+        send(2, accept(ballot, slot, proposal, commit)),
+    ]
+}
+
+/// Drives `r` (a follower or candidate of a 3-node cluster) to leadership: election
+/// timeout, then an empty promise from the next peer.
+fn elect(mut r: R) -> R {
+    step(&mut r, timer(Timer::Election));
+    let ballot = r.durable().promised;
+    let peer = (r.id() + 1) % r.config().node_count;
+    let effects = step(
+        &mut r,
+        msg(
+            peer,
+            Message::Promise {
+                ballot,
+                accepted: vec![],
+            },
+        ),
+    );
+    assert_eq!(effects, leadership_timers());
+    assert!(r.is_leader());
+    assert_eq!(r.leader_ballot(), Some(ballot));
+    r
+}
+
+/// A leader (with nothing in flight) takes `request` and commits it with an Accepted
+/// from node 1. Returns the effects of the Accepted.
+fn commit_write(r: &mut R, request: Request<u8>) -> Vec<E> {
+    step(r, Input::Client(ClientRequest::Write(request)));
+    let ballot = r.leader_ballot().expect("leader");
+    let slot = *r.durable().accepted.keys().next_back().expect("proposed");
+    let effects = step(r, msg(1, accepted(ballot, slot, 0)));
+    assert_eq!(r.commit_index(), slot);
+    assert_eq!(r.applied_index(), slot);
+    effects
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Recovery
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn recover_from_default_durable_state_arms_only_election_timer() {
+    let (r, effects) = Replica::recover(
+        0,
+        cluster(3),
+        Register::default(),
+        DurableState::<u8>::default(),
+    );
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    assert!(!r.is_leader());
+    assert_eq!(r.known_leader(), None);
+    assert_eq!(r.leader_ballot(), None);
+    assert_eq!(r.commit_index(), 0);
+    assert_eq!(r.applied_index(), 0);
+    assert_eq!(r.durable(), &DurableState::default());
+    assert_eq!(r.role(), &Role::Follower { leader: None });
+    check(&r);
+}
+
+#[test]
+fn recover_replays_committed_slots_into_state_machine() {
+    let ballot = b(1, 1);
+    let durable = DurableState {
+        promised: ballot,
+        accepted: BTreeMap::from([
+            (1, entry(ballot, batch(&[req(7, 1, 5)]))),
+            (2, entry(ballot, batch(&[req(7, 2, 6), req(8, 1, 9)]))),
+            // Accepted but not committed: must not be applied.
+            (3, entry(ballot, batch(&[req(8, 2, 4)]))),
+        ]),
+        commit: 2,
+    };
+    let (r, effects) = Replica::recover(2, cluster(3), Register::default(), durable.clone());
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    assert_eq!(r.commit_index(), 2);
+    assert_eq!(r.applied_index(), 2);
+    assert_eq!(r.durable(), &durable);
+    assert!(!r.is_leader());
+    assert_eq!(r.known_leader(), None);
+    let table = r.client_table();
+    assert_eq!(table.machine().value, Some(9));
+    assert_eq!(table.lookup(7, 1), Some(ApplyOutcome::Stale));
+    assert_eq!(table.lookup(7, 2), Some(ApplyOutcome::Duplicate(Some(5))));
+    assert_eq!(table.lookup(8, 1), Some(ApplyOutcome::Duplicate(Some(6))));
+    assert_eq!(table.lookup(8, 2), None, "slot 3 is not committed");
+    assert_eq!(r.committed_log().count(), 2);
+    check(&r);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Election timeout
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn election_timeout_persists_promise_before_sending_prepare() {
+    let mut r = follower(0);
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Promise(b(1, 0))),
+            send(
+                1,
+                Message::Prepare {
+                    ballot: b(1, 0),
+                    from_slot: 1
+                }
+            ),
+            send(
+                2,
+                Message::Prepare {
+                    ballot: b(1, 0),
+                    from_slot: 1
+                }
+            ),
+            Effect::SetTimer(Timer::Election),
+        ]
+    );
+    assert_eq!(r.durable().promised, b(1, 0));
+    assert!(!r.is_leader());
+    assert_eq!(r.known_leader(), None);
+    assert_eq!(r.leader_ballot(), None);
+    assert!(matches!(r.role(), Role::Candidate(c) if c.ballot == b(1, 0) && c.from_slot == 1));
+}
+
+#[test]
+fn election_timeout_runs_above_promise_from_commit_point() {
+    let old = b(4, 2);
+    let durable = DurableState {
+        promised: old,
+        accepted: BTreeMap::from([
+            (1, entry(old, batch(&[req(7, 1, 5)]))),
+            (2, entry(old, batch(&[req(7, 2, 6)]))),
+        ]),
+        commit: 2,
+    };
+    let mut r = recover_with(0, cluster(3), durable);
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, election_effects(b(5, 0), 3));
+    assert_eq!(r.durable().promised, b(5, 0));
+}
+
+#[test]
+fn candidate_election_timeout_starts_a_higher_ballot() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, election_effects(b(2, 0), 1));
+    assert!(matches!(r.role(), Role::Candidate(c) if c.ballot == b(2, 0)));
+}
+
+#[test]
+fn stale_election_timeout_at_leader_is_ignored() {
+    let mut r = elect(follower(0));
+    let before = r.clone();
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Acceptor: Prepare
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn acceptor_promises_prepare_above_promise_reporting_votes_from_slot() {
+    let mut r = follower(1);
+    let old = b(1, 2);
+    let p1 = batch(&[req(7, 1, 5)]);
+    let p2 = batch(&[req(7, 2, 6)]);
+    step(&mut r, msg(2, accept(old, 1, p1, 0)));
+    step(&mut r, msg(2, accept(old, 2, p2.clone(), 0)));
+
+    let effects = step(
+        &mut r,
+        msg(
+            0,
+            Message::Prepare {
+                ballot: b(2, 0),
+                from_slot: 2,
+            },
+        ),
+    );
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Promise(b(2, 0))),
+            Effect::SetTimer(Timer::Election),
+            send(
+                0,
+                Message::Promise {
+                    ballot: b(2, 0),
+                    accepted: vec![(2, entry(old, p2))],
+                }
+            ),
+        ]
+    );
+    assert_eq!(r.durable().promised, b(2, 0));
+    assert!(!r.is_leader());
+    assert_eq!(r.commit_index(), 0);
+}
+
+#[test]
+fn acceptor_rejects_prepare_below_promise() {
+    let mut r = follower(1);
+    step(
+        &mut r,
+        msg(
+            0,
+            Message::Prepare {
+                ballot: b(2, 0),
+                from_slot: 1,
+            },
+        ),
+    );
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            2,
+            Message::Prepare {
+                ballot: b(1, 2),
+                from_slot: 1,
+            },
+        ),
+    );
+    assert_eq!(
+        effects,
+        vec![send(
+            2,
+            Message::Reject {
+                ballot: b(1, 2),
+                promised: b(2, 0),
+            }
+        )]
+    );
+    assert_eq!(r, before, "a rejected Prepare changes nothing");
+    assert_eq!(r.durable().promised, b(2, 0));
+}
+
+#[test]
+fn acceptor_repeats_promise_for_duplicate_prepare_without_persisting() {
+    let mut r = follower(1);
+    let p = batch(&[req(7, 1, 5)]);
+    step(&mut r, msg(2, accept(b(1, 2), 1, p.clone(), 0)));
+    let prepare = Message::Prepare {
+        ballot: b(2, 0),
+        from_slot: 1,
+    };
+    let first = step(&mut r, msg(0, prepare.clone()));
+    assert_eq!(first[0], Effect::Persist(DurableUpdate::Promise(b(2, 0))));
+    let before = r.clone();
+
+    let effects = step(&mut r, msg(0, prepare));
+    assert_eq!(
+        effects,
+        vec![send(
+            0,
+            Message::Promise {
+                ballot: b(2, 0),
+                accepted: vec![(1, entry(b(1, 2), p))],
+            }
+        )]
+    );
+    assert_eq!(r, before);
+}
+
+#[test]
+fn leader_steps_down_on_prepare_above_its_ballot() {
+    let mut r = elect(follower(0));
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Prepare {
+                ballot: b(2, 1),
+                from_slot: 1,
+            },
+        ),
+    );
+    let mut expected = vec![Effect::Persist(DurableUpdate::Promise(b(2, 1)))];
+    expected.extend(step_down_timers());
+    expected.push(send(
+        1,
+        Message::Promise {
+            ballot: b(2, 1),
+            accepted: vec![],
+        },
+    ));
+    assert_eq!(effects, expected);
+    assert!(!r.is_leader());
+    assert_eq!(r.leader_ballot(), None);
+    assert_eq!(r.known_leader(), None);
+    assert_eq!(r.durable().promised, b(2, 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Candidate → leader
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn candidate_becomes_leader_on_majority_of_promises() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    let effects = step(
+        &mut r,
+        msg(
+            2,
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![],
+            },
+        ),
+    );
+    assert_eq!(effects, leadership_timers());
+    assert!(r.is_leader());
+    assert_eq!(r.leader_ballot(), Some(b(1, 0)));
+    assert_eq!(r.known_leader(), Some(0));
+    assert_eq!(r.commit_index(), 0);
+    assert_eq!(r.durable().promised, b(1, 0));
+}
+
+#[test]
+fn new_leader_reproposes_highest_ballot_value_and_fills_holes_with_noop() {
+    let mut r = follower(0);
+    let low = b(1, 1);
+    let high = b(1, 2);
+    let p10 = batch(&[req(7, 1, 10)]);
+    let p20 = batch(&[req(8, 1, 20)]);
+    let p30 = batch(&[req(9, 1, 30)]);
+    // Our own vote for slot 1, at the lower ballot.
+    step(&mut r, msg(1, accept(low, 1, p10, 0)));
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, election_effects(b(2, 0), 1));
+
+    // Node 2 voted for slot 1 at a higher ballot, and for slot 3 but not slot 2.
+    let effects = step(
+        &mut r,
+        msg(
+            2,
+            Message::Promise {
+                ballot: b(2, 0),
+                accepted: vec![(1, entry(high, p20.clone())), (3, entry(high, p30.clone()))],
+            },
+        ),
+    );
+    let ballot = b(2, 0);
+    let mut expected = leadership_timers();
+    expected.extend(propose_effects(ballot, 1, p20.clone(), 0));
+    expected.extend(propose_effects(ballot, 2, Proposal::Noop, 0));
+    expected.extend(propose_effects(ballot, 3, p30.clone(), 0));
+    assert_eq!(effects, expected);
+    assert!(r.is_leader());
+    assert_eq!(r.leader_ballot(), Some(ballot));
+    assert_eq!(r.commit_index(), 0);
+    assert_eq!(
+        r.durable().accepted,
+        BTreeMap::from([
+            (1, entry(ballot, p20)),
+            (2, entry(ballot, Proposal::Noop)),
+            (3, entry(ballot, p30)),
+        ])
+    );
+    match r.role() {
+        Role::Leader(l) => {
+            assert_eq!(l.next_slot, 4);
+            assert_eq!(l.in_flight.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        }
+        other => panic!("not leading: {other:?}"),
+    }
+}
+
+#[test]
+fn new_leader_keeps_its_own_vote_when_it_has_the_highest_ballot() {
+    let mut r = follower(0);
+    let mine = batch(&[req(7, 1, 10)]);
+    let theirs = batch(&[req(8, 1, 20)]);
+    step(&mut r, msg(2, accept(b(1, 2), 1, mine.clone(), 0)));
+    step(&mut r, timer(Timer::Election));
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Promise {
+                ballot: b(2, 0),
+                accepted: vec![(1, entry(b(1, 1), theirs))],
+            },
+        ),
+    );
+    let mut expected = leadership_timers();
+    expected.extend(propose_effects(b(2, 0), 1, mine, 0));
+    assert_eq!(effects, expected);
+}
+
+#[test]
+fn candidate_ignores_promise_for_its_earlier_ballot() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    step(&mut r, timer(Timer::Election));
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![],
+            },
+        ),
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+    assert!(!r.is_leader());
+}
+
+#[test]
+fn leader_ignores_late_promise() {
+    let mut r = elect(follower(0));
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            2,
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![(1, entry(b(1, 0), Proposal::Noop))],
+            },
+        ),
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+}
+
+#[test]
+fn single_node_cluster_elects_itself_and_commits_alone() {
+    let mut r = recover_with(0, cluster(1), DurableState::default());
+    let effects = step(&mut r, timer(Timer::Election));
+    let mut expected = vec![
+        Effect::Persist(DurableUpdate::Promise(b(1, 0))),
+        Effect::SetTimer(Timer::Election),
+    ];
+    expected.extend(leadership_timers());
+    assert_eq!(effects, expected);
+    assert!(r.is_leader());
+
+    let effects = step(&mut r, client_write(7, 1, 5));
+    assert_eq!(
+        effects,
+        vec![
+            persist_accept(1, b(1, 0), batch(&[req(7, 1, 5)])),
+            Effect::Persist(DurableUpdate::Commit(1)),
+            written(7, 1, None),
+            Effect::Applied { slot: 1 },
+        ]
+    );
+    assert_eq!(r.commit_index(), 1);
+    assert_eq!(r.applied_index(), 1);
+
+    let effects = step(&mut r, client_read(9, 1));
+    assert_eq!(effects, vec![read_ok(9, 1, Some(5))]);
+    let effects = step(&mut r, timer(Timer::CheckQuorum));
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::CheckQuorum)]);
+    assert!(r.is_leader());
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Leader: writes and commits
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn leader_persists_client_write_before_sending_accepts() {
+    let mut r = elect(follower(0));
+    let p = batch(&[req(7, 1, 5)]);
+    let effects = step(&mut r, client_write(7, 1, 5));
+    assert_eq!(effects, propose_effects(b(1, 0), 1, p.clone(), 0));
+    assert_eq!(r.durable().accepted.get(&1), Some(&entry(b(1, 0), p)));
+    assert_eq!(r.commit_index(), 0);
+    assert_eq!(r.applied_index(), 0);
+    assert!(r.is_leader());
+}
+
+#[test]
+fn accepted_from_one_peer_commits_applies_and_replies() {
+    let mut r = elect(follower(0));
+    step(&mut r, client_write(7, 1, 5));
+    let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    // The reply to the waiting client is emitted while applying the slot, before the
+    // `Applied` trace event for that slot.
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Commit(1)),
+            written(7, 1, None),
+            Effect::Applied { slot: 1 },
+        ]
+    );
+    assert_eq!(r.commit_index(), 1);
+    assert_eq!(r.applied_index(), 1);
+    assert_eq!(r.durable().commit, 1);
+    assert_eq!(r.client_table().machine().value, Some(5));
+    assert!(r.is_leader());
+
+    // The second vote for an already committed slot changes nothing.
+    let before = r.clone();
+    let effects = step(&mut r, msg(2, accepted(b(1, 0), 1, 0)));
+    assert_eq!(effects, vec![]);
+    assert_ne!(
+        r, before,
+        "the vote still counts as contact for CheckQuorum"
+    );
+    match r.role() {
+        Role::Leader(l) => assert!(l.heard.contains(&2)),
+        other => panic!("not leading: {other:?}"),
+    }
+}
+
+#[test]
+fn leader_commits_only_a_contiguous_prefix() {
+    let mut r = elect(follower(0));
+    step(&mut r, client_write(7, 1, 5));
+    step(&mut r, client_write(8, 1, 6));
+    // Slot 2 has a majority but slot 1 does not: nothing commits.
+    let effects = step(&mut r, msg(2, accepted(b(1, 0), 2, 0)));
+    assert_eq!(effects, vec![]);
+    assert_eq!(r.commit_index(), 0);
+    // Slot 1 gets its majority: both commit, in order.
+    let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Commit(2)),
+            written(7, 1, None),
+            Effect::Applied { slot: 1 },
+            written(8, 1, Some(5)),
+            Effect::Applied { slot: 2 },
+        ]
+    );
+    assert_eq!(r.commit_index(), 2);
+    assert_eq!(r.applied_index(), 2);
+}
+
+#[test]
+fn heartbeat_timeout_retransmits_unacknowledged_accepts() {
+    let mut r = elect(follower(0));
+    let ballot = b(1, 0);
+    let p1 = batch(&[req(7, 1, 5)]);
+    let p2 = batch(&[req(8, 1, 6)]);
+    step(&mut r, client_write(7, 1, 5));
+    step(&mut r, client_write(8, 1, 6));
+    step(&mut r, msg(2, accepted(ballot, 2, 0)));
+    let effects = step(&mut r, timer(Timer::Heartbeat));
+    assert_eq!(
+        effects,
+        vec![
+            send(1, heartbeat(ballot, 0, 0)),
+            send(1, accept(ballot, 1, p1.clone(), 0)),
+            send(1, accept(ballot, 2, p2, 0)),
+            send(2, heartbeat(ballot, 0, 0)),
+            send(2, accept(ballot, 1, p1, 0)),
+            Effect::SetTimer(Timer::Heartbeat),
+        ]
+    );
+}
+
+#[test]
+fn full_pipeline_queues_writes_and_batches_them_after_commit() {
+    let mut r = elect(recover_with(
+        0,
+        cluster(3).with_pipeline_depth(1),
+        DurableState::default(),
+    ));
+    let ballot = b(1, 0);
+    step(&mut r, client_write(7, 1, 5));
+    assert_eq!(step(&mut r, client_write(8, 1, 6)), vec![]);
+    assert_eq!(step(&mut r, client_write(9, 1, 7)), vec![]);
+    assert_eq!(
+        r.durable().accepted.len(),
+        1,
+        "queued writes are not persisted"
+    );
+
+    let effects = step(&mut r, msg(1, accepted(ballot, 1, 0)));
+    let mut expected = vec![
+        Effect::Persist(DurableUpdate::Commit(1)),
+        written(7, 1, None),
+        Effect::Applied { slot: 1 },
+    ];
+    expected.extend(propose_effects(
+        ballot,
+        2,
+        batch(&[req(8, 1, 6), req(9, 1, 7)]),
+        1,
+    ));
+    assert_eq!(effects, expected);
+}
+
+#[test]
+fn lagging_heartbeat_ack_triggers_catch_up() {
+    let mut r = elect(follower(0));
+    let ballot = b(1, 0);
+    commit_write(&mut r, req(7, 1, 5));
+    let effects = step(&mut r, msg(2, heartbeat_ack(ballot, 0, 0, true)));
+    assert_eq!(
+        effects,
+        vec![send(2, accept(ballot, 1, batch(&[req(7, 1, 5)]), 1))]
+    );
+    // Without `lagging`, nothing is re-sent.
+    let effects = step(&mut r, msg(1, heartbeat_ack(ballot, 1, 0, false)));
+    assert_eq!(effects, vec![]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Acceptor: Accept
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn acceptor_persists_accept_before_replying_and_learns_commit() {
+    let mut r = follower(1);
+    let ballot = b(1, 0);
+    let p1 = batch(&[req(7, 1, 5)]);
+    let p2 = batch(&[req(7, 2, 6)]);
+    let effects = step(&mut r, msg(0, accept(ballot, 1, p1.clone(), 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Promise(ballot)),
+            Effect::SetTimer(Timer::Election),
+            persist_accept(1, ballot, p1),
+            send(0, accepted(ballot, 1, 0)),
+        ]
+    );
+    assert_eq!(r.known_leader(), Some(0));
+    assert_eq!(r.durable().promised, ballot);
+    assert_eq!(r.commit_index(), 0);
+
+    // Same ballot: slot 1 was accepted at it, so the announced commit 1 is learned.
+    let effects = step(&mut r, msg(0, accept(ballot, 2, p2.clone(), 1)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SetTimer(Timer::Election),
+            persist_accept(2, ballot, p2),
+            Effect::Persist(DurableUpdate::Commit(1)),
+            Effect::Applied { slot: 1 },
+            send(0, accepted(ballot, 2, 1)),
+        ]
+    );
+    assert_eq!(r.commit_index(), 1);
+    assert_eq!(r.applied_index(), 1);
+    assert_eq!(r.client_table().machine().value, Some(5));
+}
+
+#[test]
+fn acceptor_learns_commit_only_for_slots_accepted_at_the_same_ballot() {
+    let mut r = follower(1);
+    let old = b(1, 2);
+    let new = b(2, 0);
+    let stale = batch(&[req(7, 1, 1)]);
+    let pb = batch(&[req(9, 1, 4)]);
+    let pc = batch(&[req(8, 1, 3)]);
+    step(&mut r, msg(2, accept(old, 1, stale, 0)));
+
+    // The new leader announces commit 2; slot 1 holds a vote from another ballot, so
+    // nothing is learned.
+    let effects = step(&mut r, msg(0, accept(new, 2, pb.clone(), 2)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Promise(new)),
+            Effect::SetTimer(Timer::Election),
+            persist_accept(2, new, pb),
+            send(0, accepted(new, 2, 0)),
+        ]
+    );
+    assert_eq!(r.commit_index(), 0);
+    assert_eq!(r.known_leader(), Some(0));
+
+    // Catch-up of slot 1 at the new ballot: now 1..=2 are ours to commit.
+    let effects = step(&mut r, msg(0, accept(new, 1, pc.clone(), 2)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SetTimer(Timer::Election),
+            persist_accept(1, new, pc),
+            Effect::Persist(DurableUpdate::Commit(2)),
+            Effect::Applied { slot: 1 },
+            Effect::Applied { slot: 2 },
+            send(0, accepted(new, 1, 2)),
+        ]
+    );
+    assert_eq!(r.commit_index(), 2);
+    assert_eq!(r.applied_index(), 2);
+    let table = r.client_table();
+    assert_eq!(table.machine().value, Some(4));
+    assert_eq!(table.lookup(8, 1), Some(ApplyOutcome::Duplicate(None)));
+    assert_eq!(table.lookup(9, 1), Some(ApplyOutcome::Duplicate(Some(3))));
+    assert_eq!(table.lookup(7, 1), None, "the stale vote was never applied");
+}
+
+#[test]
+fn acceptor_rejects_accept_below_promise_without_persisting() {
+    let mut r = follower(1);
+    step(
+        &mut r,
+        msg(
+            0,
+            Message::Prepare {
+                ballot: b(2, 0),
+                from_slot: 1,
+            },
+        ),
+    );
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(2, accept(b(1, 2), 1, batch(&[req(7, 1, 5)]), 0)),
+    );
+    assert_eq!(
+        effects,
+        vec![send(
+            2,
+            Message::Reject {
+                ballot: b(1, 2),
+                promised: b(2, 0),
+            }
+        )]
+    );
+    assert_eq!(r, before);
+    assert!(r.durable().accepted.is_empty());
+}
+
+#[test]
+fn acceptor_does_not_repersist_identical_accept() {
+    let mut r = follower(1);
+    let ballot = b(1, 0);
+    let p = batch(&[req(7, 1, 5)]);
+    step(&mut r, msg(0, accept(ballot, 1, p.clone(), 0)));
+    let before = r.clone();
+    let effects = step(&mut r, msg(0, accept(ballot, 1, p, 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SetTimer(Timer::Election),
+            send(0, accepted(ballot, 1, 0)),
+        ]
+    );
+    assert_eq!(r, before);
+}
+
+#[test]
+fn follower_follows_heartbeat_and_reports_lagging() {
+    let mut r = follower(1);
+    step(&mut r, msg(2, accept(b(1, 2), 1, Proposal::Noop, 0)));
+    let ballot = b(2, 0);
+    let effects = step(&mut r, msg(0, heartbeat(ballot, 1, 3)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Promise(ballot)),
+            Effect::SetTimer(Timer::Election),
+            send(0, heartbeat_ack(ballot, 0, 3, true)),
+        ]
+    );
+    assert_eq!(r.known_leader(), Some(0));
+    assert_eq!(r.commit_index(), 0, "slot 1 was accepted at another ballot");
+
+    // A repeated heartbeat only resets the timer and acks.
+    let effects = step(&mut r, msg(0, heartbeat(ballot, 0, 3)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SetTimer(Timer::Election),
+            send(0, heartbeat_ack(ballot, 0, 3, false)),
+        ]
+    );
+}
+
+#[test]
+fn leader_steps_down_on_heartbeat_from_higher_ballot() {
+    let mut r = elect(follower(0));
+    let effects = step(&mut r, msg(1, heartbeat(b(2, 1), 0, 0)));
+    let mut expected = vec![Effect::Persist(DurableUpdate::Promise(b(2, 1)))];
+    expected.extend(step_down_timers());
+    expected.push(send(1, heartbeat_ack(b(2, 1), 0, 0, false)));
+    assert_eq!(effects, expected);
+    assert!(!r.is_leader());
+    assert_eq!(r.known_leader(), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Redirects
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn follower_redirects_client_to_known_leader() {
+    let mut r = follower(1);
+    step(&mut r, msg(0, heartbeat(b(1, 0), 0, 0)));
+    assert_eq!(r.known_leader(), Some(0));
+    let before = r.clone();
+    assert_eq!(
+        step(&mut r, client_write(7, 1, 5)),
+        vec![redirect(7, 1, Some(0))]
+    );
+    assert_eq!(
+        step(&mut r, client_read(7, 2)),
+        vec![redirect(7, 2, Some(0))]
+    );
+    assert_eq!(r, before);
+}
+
+#[test]
+fn follower_without_known_leader_redirects_to_none() {
+    let mut r = follower(1);
+    assert_eq!(
+        step(&mut r, client_write(7, 1, 5)),
+        vec![redirect(7, 1, None)]
+    );
+    // A candidate knows no leader either.
+    step(&mut r, timer(Timer::Election));
+    let before = r.clone();
+    assert_eq!(step(&mut r, client_read(7, 2)), vec![redirect(7, 2, None)]);
+    assert_eq!(r, before);
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Deduplication
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn leader_answers_retried_write_from_client_table() {
+    let mut r = elect(follower(0));
+    commit_write(&mut r, req(7, 1, 5));
+    // Another client overwrites the register, so re-applying (7, 1) would answer Some(6).
+    commit_write(&mut r, req(8, 1, 6));
+    let durable = r.durable().clone();
+
+    let effects = step(&mut r, client_write(7, 1, 5));
+    assert_eq!(effects, vec![written(7, 1, None)]);
+    assert_eq!(r.durable(), &durable, "nothing persisted");
+    assert_eq!(r.commit_index(), 2);
+    assert_eq!(r.applied_index(), 2);
+    assert_eq!(r.deduplicated_count(), 1);
+    assert_eq!(r.client_table().machine().value, Some(6));
+    match r.role() {
+        Role::Leader(l) => {
+            assert!(l.in_flight.is_empty());
+            assert!(l.queue.is_empty());
+        }
+        other => panic!("not leading: {other:?}"),
+    }
+}
+
+#[test]
+fn leader_ignores_stale_write() {
+    let mut r = elect(follower(0));
+    commit_write(&mut r, req(7, 1, 5));
+    commit_write(&mut r, req(7, 2, 6));
+    let before = r.clone();
+    let effects = step(&mut r, client_write(7, 1, 5));
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+}
+
+#[test]
+fn leader_does_not_repropose_retry_of_in_flight_write() {
+    let mut r = elect(follower(0));
+    step(&mut r, client_write(7, 1, 5));
+    let before = r.clone();
+    assert_eq!(step(&mut r, client_write(7, 1, 5)), vec![]);
+    assert_eq!(r, before);
+    let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Commit(1)),
+            written(7, 1, None),
+            Effect::Applied { slot: 1 },
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Read-index
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn leader_confirms_read_with_heartbeat_round_before_replying() {
+    let mut r = elect(follower(0));
+    let ballot = b(1, 0);
+    commit_write(&mut r, req(7, 1, 5));
+
+    let effects = step(&mut r, client_read(9, 1));
+    assert_eq!(
+        effects,
+        vec![
+            send(1, heartbeat(ballot, 1, 1)),
+            send(2, heartbeat(ballot, 1, 1)),
+        ]
+    );
+    // An ack of an older round does not confirm the read.
+    let effects = step(&mut r, msg(2, heartbeat_ack(ballot, 1, 0, false)));
+    assert_eq!(effects, vec![]);
+    let effects = step(&mut r, msg(1, heartbeat_ack(ballot, 1, 1, false)));
+    assert_eq!(effects, vec![read_ok(9, 1, Some(5))]);
+    match r.role() {
+        Role::Leader(l) => assert!(l.reads.is_empty()),
+        other => panic!("not leading: {other:?}"),
+    }
+}
+
+#[test]
+fn read_waits_until_read_index_is_applied() {
+    let mut r = elect(follower(0));
+    let ballot = b(1, 0);
+    step(&mut r, client_write(7, 1, 5));
+    step(&mut r, client_read(9, 1));
+    // Leadership confirmed, but slot 1 (proposed before the read) is not applied yet.
+    let effects = step(&mut r, msg(2, heartbeat_ack(ballot, 0, 1, false)));
+    assert_eq!(effects, vec![]);
+    let effects = step(&mut r, msg(1, accepted(ballot, 1, 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Commit(1)),
+            written(7, 1, None),
+            Effect::Applied { slot: 1 },
+            read_ok(9, 1, Some(5)),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Check quorum
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn leader_without_quorum_contact_steps_down_on_check_quorum() {
+    let mut r = elect(follower(0));
+    let effects = step(&mut r, timer(Timer::CheckQuorum));
+    assert_eq!(effects, step_down_timers());
+    assert!(!r.is_leader());
+    assert_eq!(r.known_leader(), None);
+    assert_eq!(r.leader_ballot(), None);
+    assert_eq!(r.durable().promised, b(1, 0));
+}
+
+#[test]
+fn leader_with_majority_contact_stays_on_check_quorum() {
+    let mut r = elect(follower(0));
+    let ballot = b(1, 0);
+    assert_eq!(
+        step(&mut r, msg(1, heartbeat_ack(ballot, 0, 0, false))),
+        vec![]
+    );
+    let effects = step(&mut r, timer(Timer::CheckQuorum));
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::CheckQuorum)]);
+    assert!(r.is_leader());
+    assert_eq!(r.leader_ballot(), Some(ballot));
+    // Contact is counted per period: silence during the next one means stepping down.
+    let effects = step(&mut r, timer(Timer::CheckQuorum));
+    assert_eq!(effects, step_down_timers());
+    assert!(!r.is_leader());
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. Reject
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn candidate_steps_down_on_reject_with_higher_promise() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(3, 2),
+            },
+        ),
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::SetTimer(Timer::Election)],
+        "a candidate has no leader timers to cancel; it re-arms its election timer"
+    );
+    assert!(!r.is_leader());
+    assert_eq!(r.role(), &Role::Follower { leader: None });
+    // The next candidacy runs above the promise it learned of.
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, election_effects(b(4, 0), 1));
+}
+
+#[test]
+fn leader_steps_down_on_reject_with_higher_promise() {
+    let mut r = elect(follower(0));
+    let effects = step(
+        &mut r,
+        msg(
+            2,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(2, 1),
+            },
+        ),
+    );
+    assert_eq!(effects, step_down_timers());
+    assert!(!r.is_leader());
+    assert_eq!(r.known_leader(), None);
+    assert_eq!(r.leader_ballot(), None);
+}
+
+#[test]
+fn reject_for_an_older_ballot_is_ignored() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    let r = elect(r);
+    assert_eq!(r.leader_ballot(), Some(b(2, 0)));
+    let mut r = r;
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(1, 2),
+            },
+        ),
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+    assert!(r.is_leader());
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. Invalid input
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_input_returns_error_and_leaves_state_unchanged() {
+    // A candidate at 6.0 that has seen ballot 5.2: every invalid message below carries a
+    // ballot no higher than what it has seen.
+    let mut r = follower(0);
+    step(
+        &mut r,
+        msg(
+            2,
+            Message::Prepare {
+                ballot: b(5, 2),
+                from_slot: 1,
+            },
+        ),
+    );
+    step(&mut r, timer(Timer::Election));
+    assert!(matches!(r.role(), Role::Candidate(c) if c.ballot == b(6, 0)));
+
+    let cases: Vec<(NodeId, Msg, StepError)> = vec![
+        (
+            3,
+            heartbeat(b(9, 3), 0, 0),
+            StepError::UnknownPeer {
+                from: 3,
+                node_count: 3,
+                me: 0,
+            },
+        ),
+        (
+            0,
+            Message::Promise {
+                ballot: b(6, 0),
+                accepted: vec![],
+            },
+            StepError::UnknownPeer {
+                from: 0,
+                node_count: 3,
+                me: 0,
+            },
+        ),
+        (
+            1,
+            Message::Prepare {
+                ballot: b(4, 2),
+                from_slot: 1,
+            },
+            StepError::BallotNotSender {
+                kind: "Prepare",
+                from: 1,
+                ballot: b(4, 2),
+            },
+        ),
+        (
+            1,
+            Message::Prepare {
+                ballot: Ballot::ZERO,
+                from_slot: 1,
+            },
+            StepError::BallotNotSender {
+                kind: "Prepare",
+                from: 1,
+                ballot: Ballot::ZERO,
+            },
+        ),
+        (
+            2,
+            heartbeat(b(3, 1), 0, 0),
+            StepError::BallotNotSender {
+                kind: "Heartbeat",
+                from: 2,
+                ballot: b(3, 1),
+            },
+        ),
+        (
+            1,
+            accept(b(5, 1), 0, Proposal::Noop, 0),
+            StepError::SlotZero {
+                kind: "Accept",
+                from: 1,
+            },
+        ),
+        (
+            2,
+            Message::Promise {
+                ballot: b(3, 1),
+                accepted: vec![],
+            },
+            StepError::NotOurBallot {
+                kind: "Promise",
+                from: 2,
+                ballot: b(3, 1),
+            },
+        ),
+        (
+            1,
+            Message::Promise {
+                ballot: Ballot::ZERO,
+                accepted: vec![],
+            },
+            StepError::NotOurBallot {
+                kind: "Promise",
+                from: 1,
+                ballot: Ballot::ZERO,
+            },
+        ),
+        (
+            1,
+            accepted(b(2, 1), 1, 0),
+            StepError::NotOurBallot {
+                kind: "Accepted",
+                from: 1,
+                ballot: b(2, 1),
+            },
+        ),
+        (
+            2,
+            Message::Reject {
+                ballot: b(4, 2),
+                promised: b(9, 1),
+            },
+            StepError::NotOurBallot {
+                kind: "Reject",
+                from: 2,
+                ballot: b(4, 2),
+            },
+        ),
+    ];
+    for (from, message, expected) in cases {
+        let before = r.clone();
+        let (result, effects) = try_step(&mut r, msg(from, message.clone()));
+        assert_eq!(result, Err(expected), "from {from}: {message:?}");
+        assert_eq!(effects, vec![], "from {from}: {message:?}");
+        assert_eq!(r, before, "from {from}: {message:?} changed the state");
+    }
+}
+
+#[test]
+fn invalid_message_with_higher_ballot_leaves_state_unchanged() {
+    let mut r = follower(0);
+    let before = r.clone();
+    let (result, effects) = try_step(
+        &mut r,
+        msg(
+            1,
+            Message::Prepare {
+                ballot: b(9, 2),
+                from_slot: 1,
+            },
+        ),
+    );
+    assert_eq!(
+        result,
+        Err(StepError::BallotNotSender {
+            kind: "Prepare",
+            from: 1,
+            ballot: b(9, 2),
+        })
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before, "a refused message must not change the state");
+    // Consequence: the next candidacy must not be pushed up by the refused ballot.
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, election_effects(b(1, 0), 1));
+}
+
+#[test]
+fn election_after_max_round_ballot_neither_panics_nor_lowers_promise() {
+    let mut r = follower(0);
+    let top = b(u32::MAX, 1);
+    step(
+        &mut r,
+        msg(
+            1,
+            Message::Prepare {
+                ballot: top,
+                from_slot: 1,
+            },
+        ),
+    );
+    assert_eq!(r.durable().promised, top);
+    let effects = step(&mut r, timer(Timer::Election));
+    assert!(
+        r.durable().promised >= top,
+        "promise lowered to {} by {effects:?}",
+        r.durable().promised
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. Obsolete messages
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn is_obsolete_tracks_the_running_ballot() {
+    let promise = |ballot| Message::Promise {
+        ballot,
+        accepted: vec![],
+    };
+    let reject = |ballot| Message::Reject {
+        ballot,
+        promised: b(9, 1),
+    };
+
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    let mut r = elect(r); // candidacy 1.0 abandoned, leads 2.0
+    let current = b(2, 0);
+    let older = b(1, 0);
+    assert_eq!(r.leader_ballot(), Some(current));
+
+    // A candidate at 1.0.
+    let mut candidate = follower(0);
+    step(&mut candidate, timer(Timer::Election));
+    assert!(!candidate.is_obsolete(&promise(b(1, 0))));
+    assert!(candidate.is_obsolete(&accepted(b(1, 0), 1, 0)));
+    assert!(!candidate.is_obsolete(&reject(b(1, 0))));
+
+    // The leader.
+    assert!(r.is_obsolete(&promise(current)), "the candidacy succeeded");
+    assert!(r.is_obsolete(&promise(older)));
+    assert!(!r.is_obsolete(&accepted(current, 1, 0)));
+    assert!(!r.is_obsolete(&heartbeat_ack(current, 0, 0, false)));
+    assert!(r.is_obsolete(&accepted(older, 1, 0)));
+    assert!(r.is_obsolete(&heartbeat_ack(older, 0, 0, false)));
+    assert!(!r.is_obsolete(&reject(current)));
+    assert!(r.is_obsolete(&reject(older)));
+    // Requests from others always deserve an answer.
+    assert!(!r.is_obsolete(&Message::Prepare {
+        ballot: b(1, 1),
+        from_slot: 1,
+    }));
+    assert!(!r.is_obsolete(&accept(b(1, 1), 1, Proposal::Noop, 0)));
+    assert!(!r.is_obsolete(&heartbeat(b(1, 1), 0, 0)));
+
+    // After stepping down nothing answers a running ballot.
+    step(&mut r, timer(Timer::CheckQuorum));
+    assert!(r.is_obsolete(&accepted(current, 1, 0)));
+    assert!(r.is_obsolete(&heartbeat_ack(current, 0, 0, false)));
+    assert!(r.is_obsolete(&reject(current)));
+}
