@@ -59,7 +59,8 @@ pub struct ModelArgs {
     /// Make every client operation a write.
     #[arg(long)]
     pub writes_only: bool,
-    /// Network semantics.
+    /// Network semantics: `unordered` (any order, at most once), `duplicating` (any
+    /// order, any number of times) or `ordered` (per-channel FIFO, at most once).
     #[arg(long, default_value = "unordered", value_parser = parse_network)]
     pub network: NetworkKind,
     /// Let the network drop any message (much larger state space).
@@ -172,6 +173,10 @@ pub struct CheckArgs {
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
+    /// Report reachability targets but let only safety decide the exit code (for
+    /// configurations too small to reach every target, e.g. without crashes).
+    #[arg(long)]
+    pub safety_only: bool,
 }
 
 /// `explore` arguments.

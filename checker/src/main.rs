@@ -26,9 +26,14 @@ fn main() -> ExitCode {
             if args.json {
                 println!("{}", report::json(&outcome));
             } else {
-                print!("{}", report::text(&outcome));
+                print!("{}", report::text(&outcome, args.safety_only));
             }
-            if outcome.passed() {
+            let passed = if args.safety_only {
+                outcome.safe()
+            } else {
+                outcome.passed()
+            };
+            if passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

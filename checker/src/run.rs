@@ -113,6 +113,11 @@ impl Outcome {
         !self.properties.iter().any(|p| p.status.is_failure())
     }
 
+    /// True if no safety property is violated.
+    pub fn safe(&self) -> bool {
+        !self.properties.iter().any(|p| p.status == Status::Violated)
+    }
+
     /// States per second.
     pub fn rate(&self) -> f64 {
         self.states as f64 / self.duration.as_secs_f64().max(1e-9)
