@@ -15,7 +15,7 @@ use crate::register::Value;
 use crate::replica::Role;
 use crate::spec::{ConsensusSpec, SpecViolation};
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network};
-use stateright::{Model, Property};
+use stateright::{Model, Path, Property};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// An action of the model: deliver, drop, timeout, crash, recover.
@@ -385,6 +385,16 @@ impl Model for BallotModel {
 
     fn format_step(&self, last: &BallotState, action: BallotAction) -> Option<String> {
         self.inner.format_step(&last.system, action)
+    }
+
+    /// The explorer's sequence diagram: the path's actions replayed through the inner
+    /// actor model, which enables every action the wrapper does (it only holds more
+    /// messages: no coalescing, no garbage removal).
+    fn as_svg(&self, path: Path<BallotState, BallotAction>) -> Option<String> {
+        let init = self.inner.init_states().into_iter().next()?;
+        let actions = path.into_actions();
+        let inner_path = Path::from_actions(&self.inner, init, actions.iter())?;
+        self.inner.as_svg(inner_path)
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
