@@ -31,11 +31,7 @@ impl NetworkKind {
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
-        NetworkKind::ALL
-            .iter()
-            .find(|(kind, _)| *kind == self)
-            .map(|(_, name)| *name)
-            .unwrap_or("unordered")
+        name_of(&NetworkKind::ALL, self)
     }
 }
 
@@ -48,18 +44,29 @@ impl fmt::Display for NetworkKind {
 impl FromStr for NetworkKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        NetworkKind::ALL
-            .iter()
-            .find(|(_, name)| *name == s)
-            .map(|(kind, _)| *kind)
-            .ok_or_else(|| {
-                let names: Vec<_> = NetworkKind::ALL.iter().map(|(_, n)| *n).collect();
-                format!(
-                    "unknown network kind `{s}` (expected one of: {})",
-                    names.join(", ")
-                )
-            })
+        parse_named(&NetworkKind::ALL, s, "network kind")
     }
+}
+
+/// The name `value` has in `all`.
+fn name_of<T: Copy + PartialEq>(all: &[(T, &'static str)], value: T) -> &'static str {
+    all.iter()
+        .find(|(candidate, _)| *candidate == value)
+        .map_or("?", |(_, name)| name)
+}
+
+/// The value named `text` in `all`, or an error listing the names.
+fn parse_named<T: Copy>(all: &[(T, &'static str)], text: &str, what: &str) -> Result<T, String> {
+    all.iter()
+        .find(|(_, name)| *name == text)
+        .map(|(value, _)| *value)
+        .ok_or_else(|| {
+            let names: Vec<_> = all.iter().map(|(_, name)| *name).collect();
+            format!(
+                "unknown {what} `{text}` (expected one of: {})",
+                names.join(", ")
+            )
+        })
 }
 
 /// When the model lets timers fire.
@@ -104,28 +111,14 @@ impl Timing {
 
 impl fmt::Display for Timing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = Timing::ALL
-            .iter()
-            .find(|(t, _)| t == self)
-            .map_or("stable", |(_, n)| n);
-        f.write_str(name)
+        f.write_str(name_of(&Timing::ALL, *self))
     }
 }
 
 impl FromStr for Timing {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Timing::ALL
-            .iter()
-            .find(|(_, name)| *name == s)
-            .map(|(timing, _)| *timing)
-            .ok_or_else(|| {
-                let names: Vec<_> = Timing::ALL.iter().map(|(_, n)| *n).collect();
-                format!(
-                    "unknown timing `{s}` (expected one of: {})",
-                    names.join(", ")
-                )
-            })
+        parse_named(&Timing::ALL, s, "timing")
     }
 }
 
