@@ -1480,3 +1480,25 @@ fn is_obsolete_tracks_the_running_ballot() {
     assert!(r.is_obsolete(&heartbeat_ack(current, 0, 0, false)));
     assert!(r.is_obsolete(&reject(current)));
 }
+
+#[test]
+fn follower_forgets_old_leader_when_promising_a_newer_ballot() {
+    let mut r = follower(0);
+    step(&mut r, msg(1, heartbeat(b(1, 1), 0, 0)));
+    assert_eq!(r.known_leader(), Some(1));
+    step(
+        &mut r,
+        msg(
+            2,
+            Message::Prepare {
+                ballot: b(2, 2),
+                from_slot: 1,
+            },
+        ),
+    );
+    assert_eq!(
+        r.known_leader(),
+        None,
+        "clients must not be redirected to a leader being replaced"
+    );
+}
