@@ -147,12 +147,14 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
         builder = builder.timeout(timeout);
     }
     let started = Instant::now();
+    let deadline = timeout.map(|timeout| started + timeout);
     let (mut outcome, discoveries) = match run.strategy {
-        Strategy::Bfs => drive(builder.spawn_bfs(), started, progress),
-        Strategy::Dfs => drive(builder.spawn_dfs(), started, progress),
+        Strategy::Bfs => drive(builder.spawn_bfs(), started, deadline, progress),
+        Strategy::Dfs => drive(builder.spawn_dfs(), started, deadline, progress),
         Strategy::Sim => drive(
             builder.spawn_simulation(run.seed, UniformChooser),
             started,
+            deadline,
             progress,
         ),
     };
@@ -188,14 +190,23 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
 
 type Discoveries = Vec<(&'static str, Kind, Option<Counterexample>)>;
 
+/// Waits for `checker` to finish, or for `deadline`. Stateright 0.31 checks its own
+/// timeout only between jobs, so a busy worker can run on long after it; at the deadline
+/// we stop waiting and report what was explored (the workers end with the process).
 fn drive<C: Checker<BallotModel>>(
     checker: C,
     started: Instant,
+    deadline: Option<Instant>,
     progress: bool,
 ) -> (Outcome, Discoveries) {
     let mut last_report = Instant::now();
     let interactive = std::io::stderr().is_terminal();
+    let mut timed_out = false;
     while !checker.is_done() {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            timed_out = true;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
         if progress && last_report.elapsed() >= PROGRESS_INTERVAL {
             last_report = Instant::now();
@@ -220,7 +231,10 @@ fn drive<C: Checker<BallotModel>>(
     if progress && interactive {
         eprint!("\r{:100}\r", "");
     }
-    let checker = checker.join();
+    // Stateright may also call itself done at the deadline while a worker is still busy
+    // with a block of states: joining would wait for that worker.
+    let timed_out = timed_out || deadline.is_some_and(|deadline| Instant::now() >= deadline);
+    let checker = if timed_out { checker } else { checker.join() };
     let duration = started.elapsed();
     let model = checker.model();
     let discoveries = model
