@@ -53,12 +53,14 @@ impl<C: Clone> DurableState<C> {
     /// ```
     pub fn apply(&mut self, update: &DurableUpdate<C>) {
         match update {
-            DurableUpdate::Promise(ballot) => self.promised = *ballot,
+            // Promise and commit only grow: replaying records out of order (or twice)
+            // can never lower them.
+            DurableUpdate::Promise(ballot) => self.promised = self.promised.max(*ballot),
             DurableUpdate::Accept { slot, entry } => {
                 self.promised = self.promised.max(entry.ballot);
                 self.accepted.insert(*slot, entry.clone());
             }
-            DurableUpdate::Commit(commit) => self.commit = *commit,
+            DurableUpdate::Commit(commit) => self.commit = self.commit.max(*commit),
         }
     }
 

@@ -211,7 +211,10 @@ impl<S: StateMachine> Replica<S> {
         };
         let ballot = leadership.ballot;
         let commit = self.durable.commit;
-        let last = commit.min(follower_commit + self.config.pipeline_depth as Slot);
+        if follower_commit >= commit {
+            return; // Not behind us after all (or an absurd report).
+        }
+        let last = commit.min(follower_commit.saturating_add(self.config.pipeline_depth as Slot));
         for slot in follower_commit + 1..=last {
             let Some(entry) = self.durable.accepted.get(&slot) else {
                 continue;
@@ -267,8 +270,11 @@ impl<S: StateMachine> Replica<S> {
             Role::Follower { .. } => return,
         };
         if ballot != current || promised <= current {
-            return; // About an older ballot of ours, or not actually higher.
+            // About an older ballot of ours, or not actually higher: learn nothing from
+            // it (so an obsolete Reject really is inert, as `is_obsolete` says).
+            return;
         }
+        self.highest_seen = self.highest_seen.max(promised);
         self.step_down(None, effects);
     }
 

@@ -66,6 +66,6 @@ pub use mutant::Mutant;
 pub use register::{Register, RegisterOp, RegisterRet, RegisterSpec, Value};
 pub use replica::{
     Candidacy, ClusterConfig, InFlight, Leadership, MetricCounter, PendingRead, Replica, Role,
-    StepError,
+    StepError, MAX_SLOTS_AHEAD,
 };
 pub use state_machine::StateMachine;

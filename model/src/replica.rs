@@ -14,6 +14,12 @@ use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use thiserror::Error;
 
+/// How far beyond its commit index a node accepts slot numbers from peers. A leader
+/// never proposes more than its pipeline ahead of what it committed, so anything further
+/// is a confused or malicious peer; without a limit one message could make a new leader
+/// re-propose billions of slots (or overflow `next_slot`).
+pub const MAX_SLOTS_AHEAD: Slot = 1 << 20;
+
 /// Static cluster parameters, identical on every server.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterConfig {
@@ -135,6 +141,18 @@ pub enum StepError {
         kind: &'static str,
         /// Sender.
         from: NodeId,
+    },
+    /// A slot further ahead of our commit index than [`MAX_SLOTS_AHEAD`].
+    #[error("{kind} from node {from} names slot {slot}, beyond the limit {limit}")]
+    SlotOutOfRange {
+        /// Message kind.
+        kind: &'static str,
+        /// Sender.
+        from: NodeId,
+        /// The slot named.
+        slot: Slot,
+        /// The highest slot acceptable now.
+        limit: Slot,
     },
 }
 
@@ -373,10 +391,7 @@ impl<S: StateMachine> Replica<S> {
             } => {
                 self.on_heartbeat_ack(from, ballot, commit, read_round, lagging, effects);
             }
-            Message::Reject { ballot, promised } => {
-                self.highest_seen = self.highest_seen.max(promised);
-                self.on_reject(ballot, promised, effects);
-            }
+            Message::Reject { ballot, promised } => self.on_reject(ballot, promised, effects),
         }
         Ok(())
     }
@@ -393,18 +408,42 @@ impl<S: StateMachine> Replica<S> {
                         from,
                     });
                 }
-                Ok(())
+                self.require_slot_in_range("Accept", from, *slot)
             }
             Message::Heartbeat { ballot, .. } => {
                 self.require_sender_ballot("Heartbeat", from, *ballot)
             }
-            Message::Promise { ballot, .. } => self.require_own_ballot("Promise", from, *ballot),
+            Message::Promise { ballot, accepted } => {
+                self.require_own_ballot("Promise", from, *ballot)?;
+                accepted
+                    .iter()
+                    .try_for_each(|(slot, _)| self.require_slot_in_range("Promise", from, *slot))
+            }
             Message::Accepted { ballot, .. } => self.require_own_ballot("Accepted", from, *ballot),
             Message::HeartbeatAck { ballot, .. } => {
                 self.require_own_ballot("HeartbeatAck", from, *ballot)
             }
             Message::Reject { ballot, .. } => self.require_own_ballot("Reject", from, *ballot),
         }
+    }
+
+    /// Slots named by peers lie within [`MAX_SLOTS_AHEAD`] of our commit index.
+    fn require_slot_in_range(
+        &self,
+        kind: &'static str,
+        from: NodeId,
+        slot: Slot,
+    ) -> Result<(), StepError> {
+        let limit = self.durable.commit.saturating_add(MAX_SLOTS_AHEAD);
+        if slot > limit {
+            return Err(StepError::SlotOutOfRange {
+                kind,
+                from,
+                slot,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Leader-originated messages must carry the sender's own ballot.

@@ -1502,3 +1502,90 @@ fn follower_forgets_old_leader_when_promising_a_newer_ballot() {
         "clients must not be redirected to a leader being replaced"
     );
 }
+
+#[test]
+fn accept_or_promise_naming_an_absurd_slot_is_refused() {
+    let mut r = follower(0);
+    let before = r.clone();
+    let (result, effects) = try_step(
+        &mut r,
+        msg(
+            1,
+            Message::Accept {
+                ballot: b(1, 1),
+                slot: u64::MAX,
+                proposal: Proposal::Noop,
+                commit: 0,
+            },
+        ),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(StepError::SlotOutOfRange { slot: u64::MAX, .. })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+
+    step(&mut r, timer(Timer::Election));
+    let ballot = r.durable().promised;
+    let before = r.clone();
+    let entry = AcceptedEntry {
+        ballot: b(1, 1),
+        proposal: Proposal::Noop,
+    };
+    let (result, effects) = try_step(
+        &mut r,
+        msg(
+            1,
+            Message::Promise {
+                ballot,
+                accepted: vec![(u64::MAX, entry)],
+            },
+        ),
+    );
+    assert!(
+        matches!(result, Err(StepError::SlotOutOfRange { .. })),
+        "{result:?}"
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before, "a refused promise must not make us leader");
+}
+
+#[test]
+fn absurd_commit_in_heartbeat_ack_sends_nothing() {
+    let mut r = elect(follower(0));
+    let ballot = r.leader_ballot().unwrap();
+    let effects = step(&mut r, msg(1, heartbeat_ack(ballot, u64::MAX, 0, true)));
+    assert_eq!(
+        effects,
+        vec![],
+        "a follower claiming to be ahead needs no catch-up"
+    );
+    assert!(r.is_leader());
+}
+
+#[test]
+fn reject_about_an_old_ballot_teaches_nothing() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election)); // candidate 1.0
+    step(&mut r, timer(Timer::Election)); // candidate 2.0
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(u32::MAX, 2),
+            },
+        ),
+    );
+    assert_eq!(effects, vec![]);
+    assert_eq!(r, before);
+    // The next candidacy is not pushed to the end of the ballot space.
+    step(&mut r, timer(Timer::Election));
+    assert_eq!(r.durable().promised, b(3, 0));
+}
