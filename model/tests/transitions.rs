@@ -127,6 +127,10 @@ fn accepted(ballot: Ballot, slot: Slot, commit: Slot) -> Msg {
     }
 }
 
+fn prepare(ballot: Ballot, from_slot: Slot) -> Msg {
+    Message::Prepare { ballot, from_slot }
+}
+
 fn heartbeat(ballot: Ballot, commit: Slot, read_round: u64) -> Msg {
     Message::Heartbeat {
         ballot,
@@ -373,16 +377,7 @@ fn acceptor_promises_prepare_above_promise_reporting_votes_from_slot() {
     step(&mut r, msg(2, accept(old, 1, p1, 0)));
     step(&mut r, msg(2, accept(old, 2, p2.clone(), 0)));
 
-    let effects = step(
-        &mut r,
-        msg(
-            0,
-            Message::Prepare {
-                ballot: b(2, 0),
-                from_slot: 2,
-            },
-        ),
-    );
+    let effects = step(&mut r, msg(0, prepare(b(2, 0), 2)));
     assert_eq!(
         effects,
         vec![
@@ -405,27 +400,9 @@ fn acceptor_promises_prepare_above_promise_reporting_votes_from_slot() {
 #[test]
 fn acceptor_rejects_prepare_below_promise() {
     let mut r = follower(1);
-    step(
-        &mut r,
-        msg(
-            0,
-            Message::Prepare {
-                ballot: b(2, 0),
-                from_slot: 1,
-            },
-        ),
-    );
+    step(&mut r, msg(0, prepare(b(2, 0), 1)));
     let before = r.clone();
-    let effects = step(
-        &mut r,
-        msg(
-            2,
-            Message::Prepare {
-                ballot: b(1, 2),
-                from_slot: 1,
-            },
-        ),
-    );
+    let effects = step(&mut r, msg(2, prepare(b(1, 2), 1)));
     assert_eq!(
         effects,
         vec![send(
@@ -445,10 +422,7 @@ fn acceptor_repeats_promise_for_duplicate_prepare_without_persisting() {
     let mut r = follower(1);
     let p = batch(&[req(7, 1, 5)]);
     step(&mut r, msg(2, accept(b(1, 2), 1, p.clone(), 0)));
-    let prepare = Message::Prepare {
-        ballot: b(2, 0),
-        from_slot: 1,
-    };
+    let prepare = prepare(b(2, 0), 1);
     let first = step(&mut r, msg(0, prepare.clone()));
     assert_eq!(first[0], Effect::Persist(DurableUpdate::Promise(b(2, 0))));
     let before = r.clone();
@@ -470,16 +444,7 @@ fn acceptor_repeats_promise_for_duplicate_prepare_without_persisting() {
 #[test]
 fn leader_steps_down_on_prepare_above_its_ballot() {
     let mut r = elect(follower(0));
-    let effects = step(
-        &mut r,
-        msg(
-            1,
-            Message::Prepare {
-                ballot: b(2, 1),
-                from_slot: 1,
-            },
-        ),
-    );
+    let effects = step(&mut r, msg(1, prepare(b(2, 1), 1)));
     let mut expected = vec![Effect::Persist(DurableUpdate::Promise(b(2, 1)))];
     expected.extend(step_down_timers());
     expected.push(send(
@@ -902,16 +867,7 @@ fn acceptor_learns_commit_only_for_slots_accepted_at_the_same_ballot() {
 #[test]
 fn acceptor_rejects_accept_below_promise_without_persisting() {
     let mut r = follower(1);
-    step(
-        &mut r,
-        msg(
-            0,
-            Message::Prepare {
-                ballot: b(2, 0),
-                from_slot: 1,
-            },
-        ),
-    );
+    step(&mut r, msg(0, prepare(b(2, 0), 1)));
     let before = r.clone();
     let effects = step(
         &mut r,
@@ -1245,16 +1201,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
     // A candidate at 6.0 that has seen ballot 5.2: every invalid message below carries a
     // ballot no higher than what it has seen.
     let mut r = follower(0);
-    step(
-        &mut r,
-        msg(
-            2,
-            Message::Prepare {
-                ballot: b(5, 2),
-                from_slot: 1,
-            },
-        ),
-    );
+    step(&mut r, msg(2, prepare(b(5, 2), 1)));
     step(&mut r, timer(Timer::Election));
     assert!(matches!(r.role(), Role::Candidate(c) if c.ballot == b(6, 0)));
 
@@ -1282,10 +1229,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
         ),
         (
             1,
-            Message::Prepare {
-                ballot: b(4, 2),
-                from_slot: 1,
-            },
+            prepare(b(4, 2), 1),
             StepError::BallotNotSender {
                 kind: "Prepare",
                 from: 1,
@@ -1294,10 +1238,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
         ),
         (
             1,
-            Message::Prepare {
-                ballot: Ballot::ZERO,
-                from_slot: 1,
-            },
+            prepare(Ballot::ZERO, 1),
             StepError::BallotNotSender {
                 kind: "Prepare",
                 from: 1,
@@ -1380,16 +1321,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
 fn invalid_message_with_higher_ballot_leaves_state_unchanged() {
     let mut r = follower(0);
     let before = r.clone();
-    let (result, effects) = try_step(
-        &mut r,
-        msg(
-            1,
-            Message::Prepare {
-                ballot: b(9, 2),
-                from_slot: 1,
-            },
-        ),
-    );
+    let (result, effects) = try_step(&mut r, msg(1, prepare(b(9, 2), 1)));
     assert_eq!(
         result,
         Err(StepError::BallotNotSender {
@@ -1409,16 +1341,7 @@ fn invalid_message_with_higher_ballot_leaves_state_unchanged() {
 fn election_after_max_round_ballot_neither_panics_nor_lowers_promise() {
     let mut r = follower(0);
     let top = b(u32::MAX, 1);
-    step(
-        &mut r,
-        msg(
-            1,
-            Message::Prepare {
-                ballot: top,
-                from_slot: 1,
-            },
-        ),
-    );
+    step(&mut r, msg(1, prepare(top, 1)));
     assert_eq!(r.durable().promised, top);
     let effects = step(&mut r, timer(Timer::Election));
     assert!(
@@ -1467,10 +1390,7 @@ fn is_obsolete_tracks_the_running_ballot() {
     assert!(!r.is_obsolete(&reject(current)));
     assert!(r.is_obsolete(&reject(older)));
     // Requests from others always deserve an answer.
-    assert!(!r.is_obsolete(&Message::Prepare {
-        ballot: b(1, 1),
-        from_slot: 1,
-    }));
+    assert!(!r.is_obsolete(&prepare(b(1, 1), 1)));
     assert!(!r.is_obsolete(&accept(b(1, 1), 1, Proposal::Noop, 0)));
     assert!(!r.is_obsolete(&heartbeat(b(1, 1), 0, 0)));
 
@@ -1486,16 +1406,7 @@ fn follower_forgets_old_leader_when_promising_a_newer_ballot() {
     let mut r = follower(0);
     step(&mut r, msg(1, heartbeat(b(1, 1), 0, 0)));
     assert_eq!(r.known_leader(), Some(1));
-    step(
-        &mut r,
-        msg(
-            2,
-            Message::Prepare {
-                ballot: b(2, 2),
-                from_slot: 1,
-            },
-        ),
-    );
+    step(&mut r, msg(2, prepare(b(2, 2), 1)));
     assert_eq!(
         r.known_leader(),
         None,
