@@ -1,5 +1,5 @@
 //! The refinement mapping: from every explored model state to the abstract
-//! [`ConsensusSpec`], checking each abstract step is one the spec allows.
+//! [`ConsensusSpec`](crate::spec::ConsensusSpec), checking each abstract step is one the spec allows.
 //!
 //! Votes are the bridge. An acceptor's vote is whatever its `accepted` map holds; each
 //! model step changes at most one server, so recording every vote seen after every step
