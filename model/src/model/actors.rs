@@ -107,16 +107,16 @@ impl ModelActor {
         if next.replica.step(input, &mut effects).is_err() {
             return;
         }
+        let acted = !effects.is_empty();
         emit(
             &mut next.stored,
             effects,
             next.replica.config().node_count,
             o,
         );
-        // Metric counters take no part in equality; keep their update all the same.
-        let metrics_changed =
-            next.replica.deduplicated_count() != server.replica.deduplicated_count();
-        if next != *server || metrics_changed {
+        // A step that emitted anything took effect, even if what changed (a metric
+        // counter) takes no part in equality: keep the new state.
+        if next != *server || acted {
             *state = Cow::Owned(ModelActorState::Server(next));
         }
     }

@@ -227,13 +227,12 @@ impl BallotModel {
                 };
                 !self.has_in_flight(state, *id) && !self.is_live_leader(state, client.target)
             }
-            ActorModelAction::Timeout(id, ModelTimer::Server(Timer::CheckQuorum)) => {
+            ActorModelAction::Timeout(_, ModelTimer::Server(Timer::CheckQuorum)) => {
                 if config.timing.spurious_elections() {
                     return true;
                 }
                 // Partial synchrony: a leader's quorum check fails only when a majority
                 // is really unreachable, i.e. crashed.
-                let _ = id;
                 let live = state
                     .system
                     .crashed
