@@ -1,6 +1,6 @@
 //! Command-line arguments, and their translation into a [`ModelConfig`].
 
-use ballot_model::model::{ClientScript, ModelConfig, NetworkKind, Timing};
+use ballot_model::model::{ClientScript, ModelConfig, NetworkKind, Scenario, Timing};
 use ballot_model::Mutant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -23,9 +23,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Exhaustively check the model (default: 3 servers, 2 clients, 1 crash; under a
-    /// minute on 2 cores). Exit 0 if every safety property holds and every reachability
-    /// target is found, 1 on any violation, 2 on bad usage.
+    /// Exhaustively check the model (default: 3 servers, one client writing then
+    /// reading, 1 crash, 2 elections): safety, reachability targets, and liveness under
+    /// fairness. About 15 s on 2 cores. Exit 0 if every safety and liveness property
+    /// holds and every reachability target is found, 1 on any violation (or a liveness
+    /// verdict left unknown by a bound), 2 on bad usage.
     Check(CheckArgs),
     /// Serve stateright's interactive state explorer for the model.
     Explore(ExploreArgs),
@@ -47,14 +49,21 @@ pub enum Strategy {
 /// The model's configuration, shared by `check` and `explore`.
 #[derive(Clone, Debug, Args)]
 pub struct ModelArgs {
+    /// A partial-connectivity scenario from the Omni-Paxos paper: `quorum-loss`,
+    /// `constrained` or `chained` (see SPEC.md, "Partial connectivity"). Sets the
+    /// servers, the links that hold once faults stop, no crashes, and its own client
+    /// and election counts unless `--clients`/`--elections` are given; the other flags
+    /// apply on top.
+    #[arg(long, value_parser = parse_scenario, conflicts_with_all = ["servers", "ops", "crashes"])]
+    pub scenario: Option<Scenario>,
     /// Number of servers.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
     pub servers: u8,
-    /// Number of clients.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=4))]
-    pub clients: u8,
+    /// Number of clients [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub clients: Option<u8>,
     /// Operations per client (alternating writes and reads).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=4))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub ops: u8,
     /// Make every client operation a write.
     #[arg(long)]
@@ -69,16 +78,17 @@ pub struct ModelArgs {
     /// Total server crashes allowed in a run.
     #[arg(long, default_value_t = 1)]
     pub crashes: u8,
-    /// Total election timeouts allowed in a run.
-    #[arg(long, default_value_t = 2)]
-    pub elections: u8,
+    /// Elections (new ballots) allowed in a run [default: 2].
+    #[arg(long)]
+    pub elections: Option<u8>,
     /// When timers fire: `stable` (partial synchrony), `spurious-elections` (election
     /// and quorum-check timers at any moment), `async` (every timer at any moment).
     #[arg(long, default_value = "stable", value_parser = parse_timing)]
     pub timing: Timing,
-    /// Retries per client operation.
-    #[arg(long, default_value_t = 1)]
-    pub retries: u8,
+    /// Retries per client operation: a number, or `unlimited` (real clients; needed
+    /// for liveness, since a client that gives up is never answered).
+    #[arg(long, default_value = "unlimited", value_parser = parse_retries)]
+    pub retries: Retries,
     /// The leader's pipeline window, in slots.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
     pub pipeline: u8,
@@ -104,6 +114,23 @@ fn parse_mutant(text: &str) -> Result<Mutant, String> {
         })
 }
 
+/// A client retry limit, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retries(pub Option<u8>);
+
+fn parse_retries(text: &str) -> Result<Retries, String> {
+    if text == "unlimited" {
+        return Ok(Retries(None));
+    }
+    text.parse::<u8>()
+        .map(|n| Retries(Some(n)))
+        .map_err(|_| format!("expected a number of retries (0-255) or `unlimited`, got `{text}`"))
+}
+
+fn parse_scenario(text: &str) -> Result<Scenario, String> {
+    text.parse()
+}
+
 fn parse_network(text: &str) -> Result<NetworkKind, String> {
     text.parse()
 }
@@ -115,25 +142,34 @@ fn parse_timing(text: &str) -> Result<Timing, String> {
 impl ModelArgs {
     /// The model configuration these flags describe.
     pub fn config(&self) -> ModelConfig {
+        let base = match self.scenario {
+            Some(scenario) => ModelConfig::scenario(scenario),
+            None => ModelConfig {
+                servers: self.servers as usize,
+                ops_per_client: self.ops as usize,
+                max_crashes: self.crashes as usize,
+                ..ModelConfig::default()
+            },
+        };
+        let base = ModelConfig {
+            clients: self.clients.map_or(base.clients, usize::from),
+            max_elections: self.elections.map_or(base.max_elections, usize::from),
+            ..base
+        };
         ModelConfig {
-            servers: self.servers as usize,
-            clients: self.clients as usize,
-            ops_per_client: self.ops as usize,
-            script: if self.writes_only {
+            script: if self.writes_only || self.scenario.is_some() {
                 ClientScript::WritesOnly
             } else {
                 ClientScript::Alternating
             },
             network: self.network,
             lossy: self.lossy,
-            max_crashes: self.crashes as usize,
-            max_elections: self.elections as usize,
             timing: self.timing,
-            client_retries: self.retries,
+            client_retries: self.retries.0,
             pipeline_depth: self.pipeline as usize,
             max_batch: self.batch as usize,
             mutant: self.mutant,
-            ..ModelConfig::default()
+            ..base
         }
     }
 }
@@ -159,6 +195,10 @@ pub struct RunArgs {
     /// Symmetry reduction. Refused for this model: see SPEC.md, "Symmetry".
     #[arg(long)]
     pub symmetry: bool,
+    /// Skip the liveness check (it builds the whole state graph in memory, single
+    /// threaded, after the safety check).
+    #[arg(long = "no-liveness", action = clap::ArgAction::SetFalse)]
+    pub liveness: bool,
 }
 
 /// `check` arguments.
@@ -173,8 +213,9 @@ pub struct CheckArgs {
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
-    /// Report reachability targets but let only safety decide the exit code (for
-    /// configurations too small to reach every target, e.g. without crashes).
+    /// Report reachability targets but do not require them (for configurations too
+    /// small to reach every target, e.g. without crashes). Safety and liveness still
+    /// decide the exit code.
     #[arg(long)]
     pub safety_only: bool,
 }

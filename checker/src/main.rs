@@ -23,13 +23,14 @@ fn main() -> ExitCode {
                 );
             }
             let outcome = run::run(args.model.config(), &args.run, !args.json);
+            let targets_optional = args.safety_only || args.model.scenario.is_some();
             if args.json {
                 println!("{}", report::json(&outcome));
             } else {
-                print!("{}", report::text(&outcome, args.safety_only));
+                print!("{}", report::text(&outcome, targets_optional));
             }
-            let passed = if args.safety_only {
-                outcome.safe()
+            let passed = if targets_optional {
+                outcome.passed_without_targets()
             } else {
                 outcome.passed()
             };

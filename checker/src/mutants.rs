@@ -14,8 +14,14 @@ use serde_json::json;
 /// ballot) need spurious timeouts: under partial synchrony the model never elects a
 /// second leader while the first is alive and connected.
 pub fn witness_config(mutant: Mutant) -> ModelConfig {
+    // Two concurrent clients with one operation each: the bugs below need two writes
+    // (or a write and a read) in flight at once.
+    // Safety bugs show within one retry per operation, which keeps these small.
     let base = ModelConfig {
         mutant: Some(mutant),
+        clients: 2,
+        ops_per_client: 1,
+        client_retries: Some(1),
         ..ModelConfig::default()
     };
     // Two leaders at once, two different values for one slot, no client retries (they
@@ -23,7 +29,7 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
     let duelling_writers = ModelConfig {
         timing: Timing::SpuriousElections,
         script: ClientScript::WritesOnly,
-        client_retries: 0,
+        client_retries: Some(0),
         ..base.clone()
     };
     match mutant {
@@ -38,7 +44,7 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             timing: Timing::SpuriousElections,
             max_crashes: 0,
             ops_per_client: 2,
-            client_retries: 0,
+            client_retries: Some(0),
             ..base
         },
         // Two different writes make a wrong order or a double apply visible.
@@ -47,7 +53,33 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             ..base
         },
         Mutant::MinorityCommit | Mutant::RecoveredForgetsPromise => base,
+        // Liveness bugs: real clients (unlimited retries). A slot the new leader never
+        // re-proposes needs a crash after one acceptor voted: the default model.
+        Mutant::IgnoreRecoveredSlots => ModelConfig {
+            mutant: Some(mutant),
+            ..ModelConfig::default()
+        },
+        // Candidates that give up, or never yield, need a failed or contested election:
+        // spurious timeouts make one (as faults, before the run settles), and a crash
+        // removes the node whose promise would have settled it. Elections alone show
+        // it: no clients.
+        Mutant::ElectionTimerNotRearmed | Mutant::CandidateIgnoresHigherBallot => ModelConfig {
+            mutant: Some(mutant),
+            clients: 0,
+            timing: Timing::SpuriousElections,
+            ..ModelConfig::default()
+        },
     }
+}
+
+/// True for the mutants that break progress only, never safety.
+pub fn is_liveness_mutant(mutant: Mutant) -> bool {
+    matches!(
+        mutant,
+        Mutant::ElectionTimerNotRearmed
+            | Mutant::IgnoreRecoveredSlots
+            | Mutant::CandidateIgnoresHigherBallot
+    )
 }
 
 /// One mutant's result.
@@ -82,13 +114,14 @@ pub fn run_all(
             }
         }
     };
-    let run_args = RunArgs {
+    let run_args = |liveness| RunArgs {
         strategy: Strategy::Bfs,
         threads,
         depth: None,
         timeout: None,
         seed: 0,
         symmetry: false,
+        liveness,
     };
     Ok(selected
         .into_iter()
@@ -96,7 +129,13 @@ pub fn run_all(
             if progress {
                 eprintln!("mutant {} …", mutant.name());
             }
-            let outcome = run(witness_config(mutant), &run_args, progress);
+            // Safety mutants are checked for safety only (what catches them), liveness
+            // mutants for both (safety must hold: only liveness may catch them).
+            let outcome = run(
+                witness_config(mutant),
+                &run_args(is_liveness_mutant(mutant)),
+                progress,
+            );
             let caught_by = outcome
                 .properties
                 .iter()
@@ -115,12 +154,12 @@ pub fn run_all(
 /// Text table of mutant results.
 pub fn text(results: &[MutantResult]) -> String {
     let mut out = format!(
-        "{:<28} {:<8} {:>10} {:>8}  {}\n",
+        "{:<32} {:<8} {:>10} {:>8}  {}\n",
         "mutant", "caught", "states", "time s", "caught by"
     );
     for result in results {
         out.push_str(&format!(
-            "{:<28} {:<8} {:>10} {:>8.2}  {}\n",
+            "{:<32} {:<8} {:>10} {:>8.2}  {}\n",
             result.mutant.name(),
             if result.caught_by.is_empty() {
                 "NO"

@@ -31,6 +31,19 @@ pub fn text(outcome: &Outcome, safety_only: bool) -> String {
         "  complete         {:>12}\n",
         if outcome.complete { "yes" } else { "NO" }
     ));
+    if let Some(liveness) = &outcome.liveness {
+        out.push_str(&format!(
+            "liveness: {} states, {} transitions; {} components examined, {} with a cycle, \
+             {} fair; {} states cut by a bound; {:.2} s\n",
+            group(liveness.unique_states),
+            group(liveness.edges),
+            group(liveness.components),
+            group(liveness.cyclic_components),
+            group(liveness.fair_components),
+            group(liveness.truncated_states),
+            liveness.duration.as_secs_f64()
+        ));
+    }
     out.push_str("properties:\n");
     for property in &outcome.properties {
         out.push_str(&format!(
@@ -50,7 +63,20 @@ pub fn text(outcome: &Outcome, safety_only: bool) -> String {
             counterexample.steps.len()
         ));
         for (i, step) in counterexample.steps.iter().enumerate() {
+            if counterexample.cycle_start == Some(i) {
+                out.push_str("  --- the cycle, repeated forever: ---\n");
+            }
             out.push_str(&format!("  {:>3}. {step}\n", i + 1));
+        }
+        if counterexample.cycle_start == Some(counterexample.steps.len()) {
+            out.push_str("  --- and then nothing but faults can happen: the run stops ---\n");
+        } else if counterexample.cycle_start.is_some() {
+            out.push_str("  --- back to the start of the cycle ---\n");
+        }
+        if let Some(path) = &counterexample.explorer {
+            out.push_str(&format!(
+                "explorer: `ballot-check explore` with the same flags, then open {path}\n"
+            ));
         }
         out.push_str("final state:\n");
         for line in &counterexample.final_state {
@@ -62,11 +88,13 @@ pub fn text(outcome: &Outcome, safety_only: bool) -> String {
     }
     out.push_str(&format!(
         "\nresult: {}\n",
-        if outcome.passed() && outcome.complete {
+        if outcome.passed() && outcome.complete && outcome.liveness.is_some() {
+            "OK: every safety and liveness property holds and every reachability target was found"
+        } else if outcome.passed() && outcome.complete {
             "OK: every safety property holds and every reachability target was found"
-        } else if safety_only && outcome.safe() && outcome.complete {
-            "OK: every safety property holds (reachability not required: --safety-only)"
-        } else if outcome.passed() || (safety_only && outcome.safe()) {
+        } else if safety_only && outcome.passed_without_targets() && outcome.complete {
+            "OK: no property violated (reachability targets not required)"
+        } else if outcome.passed() || (safety_only && outcome.passed_without_targets()) {
             "no violation found, but the exploration was incomplete"
         } else {
             "FAILED"
@@ -88,6 +116,15 @@ pub fn json(outcome: &Outcome) -> Value {
         "states_per_s": outcome.rate(),
         "complete": outcome.complete,
         "passed": outcome.passed(),
+        "liveness": outcome.liveness.as_ref().map(|l| json!({
+            "unique_states": l.unique_states,
+            "edges": l.edges,
+            "components": l.components,
+            "cyclic_components": l.cyclic_components,
+            "fair_components": l.fair_components,
+            "truncated_states": l.truncated_states,
+            "duration_s": l.duration.as_secs_f64(),
+        })),
         "properties": outcome.properties.iter().map(|p| {
             let mut value = json!({
                 "name": p.name,
@@ -97,6 +134,12 @@ pub fn json(outcome: &Outcome) -> Value {
             if let Some(counterexample) = &p.counterexample {
                 value["trace"] = json!(counterexample.steps);
                 value["reason"] = json!(counterexample.reason);
+                if let Some(start) = counterexample.cycle_start {
+                    value["cycle_start"] = json!(start);
+                }
+                if let Some(path) = &counterexample.explorer {
+                    value["explorer"] = json!(path);
+                }
             }
             value
         }).collect::<Vec<_>>(),

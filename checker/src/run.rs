@@ -1,7 +1,11 @@
 //! Running one model check and collecting its outcome.
 
 use crate::args::{RunArgs, Strategy};
-use ballot_model::model::{BallotModel, BallotState, ModelConfig};
+use ballot_checker::liveness::{self, Fairness, FairnessSpec, LivenessProperty, Verdict};
+use ballot_model::model::liveness as goals;
+use ballot_model::model::{
+    ActionClass, BallotAction, BallotModel, BallotState, ModelConfig, Obligation,
+};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -18,6 +22,8 @@ pub enum Kind {
     Safety,
     /// Must hold in some reachable state (the model is not vacuous).
     Reachability,
+    /// Must eventually hold (or hold forever) in every fair run once faults stop.
+    Liveness,
 }
 
 impl Kind {
@@ -26,6 +32,7 @@ impl Kind {
         match self {
             Kind::Safety => "safety",
             Kind::Reachability => "reachability",
+            Kind::Liveness => "liveness",
         }
     }
 }
@@ -33,15 +40,17 @@ impl Kind {
 /// A property's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
-    /// Safety: no reachable state violates it (exploration complete).
+    /// Safety: no reachable state violates it (exploration complete). Liveness: no
+    /// fair run violates it.
     Holds,
-    /// Safety: a reachable state violates it.
+    /// Safety: a reachable state violates it. Liveness: a fair lasso violates it.
     Violated,
     /// Reachability: a state satisfying it was found.
     Found,
     /// Reachability: exploration completed without finding one.
     NotFound,
-    /// Exploration was incomplete and nothing was found either way.
+    /// Exploration was incomplete, or (liveness) a bound cut states where a violation
+    /// could hide, and nothing was found either way.
     Unknown,
 }
 
@@ -75,10 +84,17 @@ pub struct PropertyOutcome {
     pub counterexample: Option<Counterexample>,
 }
 
-/// A path to a violating state, rendered.
+/// A path to a violating state, or a lasso (a path, then a cycle repeated forever),
+/// rendered.
 pub struct Counterexample {
-    /// One line per step.
+    /// One line per step: the path, then the cycle.
     pub steps: Vec<String>,
+    /// For a lasso: the index in `steps` where the cycle begins (`steps.len()` for a
+    /// run that stops in a dead end).
+    pub cycle_start: Option<usize>,
+    /// The explorer address that replays the path (`ballot-check explore` with the
+    /// same flags).
+    pub explorer: Option<String>,
     /// The final state, summarised.
     pub final_state: Vec<String>,
     /// Why the property fails there.
@@ -105,12 +121,44 @@ pub struct Outcome {
     pub complete: bool,
     /// Per-property verdicts.
     pub properties: Vec<PropertyOutcome>,
+    /// Figures of the liveness check, if it ran.
+    pub liveness: Option<LivenessFigures>,
+}
+
+/// What the liveness check explored and examined.
+pub struct LivenessFigures {
+    /// Distinct states in its graph.
+    pub unique_states: usize,
+    /// Transitions.
+    pub edges: usize,
+    /// Strongly connected components examined, summed over properties.
+    pub components: usize,
+    /// Of those, the ones with a cycle.
+    pub cyclic_components: usize,
+    /// Of those, the fair ones (each a candidate counterexample).
+    pub fair_components: usize,
+    /// States where a bound cut the exploration or an obligation.
+    pub truncated_states: usize,
+    /// Wall time, exploration and analysis.
+    pub duration: Duration,
 }
 
 impl Outcome {
-    /// True if no safety property is violated and every reachability target was found.
+    /// True if no property is violated, every reachability target was found, and no
+    /// liveness verdict was left open by a bound.
     pub fn passed(&self) -> bool {
-        !self.properties.iter().any(|p| p.status.is_failure())
+        !self.properties.iter().any(|p| {
+            p.status.is_failure() || (p.kind == Kind::Liveness && p.status == Status::Unknown)
+        })
+    }
+
+    /// True if no property is violated and no liveness verdict was left open: what
+    /// `--safety-only` and scenarios require (reachability targets not required).
+    pub fn passed_without_targets(&self) -> bool {
+        !self.properties.iter().any(|p| {
+            p.status == Status::Violated
+                || (p.kind == Kind::Liveness && p.status == Status::Unknown)
+        })
     }
 
     /// True if no safety property is violated.
@@ -137,6 +185,7 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
         _ => None,
     };
     let mut builder = model
+        .clone()
         .checker()
         .threads(threads)
         .finish_when(HasDiscoveries::AnyFailures);
@@ -170,22 +219,152 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
         && !stopped_by_timeout
         && !stopped_by_depth
         && !stopped_by_failure;
+    let skip_liveness =
+        !run.liveness || run.strategy == Strategy::Sim || run.depth.is_some() || !outcome.safe();
+    if !skip_liveness {
+        let (figures, properties) = check_liveness(&model, progress);
+        outcome.liveness = Some(figures);
+        outcome.properties.extend(properties);
+    }
     for (name, kind, counterexample) in discoveries {
         let status = match (kind, counterexample.is_some()) {
-            (Kind::Safety, true) => Status::Violated,
+            (Kind::Safety | Kind::Liveness, true) => Status::Violated,
             (Kind::Reachability, true) => Status::Found,
             (Kind::Safety, false) if outcome.complete => Status::Holds,
             (Kind::Reachability, false) if outcome.complete => Status::NotFound,
             (_, false) => Status::Unknown,
         };
-        outcome.properties.push(PropertyOutcome {
-            name,
-            kind,
-            status,
-            counterexample: counterexample.filter(|_| kind == Kind::Safety),
-        });
+        outcome.properties.insert(
+            outcome
+                .properties
+                .iter()
+                .position(|p| p.kind == Kind::Liveness)
+                .unwrap_or(outcome.properties.len()),
+            PropertyOutcome {
+                name,
+                kind,
+                status,
+                counterexample: counterexample.filter(|_| kind == Kind::Safety),
+            },
+        );
     }
     outcome
+}
+
+/// The model's fairness, as the generic liveness checker wants it.
+struct BallotFairness;
+
+impl FairnessSpec<BallotModel> for BallotFairness {
+    type Key = Obligation;
+
+    fn classify(
+        &self,
+        model: &BallotModel,
+        state: &BallotState,
+        action: &BallotAction,
+    ) -> Fairness<Obligation> {
+        match model.classify(state, action) {
+            ActionClass::Fault => Fairness::Fault,
+            ActionClass::Weak(obligation) => Fairness::Fair(obligation),
+            ActionClass::Strong(obligation) => Fairness::Strong(obligation),
+            ActionClass::Free => Fairness::Free,
+        }
+    }
+
+    fn cut(&self, model: &BallotModel, state: &BallotState) -> Vec<Obligation> {
+        model.cut_obligations(state)
+    }
+}
+
+/// Runs the liveness check on `model`'s full state graph.
+pub fn check_liveness(
+    model: &BallotModel,
+    progress: bool,
+) -> (LivenessFigures, Vec<PropertyOutcome>) {
+    let started = Instant::now();
+    let properties = goals::all()
+        .into_iter()
+        .map(|p| LivenessProperty {
+            name: p.name,
+            temporal: match p.temporal {
+                goals::Temporal::Eventually => liveness::Temporal::Eventually,
+                goals::Temporal::EventuallyAlways => liveness::Temporal::EventuallyAlways,
+            },
+            condition: p.condition,
+        })
+        .collect();
+    let mut last_report = Instant::now();
+    let interactive = std::io::stderr().is_terminal();
+    let outcome = liveness::check(model, &BallotFairness, properties, |states| {
+        if progress && last_report.elapsed() >= PROGRESS_INTERVAL {
+            last_report = Instant::now();
+            let line = format!(
+                "  … liveness: {:>11} states in the graph, {:>6.1} s",
+                states,
+                started.elapsed().as_secs_f64()
+            );
+            if interactive {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    });
+    if progress && interactive {
+        eprint!("\r{:100}\r", "");
+    }
+    let figures = LivenessFigures {
+        unique_states: outcome.unique_states,
+        edges: outcome.edges,
+        components: outcome.properties.iter().map(|p| p.components).sum(),
+        cyclic_components: outcome.properties.iter().map(|p| p.cyclic_components).sum(),
+        fair_components: outcome.properties.iter().map(|p| p.fair_components).sum(),
+        truncated_states: outcome.truncated_states,
+        duration: outcome.explore_time + outcome.analysis_time,
+    };
+    let properties = outcome
+        .properties
+        .into_iter()
+        .map(|result| {
+            let (status, counterexample) = match result.verdict {
+                Verdict::Holds => (Status::Holds, None),
+                Verdict::Unknown(_) => (Status::Unknown, None),
+                Verdict::Violated(lasso) => (Status::Violated, Some(render_lasso(model, &lasso))),
+            };
+            PropertyOutcome {
+                name: result.name,
+                kind: Kind::Liveness,
+                status,
+                counterexample,
+            }
+        })
+        .collect();
+    (figures, properties)
+}
+
+fn render_lasso(model: &BallotModel, lasso: &liveness::Lasso<BallotModel>) -> Counterexample {
+    let steps: Vec<String> = lasso
+        .prefix
+        .iter()
+        .chain(&lasso.cycle)
+        .map(|action| model.format_action(action))
+        .collect();
+    let mut final_state = summarise(model, lasso.cycle_entry());
+    if lasso.cycle.is_empty() {
+        final_state.insert(
+            0,
+            "(the run stops here: nothing but a fault can happen)".into(),
+        );
+    } else {
+        final_state.insert(0, "(state where the cycle starts and ends)".into());
+    }
+    Counterexample {
+        steps,
+        cycle_start: Some(lasso.prefix.len()),
+        explorer: Some(lasso.explorer_path()),
+        final_state,
+        reason: Some(lasso.reason.clone()),
+    }
 }
 
 type Discoveries = Vec<(&'static str, Kind, Option<Counterexample>)>;
@@ -261,6 +440,7 @@ fn drive<C: Checker<BallotModel>>(
         duration,
         complete: false,
         properties: Vec::new(),
+        liveness: None,
     };
     (outcome, discoveries)
 }
@@ -279,6 +459,8 @@ fn render(
     let last = path.last_state();
     Counterexample {
         steps,
+        cycle_start: None,
+        explorer: None,
         final_state: summarise(model, last),
         reason: ballot_model::model::properties::explain(property, model, last),
     }

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 const SAFETY: &str = "safety";
 const REACHABILITY: &str = "reachability";
+const LIVENESS: &str = "liveness";
 
 /// Runs `ballot-check` with `args`.
 fn run(args: &[&str]) -> Output {
@@ -56,11 +57,14 @@ fn properties(report: &Value) -> &Vec<Value> {
     let properties = report["properties"]
         .as_array()
         .unwrap_or_else(|| panic!("no properties array in {report}"));
-    assert_eq!(properties.len(), 12, "{report}");
+    assert!(properties.len() == 12 || properties.len() == 15, "{report}");
     for property in properties {
         assert!(property["name"].is_string(), "{property}");
         let kind = property["kind"].as_str().expect("kind");
-        assert!(kind == SAFETY || kind == REACHABILITY, "{property}");
+        assert!(
+            kind == SAFETY || kind == REACHABILITY || kind == LIVENESS,
+            "{property}"
+        );
         assert!(property["status"].is_string(), "{property}");
     }
     properties
@@ -85,7 +89,7 @@ fn json_report_no_crash() {
     // by design (every reachability target must be found): exit 1, but a complete,
     // well-formed report in which every safety property holds.
     let report = run_json(&args, 1);
-    assert_eq!(report["unique_states"], 3307, "{report}");
+    assert_eq!(report["unique_states"], 1508, "{report}");
     for key in ["states", "max_depth"] {
         assert!(report[key].is_u64(), "{key} in {report}");
     }
@@ -121,7 +125,7 @@ fn text_report_no_crash_fails_on_unreached_targets() {
     let output = run_expecting(&args, 1);
     let text = stdout(&output);
     assert!(text.contains("not found"), "{}", describe(&args, &output));
-    assert!(text.contains("3,307"), "{}", describe(&args, &output));
+    assert!(text.contains("1,508"), "{}", describe(&args, &output));
     assert!(text.contains("FAILED"), "{}", describe(&args, &output));
     assert!(!text.contains("violated"), "{}", describe(&args, &output));
 }
@@ -172,11 +176,13 @@ fn mutant_text_has_counterexample() {
 
 #[test]
 fn bad_usage_exits_2() {
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 8] = [
         &["check", "--servers", "0"],
         &["check", "--network", "bogus"],
         &["check", "--timing", "bogus"],
         &["check", "--symmetry"],
+        &["check", "--scenario", "bogus"],
+        &["check", "--scenario", "chained", "--servers", "5"],
         &["mutants", "--only", "bogus"],
         &[],
     ];
@@ -226,14 +232,61 @@ fn default_check_passes() {
     let report = run_json(&args, 0);
     assert_eq!(report["complete"], true, "{report}");
     assert_eq!(report["passed"], true, "{report}");
-    assert_eq!(report["unique_states"], 170_406, "{report}");
+    assert_eq!(report["unique_states"], 296_257, "{report}");
     let properties = properties(&report);
+    assert_eq!(of_kind(properties, LIVENESS).count(), 3, "{report}");
     for property in properties {
-        let expected = if property["kind"] == SAFETY {
-            "holds"
-        } else {
+        let expected = if property["kind"] == REACHABILITY {
             "found"
+        } else {
+            "holds"
         };
         assert_eq!(property["status"], expected, "{property}");
+    }
+    let liveness = &report["liveness"];
+    assert_eq!(liveness["unique_states"], 296_257, "{report}");
+    assert!(
+        liveness["components"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+    assert_eq!(liveness["truncated_states"], 0, "{report}");
+}
+
+/// A liveness mutant is caught by liveness alone, with a lasso.
+#[test]
+fn liveness_mutant_has_a_lasso() {
+    let args = ["check", "--mutant", "ignore-recovered-slots", "--json"];
+    let report = run_json(&args, 1);
+    let properties = properties(&report);
+    for property in of_kind(properties, SAFETY) {
+        assert_eq!(property["status"], "holds", "{property}");
+    }
+    let violated: Vec<&Value> = of_kind(properties, LIVENESS)
+        .filter(|p| p["status"] == "violated")
+        .collect();
+    assert!(!violated.is_empty(), "{report}");
+    for property in violated {
+        let trace = property["trace"].as_array().expect("a trace");
+        let start = property["cycle_start"].as_u64().expect("a cycle start") as usize;
+        assert!(start <= trace.len(), "{property}");
+        let path = property["explorer"].as_str().expect("an explorer path");
+        assert!(path.starts_with("#/steps/0/"), "{property}");
+        assert_eq!(path.split('/').count(), trace.len() + 3, "{property}");
+    }
+}
+
+/// The partial-connectivity preset the protocol handles: the chained line.
+#[test]
+fn chained_scenario_is_live() {
+    let args = ["check", "--scenario", "chained", "--json"];
+    let report = run_json(&args, 0);
+    assert!(
+        report["config"]
+            .as_str()
+            .is_some_and(|c| c.contains("cut 0-2")),
+        "{report}"
+    );
+    for property in of_kind(properties(&report), LIVENESS) {
+        assert_eq!(property["status"], "holds", "{property}");
     }
 }

@@ -23,6 +23,19 @@ impl<S: StateMachine> Replica<S> {
             effects.push(reject(from, ballot, self.durable.promised));
             return;
         }
+        if ballot > self.durable.promised && self.is_loyal_to_another(from) {
+            // We heard from a live leader since our election timer last fired: the
+            // candidate is cut off from it, not replacing a dead one. Promising would
+            // depose a leader that a majority still follows (and, if the candidate can
+            // reach no majority, for nothing). Refuse without a higher promise; the
+            // candidate keeps its ballot and asks again, and if our leader really died
+            // our own timer fires and ends the loyalty.
+            effects.push(reject(from, ballot, self.durable.promised));
+            return;
+        }
+        if ballot > self.durable.promised && self.is_candidate_ignoring_higher() {
+            return;
+        }
         if ballot > self.durable.promised {
             if mutant!(self.config, PromiseNotPersisted) {
                 self.durable.promised = ballot;
@@ -33,6 +46,7 @@ impl<S: StateMachine> Replica<S> {
             // Stepping down (re-)arms the election timer, which also gives the
             // candidate time to finish phase 1 before we run ourselves.
             self.step_down(None, effects);
+            self.backing = Some(from);
         }
         // `ballot == promised` here: a new promise, or a retransmitted Prepare answered
         // again (idempotent).
@@ -102,12 +116,29 @@ impl<S: StateMachine> Replica<S> {
         });
     }
 
+    /// True while this follower backs a node other than `candidate` — a leader it heard
+    /// from, or a candidate it promised, since its election timer last fired (leader
+    /// stickiness, as in Raft's pre-vote with check-quorum, or Omni-Paxos's
+    /// quorum-connected leader election).
+    fn is_loyal_to_another(&self, candidate: NodeId) -> bool {
+        matches!(self.role, Role::Follower { .. })
+            && self.backing.is_some_and(|backed| backed != candidate)
+    }
+
+    /// The `CandidateIgnoresHigherBallot` mutant: a candidate that hears of a higher
+    /// ballot neither promises it nor yields. Always false in a correct build.
+    pub(crate) fn is_candidate_ignoring_higher(&self) -> bool {
+        matches!(self.role, Role::Candidate(_))
+            && mutant!(self.config, CandidateIgnoresHigherBallot)
+    }
+
     /// Accepts `leader` at `ballot >= promised` as the leader: raise the promise if
     /// needed (persisted), leave any candidacy or leadership, reset the election timer.
     fn follow(&mut self, leader: NodeId, ballot: Ballot, effects: &mut Vec<Effect<S>>) {
         if ballot > self.durable.promised {
             self.persist(DurableUpdate::Promise(ballot), effects);
         }
+        self.backing = Some(leader);
         match self.role {
             Role::Follower { .. } => {
                 self.role = Role::Follower {

@@ -81,6 +81,11 @@ impl<S: StateMachine> Replica<S> {
                 .unwrap_or(Proposal::Noop);
             proposals.push((slot, proposal));
         }
+        if mutant!(self.config, IgnoreRecoveredSlots) {
+            // Leaves `from_slot..next_slot` unproposed (and untracked, so never
+            // retransmitted): those slots can never commit, nor anything after them.
+            proposals.clear();
+        }
         for (slot, proposal) in &proposals {
             leadership.in_flight.insert(
                 *slot,
@@ -270,8 +275,13 @@ impl<S: StateMachine> Replica<S> {
             Role::Follower { .. } => return,
         };
         if ballot != current || promised <= current {
-            // About an older ballot of ours, or not actually higher: learn nothing from
-            // it (so an obsolete Reject really is inert, as `is_obsolete` says).
+            // About an older ballot of ours, or a follower loyal to a leader we cannot
+            // see (it names no higher promise): learn nothing from it, so such a Reject
+            // really is inert, as `is_obsolete` says. A candidate keeps its ballot and
+            // asks again on its next timeout.
+            return;
+        }
+        if self.is_candidate_ignoring_higher() {
             return;
         }
         self.highest_seen = self.highest_seen.max(promised);

@@ -24,12 +24,21 @@ pub enum Mutant {
     ApplyOutOfOrder,
     /// A recovering node forgets its durable promise.
     RecoveredForgetsPromise,
+    /// A candidate never re-arms its election timer: an election that fails is never
+    /// tried again. Safe, but not live.
+    ElectionTimerNotRearmed,
+    /// A new leader proposes nothing for the slots it learned about in phase 1 (neither
+    /// their values nor no-ops), so the log has a hole that never commits.
+    IgnoreRecoveredSlots,
+    /// A candidate neither promises a higher ballot nor yields to a rejection naming
+    /// one: two candidates can wait for each other forever.
+    CandidateIgnoresHigherBallot,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 8] = [
+    pub const ALL: [Mutant; 11] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -38,6 +47,9 @@ impl Mutant {
         Mutant::StaleLeaderRead,
         Mutant::ApplyOutOfOrder,
         Mutant::RecoveredForgetsPromise,
+        Mutant::ElectionTimerNotRearmed,
+        Mutant::IgnoreRecoveredSlots,
+        Mutant::CandidateIgnoresHigherBallot,
     ];
 
     /// A kebab-case name for the CLI.
@@ -51,6 +63,9 @@ impl Mutant {
             Mutant::StaleLeaderRead => "stale-leader-read",
             Mutant::ApplyOutOfOrder => "apply-out-of-order",
             Mutant::RecoveredForgetsPromise => "recovered-forgets-promise",
+            Mutant::ElectionTimerNotRearmed => "election-timer-not-rearmed",
+            Mutant::IgnoreRecoveredSlots => "ignore-recovered-slots",
+            Mutant::CandidateIgnoresHigherBallot => "candidate-ignores-higher-ballot",
         }
     }
 }

@@ -246,6 +246,10 @@ pub struct Replica<S: StateMachine> {
     /// answered from the client table instead of being applied again. For metrics, and
     /// for the model's "a duplicate was deduplicated" reachability check.
     pub(crate) deduplicated: MetricCounter,
+    /// The node whose ballot we promised, or whose leadership we accepted, since our
+    /// election timer last fired. While set, we refuse to promise anyone else's ballot
+    /// (leader stickiness): see `on_prepare`.
+    pub(crate) backing: Option<NodeId>,
 }
 
 /// A count kept for metrics only. It takes no part in equality, ordering or hashing,
@@ -304,6 +308,7 @@ impl<S: StateMachine> Replica<S> {
             table: ClientTable::new(machine),
             waiters: BTreeMap::new(),
             deduplicated: MetricCounter::default(),
+            backing: None,
         };
         let mut effects = Vec::new();
         replica.apply_committed(&mut effects);
@@ -484,10 +489,24 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Follower or candidate: the leader went quiet. Start phase 1 for every slot from
-    /// the commit point on, with a ballot above everything seen.
+    /// the commit point on, with a ballot above everything seen; or, as a candidate
+    /// whose ballot nobody has outbid, ask again at the same ballot.
     fn on_election_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
         if matches!(self.role, Role::Leader(_)) {
             // A leader's election timer is cancelled; a stale firing changes nothing.
+            return;
+        }
+        if self.election_retries_ballot() {
+            self.retry_candidacy(effects);
+            return;
+        }
+        if self.backing.take().is_some() && self.highest_seen > self.durable.promised {
+            // Our leader (or the candidate we backed) went quiet, and meanwhile we
+            // refused a higher ballot out of loyalty. Stop refusing rather than outbid
+            // it: its candidate asks again and can now win, with no new ballot spent.
+            // If it does not, our next timeout campaigns.
+            self.role = Role::Follower { leader: None };
+            effects.push(Effect::SetTimer(Timer::Election));
             return;
         }
         let Some(round) = self
@@ -521,8 +540,80 @@ impl<S: StateMachine> Replica<S> {
                 message: Message::Prepare { ballot, from_slot },
             });
         }
-        effects.push(Effect::SetTimer(Timer::Election));
+        if !mutant!(self.config, ElectionTimerNotRearmed) {
+            effects.push(Effect::SetTimer(Timer::Election));
+        }
         self.try_become_leader(effects);
+    }
+
+    /// True if the next election timeout would re-send the current candidacy's
+    /// `Prepare` rather than start a new ballot: we are a candidate and have seen no
+    /// higher ballot (a higher one makes us yield, so in practice: still a candidate).
+    ///
+    /// Why retry rather than escalate: a candidate that cannot reach a majority (it is
+    /// cut off, or its peers still follow a live leader) would otherwise raise its ballot
+    /// on every timeout, and the first time its `Prepare` reaches a node that ballot
+    /// would depose a leader that was doing fine. A ballot nobody has outbid is as good
+    /// as a new one, so asking again costs nothing and disturbs no one. Ballots only
+    /// grow when someone has actually promised a higher one.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Input, Register, Replica, Timer};
+    /// let (mut r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert!(!r.election_retries_ballot(), "a follower starts a new ballot");
+    /// r.step(Input::Timer(Timer::Election), &mut Vec::new()).unwrap();
+    /// assert!(r.election_retries_ballot(), "an unanswered candidate asks again");
+    /// ```
+    pub fn election_retries_ballot(&self) -> bool {
+        match &self.role {
+            Role::Candidate(candidacy) => self.highest_seen <= candidacy.ballot,
+            _ => false,
+        }
+    }
+
+    /// True if an election timeout now would start a new ballot: not a leader, not a
+    /// candidate asking again, not a loyal follower releasing its loyalty.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Input, Register, Replica, Timer};
+    /// let (mut r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert!(r.election_timeout_starts_ballot());
+    /// r.step(Input::Timer(Timer::Election), &mut Vec::new()).unwrap();
+    /// assert!(!r.election_timeout_starts_ballot());
+    /// ```
+    pub fn election_timeout_starts_ballot(&self) -> bool {
+        match self.role {
+            Role::Leader(_) => false,
+            Role::Candidate(_) => !self.election_retries_ballot(),
+            Role::Follower { .. } => {
+                self.backing.is_none() || self.highest_seen <= self.durable.promised
+            }
+        }
+    }
+
+    /// The node this one backs since its election timer last fired: the leader it
+    /// follows or the candidate it promised. While set, it promises no one else.
+    pub fn backing(&self) -> Option<NodeId> {
+        self.backing
+    }
+
+    /// Re-sends the candidacy's `Prepare` to every peer that has not promised yet.
+    fn retry_candidacy(&mut self, effects: &mut Vec<Effect<S>>) {
+        let Role::Candidate(candidacy) = &self.role else {
+            return;
+        };
+        let (ballot, from_slot) = (candidacy.ballot, candidacy.from_slot);
+        for peer in self.config.peers(self.id) {
+            if !candidacy.promises.contains_key(&peer) {
+                effects.push(Effect::Send {
+                    to: peer,
+                    message: Message::Prepare { ballot, from_slot },
+                });
+            }
+        }
+        if !mutant!(self.config, ElectionTimerNotRearmed) {
+            effects.push(Effect::SetTimer(Timer::Election));
+        }
     }
 
     /// Leaves candidacy or leadership (a higher ballot exists, or the majority is gone).
@@ -533,7 +624,10 @@ impl<S: StateMachine> Replica<S> {
             effects.push(Effect::CancelTimer(Timer::Heartbeat));
             effects.push(Effect::CancelTimer(Timer::CheckQuorum));
         }
-        effects.push(Effect::SetTimer(Timer::Election));
+        let failed_candidate = matches!(self.role, Role::Candidate(_));
+        if !(failed_candidate && mutant!(self.config, ElectionTimerNotRearmed)) {
+            effects.push(Effect::SetTimer(Timer::Election));
+        }
         // Pending reads cannot be confirmed any more; their clients time out and retry
         // elsewhere. Write waiters stay: if their slot is chosen we will still apply it
         // and can answer with the chosen output.
@@ -607,7 +701,8 @@ impl<S: StateMachine> Replica<S> {
     /// Answers (`Promise`, `Accepted`, `HeartbeatAck`, `Reject`) concern one ballot this
     /// node ran; once the node no longer runs that ballot it never will again (ballots
     /// are never reused), so answers to it are inert forever. A `Promise` is also inert
-    /// once its candidacy succeeded. Requests from leaders and candidates always deserve
+    /// once its candidacy succeeded, and a `Reject` that names no promise above the
+    /// ballot it refuses is inert from the start. Requests from leaders and candidates always deserve
     /// an answer, so they are never obsolete. Drivers may drop obsolete messages
     /// unprocessed; the model does, so that states differing only in such garbage merge.
     ///
@@ -629,8 +724,32 @@ impl<S: StateMachine> Replica<S> {
             Message::Accepted { ballot, .. } | Message::HeartbeatAck { ballot, .. } => {
                 running != Some((*ballot, true))
             }
-            Message::Reject { ballot, .. } => running.map(|(b, _)| b) != Some(*ballot),
+            // A refusal that names no higher promise (a follower still loyal to its
+            // leader) teaches nothing, now or later: `on_reject` ignores it.
+            Message::Reject { ballot, promised } => {
+                promised <= ballot || running.map(|(b, _)| b) != Some(*ballot)
+            }
         }
+    }
+
+    /// True if this node leads and holds request `(client, seq)`: it will answer it
+    /// once it commits (a write) or confirms its leadership (a read), unless it loses
+    /// the lead first.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Register, Replica};
+    /// let (r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert!(!r.is_serving(7, 1));
+    /// ```
+    pub fn is_serving(&self, client: ClientId, seq: u64) -> bool {
+        let Role::Leader(leadership) = &self.role else {
+            return false;
+        };
+        self.waiters.get(&client) == Some(&seq)
+            || leadership
+                .reads
+                .iter()
+                .any(|read| read.client == client && read.seq == seq)
     }
 
     /// This node's id.

@@ -42,6 +42,24 @@ fn follower(id: NodeId) -> R {
     recover_with(id, cluster(3), DurableState::default())
 }
 
+/// Runs two candidacies on `r`: ballot 1 is outbid (a peer names a promise of 1.2),
+/// so the next timeout starts ballot 2.
+fn second_candidacy(r: &mut R) {
+    step(r, timer(Timer::Election));
+    step(
+        r,
+        msg(
+            1,
+            Message::Reject {
+                ballot: b(1, r.id()),
+                promised: b(1, 2),
+            },
+        ),
+    );
+    step(r, timer(Timer::Election));
+    assert!(matches!(r.role(), Role::Candidate(c) if c.ballot == b(2, r.id())));
+}
+
 fn check(r: &R) {
     assert_eq!(check_replica(r), Ok(()), "invariants of node {}", r.id());
 }
@@ -347,12 +365,144 @@ fn election_timeout_runs_above_promise_from_commit_point() {
 }
 
 #[test]
-fn candidate_election_timeout_starts_a_higher_ballot() {
+fn outbid_candidate_election_timeout_starts_a_higher_ballot() {
     let mut r = follower(0);
     step(&mut r, timer(Timer::Election));
+    step(
+        &mut r,
+        msg(
+            2,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(1, 2),
+            },
+        ),
+    );
     let effects = step(&mut r, timer(Timer::Election));
     assert_eq!(effects, election_effects(b(2, 0), 1));
     assert!(matches!(r.role(), Role::Candidate(c) if c.ballot == b(2, 0)));
+}
+
+#[test]
+fn unbeaten_candidate_election_timeout_asks_again_at_the_same_ballot() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    step(
+        &mut r,
+        msg(
+            1,
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![],
+            },
+        ),
+    );
+    // 0 and 1 make a majority of 3: it leads. Use a 5-node cluster to stay a candidate.
+    let mut r5 = recover_with(0, cluster(5), DurableState::default());
+    step(&mut r5, timer(Timer::Election));
+    step(
+        &mut r5,
+        msg(
+            1,
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![],
+            },
+        ),
+    );
+    let before = r5.durable().clone();
+    let effects = step(&mut r5, timer(Timer::Election));
+    assert_eq!(
+        effects,
+        vec![
+            send(2, prepare(b(1, 0), 1)),
+            send(3, prepare(b(1, 0), 1)),
+            send(4, prepare(b(1, 0), 1)),
+            Effect::SetTimer(Timer::Election),
+        ],
+        "no new ballot, nothing persisted, only peers that have not promised are asked"
+    );
+    assert_eq!(r5.durable(), &before);
+    assert!(r.is_leader());
+}
+
+#[test]
+fn follower_loyal_to_a_live_leader_refuses_a_higher_prepare_without_promising() {
+    let mut r = follower(1);
+    step(&mut r, msg(2, heartbeat(b(1, 2), 0, 0)));
+    let before = r.clone();
+    let effects = step(&mut r, msg(0, prepare(b(2, 0), 1)));
+    assert_eq!(
+        effects,
+        vec![send(
+            0,
+            Message::Reject {
+                ballot: b(2, 0),
+                promised: b(1, 2),
+            }
+        )]
+    );
+    assert_eq!(r.durable(), before.durable(), "no promise is made");
+    assert_eq!(r.known_leader(), Some(2));
+    assert!(
+        r.is_obsolete(&Message::Reject {
+            ballot: b(2, 0),
+            promised: b(1, 2)
+        }),
+        "a refusal naming no higher promise is inert"
+    );
+    // Its leader may still raise its own ballot.
+    let effects = step(&mut r, msg(2, prepare(b(2, 2), 1)));
+    assert_eq!(effects[0], Effect::Persist(DurableUpdate::Promise(b(2, 2))));
+    // Once its election timer fires the loyalty ends without a new ballot: the
+    // refused candidate, asking again, now gets the promise.
+    let mut r = follower(1);
+    step(&mut r, msg(2, heartbeat(b(1, 2), 0, 0)));
+    step(&mut r, msg(0, prepare(b(2, 0), 1)));
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    assert_eq!(r.durable().promised, b(1, 2), "no ballot spent");
+    assert_eq!(r.backing(), None);
+    let effects = step(&mut r, msg(0, prepare(b(2, 0), 1)));
+    assert_eq!(effects[0], Effect::Persist(DurableUpdate::Promise(b(2, 0))));
+    // Had it refused no one, its timeout would have started its own ballot.
+    let mut r = follower(1);
+    step(&mut r, msg(2, heartbeat(b(1, 2), 0, 0)));
+    step(&mut r, timer(Timer::Election));
+    assert_eq!(r.durable().promised, b(2, 1));
+}
+
+#[test]
+fn candidate_ignores_a_loyal_followers_refusal_and_keeps_its_ballot() {
+    let mut r = follower(0);
+    step(&mut r, timer(Timer::Election));
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(1, 2),
+            },
+        ),
+    );
+    // promised 1.2 > 1.0 here: a real outbid. A loyal refusal names a lower promise.
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    assert_eq!(r.known_leader(), None);
+    let mut r = before;
+    let effects = step(
+        &mut r,
+        msg(
+            1,
+            Message::Reject {
+                ballot: b(1, 0),
+                promised: b(0, 2),
+            },
+        ),
+    );
+    assert_eq!(effects, vec![]);
+    assert!(r.election_retries_ballot());
 }
 
 #[test]
@@ -376,6 +526,9 @@ fn acceptor_promises_prepare_above_promise_reporting_votes_from_slot() {
     let p2 = batch(&[req(7, 2, 6)]);
     step(&mut r, msg(2, accept(old, 1, p1, 0)));
     step(&mut r, msg(2, accept(old, 2, p2.clone(), 0)));
+    // Its leader went quiet: the election timer fired, and the node restarted before
+    // campaigning (so it follows no one and promised nothing new).
+    let mut r = recover_with(1, cluster(3), r.durable().clone());
 
     let effects = step(&mut r, msg(0, prepare(b(2, 0), 2)));
     assert_eq!(
@@ -422,6 +575,7 @@ fn acceptor_repeats_promise_for_duplicate_prepare_without_persisting() {
     let mut r = follower(1);
     let p = batch(&[req(7, 1, 5)]);
     step(&mut r, msg(2, accept(b(1, 2), 1, p.clone(), 0)));
+    let mut r = recover_with(1, cluster(3), r.durable().clone());
     let prepare = prepare(b(2, 0), 1);
     let first = step(&mut r, msg(0, prepare.clone()));
     assert_eq!(first[0], Effect::Persist(DurableUpdate::Promise(b(2, 0))));
@@ -562,8 +716,7 @@ fn new_leader_keeps_its_own_vote_when_it_has_the_highest_ballot() {
 #[test]
 fn candidate_ignores_promise_for_its_earlier_ballot() {
     let mut r = follower(0);
-    step(&mut r, timer(Timer::Election));
-    step(&mut r, timer(Timer::Election));
+    second_candidacy(&mut r);
     let before = r.clone();
     let effects = step(
         &mut r,
@@ -1172,7 +1325,7 @@ fn leader_steps_down_on_reject_with_higher_promise() {
 #[test]
 fn reject_for_an_older_ballot_is_ignored() {
     let mut r = follower(0);
-    step(&mut r, timer(Timer::Election));
+    second_candidacy(&mut r);
     let r = elect(r);
     assert_eq!(r.leader_ballot(), Some(b(2, 0)));
     let mut r = r;
@@ -1367,7 +1520,7 @@ fn is_obsolete_tracks_the_running_ballot() {
     };
 
     let mut r = follower(0);
-    step(&mut r, timer(Timer::Election));
+    second_candidacy(&mut r);
     let mut r = elect(r); // candidacy 1.0 abandoned, leads 2.0
     let current = b(2, 0);
     let older = b(1, 0);
@@ -1406,7 +1559,8 @@ fn follower_forgets_old_leader_when_promising_a_newer_ballot() {
     let mut r = follower(0);
     step(&mut r, msg(1, heartbeat(b(1, 1), 0, 0)));
     assert_eq!(r.known_leader(), Some(1));
-    step(&mut r, msg(2, prepare(b(2, 2), 1)));
+    // The leader's own higher ballot (it restarted, or re-ran).
+    step(&mut r, msg(1, prepare(b(2, 1), 1)));
     assert_eq!(
         r.known_leader(),
         None,
@@ -1481,8 +1635,7 @@ fn absurd_commit_in_heartbeat_ack_sends_nothing() {
 #[test]
 fn reject_about_an_old_ballot_teaches_nothing() {
     let mut r = follower(0);
-    step(&mut r, timer(Timer::Election)); // candidate 1.0
-    step(&mut r, timer(Timer::Election)); // candidate 2.0
+    second_candidacy(&mut r); // candidate 1.0 outbid by 1.2, now candidate 2.0
     let before = r.clone();
     let effects = step(
         &mut r,
@@ -1496,7 +1649,7 @@ fn reject_about_an_old_ballot_teaches_nothing() {
     );
     assert_eq!(effects, vec![]);
     assert_eq!(r, before);
-    // The next candidacy is not pushed to the end of the ballot space.
+    // The candidacy is not pushed to the end of the ballot space: it asks again at 2.0.
     step(&mut r, timer(Timer::Election));
-    assert_eq!(r.durable().promised, b(3, 0));
+    assert_eq!(r.durable().promised, b(2, 0));
 }

@@ -53,7 +53,8 @@ pub struct ClientState {
     pub op_index: usize,
     /// The server the current operation was last sent to.
     pub target: NodeId,
-    /// Retries left for the current operation.
+    /// Retries left for the current operation (always 0 with unlimited retries, so
+    /// that retrying makes no new state).
     pub retries_left: u8,
 }
 
@@ -85,8 +86,8 @@ pub enum ModelActor {
         servers: usize,
         /// Its operations.
         script: Vec<RegisterOp>,
-        /// Retries per operation.
-        retries: u8,
+        /// Retries per operation; `None` for no limit.
+        retries: Option<u8>,
     },
 }
 
@@ -195,7 +196,7 @@ impl Actor for ModelActor {
                 let state = ClientState {
                     op_index: 0,
                     target: *client as usize % servers,
-                    retries_left: *retries,
+                    retries_left: retries.unwrap_or(0),
                 };
                 if !script.is_empty() {
                     send_current(*client, script, &state, o);
@@ -244,7 +245,7 @@ impl Actor for ModelActor {
                 match response {
                     ClientResponse::Written { .. } | ClientResponse::ReadOk { .. } => {
                         next.op_index += 1;
-                        next.retries_left = *retries;
+                        next.retries_left = retries.unwrap_or(0);
                         if next.op_index < script.len() {
                             send_current(*client, script, &next, o);
                         } else {
@@ -283,18 +284,19 @@ impl Actor for ModelActor {
                     client,
                     servers,
                     script,
-                    ..
+                    retries,
                 },
                 ModelTimer::ClientRetry,
             ) => {
                 let ModelActorState::Client(current) = &**state else {
                     return;
                 };
-                if current.op_index >= script.len() || current.retries_left == 0 {
+                let out_of_retries = retries.is_some() && current.retries_left == 0;
+                if current.op_index >= script.len() || out_of_retries {
                     return; // Done, or out of retries: stop retrying (the timer lapses).
                 }
                 let mut next = current.clone();
-                next.retries_left -= 1;
+                next.retries_left = next.retries_left.saturating_sub(1);
                 next.target = (current.target + 1) % servers;
                 send_current(*client, script, &next, o);
                 *state = Cow::Owned(ModelActorState::Client(next));

@@ -5,6 +5,7 @@
 
 use super::actors::{ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
 use super::config::{ModelConfig, NetworkKind};
+use super::connectivity::Opening;
 use super::history::{record_invocation, record_return, ModelHistory};
 use super::properties;
 use super::refinement::refine;
@@ -28,7 +29,8 @@ pub type BallotAction = ActorModelAction<ModelMsg, ModelTimer, ()>;
 pub struct Ledger {
     /// Crashes so far (total, not concurrent).
     pub crashes: u8,
-    /// Election timeouts so far.
+    /// Elections so far: election timeouts that started a new ballot (a candidate
+    /// asking again at its ballot is not counted).
     pub elections: u8,
     /// Every vote ever cast: `(slot, ballot, value)` → voters.
     pub votes: BTreeMap<(Slot, Ballot, Proposal<Value>), BTreeSet<NodeId>>,
@@ -41,6 +43,8 @@ pub struct Ledger {
     /// Some server answered a retried request from its client table (the replica's
     /// metric counter takes no part in state identity, so the fact is kept here).
     pub deduplicated: bool,
+    /// A scripted opening ([`Opening::Elected`]) is over: cut links are cut for good.
+    pub opened: bool,
 }
 
 /// A state of the checked model.
@@ -111,7 +115,7 @@ impl BallotState {
 ///         assert!(checker.discovery(property.name).is_none(), "{} violated", property.name);
 ///     }
 /// }
-/// assert_eq!(checker.unique_state_count(), 3_307);
+/// assert_eq!(checker.unique_state_count(), 1_508);
 /// ```
 #[derive(Clone)]
 pub struct BallotModel {
@@ -153,22 +157,36 @@ impl BallotModel {
         BallotModel { config, inner }
     }
 
-    fn server<'a>(&self, state: &'a BallotState, id: usize) -> Option<&'a ServerState> {
+    pub(super) fn server<'a>(&self, state: &'a BallotState, id: usize) -> Option<&'a ServerState> {
         match state.system.actor_states.get(id).map(|s| &**s) {
             Some(ModelActorState::Server(server)) => Some(server),
             _ => None,
         }
     }
 
-    fn is_live_leader(&self, state: &BallotState, id: NodeId) -> bool {
+    pub(super) fn is_live_leader(&self, state: &BallotState, id: NodeId) -> bool {
         !state.system.crashed[id]
             && self
                 .server(state, id)
                 .is_some_and(|server| server.replica.is_leader())
     }
 
+    /// The actors, by stateright index.
+    pub(super) fn actors(&self) -> &[ModelActor] {
+        &self.inner.actors
+    }
+
+    /// True if server `id` is up and would start a new ballot (not just ask again) if
+    /// its election timer fired: what the election budget counts.
+    fn election_starts_ballot(&self, state: &BallotState, id: NodeId) -> bool {
+        self.server(state, id)
+            .is_some_and(|server| server.replica.election_timeout_starts_ballot())
+    }
+
     /// Whether the wrapper lets an action the actor model offers happen: fault budgets,
-    /// and the partial-synchrony assumption when spurious elections are off.
+    /// and in the stricter timing modes only timely timer firings (see
+    /// [`BallotModel::timer_is_timely`], which the liveness checker also uses to tell
+    /// faults from fair steps).
     fn allowed(&self, state: &BallotState, action: &BallotAction) -> bool {
         let config = &self.config;
         match action {
@@ -176,116 +194,108 @@ impl BallotModel {
                 usize::from(*id) < config.servers
                     && (state.ledger.crashes as usize) < config.max_crashes
             }
-            ActorModelAction::Timeout(id, ModelTimer::Server(Timer::Election)) => {
-                if state.ledger.elections as usize >= config.max_elections {
+            ActorModelAction::Timeout(id, timer) => {
+                let over_budget = *timer == ModelTimer::Server(Timer::Election)
+                    && state.ledger.elections as usize >= config.max_elections
+                    && self.election_starts_ballot(state, usize::from(*id));
+                if over_budget {
                     return false;
                 }
-                if config.timing.spurious_elections() {
-                    return true;
-                }
-                // Partial synchrony: a node times out only when no live leader exists
-                // whose ballot it would accept (that leader's messages would reach it
-                // within the election timeout), and not while messages from or to it are
-                // still travelling (its own candidacy may yet succeed).
-                if self.has_in_flight(state, *id) {
-                    return false;
-                }
-                let id = usize::from(*id);
-                let Some(me) = self.server(state, id) else {
-                    return false;
+                let free_to_fire = match timer {
+                    ModelTimer::Server(Timer::Election | Timer::CheckQuorum) => {
+                        config.timing.spurious_elections()
+                    }
+                    ModelTimer::Server(Timer::Heartbeat) | ModelTimer::ClientRetry => {
+                        config.timing.early_ticks()
+                    }
                 };
-                let promised = me.replica.durable().promised;
-                !state.live_servers().any(|(_, server)| {
-                    server
-                        .replica
-                        .leader_ballot()
-                        .is_some_and(|ballot| ballot >= promised)
-                })
-            }
-            ActorModelAction::Timeout(id, ModelTimer::Server(Timer::Heartbeat)) => {
-                if config.timing.early_ticks() {
-                    return true;
-                }
-                // Partial synchrony: the heartbeat interval exceeds the network delay, so
-                // a tick comes after the leader's previous messages arrived (or were
-                // lost); and since quorum checks cannot fail spuriously here, a tick only
-                // matters when a live follower lacks commits or votes.
-                let leader = usize::from(*id);
-                !self.has_in_flight(state, *id) && self.follower_lags(state, leader)
-            }
-            ActorModelAction::Timeout(id, ModelTimer::ClientRetry) => {
-                if config.timing.early_ticks() {
-                    return true;
-                }
-                // Partial synchrony: a client times out only when its server cannot
-                // answer (crashed, or not leading and its answer already consumed).
-                let client_index = usize::from(*id);
-                let Some(ModelActorState::Client(client)) =
-                    state.system.actor_states.get(client_index).map(|s| &**s)
-                else {
-                    return true;
-                };
-                !self.has_in_flight(state, *id) && !self.is_live_leader(state, client.target)
-            }
-            ActorModelAction::Timeout(_, ModelTimer::Server(Timer::CheckQuorum)) => {
-                if config.timing.spurious_elections() {
-                    return true;
-                }
-                // Partial synchrony: a leader's quorum check fails only when a majority
-                // is really unreachable, i.e. crashed.
-                let live = state
-                    .system
-                    .crashed
-                    .iter()
-                    .take(config.servers)
-                    .filter(|c| !**c)
-                    .count();
-                live < crate::ballot::quorum(config.servers)
+                free_to_fire || self.timer_is_timely(state, *id, timer)
             }
             _ => true,
         }
     }
 
-    /// True if a message from or to actor `id` is in flight. Always false on a
-    /// duplicating network, where every message ever sent stays deliverable: "in
-    /// flight" means nothing there, so the timing guards that use it do not apply.
-    fn has_in_flight(&self, state: &BallotState, id: Id) -> bool {
-        if self.config.network == NetworkKind::UnorderedDuplicating {
-            return false;
+    /// Plays the scripted opening ([`Opening::Elected`]) from `state`: every step goes
+    /// through `next_state`, so the ledger (elections, votes, the spec) records it.
+    fn open(&self, mut state: BallotState, leader: NodeId, miss: Option<NodeId>) -> BallotState {
+        let step = |state: BallotState, action: BallotAction| -> BallotState {
+            self.next_state(&state, action.clone()).unwrap_or(state)
+        };
+        let leader_id = Id::from(leader);
+        state = step(
+            state,
+            ActorModelAction::Timeout(leader_id, ModelTimer::Server(Timer::Election)),
+        );
+        // Deliver peer messages (all of them, then all but those to or from `miss`)
+        // until none is left that changes anything.
+        let settle = |mut state: BallotState, skip: Option<NodeId>| -> BallotState {
+            for _ in 0..1_000 {
+                let candidates: Vec<BallotAction> = state
+                    .system
+                    .network
+                    .iter_deliverable()
+                    .filter(|e| {
+                        let skipped = skip
+                            .is_some_and(|m| usize::from(e.src) == m || usize::from(e.dst) == m);
+                        matches!(e.msg, ModelMsg::Peer(_)) && !skipped
+                    })
+                    .map(|e| ActorModelAction::Deliver {
+                        src: e.src,
+                        dst: e.dst,
+                        msg: e.msg.clone(),
+                    })
+                    .collect();
+                // The first delivery that changes anything; none left: settled.
+                let Some(next) = candidates
+                    .into_iter()
+                    .find_map(|action| self.next_state(&state, action))
+                else {
+                    break;
+                };
+                state = next;
+            }
+            state
+        };
+        state = settle(state, None);
+        let request = state.system.network.iter_deliverable().find_map(|e| {
+            (usize::from(e.dst) == leader && matches!(e.msg, ModelMsg::Request(_))).then(|| {
+                ActorModelAction::Deliver {
+                    src: e.src,
+                    dst: e.dst,
+                    msg: e.msg.clone(),
+                }
+            })
+        });
+        if let Some(request) = request {
+            state = step(state, request);
+            state = settle(state, miss);
         }
+        state.ledger.opened = true;
+        self.bound_network(&mut state.system, true);
         state
-            .system
-            .network
-            .iter_deliverable()
-            .any(|envelope| envelope.src == id || envelope.dst == id)
-    }
-
-    /// True if some live follower of leader `leader` lacks a commit or a vote the
-    /// leader has: the case where a heartbeat tick changes something.
-    fn follower_lags(&self, state: &BallotState, leader: NodeId) -> bool {
-        let Some(leader_state) = self.server(state, leader) else {
-            return false;
-        };
-        let Role::Leader(leadership) = leader_state.replica.role() else {
-            return false;
-        };
-        let commit = leader_state.replica.commit_index();
-        state.live_servers().any(|(id, follower)| {
-            id != leader
-                && (follower.replica.commit_index() < commit
-                    || leadership
-                        .in_flight
-                        .values()
-                        .any(|slot| !slot.acks.contains(&id)))
-        })
     }
 
     /// Bounds the network after a step (see [`NetworkKind`]), and removes answers no
     /// client will ever act on: delivering them would change nothing, now or later
     /// (a client's sequence number only grows), so removing them only merges states
     /// that differ in garbage.
-    fn bound_network(&self, system: &mut ActorModelState<ModelActor, ModelHistory>) {
+    fn bound_network(&self, system: &mut ActorModelState<ModelActor, ModelHistory>, opened: bool) {
         let actor_states = &system.actor_states;
+        let crashed = &system.crashed;
+        // A crash closes the node's connections: whatever was on its way to it, or is
+        // sent to it while it is down, is lost (TCP semantics; the runtime's peers
+        // reconnect and retransmit). What it sent before crashing may still arrive.
+        let to_crashed = |dst: Id| crashed.get(usize::from(dst)).copied().unwrap_or(false);
+        // After a scripted opening the cut links are cut for good.
+        let cut_for_good = opened;
+        let lost = |src: Id, dst: Id| {
+            to_crashed(dst)
+                || (cut_for_good
+                    && !self
+                        .config
+                        .connectivity
+                        .connected(usize::from(src), usize::from(dst)))
+        };
         let is_dead_answer =
             |dst: Id, msg: &ModelMsg| match (actor_states.get(usize::from(dst)).map(|s| &**s), msg)
             {
@@ -300,12 +310,16 @@ impl BallotModel {
             };
         match &mut system.network {
             Network::UnorderedNonDuplicating(multiset) => {
-                multiset.retain(|envelope, _| !is_dead_answer(envelope.dst, &envelope.msg));
+                multiset.retain(|envelope, _| {
+                    !lost(envelope.src, envelope.dst)
+                        && !is_dead_answer(envelope.dst, &envelope.msg)
+                });
                 for count in multiset.values_mut() {
                     *count = 1;
                 }
             }
             Network::Ordered(channels) => {
+                channels.retain(|(src, dst), _| !lost(*src, *dst));
                 for queue in channels.values_mut() {
                     queue.truncate(self.config.channel_capacity);
                 }
@@ -329,7 +343,11 @@ impl Model for BallotModel {
             .map(|system| {
                 let mut ledger = Ledger::default();
                 refine(&mut ledger, self.config.servers, &system);
-                BallotState { system, ledger }
+                let state = BallotState { system, ledger };
+                match self.config.opening {
+                    Opening::Cold => state,
+                    Opening::Elected { leader, miss } => self.open(state, leader, miss),
+                }
             })
             .collect()
     }
@@ -350,13 +368,15 @@ impl Model for BallotModel {
                     ledger.leader_crash_commit = commit;
                 }
             }
-            ActorModelAction::Timeout(_, ModelTimer::Server(Timer::Election)) => {
+            ActorModelAction::Timeout(id, ModelTimer::Server(Timer::Election))
+                if self.election_starts_ballot(last, usize::from(*id)) =>
+            {
                 ledger.elections += 1;
             }
             _ => {}
         }
         let mut system = self.inner.next_state(&last.system, action)?;
-        self.bound_network(&mut system);
+        self.bound_network(&mut system, ledger.opened);
         if !ledger.deduplicated {
             let count = |system: &ActorModelState<ModelActor, ModelHistory>| -> u64 {
                 system

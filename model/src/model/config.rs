@@ -1,5 +1,6 @@
 //! Every knob of the model, and every bound that keeps its state space finite.
 
+use super::connectivity::{Connectivity, Opening, Scenario};
 use crate::register::{RegisterOp, Value};
 use crate::replica::ClusterConfig;
 use std::fmt;
@@ -49,14 +50,18 @@ impl FromStr for NetworkKind {
 }
 
 /// The name `value` has in `all`.
-fn name_of<T: Copy + PartialEq>(all: &[(T, &'static str)], value: T) -> &'static str {
+pub(super) fn name_of<T: Copy + PartialEq>(all: &[(T, &'static str)], value: T) -> &'static str {
     all.iter()
         .find(|(candidate, _)| *candidate == value)
         .map_or("?", |(_, name)| name)
 }
 
 /// The value named `text` in `all`, or an error listing the names.
-fn parse_named<T: Copy>(all: &[(T, &'static str)], text: &str, what: &str) -> Result<T, String> {
+pub(super) fn parse_named<T: Copy>(
+    all: &[(T, &'static str)],
+    text: &str,
+    what: &str,
+) -> Result<T, String> {
     all.iter()
         .find(|(_, name)| *name == text)
         .map(|(value, _)| *value)
@@ -132,9 +137,10 @@ pub enum ClientScript {
     WritesOnly,
 }
 
-/// The model's configuration. Defaults: 3 servers, 2 clients with one operation each,
+/// The model's configuration. Defaults: 3 servers, one client that writes then reads,
 /// unordered non-duplicating reliable network, one crash, two elections, no spurious
-/// elections.
+/// elections, clients that retry without limit, every link up. (Two concurrent clients,
+/// `clients: 2, ops_per_client: 1`, make about nine times the states.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelConfig {
     /// Number of servers (3 or 5 are the interesting sizes).
@@ -156,9 +162,15 @@ pub struct ModelConfig {
     pub max_elections: usize,
     /// When timers may fire; see [`Timing`].
     pub timing: Timing,
-    /// Times a client re-sends one operation after a timeout, to the next server.
-    /// Bound: finite retransmissions.
-    pub client_retries: u8,
+    /// Times a client re-sends one operation after a timeout, to the next server;
+    /// `None` for no limit (real clients; what liveness needs, since a client that
+    /// gives up is never answered). Retries re-send the same request, so unlimited
+    /// retries add transitions, not states.
+    pub client_retries: Option<u8>,
+    /// Which server links hold once the faults stop (see [`Connectivity`]).
+    pub connectivity: Connectivity,
+    /// How runs begin (see [`Opening`]).
+    pub opening: Opening,
     /// The leader's pipeline window, in slots.
     pub pipeline_depth: usize,
     /// Requests per slot.
@@ -174,15 +186,17 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             servers: 3,
-            clients: 2,
-            ops_per_client: 1,
+            clients: 1,
+            ops_per_client: 2,
             script: ClientScript::Alternating,
             network: NetworkKind::UnorderedNonDuplicating,
             lossy: false,
             max_crashes: 1,
             max_elections: 2,
             timing: Timing::Stable,
-            client_retries: 1,
+            client_retries: None,
+            connectivity: Connectivity::full(),
+            opening: Opening::Cold,
             pipeline_depth: 2,
             max_batch: 1,
             channel_capacity: 3,
@@ -209,7 +223,7 @@ impl ModelConfig {
     /// ```
     /// use ballot_model::model::ModelConfig;
     /// use ballot_model::RegisterOp;
-    /// let config = ModelConfig::default();
+    /// let config = ModelConfig { clients: 2, ops_per_client: 1, ..ModelConfig::default() };
     /// assert_eq!(config.script_for(0), vec![RegisterOp::Write(1)]);
     /// assert_eq!(config.script_for(1), vec![RegisterOp::Read]);
     /// ```
@@ -233,14 +247,45 @@ impl ModelConfig {
     /// expanding a state: one per read invocation and retry. Only a duplicating network
     /// (which re-delivers read requests at will) can exceed it.
     pub fn max_read_rounds(&self) -> u64 {
-        (self.clients * self.ops_per_client * (1 + self.client_retries as usize)) as u64
+        // Unlimited retries: one round per server per election, a bound no run on a
+        // non-duplicating network reaches.
+        let attempts = match self.client_retries {
+            Some(retries) => 1 + retries as usize,
+            None => 1 + self.servers * (1 + self.max_elections),
+        };
+        (self.clients * self.ops_per_client * attempts) as u64
+    }
+
+    /// The configuration of a partial-connectivity scenario: its servers, links and
+    /// opening, one client writing once, no crashes (the cut is the fault), and an
+    /// election budget.
+    ///
+    /// ```
+    /// use ballot_model::model::{ModelConfig, Scenario};
+    /// let config = ModelConfig::scenario(Scenario::Chained);
+    /// assert_eq!(config.servers, 3);
+    /// assert!(!config.connectivity.connected(0, 2));
+    /// ```
+    pub fn scenario(scenario: Scenario) -> Self {
+        let servers = scenario.servers();
+        ModelConfig {
+            servers,
+            clients: 1,
+            ops_per_client: 1,
+            script: ClientScript::WritesOnly,
+            max_crashes: 0,
+            max_elections: servers,
+            connectivity: scenario.connectivity(),
+            opening: scenario.opening(),
+            ..ModelConfig::default()
+        }
     }
 
     /// A one-line description for reports.
     pub fn describe(&self) -> String {
         #[allow(unused_mut)]
         let mut text = format!(
-            "servers={} clients={} ops={} network={}{} crashes={} elections={} timing={} retries={} pipeline={} batch={}",
+            "servers={} clients={} ops={} network={}{} crashes={} elections={} timing={} retries={} links={}{} pipeline={} batch={}",
             self.servers,
             self.clients,
             self.ops_per_client,
@@ -249,7 +294,16 @@ impl ModelConfig {
             self.max_crashes,
             self.max_elections,
             self.timing,
-            self.client_retries,
+            self.client_retries
+                .map_or_else(|| "unlimited".to_string(), |r| r.to_string()),
+            self.connectivity,
+            match self.opening {
+                Opening::Cold => String::new(),
+                Opening::Elected { leader, miss } => format!(
+                    " opening=leader-{leader}{}",
+                    miss.map_or(String::new(), |m| format!("-missing-{m}"))
+                ),
+            },
             self.pipeline_depth,
             self.max_batch,
         );

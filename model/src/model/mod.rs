@@ -18,11 +18,16 @@
 pub mod actors;
 pub mod checked;
 pub mod config;
+pub mod connectivity;
+pub mod fairness;
 pub mod history;
+pub mod liveness;
 pub mod properties;
 pub mod refinement;
 
 pub use actors::{ClientState, ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
 pub use checked::{BallotAction, BallotModel, BallotState, Ledger};
 pub use config::{ClientScript, ModelConfig, NetworkKind, Timing};
+pub use connectivity::{Connectivity, Opening, Scenario};
+pub use fairness::{ActionClass, Obligation};
 pub use history::ModelHistory;

@@ -1,0 +1,323 @@
+//! Fairness and the timing assumption, as data: what every action of the model *is*
+//! to the liveness checker, and when a timer firing is timely.
+//!
+//! Paxos cannot be live in a purely asynchronous system (Fischer, Lynch and Paterson):
+//! duelling candidates can outbid each other forever, and a timer can always fire just
+//! before the message that would have made it unnecessary. Progress needs two
+//! assumptions, both stated here in code and in SPEC.md ("Liveness"):
+//!
+//! 1. **Fairness.** A message between two live, connected nodes that stays deliverable
+//!    is eventually delivered (weak fairness, [`ActionClass::Weak`]), and an armed
+//!    timer of a live node that is due again and again eventually fires (strong
+//!    fairness, [`ActionClass::Strong`]); one [`Obligation`] per message or timer.
+//! 2. **Faults stop (partial synchrony).** Crashes, message loss, deliveries over links
+//!    that are cut for good, and *untimely* election and quorum-check timeouts are
+//!    faults ([`ActionClass::Fault`]): any finite number may happen, but a run the
+//!    checker calls live must make progress once they stop. When a firing is timely is
+//!    decided by [`BallotModel::timer_is_timely`] — the same function the `stable`
+//!    timing mode uses to prune untimely firings, so the safety run and the liveness
+//!    argument rest on one definition.
+
+use super::actors::{ModelActor, ModelActorState, ModelMsg, ModelTimer};
+use super::checked::{BallotAction, BallotModel, BallotState};
+use super::config::NetworkKind;
+use crate::ballot::NodeId;
+use crate::effect::Timer;
+use crate::replica::Role;
+use stateright::actor::{Actor, ActorModelAction, Envelope, Id, Out};
+use std::borrow::Cow;
+
+/// A weak-fairness obligation: if it stays enabled, it is eventually taken.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Obligation {
+    /// This message, on a link that holds, is delivered.
+    Deliver {
+        /// Sender.
+        src: Id,
+        /// Receiver.
+        dst: Id,
+        /// The message.
+        msg: ModelMsg,
+    },
+    /// This armed timer of a live actor fires (when timely).
+    Timer {
+        /// Its actor.
+        actor: Id,
+        /// The timer.
+        timer: ModelTimer,
+    },
+}
+
+/// What an action is to the liveness checker.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ActionClass {
+    /// A fault: allowed finitely often, never part of the infinite suffix of a run the
+    /// liveness properties speak about.
+    Fault,
+    /// Subject to weak fairness under this obligation: if it stays enabled, it is
+    /// eventually taken. Message deliveries.
+    Weak(Obligation),
+    /// Subject to strong fairness: if it is enabled again and again, it is eventually
+    /// taken. Timers: a real timer that keeps coming due fires, even when the model's
+    /// "messages first" ordering keeps briefly making it not due (another node's
+    /// retransmission in flight, say).
+    Strong(Obligation),
+    /// Neither: may happen or not (a crashed node recovering).
+    Free,
+}
+
+impl BallotModel {
+    /// Classifies `action`, enabled in `state`, for the liveness checker.
+    ///
+    /// ```
+    /// use ballot_model::model::{ActionClass, BallotModel, ModelConfig};
+    /// use stateright::Model;
+    /// let model = BallotModel::new(ModelConfig::default());
+    /// let init = &model.init_states()[0];
+    /// let mut actions = Vec::new();
+    /// model.actions(init, &mut actions);
+    /// for action in &actions {
+    ///     // Nothing is lost or cut at the start; only crashes are faults.
+    ///     let fault = matches!(model.classify(init, action), ActionClass::Fault);
+    ///     assert_eq!(fault, matches!(action, stateright::actor::ActorModelAction::Crash(_)));
+    /// }
+    /// ```
+    pub fn classify(&self, state: &BallotState, action: &BallotAction) -> ActionClass {
+        match action {
+            ActorModelAction::Crash(_) | ActorModelAction::Drop(_) => ActionClass::Fault,
+            ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => {
+                ActionClass::Free
+            }
+            ActorModelAction::Deliver { src, dst, msg } => {
+                if self.linked(*src, *dst) {
+                    ActionClass::Weak(Obligation::Deliver {
+                        src: *src,
+                        dst: *dst,
+                        msg: msg.clone(),
+                    })
+                } else {
+                    ActionClass::Fault
+                }
+            }
+            ActorModelAction::Timeout(id, timer) => {
+                let spurious = matches!(
+                    timer,
+                    ModelTimer::Server(Timer::Election | Timer::CheckQuorum)
+                ) && !self.timer_is_timely(state, *id, timer);
+                if spurious {
+                    ActionClass::Fault
+                } else {
+                    ActionClass::Strong(Obligation::Timer {
+                        actor: *id,
+                        timer: timer.clone(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Obligations that are due in `state` but that the model's bounds keep from being
+    /// taken: an election that is timely but would exceed the election budget. The
+    /// liveness checker counts them as enabled and never taken, so a cycle that needs
+    /// them is not reported as a violation, and reports the states where they occur as
+    /// cut by a bound (the verdict is then "unknown", never "holds").
+    pub fn cut_obligations(&self, state: &BallotState) -> Vec<Obligation> {
+        if (state.ledger.elections as usize) < self.config.max_elections {
+            return Vec::new();
+        }
+        let timer = ModelTimer::Server(Timer::Election);
+        state
+            .live_servers()
+            .filter(|(id, server)| {
+                let armed = state.system.timers_set[*id].iter().any(|t| *t == timer);
+                armed
+                    && server.replica.election_timeout_starts_ballot()
+                    && self.timer_is_timely(state, Id::from(*id), &timer)
+            })
+            .map(|(id, _)| Obligation::Timer {
+                actor: Id::from(id),
+                timer: timer.clone(),
+            })
+            .collect()
+    }
+
+    /// The partial-synchrony assumption: whether `timer` of actor `id` firing now is
+    /// timely (a correct node's timeout, given timeouts longer than message delays and
+    /// randomised so that elections eventually run one at a time) rather than spurious.
+    ///
+    /// - **Election** of server `n`: no peer message that would change anything is in
+    ///   flight to or from it; no live leader it is connected to holds a ballot `n`
+    ///   would accept (its heartbeats would reach `n`); and no live, connected,
+    ///   quorum-connected candidate runs a ballot `n` would promise or has promised
+    ///   (randomised timeouts: one election at a time).
+    /// - **CheckQuorum** of leader `n`: `n` is not connected to a live majority.
+    /// - **Heartbeat** of leader `n`: its previous messages have arrived, and some
+    ///   connected live follower lacks a commit or a vote, or does not back `n`.
+    /// - **ClientRetry**: the client's messages have arrived, its server is not working
+    ///   on the request (it is not a live leader holding it), and either that server is
+    ///   down or some server leads (a client's timeout outlasts an election: retrying
+    ///   while no one leads only meets another "no leader yet").
+    pub fn timer_is_timely(&self, state: &BallotState, id: Id, timer: &ModelTimer) -> bool {
+        let n = usize::from(id);
+        match timer {
+            ModelTimer::Server(Timer::Election) => {
+                let Some(me) = self.server(state, n) else {
+                    return false;
+                };
+                if self.has_effective_in_flight(state, id, true) {
+                    return false;
+                }
+                let promised = me.replica.durable().promised;
+                let backing = me.replica.backing();
+                !self
+                    .live_peers(state, n)
+                    .any(|(peer, server)| match server.replica.role() {
+                        Role::Leader(leadership) => leadership.ballot >= promised,
+                        Role::Candidate(candidacy) => {
+                            backing.is_none_or(|backed| backed == peer)
+                                && candidacy.ballot >= promised
+                                && self.is_quorum_connected(state, peer)
+                        }
+                        Role::Follower { .. } => false,
+                    })
+            }
+            ModelTimer::Server(Timer::CheckQuorum) => !self.is_quorum_connected(state, n),
+            ModelTimer::Server(Timer::Heartbeat) => {
+                !self.has_effective_in_flight(state, id, false) && self.follower_lags(state, n)
+            }
+            ModelTimer::ClientRetry => {
+                let Some(ModelActorState::Client(client)) =
+                    state.system.actor_states.get(n).map(|s| &**s)
+                else {
+                    return false;
+                };
+                let target_down = state.system.crashed[client.target];
+                let some_leader = state
+                    .live_servers()
+                    .any(|(_, server)| server.replica.is_leader());
+                let seq = client.op_index as u64 + 1;
+                let being_served = !target_down
+                    && self
+                        .server(state, client.target)
+                        .is_some_and(|server| server.replica.is_serving(self.client_id(n), seq));
+                !self.has_effective_in_flight(state, id, false)
+                    && !being_served
+                    && (target_down || some_leader)
+            }
+        }
+    }
+
+    /// The client id of stateright actor `index`.
+    fn client_id(&self, index: usize) -> u64 {
+        (index - self.config.servers) as u64
+    }
+
+    /// True if actors `a` and `b` can exchange messages once the faults stop.
+    pub(super) fn linked(&self, a: Id, b: Id) -> bool {
+        self.config
+            .connectivity
+            .connected(usize::from(a), usize::from(b))
+    }
+
+    /// Live servers other than `n` that `n` is connected to.
+    fn live_peers<'a>(
+        &'a self,
+        state: &'a BallotState,
+        n: NodeId,
+    ) -> impl Iterator<Item = (NodeId, &'a super::actors::ServerState)> + 'a {
+        state
+            .live_servers()
+            .filter(move |(peer, _)| *peer != n && self.linked(Id::from(*peer), Id::from(n)))
+    }
+
+    /// True if server `n` reaches a live majority (itself included) over links that
+    /// hold.
+    pub(super) fn is_quorum_connected(&self, state: &BallotState, n: NodeId) -> bool {
+        let crashed = &state.system.crashed;
+        self.config
+            .connectivity
+            .quorum_connected(n, self.config.servers, |peer| !crashed[peer])
+    }
+
+    /// True if some connected live follower of leader `leader` lacks a commit or a
+    /// vote, or does not back `leader` (it restarted, or still backs an older leader):
+    /// the case where a heartbeat changes something. (The election guard assumes a live leader's heartbeats reach its
+    /// followers; this makes sure the model sends them whenever they matter.)
+    pub(super) fn follower_lags(&self, state: &BallotState, leader: NodeId) -> bool {
+        let Some(leader_state) = self.server(state, leader) else {
+            return false;
+        };
+        let Role::Leader(leadership) = leader_state.replica.role() else {
+            return false;
+        };
+        let commit = leader_state.replica.commit_index();
+        self.live_peers(state, leader).any(|(id, follower)| {
+            follower.replica.commit_index() < commit
+                || follower.replica.backing() != Some(leader)
+                || leadership
+                    .in_flight
+                    .values()
+                    .any(|slot| !slot.acks.contains(&id))
+        })
+    }
+
+    /// True if a message from or to actor `id` (with `peers_only`, a server-to-server
+    /// message: client traffic does not reset an election timer) is on its way over a
+    /// link that holds, to a live receiver, and would change something when delivered. Messages the
+    /// receiver would ignore (they stay in stateright's network, since ignoring them is
+    /// not a transition) and messages that can never arrive are not waited for.
+    ///
+    /// Always false on a duplicating network, where every message ever sent stays
+    /// deliverable: "in flight" means nothing there.
+    pub(super) fn has_effective_in_flight(
+        &self,
+        state: &BallotState,
+        id: Id,
+        peers_only: bool,
+    ) -> bool {
+        if self.config.network == NetworkKind::UnorderedDuplicating {
+            return false;
+        }
+        state.system.network.iter_deliverable().any(|envelope| {
+            (envelope.src == id || envelope.dst == id)
+                && (!peers_only || matches!(envelope.msg, ModelMsg::Peer(_)))
+                && !state.system.crashed[usize::from(envelope.dst)]
+                && self.linked(envelope.src, envelope.dst)
+                && self.delivery_changes_something(state, &envelope)
+        })
+    }
+
+    /// Runs the receiver's handler on a copy: does delivering `envelope` now change
+    /// its state or make it send anything?
+    fn delivery_changes_something(
+        &self,
+        state: &BallotState,
+        envelope: &Envelope<&ModelMsg>,
+    ) -> bool {
+        let (changed, out) = self.deliver_on_copy(state, envelope);
+        changed || !out.is_empty()
+    }
+
+    /// Runs the receiver's handler for `envelope` on a copy of its state: whether its
+    /// state changed, and the commands it issued.
+    fn deliver_on_copy(
+        &self,
+        state: &BallotState,
+        envelope: &Envelope<&ModelMsg>,
+    ) -> (bool, Out<ModelActor>) {
+        let index = usize::from(envelope.dst);
+        let mut out: Out<ModelActor> = Out::new();
+        let Some(actor) = self.actors().get(index) else {
+            return (false, out);
+        };
+        let mut actor_state = Cow::Borrowed(&*state.system.actor_states[index]);
+        actor.on_msg(
+            envelope.dst,
+            &mut actor_state,
+            envelope.src,
+            envelope.msg.clone(),
+            &mut out,
+        );
+        (matches!(actor_state, Cow::Owned(_)), out)
+    }
+}

@@ -1,0 +1,103 @@
+//! The liveness properties: what must eventually happen once the faults stop, under
+//! the fairness of [`super::fairness`]. Each is a named state predicate with a temporal
+//! operator; the checker (`ballot-check`) decides them over the whole state graph.
+
+use super::checked::{BallotModel, BallotState};
+use crate::ballot::NodeId;
+use crate::replica::Role;
+
+/// A fair run eventually... (`F`, "eventually") or eventually forever (`F G`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Temporal {
+    /// The predicate holds at some point of every fair run.
+    Eventually,
+    /// The predicate holds from some point on, forever, in every fair run.
+    EventuallyAlways,
+}
+
+/// One liveness property.
+#[derive(Clone, Copy, Debug)]
+pub struct LivenessProperty {
+    /// Its name in reports.
+    pub name: &'static str,
+    /// How the predicate must hold.
+    pub temporal: Temporal,
+    /// The state predicate.
+    pub condition: fn(&BallotModel, &BallotState) -> bool,
+}
+
+/// "(1) some node becomes leader and stays leader."
+pub const LEADER_STAYS: &str = "a leader is elected and stays";
+/// "(2) every client request is eventually answered."
+pub const REQUESTS_ANSWERED: &str = "every request is answered";
+/// "(3) all live replicas eventually apply the same prefix."
+pub const REPLICAS_CONVERGE: &str = "live replicas converge";
+
+/// Every liveness property, in report order.
+pub fn all() -> Vec<LivenessProperty> {
+    vec![
+        LivenessProperty {
+            name: LEADER_STAYS,
+            temporal: Temporal::EventuallyAlways,
+            condition: stable_leader_exists,
+        },
+        LivenessProperty {
+            name: REQUESTS_ANSWERED,
+            temporal: Temporal::Eventually,
+            condition: |model, state| state.all_requests_answered(model),
+        },
+        LivenessProperty {
+            name: REPLICAS_CONVERGE,
+            temporal: Temporal::EventuallyAlways,
+            condition: replicas_converged,
+        },
+    ]
+}
+
+/// The one live leader a majority follows, if there is one: exactly one live server
+/// leads, and it together with the live followers that back it (promised its ballot in
+/// phase 1, or heard from it since) make a majority. A leadership change passes through states where this is `None` (the old
+/// leader's followers must promise the new ballot before it can lead), so "from some
+/// point on, always `Some`" means one leader for good.
+pub fn stable_leader(model: &BallotModel, state: &BallotState) -> Option<NodeId> {
+    let mut leaders = state
+        .live_servers()
+        .filter_map(|(id, server)| server.replica.leader_ballot().map(|b| (id, b)));
+    let (leader, ballot) = leaders.next()?;
+    if leaders.next().is_some() {
+        return None;
+    }
+    let followers = state
+        .live_servers()
+        .filter(|(_, server)| {
+            matches!(server.replica.role(), Role::Follower { .. })
+                && server.replica.backing() == Some(leader)
+                && server.replica.durable().promised == ballot
+        })
+        .count();
+    (1 + followers >= model.config.cluster().quorum()).then_some(leader)
+}
+
+/// True if a leader exists that a live majority follows (see [`stable_leader`]).
+pub fn stable_leader_exists(model: &BallotModel, state: &BallotState) -> bool {
+    stable_leader(model, state).is_some()
+}
+
+/// True if there is a stable leader, it has applied everything it committed, and every
+/// live server it can reach has committed and applied exactly as far. Servers cut off
+/// from the leader are exempt: Multi-Paxos does not relay, so they cannot learn.
+pub fn replicas_converged(model: &BallotModel, state: &BallotState) -> bool {
+    let Some(leader) = stable_leader(model, state) else {
+        return false;
+    };
+    let Some((_, leader_state)) = state.servers().find(|(id, _)| *id == leader) else {
+        return false;
+    };
+    let commit = leader_state.replica.commit_index();
+    state
+        .live_servers()
+        .filter(|(id, _)| model.config.connectivity.connected(*id, leader))
+        .all(|(_, server)| {
+            server.replica.commit_index() == commit && server.replica.applied_index() == commit
+        })
+}
