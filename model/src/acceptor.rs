@@ -27,10 +27,12 @@ impl<S: StateMachine> Replica<S> {
             // We heard from a live leader since our election timer last fired: the
             // candidate is cut off from it, not replacing a dead one. Promising would
             // depose a leader that a majority still follows (and, if the candidate can
-            // reach no majority, for nothing). Refuse without a higher promise; the
-            // candidate keeps its ballot and asks again, and if our leader really died
-            // our own timer fires and ends the loyalty.
-            effects.push(reject(from, ballot, self.durable.promised));
+            // reach no majority, for nothing). Refuse silently: a refusal naming no
+            // higher promise would teach the candidate nothing (`on_reject` ignores
+            // it), and a retransmitted Prepare we ignore must not count as news that
+            // keeps our own election timer from running. The candidate keeps its
+            // ballot and asks again; if our leader really died our timer fires and
+            // ends the loyalty.
             return;
         }
         if ballot > self.durable.promised && self.is_candidate_ignoring_higher() {
@@ -139,6 +141,7 @@ impl<S: StateMachine> Replica<S> {
             self.persist(DurableUpdate::Promise(ballot), effects);
         }
         self.backing = Some(leader);
+        self.released = false;
         match self.role {
             Role::Follower { .. } => {
                 self.role = Role::Follower {

@@ -250,6 +250,12 @@ pub struct Replica<S: StateMachine> {
     /// election timer last fired. While set, we refuse to promise anyone else's ballot
     /// (leader stickiness): see `on_prepare`.
     pub(crate) backing: Option<NodeId>,
+    /// Set when an election timeout released our loyalty instead of campaigning;
+    /// cleared when we follow a leader or campaign. A node releases at most once between
+    /// leaders: otherwise candidates that cannot win (cut off from a majority) could
+    /// keep outbidding each other through us, each one we back making us release
+    /// again, and the one node that can reach a majority would never run.
+    pub(crate) released: bool,
 }
 
 /// A count kept for metrics only. It takes no part in equality, ordering or hashing,
@@ -309,6 +315,7 @@ impl<S: StateMachine> Replica<S> {
             waiters: BTreeMap::new(),
             deduplicated: MetricCounter::default(),
             backing: None,
+            released: false,
         };
         let mut effects = Vec::new();
         replica.apply_committed(&mut effects);
@@ -500,11 +507,15 @@ impl<S: StateMachine> Replica<S> {
             self.retry_candidacy(effects);
             return;
         }
-        if self.backing.take().is_some() && self.highest_seen > self.durable.promised {
+        if self.backing.take().is_some()
+            && self.highest_seen > self.durable.promised
+            && !self.released
+        {
             // Our leader (or the candidate we backed) went quiet, and meanwhile we
             // refused a higher ballot out of loyalty. Stop refusing rather than outbid
             // it: its candidate asks again and can now win, with no new ballot spent.
-            // If it does not, our next timeout campaigns.
+            // If no one wins, our next timeout campaigns (`released`).
+            self.released = true;
             self.role = Role::Follower { leader: None };
             effects.push(Effect::SetTimer(Timer::Election));
             return;
@@ -522,6 +533,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         let ballot = Ballot::new(round, self.id);
+        self.released = false;
         // Persisting our own ballot as our promise is what makes ballots unique: after a
         // crash we restart above it, never re-running it with another value.
         self.persist(DurableUpdate::Promise(ballot), effects);
@@ -586,7 +598,9 @@ impl<S: StateMachine> Replica<S> {
             Role::Leader(_) => false,
             Role::Candidate(_) => !self.election_retries_ballot(),
             Role::Follower { .. } => {
-                self.backing.is_none() || self.highest_seen <= self.durable.promised
+                self.backing.is_none()
+                    || self.highest_seen <= self.durable.promised
+                    || self.released
             }
         }
     }

@@ -432,25 +432,13 @@ fn follower_loyal_to_a_live_leader_refuses_a_higher_prepare_without_promising() 
     step(&mut r, msg(2, heartbeat(b(1, 2), 0, 0)));
     let before = r.clone();
     let effects = step(&mut r, msg(0, prepare(b(2, 0), 1)));
-    assert_eq!(
-        effects,
-        vec![send(
-            0,
-            Message::Reject {
-                ballot: b(2, 0),
-                promised: b(1, 2),
-            }
-        )]
-    );
+    assert_eq!(effects, vec![], "a loyal refusal is silent");
     assert_eq!(r.durable(), before.durable(), "no promise is made");
     assert_eq!(r.known_leader(), Some(2));
-    assert!(
-        r.is_obsolete(&Message::Reject {
-            ballot: b(2, 0),
-            promised: b(1, 2)
-        }),
-        "a refusal naming no higher promise is inert"
-    );
+    // A retransmission of the refused Prepare is no news at all.
+    let seen = r.clone();
+    assert_eq!(step(&mut r, msg(0, prepare(b(2, 0), 1))), vec![]);
+    assert_eq!(r, seen);
     // Its leader may still raise its own ballot.
     let effects = step(&mut r, msg(2, prepare(b(2, 2), 1)));
     assert_eq!(effects[0], Effect::Persist(DurableUpdate::Promise(b(2, 2))));
@@ -470,6 +458,34 @@ fn follower_loyal_to_a_live_leader_refuses_a_higher_prepare_without_promising() 
     step(&mut r, msg(2, heartbeat(b(1, 2), 0, 0)));
     step(&mut r, timer(Timer::Election));
     assert_eq!(r.durable().promised, b(2, 1));
+}
+
+#[test]
+fn loyalty_is_released_once_between_leaders_then_the_follower_campaigns() {
+    // Candidates that cannot win outbid each other through this follower: it backs
+    // 2.0, refuses 2.3, releases; backs 2.3, refuses 2.4. Releasing again would let
+    // this go on forever; its second timeout campaigns above everything it saw.
+    let mut r = recover_with(1, cluster(5), DurableState::default());
+    step(&mut r, msg(0, prepare(b(2, 0), 1)));
+    step(&mut r, msg(3, prepare(b(2, 3), 1)));
+    assert!(
+        !r.election_timeout_starts_ballot(),
+        "first timeout releases"
+    );
+    step(&mut r, timer(Timer::Election));
+    assert_eq!(r.durable().promised, b(2, 0));
+    step(&mut r, msg(3, prepare(b(2, 3), 1)));
+    assert_eq!(r.durable().promised, b(2, 3));
+    assert_eq!(r.backing(), Some(3));
+    step(&mut r, msg(4, prepare(b(2, 4), 1)));
+    assert_eq!(r.durable().promised, b(2, 3), "still loyal to 3");
+    assert!(r.election_timeout_starts_ballot(), "already released once");
+    step(&mut r, timer(Timer::Election));
+    assert_eq!(r.durable().promised, b(3, 1), "campaigns above 2.4");
+    // Following a leader resets it: the next loyalty may be released again.
+    step(&mut r, msg(4, heartbeat(b(4, 4), 0, 0)));
+    step(&mut r, msg(3, prepare(b(5, 3), 1)));
+    assert!(!r.election_timeout_starts_ballot());
 }
 
 #[test]

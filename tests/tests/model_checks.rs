@@ -124,7 +124,7 @@ fn ordered_network_no_crash() {
 #[test]
 fn default_config() {
     let checker = check(ModelConfig::default());
-    assert_eq!(checker.unique_state_count(), 296_257);
+    assert_eq!(checker.unique_state_count(), 346_165);
     assert_verdicts(&checker, &TARGETS);
     checker.assert_properties();
 }
@@ -138,7 +138,7 @@ fn spurious_elections_one_client() {
         max_crashes: 0,
         ..ModelConfig::default()
     });
-    assert_eq!(checker.unique_state_count(), 547_098);
+    assert_eq!(checker.unique_state_count(), 609_376);
     // The one client writes, so no read is served; no crash, so no failover. A spurious
     // election does make its retry land on a leader that already applied the write.
     assert_verdicts(&checker, &[WRITE_COMMITS, DUPLICATE_DEDUPLICATED]);

@@ -274,7 +274,7 @@ impl ModelConfig {
             ops_per_client: 1,
             script: ClientScript::WritesOnly,
             max_crashes: 0,
-            max_elections: servers,
+            max_elections: scenario.elections(),
             connectivity: scenario.connectivity(),
             opening: scenario.opening(),
             ..ModelConfig::default()

@@ -130,6 +130,25 @@ impl Scenario {
         super::config::name_of(&Scenario::ALL, self)
     }
 
+    /// The election budget the scenario's preset uses: the smallest under which no
+    /// run of the scenario is cut short by the budget (found by raising it until the
+    /// liveness check reports no state cut by a bound), so the verdict is "holds" or
+    /// "violated", never "unknown". In the 5-node scenarios the nodes that cannot
+    /// reach a majority campaign and outbid each other through the hub before the hub
+    /// runs; that costs more ballots than there are nodes.
+    ///
+    /// ```
+    /// use ballot_model::model::Scenario;
+    /// assert!(Scenario::QuorumLoss.elections() > Scenario::QuorumLoss.servers());
+    /// ```
+    pub fn elections(self) -> usize {
+        match self {
+            Scenario::QuorumLoss => 9,
+            Scenario::Constrained => 8,
+            Scenario::Chained => 3,
+        }
+    }
+
     /// Number of servers.
     pub fn servers(self) -> usize {
         match self {
