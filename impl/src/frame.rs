@@ -1,0 +1,135 @@
+//! Length-prefixed frames on a byte stream: `[u32 LE length][payload]`, with a size
+//! limit checked before anything is allocated, so a peer cannot make us reserve memory
+//! it never sends.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The default largest payload accepted or sent: 16 MiB. A frame holds one peer
+/// message; the largest is a `Promise` listing a candidate's uncommitted votes.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer announced a frame over the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload is not a valid message.
+    #[error("undecodable frame: {0}")]
+    Decode(postcard::Error),
+    /// A value could not be encoded.
+    #[error("unencodable message: {0}")]
+    Encode(postcard::Error),
+}
+
+/// Appends `value` as one frame to `out`.
+///
+/// ```
+/// use ballot_node::frame::{decode, encode, DEFAULT_MAX_FRAME_BYTES};
+/// let mut out = Vec::new();
+/// encode(&(7u32, "hi".to_string()), &mut out, DEFAULT_MAX_FRAME_BYTES).unwrap();
+/// let back: (u32, String) = decode(&out[4..]).unwrap();
+/// assert_eq!(back, (7, "hi".to_string()));
+/// ```
+pub fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>, max: usize) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let encoded = postcard::to_extend(value, std::mem::take(out)).map_err(FrameError::Encode)?;
+    *out = encoded;
+    let len = out.len() - start - 4;
+    if len > max {
+        out.truncate(start);
+        return Err(FrameError::TooLarge { len, max });
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Decodes one payload.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    postcard::from_bytes(payload).map_err(FrameError::Decode)
+}
+
+/// Reads one frame's payload into `buf`. `Ok(false)` on a clean end of stream before
+/// a frame starts.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool, FrameError> {
+    let mut header = [0u8; 4];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    reader.read_exact(buf).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_ones_are_refused_before_allocation() {
+        let mut wire = Vec::new();
+        encode(&vec![1u64, 2, 3], &mut wire, 1024).unwrap();
+        encode(&"second".to_string(), &mut wire, 1024).unwrap();
+        let mut reader = &wire[..];
+        let mut buf = Vec::new();
+        assert!(read_frame(&mut reader, &mut buf, 1024).await.unwrap());
+        assert_eq!(decode::<Vec<u64>>(&buf).unwrap(), vec![1, 2, 3]);
+        assert!(read_frame(&mut reader, &mut buf, 1024).await.unwrap());
+        assert_eq!(decode::<String>(&buf).unwrap(), "second");
+        assert!(
+            !read_frame(&mut reader, &mut buf, 1024).await.unwrap(),
+            "clean end"
+        );
+
+        let huge = (u32::MAX).to_le_bytes();
+        let mut reader = &huge[..];
+        let err = read_frame(&mut reader, &mut buf, 1024).await.unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge { max: 1024, .. }),
+            "{err}"
+        );
+        assert!(
+            buf.capacity() < 1 << 20,
+            "nothing reserved for the claimed size"
+        );
+
+        let mut out = Vec::new();
+        let err = encode(&vec![0u8; 2000], &mut out, 1024).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { .. }));
+        assert!(out.is_empty(), "a refused frame leaves nothing behind");
+    }
+
+    #[tokio::test]
+    async fn truncated_frames_and_garbage_are_errors_not_panics() {
+        let mut wire = Vec::new();
+        encode(&vec![9u64; 10], &mut wire, 1024).unwrap();
+        wire.truncate(wire.len() - 3);
+        let mut reader = &wire[..];
+        let mut buf = Vec::new();
+        assert!(read_frame(&mut reader, &mut buf, 1024).await.is_err());
+        let garbage = [0xff_u8; 8];
+        assert!(decode::<Vec<String>>(&garbage).is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! `ballot`: run a replicated key-value node, a local cluster, or a benchmark.
+
+use ballot_node::client::Client;
+use ballot_node::kv::KvStore;
+use ballot_node::node::{Node, NodeConfig};
+use ballot_node::resp::Value;
+use ballot_node::server::{self, ServerInfo};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// A replicated key-value store on verified Multi-Paxos, speaking the Redis protocol.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one node (logs go to stderr; level from RUST_LOG, default info).
+    Node(NodeArgs),
+    /// Start or inspect a local cluster on loopback.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Closed-loop load over RESP: prints ops/s and p50/p99/p999 latency.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// The node's TOML configuration (see README).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override the configured node id.
+    #[arg(long)]
+    id: Option<usize>,
+    /// Override the configured data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Start N nodes as child processes; stop them all on Ctrl-C.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Directory for configurations, logs and data (kept between runs).
+        #[arg(long, default_value = "ballot-cluster")]
+        dir: PathBuf,
+        /// First client port; node i listens for clients on base+i and for peers on base+100+i.
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+    },
+    /// Show each node's role, leader, ballot and indexes.
+    Status {
+        /// The cluster directory written by `cluster up`.
+        #[arg(long, default_value = "ballot-cluster")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Client addresses to spread connections over (comma-separated).
+    #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
+    addr: Vec<String>,
+    /// Concurrent closed-loop clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long to run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Fraction of operations that are GETs (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    read_ratio: f64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+}
+
+/// A node's configuration file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    /// This node's index into `peers`.
+    id: usize,
+    /// Where the write-ahead log lives.
+    data_dir: PathBuf,
+    /// Every node's peer address, by id.
+    peers: Vec<SocketAddr>,
+    /// Every node's client (RESP) address, by id.
+    clients: Vec<SocketAddr>,
+    /// The cluster secret (or `secret_file`).
+    #[serde(default)]
+    secret: Option<String>,
+    /// A file holding the cluster secret.
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+    #[serde(default = "default_election_min")]
+    election_timeout_min_ms: u64,
+    #[serde(default = "default_election_max")]
+    election_timeout_max_ms: u64,
+    #[serde(default = "default_heartbeat")]
+    heartbeat_ms: u64,
+}
+
+fn default_election_min() -> u64 {
+    150
+}
+fn default_election_max() -> u64 {
+    300
+}
+fn default_heartbeat() -> u64 {
+    40
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Node(args) => run_node(args).await,
+            Command::Cluster(ClusterCommand::Up {
+                nodes,
+                dir,
+                base_port,
+            }) => cluster_up(nodes, &dir, base_port).await,
+            Command::Cluster(ClusterCommand::Status { dir }) => cluster_status(&dir).await,
+            Command::Bench(args) => bench(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_node_file(path: &Path) -> Result<NodeFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("invalid configuration {}: {e}", path.display()))
+}
+
+async fn run_node(args: NodeArgs) -> Result<(), String> {
+    let mut file = read_node_file(&args.config)?;
+    if let Some(id) = args.id {
+        file.id = id;
+    }
+    if let Some(dir) = args.data_dir {
+        file.data_dir = dir;
+    }
+    let secret = match (&file.secret, &file.secret_file) {
+        (Some(secret), None) => secret.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path)
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
+        _ => return Err("set exactly one of `secret` and `secret_file`".into()),
+    };
+    if secret.len() < 16 {
+        return Err("the cluster secret must be at least 16 bytes".into());
+    }
+    if file.clients.len() != file.peers.len() {
+        return Err("`clients` and `peers` must list the same nodes".into());
+    }
+    let client_addr = *file
+        .clients
+        .get(file.id)
+        .ok_or_else(|| format!("node id {} has no entry in `clients`", file.id))?;
+    let mut config = NodeConfig::new(file.id, file.peers.clone(), file.data_dir.clone(), secret);
+    config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);
+    config.election_timeout_max = Duration::from_millis(file.election_timeout_max_ms);
+    config.heartbeat_interval = Duration::from_millis(file.heartbeat_ms);
+    let node = Node::start(config, KvStore::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(client_addr)
+        .await
+        .map_err(|e| format!("cannot listen for clients on {client_addr}: {e}"))?;
+    tracing::info!(id = file.id, %client_addr, peer_addr = %file.peers[file.id], "node serving");
+    let info = ServerInfo {
+        client_addrs: file.clients.iter().map(|a| a.to_string()).collect(),
+        peer_addrs: file.peers.iter().map(|a| a.to_string()).collect(),
+    };
+    let server = tokio::spawn(server::serve(listener, node.clone(), info));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.abort();
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
+}
+
+async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), String> {
+    if nodes == 0 || nodes > 99 {
+        return Err("--nodes must be between 1 and 99".into());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let secret_path = dir.join("secret");
+    if !secret_path.exists() {
+        std::fs::write(&secret_path, random_secret())
+            .map_err(|e| format!("cannot write {}: {e}", secret_path.display()))?;
+    }
+    let addr = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+    let clients: Vec<SocketAddr> = (0..nodes).map(|i| addr(base_port + i as u16)).collect();
+    let peers: Vec<SocketAddr> = (0..nodes)
+        .map(|i| addr(base_port + 100 + i as u16))
+        .collect();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut children = Vec::new();
+    for id in 0..nodes {
+        let file = NodeFile {
+            id,
+            data_dir: dir.join(format!("node-{id}")),
+            peers: peers.clone(),
+            clients: clients.clone(),
+            secret: None,
+            secret_file: Some(secret_path.clone()),
+            election_timeout_min_ms: default_election_min(),
+            election_timeout_max_ms: default_election_max(),
+            heartbeat_ms: default_heartbeat(),
+        };
+        let config_path = dir.join(format!("node-{id}.toml"));
+        let text = toml::to_string(&file).map_err(|e| e.to_string())?;
+        std::fs::write(&config_path, text)
+            .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+        let log_path = dir.join(format!("node-{id}.log"));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("node")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start node {id}: {e}"))?;
+        println!(
+            "node {id}: clients {} (pid {}, log {})",
+            clients[id],
+            child.id().unwrap_or(0),
+            log_path.display()
+        );
+        children.push(child);
+    }
+    let listing = clients
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("clients"), listing + "\n").map_err(|e| e.to_string())?;
+    println!("cluster of {nodes} running; try `redis-cli -p {base_port} set k v`; Ctrl-C stops it");
+    wait_for_signal().await;
+    println!("stopping");
+    for child in &mut children {
+        if let Some(pid) = child.id() {
+            // SIGTERM lets the node flush its log and exit cleanly.
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+    for (id, child) in children.iter_mut().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("node {id} did not stop within 5 s; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn cluster_status(dir: &Path) -> Result<(), String> {
+    let path = dir.join("clients");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} (start the cluster with `ballot cluster up`): {e}",
+            path.display()
+        )
+    })?;
+    for (id, addr) in text.lines().filter(|l| !l.is_empty()).enumerate() {
+        let info = match Client::connect(addr).await {
+            Ok(mut client) => match client.call(&["INFO"]).await {
+                Ok(Value::Bulk(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(other) => format!("unexpected reply {other:?}"),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => {
+                println!("node {id} {addr}: down ({e})");
+                continue;
+            }
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .unwrap_or("?")
+                .to_string()
+        };
+        println!(
+            "node {id} {addr}: {} leader={} ballot={} commit={} applied={}",
+            field("role"),
+            field("leader"),
+            field("ballot"),
+            field("commit_index"),
+            field("applied_index")
+        );
+    }
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> Result<(), String> {
+    if args.clients == 0 || args.addr.is_empty() {
+        return Err("need at least one client and one address".into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let value = vec![b'x'; args.value_size];
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let addr = args.addr[c % args.addr.len()].clone();
+        let value = value.clone();
+        let (keys, read_ratio) = (args.keys.max(1), args.read_ratio);
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&addr)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut n = c as u64;
+            while Instant::now() < deadline {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let key = format!("key:{}", (n >> 33) as usize % keys);
+                let read = ((n >> 11) as f64 / (1u64 << 53) as f64) < read_ratio;
+                let start = Instant::now();
+                let reply = if read {
+                    client.call(&[b"GET".as_slice(), key.as_bytes()]).await
+                } else {
+                    client
+                        .call(&[b"SET".as_slice(), key.as_bytes(), &value])
+                        .await
+                };
+                match reply {
+                    Ok(Value::Error(_)) => errors += 1,
+                    Ok(_) => latencies.push(start.elapsed()),
+                    Err(e) => return Err(format!("{addr}: {e}")),
+                }
+            }
+            Ok::<_, String>((latencies, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, errs) = task.await.map_err(|e| e.to_string())??;
+        all.extend(latencies);
+        errors += errs;
+    }
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[i].as_secs_f64() * 1e3
+    };
+    println!(
+        "clients={} seconds={} value_size={} read_ratio={}: {} ops, {:.0} ops/s, errors {}, latency ms p50 {:.3} p99 {:.3} p999 {:.3}",
+        args.clients,
+        args.seconds,
+        args.value_size,
+        args.read_ratio,
+        all.len(),
+        all.len() as f64 / args.seconds as f64,
+        errors,
+        pct(0.50),
+        pct(0.99),
+        pct(0.999)
+    );
+    Ok(())
+}

@@ -1,0 +1,730 @@
+//! The node: one event loop that owns the core ([`Replica`]) and executes its effects,
+//! and the [`Node`] handle applications use to propose commands and read.
+//!
+//! The loop takes a *batch* of inputs (everything queued, up to a limit), steps the
+//! core on each, appends every `Persist` to the write-ahead log, makes the log durable
+//! with **one** fsync (group commit: every persist in the batch shares it), and only
+//! then lets the batch's sends and replies out. That is the core's ordering contract —
+//! no send or reply before the persists that precede it are durable — kept for a whole
+//! batch at once. Timers are armed immediately; they never leave the node.
+//!
+//! No protocol decision is made here: the loop feeds inputs and executes effects. The
+//! only choices it makes are the ones the core leaves to drivers: timer durations and
+//! their randomisation, dropping obsolete messages unprocessed (`Replica::is_obsolete`),
+//! and routing a client's request to whichever node the core names as leader.
+
+use crate::frame;
+use crate::sync::Arc;
+use crate::transport::{self, Transport, TransportConfig};
+use crate::waiters::Waiters;
+use crate::wal::{Wal, WalError};
+use ballot_model::{
+    ClientId, ClientRequest, ClientResponse, ClusterConfig, Effect, Input, Message, NodeId,
+    Replica, Request, Role, StateMachine, Timer,
+};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Most inputs stepped between two fsyncs.
+const MAX_BATCH_INPUTS: usize = 4096;
+/// Capacity of the node's input queue; a full queue drops peer frames (Paxos
+/// retransmits) and makes local callers wait.
+const INPUT_QUEUE: usize = 65_536;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id: its index in `peers`.
+    pub id: NodeId,
+    /// Every node's peer (server-to-server) address, by id. The cluster size is its length.
+    pub peers: Vec<SocketAddr>,
+    /// Where the write-ahead log lives.
+    pub data_dir: PathBuf,
+    /// The shared cluster secret peers authenticate with.
+    pub secret: Vec<u8>,
+    /// Election timeouts are drawn uniformly from `[min, max)` each time the timer is armed.
+    pub election_timeout_min: Duration,
+    /// See `election_timeout_min`.
+    pub election_timeout_max: Duration,
+    /// The leader's heartbeat (and retransmission) interval.
+    pub heartbeat_interval: Duration,
+    /// How long a request may take in all, across redirects and retries.
+    pub request_timeout: Duration,
+    /// Largest peer frame sent or accepted.
+    pub max_frame_bytes: usize,
+    /// Frames queued per peer before new ones are dropped.
+    pub send_queue_frames: usize,
+    /// Slots a leader may have in flight (the core's pipeline window).
+    pub pipeline_depth: usize,
+    /// Client requests one slot may carry (the core's batch limit).
+    pub max_batch: usize,
+}
+
+impl NodeConfig {
+    /// A configuration with the default timings for node `id` of a cluster whose peer
+    /// addresses are `peers`.
+    ///
+    /// ```
+    /// use ballot_node::node::NodeConfig;
+    /// let peers = vec!["127.0.0.1:7100".parse().unwrap(), "127.0.0.1:7101".parse().unwrap()];
+    /// let config = NodeConfig::new(1, peers, "/tmp/n1".into(), b"secret".to_vec());
+    /// assert!(config.election_timeout_min > config.heartbeat_interval * 2);
+    /// ```
+    pub fn new(id: NodeId, peers: Vec<SocketAddr>, data_dir: PathBuf, secret: Vec<u8>) -> Self {
+        NodeConfig {
+            id,
+            peers,
+            data_dir,
+            secret,
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
+            heartbeat_interval: Duration::from_millis(40),
+            request_timeout: Duration::from_secs(10),
+            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
+            send_queue_frames: 8192,
+            pipeline_depth: 32,
+            max_batch: 512,
+        }
+    }
+}
+
+/// Why a node could not start or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The write-ahead log could not be opened, read or written.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No answer within the request timeout (the request may or may not have taken effect).
+    #[error("no answer within {0:?} (the outcome is unknown)")]
+    Timeout(Duration),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Shutdown,
+}
+
+/// What travels between nodes: the core's messages, plus client requests forwarded to
+/// the leader and the leader's answers to them (routed to the node the client is on).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum PeerFrame<C, Q, O, R> {
+    /// A Paxos message for the core.
+    Paxos(Message<C>),
+    /// A client request forwarded by the node the client talks to.
+    Forward(ClientRequest<C, Q>),
+    /// The answer to a forwarded request.
+    ForwardReply {
+        /// The client it answers.
+        client: ClientId,
+        /// The answer.
+        response: ClientResponse<O, R>,
+    },
+}
+
+type Frame<S> = PeerFrame<
+    <S as StateMachine>::Command,
+    <S as StateMachine>::Query,
+    <S as StateMachine>::Output,
+    <S as StateMachine>::QueryOutput,
+>;
+type Response<S> = ClientResponse<<S as StateMachine>::Output, <S as StateMachine>::QueryOutput>;
+type Request_<S> = ClientRequest<<S as StateMachine>::Command, <S as StateMachine>::Query>;
+
+/// The bounds a state machine needs to be replicated over the network.
+pub trait Replicated: StateMachine + Send + Sync + 'static
+where
+    Self::Command: Serialize + DeserializeOwned + Send + Sync,
+    Self::Query: Serialize + DeserializeOwned + Send + Sync,
+    Self::Output: Serialize + DeserializeOwned + Send + Sync,
+    Self::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+}
+
+impl<S> Replicated for S
+where
+    S: StateMachine + Send + Sync + 'static,
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+}
+
+/// What the node's loop reports after every batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// "leader", "candidate" or "follower".
+    pub role: &'static str,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The highest ballot promised, as `round.node`.
+    pub ballot: String,
+    /// Slots known chosen.
+    pub commit_index: u64,
+    /// Slots applied to the state machine.
+    pub applied_index: u64,
+    /// Elections this node started (since it started).
+    pub elections: u64,
+    /// Fsyncs of the write-ahead log (since it started).
+    pub fsyncs: u64,
+    /// Persist records written (since it started).
+    pub persists: u64,
+}
+
+enum Event<S: StateMachine> {
+    Peer(NodeId, Frame<S>),
+    Local(Request_<S>),
+    Shutdown,
+}
+
+/// A running node: propose commands, read linearizably, watch its status, shut it down.
+/// Cheap to clone; all clones drive the same node.
+pub struct Node<S: Replicated>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Replicated> Clone for Node<S>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    fn clone(&self) -> Self {
+        Node {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct Shared<S: Replicated>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    config: NodeConfig,
+    events: mpsc::Sender<Event<S>>,
+    waiters: Arc<Waiters<Response<S>>>,
+    transport: std::sync::Arc<Transport>,
+    status: watch::Receiver<Status>,
+    sessions: crate::sync::Mutex<Vec<(ClientId, u64)>>,
+    next_session: AtomicU64,
+    /// Client ids are `node (16 bits) | incarnation (24 bits) | session (24 bits)`: the
+    /// node routes answers back to the client's node, the random incarnation keeps a
+    /// restarted node from reusing an id whose old requests the cluster remembers.
+    client_prefix: u64,
+    tasks: crate::sync::Mutex<Option<JoinSet<()>>>,
+}
+
+/// The node a client id belongs to.
+fn client_node(client: ClientId) -> NodeId {
+    (client >> 48) as NodeId
+}
+
+impl<S: Replicated> Node<S>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    /// Opens the write-ahead log in `config.data_dir` (replaying it), binds the peer
+    /// address, and starts the node. `machine` is the empty state machine; the log's
+    /// committed prefix is applied to it before the node serves.
+    pub async fn start(config: NodeConfig, machine: S) -> Result<Self, NodeError> {
+        let node_count = config.peers.len();
+        if config.id >= node_count || node_count > usize::from(u16::MAX) {
+            return Err(NodeError::Config(format!(
+                "node id {} is not an index into the {node_count} peer addresses",
+                config.id
+            )));
+        }
+        if config.election_timeout_min >= config.election_timeout_max
+            || config.heartbeat_interval * 2 > config.election_timeout_min
+        {
+            return Err(NodeError::Config(
+                "need heartbeat_interval * 2 <= election_timeout_min < election_timeout_max".into(),
+            ));
+        }
+        let (wal, recovered) = Wal::open::<S::Command>(&config.data_dir)?;
+        tracing::info!(
+            records = recovered.records,
+            promised = %recovered.durable.promised,
+            commit = recovered.durable.commit,
+            "write-ahead log replayed"
+        );
+        let cluster = ClusterConfig::new(node_count)
+            .with_pipeline_depth(config.pipeline_depth.max(1))
+            .with_max_batch(config.max_batch.max(1));
+        let (replica, effects) = Replica::recover(config.id, cluster, machine, recovered.durable);
+        let addr = config.peers[config.id];
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr, source })?;
+        let (events_tx, events_rx) = mpsc::channel(INPUT_QUEUE);
+        let mut tasks = JoinSet::new();
+        let deliver_tx = events_tx.clone();
+        let deliver = move |from: NodeId, frame: Frame<S>| match deliver_tx
+            .try_send(Event::Peer(from, frame))
+        {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => true, // dropped: Paxos retransmits
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        let transport = transport::start::<Frame<S>, _>(
+            TransportConfig {
+                id: config.id,
+                peers: config.peers.clone(),
+                secret: config.secret.clone(),
+                max_frame_bytes: config.max_frame_bytes,
+                send_queue_frames: config.send_queue_frames,
+            },
+            listener,
+            deliver,
+            &mut tasks,
+        );
+        let waiters = Arc::new(Waiters::default());
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let incarnation = rand::rng().random_range(0..1u64 << 24);
+        let driver = Driver {
+            replica,
+            wal: Some(wal),
+            timers: HashMap::new(),
+            config: config.clone(),
+            transport: transport.clone(),
+            waiters: waiters.clone(),
+            status: status_tx,
+            counters: Status::default(),
+            scratch: Vec::new(),
+        };
+        tasks.spawn(driver.run(events_rx, effects));
+        Ok(Node {
+            shared: Arc::new(Shared {
+                client_prefix: ((config.id as u64) << 48) | (incarnation << 24),
+                config,
+                events: events_tx,
+                waiters,
+                transport,
+                status: status_rx,
+                sessions: crate::sync::Mutex::new(Vec::new()),
+                next_session: AtomicU64::new(1),
+                tasks: crate::sync::Mutex::new(Some(tasks)),
+            }),
+        })
+    }
+
+    /// Replicates `command` and returns its output once it is applied (exactly once,
+    /// even if this call retried it after a leader change).
+    pub async fn propose(&self, command: S::Command) -> Result<S::Output, NodeError> {
+        let response = self
+            .request(|client, seq| {
+                ClientRequest::Write(Request {
+                    client,
+                    seq,
+                    command: command.clone(),
+                })
+            })
+            .await?;
+        match response {
+            ClientResponse::Written { output, .. } => Ok(output),
+            other => unreachable!("a write is answered by Written, got {other:?}"),
+        }
+    }
+
+    /// A linearizable read: answered by the leader after it confirmed its leadership
+    /// with a majority and applied everything it had committed (read-index).
+    pub async fn read(&self, query: S::Query) -> Result<S::QueryOutput, NodeError> {
+        let response = self
+            .request(|client, seq| ClientRequest::Read {
+                client,
+                seq,
+                query: query.clone(),
+            })
+            .await?;
+        match response {
+            ClientResponse::ReadOk { output, .. } => Ok(output),
+            other => unreachable!("a read is answered by ReadOk, got {other:?}"),
+        }
+    }
+
+    /// The node's latest status.
+    pub fn status(&self) -> Status {
+        self.shared.status.borrow().clone()
+    }
+
+    /// Waits until the status satisfies `predicate` (e.g. "some node leads").
+    pub async fn wait_for(&self, predicate: impl Fn(&Status) -> bool) -> Status {
+        let mut status = self.shared.status.clone();
+        let result = status.wait_for(|s| predicate(s)).await.map(|s| s.clone());
+        result.unwrap_or_default()
+    }
+
+    /// Stops the node: the loop makes its log durable and exits, pending requests
+    /// fail with [`NodeError::Shutdown`], connections close.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.events.send(Event::Shutdown).await;
+        let tasks = crate::sync::lock(&self.shared.tasks).take();
+        if let Some(mut tasks) = tasks {
+            // The driver exits on Shutdown; the network tasks run forever: stop them.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        self.shared.waiters.close_all();
+    }
+
+    /// Peer frames dropped because a peer's send queue was full.
+    pub fn dropped_frames(&self) -> u64 {
+        self.shared.transport.dropped.load(Ordering::Relaxed)
+    }
+
+    fn session(&self) -> (ClientId, u64) {
+        if let Some(session) = crate::sync::lock(&self.shared.sessions).pop() {
+            return session;
+        }
+        let index = self.shared.next_session.fetch_add(1, Ordering::Relaxed) & ((1 << 24) - 1);
+        (self.shared.client_prefix | index, 1)
+    }
+
+    /// Sends a request under a pooled client session until it is answered: to this
+    /// node first, then wherever the answers redirect it; retries keep the same
+    /// `(client, seq)`, so the leader deduplicates them.
+    async fn request(
+        &self,
+        make: impl Fn(ClientId, u64) -> Request_<S>,
+    ) -> Result<Response<S>, NodeError> {
+        let shared = &self.shared;
+        let (client, seq) = self.session();
+        let request = make(client, seq);
+        let deadline = Instant::now() + shared.config.request_timeout;
+        let attempt = shared.config.election_timeout_max * 2;
+        let mut target = shared.config.id;
+        let result = loop {
+            if Instant::now() >= deadline {
+                break Err(NodeError::Timeout(shared.config.request_timeout));
+            }
+            let reply = shared.waiters.register(client, seq);
+            if target == shared.config.id {
+                if shared
+                    .events
+                    .send(Event::Local(request.clone()))
+                    .await
+                    .is_err()
+                {
+                    break Err(NodeError::Shutdown);
+                }
+            } else {
+                let mut bytes = Vec::new();
+                let frame: Frame<S> = PeerFrame::Forward(request.clone());
+                if frame::encode(&frame, &mut bytes, shared.config.max_frame_bytes).is_ok() {
+                    shared.transport.send(target, bytes);
+                }
+            }
+            match tokio::time::timeout(attempt, reply).await {
+                Ok(Some(ClientResponse::Redirect { leader, .. })) => {
+                    target = match leader {
+                        Some(leader) if leader != target => leader,
+                        _ => {
+                            // No leader known yet (an election is running): wait a
+                            // little, then ask this node again.
+                            tokio::time::sleep(shared.config.election_timeout_min / 4).await;
+                            shared.config.id
+                        }
+                    };
+                }
+                Ok(Some(response)) => break Ok(response),
+                Ok(None) => break Err(NodeError::Shutdown),
+                Err(_) => {
+                    shared.waiters.cancel(client, seq);
+                    target = shared.config.id;
+                }
+            }
+        };
+        // The next request of this session uses the next seq, whatever happened to
+        // this one: a later seq supersedes it in the leader's client table.
+        crate::sync::lock(&shared.sessions).push((client, seq + 1));
+        result
+    }
+}
+
+/// The event loop's state.
+struct Driver<S: Replicated>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    replica: Replica<S>,
+    /// Always `Some` except while an fsync runs on a blocking thread.
+    wal: Option<Wal>,
+    timers: HashMap<Timer, Instant>,
+    config: NodeConfig,
+    transport: std::sync::Arc<Transport>,
+    waiters: Arc<Waiters<Response<S>>>,
+    status: watch::Sender<Status>,
+    counters: Status,
+    scratch: Vec<u8>,
+}
+
+impl<S: Replicated> Driver<S>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn run(mut self, mut events: mpsc::Receiver<Event<S>>, initial: Vec<Effect<S>>) {
+        let mut effects = initial;
+        loop {
+            if let Err(error) = self.execute(&mut effects).await {
+                // A log that cannot be written cannot promise anything: stop serving.
+                tracing::error!(%error, "write-ahead log failed; the node stops");
+                break;
+            }
+            self.publish_status();
+            let deadline = self.timers.values().min().copied();
+            let mut next = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => Some(event),
+                    None => break,
+                },
+                _ = sleep_until(deadline) => None,
+            };
+            // Take everything already queued (up to a limit) into this batch: the
+            // persists of all of it share the next fsync.
+            let mut batch = 0;
+            let mut shutdown = false;
+            loop {
+                match next.take() {
+                    Some(Event::Shutdown) => {
+                        shutdown = true;
+                        break;
+                    }
+                    Some(event) => {
+                        self.on_event(event, &mut effects);
+                        batch += 1;
+                    }
+                    None => {}
+                }
+                if batch >= MAX_BATCH_INPUTS {
+                    break;
+                }
+                match events.try_recv() {
+                    Ok(event) => next = Some(event),
+                    Err(_) => break,
+                }
+            }
+            self.fire_due_timers(&mut effects);
+            if shutdown {
+                if let Err(error) = self.execute(&mut effects).await {
+                    tracing::error!(%error, "write-ahead log failed at shutdown");
+                }
+                tracing::info!("node stopped");
+                break;
+            }
+        }
+        self.waiters.close_all();
+    }
+
+    fn on_event(&mut self, event: Event<S>, effects: &mut Vec<Effect<S>>) {
+        let input = match event {
+            Event::Peer(from, PeerFrame::Paxos(message)) => {
+                if self.replica.is_obsolete(&message) {
+                    return; // answers to a round we left: inert, see `is_obsolete`
+                }
+                Input::Message { from, message }
+            }
+            Event::Peer(_, PeerFrame::Forward(request)) | Event::Local(request) => {
+                Input::Client(request)
+            }
+            Event::Peer(from, PeerFrame::ForwardReply { client, response }) => {
+                if client_node(client) == self.config.id {
+                    self.waiters.complete(client, response.seq(), response);
+                } else {
+                    tracing::warn!(
+                        from,
+                        client,
+                        "dropped a forwarded reply for another node's client"
+                    );
+                }
+                return;
+            }
+            Event::Shutdown => return,
+        };
+        self.step(input, effects);
+    }
+
+    fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
+        if let Err(error) = self.replica.step(input, effects) {
+            // Bad input from a peer: the core refused it without changing state.
+            tracing::warn!(%error, "refused a peer message");
+        }
+        #[cfg(debug_assertions)]
+        if let Err(violation) = ballot_model::invariants::check_replica(&self.replica) {
+            panic!("replica invariant violated on the live state: {violation}");
+        }
+    }
+
+    fn fire_due_timers(&mut self, effects: &mut Vec<Effect<S>>) {
+        let now = Instant::now();
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(timer, _)| *timer)
+            .collect();
+        for timer in due {
+            // A fired timer is disarmed until the core re-arms it.
+            self.timers.remove(&timer);
+            let before = self.replica.durable().promised;
+            self.step(Input::Timer(timer), effects);
+            let after = self.replica.durable().promised;
+            if timer == Timer::Election && after != before && after.node == self.config.id {
+                self.counters.elections += 1;
+                tracing::info!(ballot = %after, "election timeout: running for leader");
+            }
+        }
+    }
+
+    /// Executes `effects` in order, keeping the contract: persists are appended as they
+    /// come, made durable with one fsync, and only then do sends and replies leave.
+    async fn execute(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), WalError> {
+        let mut outbox = Vec::new();
+        let mut persisted = false;
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Persist(update) => {
+                    self.wal
+                        .as_mut()
+                        .ok_or(WalError::Poisoned)?
+                        .append(&update)?;
+                    self.counters.persists += 1;
+                    persisted = true;
+                }
+                Effect::SetTimer(timer) => {
+                    let deadline = Instant::now() + self.duration(timer);
+                    self.timers.insert(timer, deadline);
+                }
+                Effect::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+                Effect::Applied { .. } => {}
+                out @ (Effect::Send { .. } | Effect::Reply { .. }) => outbox.push(out),
+            }
+        }
+        if persisted {
+            self.sync().await?;
+        }
+        for effect in outbox {
+            match effect {
+                Effect::Send { to, message } => {
+                    let frame: Frame<S> = PeerFrame::Paxos(message);
+                    self.send(to, &frame);
+                }
+                Effect::Reply { client, response } => {
+                    let owner = client_node(client);
+                    if owner == self.config.id {
+                        self.waiters.complete(client, response.seq(), response);
+                    } else {
+                        let frame: Frame<S> = PeerFrame::ForwardReply { client, response };
+                        self.send(owner, &frame);
+                    }
+                }
+                _ => unreachable!("only sends and replies are queued"),
+            }
+        }
+        Ok(())
+    }
+
+    /// One fsync for everything appended since the last, off the async threads.
+    async fn sync(&mut self) -> Result<(), WalError> {
+        let mut wal = self.wal.take().ok_or(WalError::Poisoned)?;
+        let (wal, result) = tokio::task::spawn_blocking(move || {
+            let result = wal.sync();
+            (wal, result)
+        })
+        .await
+        .map_err(|_| WalError::Poisoned)?;
+        self.wal = Some(wal);
+        self.counters.fsyncs += 1;
+        result
+    }
+
+    fn send(&mut self, to: NodeId, frame: &Frame<S>) {
+        self.scratch.clear();
+        match frame::encode(frame, &mut self.scratch, self.config.max_frame_bytes) {
+            Ok(()) => self.transport.send(to, std::mem::take(&mut self.scratch)),
+            Err(error) => tracing::error!(to, %error, "could not encode a peer frame; dropped"),
+        }
+    }
+
+    fn duration(&self, timer: Timer) -> Duration {
+        match timer {
+            // Randomised so that candidates rarely collide (the timing assumption of
+            // SPEC.md: elections eventually run one at a time).
+            Timer::Election => rand::rng()
+                .random_range(self.config.election_timeout_min..self.config.election_timeout_max),
+            Timer::Heartbeat => self.config.heartbeat_interval,
+            Timer::CheckQuorum => self.config.election_timeout_max,
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let replica = &self.replica;
+        let status = Status {
+            id: self.config.id,
+            role: match replica.role() {
+                Role::Leader(_) => "leader",
+                Role::Candidate(_) => "candidate",
+                Role::Follower { .. } => "follower",
+            },
+            leader: replica.known_leader(),
+            ballot: replica.durable().promised.to_string(),
+            commit_index: replica.commit_index(),
+            applied_index: replica.applied_index(),
+            ..self.counters.clone()
+        };
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

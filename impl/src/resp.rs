@@ -1,0 +1,984 @@
+//! RESP2, the Redis wire protocol, as pure functions on byte buffers.
+//!
+//! The server side is [`parse_request`]: it takes whatever bytes have arrived so far
+//! and returns either one complete command (its arguments and how many bytes it used)
+//! or `Ok(None)` when more bytes are needed. It is stateless, so the caller simply
+//! keeps unconsumed bytes and calls again after the next read. Both forms a Redis
+//! server accepts are understood: arrays of bulk strings (what client libraries send)
+//! and inline commands (`SET a "b c"\r\n`, what `redis-cli` pipes and telnet send).
+//!
+//! The client side is [`parse_value`], which reads any RESP2 reply, and
+//! [`Value::encode`], which writes one.
+//!
+//! Bad input never panics and never makes the parser reserve memory for lengths the
+//! peer merely claims: buffers are allocated only for bytes that are present, and
+//! every length is checked against [`Limits`] first. Error messages copy Redis's
+//! wording so clients see what they would see from Redis.
+//!
+//! ```
+//! use ballot_node::resp::{parse_request, Limits, Value};
+//!
+//! let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+//! let (args, used) = parse_request(wire, &Limits::default()).unwrap().unwrap();
+//! assert_eq!(args, vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()]);
+//! assert_eq!(used, wire.len());
+//! // A prefix is not an error, just not a command yet.
+//! assert_eq!(parse_request(&wire[..10], &Limits::default()).unwrap(), None);
+//!
+//! let mut out = Vec::new();
+//! Value::Simple("OK".into()).encode(&mut out);
+//! assert_eq!(out, b"+OK\r\n");
+//! ```
+
+use std::io::Write as _;
+
+/// One RESP2 value, as sent in replies (and, as an array of bulk strings, in requests).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// A simple string, `+OK\r\n`.
+    Simple(String),
+    /// An error, `-ERR message\r\n`; by convention the first word is the error code.
+    Error(String),
+    /// An integer, `:42\r\n`.
+    Integer(i64),
+    /// A binary-safe bulk string, `$3\r\nfoo\r\n`.
+    Bulk(Vec<u8>),
+    /// The null bulk string, `$-1\r\n` (e.g. `GET` of a missing key).
+    Null,
+    /// An array of values, `*2\r\n...`.
+    Array(Vec<Value>),
+    /// The null array, `*-1\r\n`.
+    NullArray,
+}
+
+impl Value {
+    /// Appends this value's RESP2 encoding to `out`.
+    ///
+    /// Simple strings and errors cannot carry CR or LF on the wire (they are
+    /// line-terminated), so those bytes are replaced by spaces, as Redis does for its
+    /// own error replies; everything else is encoded byte for byte.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Simple(text) => {
+                out.push(b'+');
+                push_line(out, text.as_bytes());
+            }
+            Value::Error(text) => {
+                out.push(b'-');
+                push_line(out, text.as_bytes());
+            }
+            Value::Integer(n) => {
+                out.push(b':');
+                push_number(out, *n);
+            }
+            Value::Bulk(bytes) => {
+                out.push(b'$');
+                push_number(out, bytes.len());
+                out.extend_from_slice(bytes);
+                out.extend_from_slice(b"\r\n");
+            }
+            Value::Null => out.extend_from_slice(b"$-1\r\n"),
+            Value::Array(items) => {
+                out.push(b'*');
+                push_number(out, items.len());
+                for item in items {
+                    item.encode(out);
+                }
+            }
+            Value::NullArray => out.extend_from_slice(b"*-1\r\n"),
+        }
+    }
+}
+
+/// Writes a line's content, with CR/LF neutralised, and its terminator.
+fn push_line(out: &mut Vec<u8>, text: &[u8]) {
+    out.extend(
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a decimal number and CRLF.
+fn push_number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{n}\r\n");
+}
+
+/// Bounds on what a peer may make the parser accept, so a hostile or broken client
+/// cannot make the server buffer or allocate without limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest bulk string accepted (Redis's `proto-max-bulk-len`, 512 MiB there;
+    /// 64 MiB here, which is far above any value a replicated log should carry).
+    pub max_bulk_bytes: usize,
+    /// The most elements one array may claim (Redis allows 1M arguments).
+    pub max_array_len: usize,
+    /// The longest inline command or length line (Redis's `PROTO_INLINE_MAX_SIZE`,
+    /// 64 KiB); a peer sending more without a line end is in error.
+    pub max_inline_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_bytes: 64 << 20,
+            max_array_len: 1 << 20,
+            max_inline_bytes: 64 << 10,
+        }
+    }
+}
+
+/// The largest bulk string [`parse_value`] accepts in a reply: Redis's own default
+/// `proto-max-bulk-len`, so a client can read any value a server may legitimately hold.
+pub const MAX_REPLY_BULK_BYTES: usize = 512 << 20;
+
+/// How deeply [`parse_value`] lets arrays nest before refusing, so that a hostile
+/// reply of nested array headers cannot exhaust the stack.
+pub const MAX_REPLY_DEPTH: usize = 128;
+
+/// Why bytes are not valid RESP2. The `Display` text is Redis's wording (without the
+/// `ERR ` code), so the server replies `-ERR <message>` and closes the connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RespError {
+    /// An array length that is not a number, is below -1, or is over the limit.
+    #[error("Protocol error: invalid multibulk length")]
+    InvalidMultibulkLength,
+    /// A bulk length that is not a number, is negative where null is not allowed, or
+    /// is over the limit.
+    #[error("Protocol error: invalid bulk length")]
+    InvalidBulkLength,
+    /// An element of a request array that is not a bulk string.
+    #[error("Protocol error: expected '$', got '{}'", .0.escape_ascii())]
+    ExpectedBulk(u8),
+    /// A reply that starts with a byte that is no RESP2 type.
+    #[error("Protocol error: invalid type byte '{}'", .0.escape_ascii())]
+    InvalidTypeByte(u8),
+    /// An integer reply that is not a 64-bit decimal integer.
+    #[error("Protocol error: invalid integer")]
+    InvalidInteger,
+    /// A line ended by CR without LF, or bulk data not followed by CRLF.
+    #[error("Protocol error: expected CRLF")]
+    ExpectedCrlf,
+    /// An array length line longer than the inline limit.
+    #[error("Protocol error: too big mbulk count string")]
+    TooBigMultibulkCount,
+    /// A bulk length line longer than the inline limit.
+    #[error("Protocol error: too big bulk count string")]
+    TooBigBulkCount,
+    /// An inline command longer than the inline limit.
+    #[error("Protocol error: too big inline request")]
+    TooBigInline,
+    /// A reply line (simple string, error, integer) longer than the inline limit.
+    #[error("Protocol error: too big reply line")]
+    TooBigLine,
+    /// An inline command with an unterminated quote, or a closing quote followed by
+    /// something other than a space.
+    #[error("Protocol error: unbalanced quotes in request")]
+    UnbalancedQuotes,
+    /// Arrays nested deeper than [`MAX_REPLY_DEPTH`].
+    #[error("Protocol error: nesting too deep")]
+    TooDeep,
+}
+
+/// Parses Redis's strict decimal integer (its `string2ll`): an optional `-`, then
+/// digits without a leading zero (except `0` itself), no `+`, no spaces, in range.
+///
+/// Shared with the key-value commands so `INCR` accepts exactly what Redis accepts.
+pub(crate) fn parse_redis_int(bytes: &[u8]) -> Option<i64> {
+    // Redis rejects anything of 21 characters or more before looking at it.
+    if bytes.is_empty() || bytes.len() >= 21 {
+        return None;
+    }
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    // Accumulate as a negative number so i64::MIN, whose magnitude has no positive
+    // i64, parses too.
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
+}
+
+/// Finds the CRLF that ends the line starting at `start`, looking at most `max`
+/// content bytes ahead. Returns the content's end and the position after the CRLF,
+/// `None` if the line is not complete yet, or `too_long` if no line end can come
+/// within the limit.
+fn find_line(
+    buf: &[u8],
+    start: usize,
+    max: usize,
+    too_long: RespError,
+) -> Result<Option<(usize, usize)>, RespError> {
+    let rest = buf.get(start..).unwrap_or_default();
+    let window = &rest[..rest.len().min(max.saturating_add(1))];
+    match window.iter().position(|&b| b == b'\r') {
+        Some(offset) => {
+            let cr = start + offset;
+            match buf.get(cr + 1) {
+                None => Ok(None),
+                Some(b'\n') => Ok(Some((cr, cr + 2))),
+                Some(_) => Err(RespError::ExpectedCrlf),
+            }
+        }
+        None if rest.len() > max => Err(too_long),
+        None => Ok(None),
+    }
+}
+
+/// Parses one command from the start of `buf`: its arguments and the number of bytes
+/// it occupied, or `Ok(None)` if `buf` holds only a prefix of a command.
+///
+/// A buffer starting with `*` is an array of bulk strings; anything else is an inline
+/// command, a line split on whitespace with Redis's quoting rules (`"..."` with
+/// `\n`, `\r`, `\t`, `\b`, `\a`, `\\`, `\"` and `\xHH` escapes; `'...'` with `\'`).
+/// An empty array (`*0`, `*-1`) or a blank line yields an empty argument list, which
+/// the caller should skip, as Redis does.
+///
+/// # Errors
+///
+/// A [`RespError`] for input that can never become a valid command; the connection
+/// should then be closed, since the stream cannot be resynchronised.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, limits),
+        Some(_) => parse_inline(buf, limits),
+    }
+}
+
+/// Parses `*<n>\r\n` followed by `n` bulk strings.
+fn parse_multibulk(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+    let Some((end, mut pos)) = find_line(
+        buf,
+        1,
+        limits.max_inline_bytes,
+        RespError::TooBigMultibulkCount,
+    )?
+    else {
+        return Ok(None);
+    };
+    let count = parse_redis_int(&buf[1..end]).ok_or(RespError::InvalidMultibulkLength)?;
+    if count < -1 || usize::try_from(count).is_ok_and(|n| n > limits.max_array_len) {
+        return Err(RespError::InvalidMultibulkLength);
+    }
+    if count <= 0 {
+        return Ok(Some((Vec::new(), pos)));
+    }
+    let count = usize::try_from(count).map_err(|_| RespError::InvalidMultibulkLength)?;
+    // First locate every argument without copying, so a large request arriving in
+    // many reads is not copied again on each one; every bulk takes at least 6 bytes
+    // (`$0\r\n\r\n`), which bounds the reservation by what is actually present.
+    let mut ranges = Vec::with_capacity(count.min(buf.len() / 6 + 1));
+    for _ in 0..count {
+        let Some(&kind) = buf.get(pos) else {
+            return Ok(None);
+        };
+        if kind != b'$' {
+            return Err(RespError::ExpectedBulk(kind));
+        }
+        let Some((end, start)) = find_line(
+            buf,
+            pos + 1,
+            limits.max_inline_bytes,
+            RespError::TooBigBulkCount,
+        )?
+        else {
+            return Ok(None);
+        };
+        let len = parse_redis_int(&buf[pos + 1..end])
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= limits.max_bulk_bytes)
+            .ok_or(RespError::InvalidBulkLength)?;
+        let data_end = start.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
+        let after = data_end
+            .checked_add(2)
+            .ok_or(RespError::InvalidBulkLength)?;
+        if buf.len() < after {
+            return Ok(None);
+        }
+        if &buf[data_end..after] != b"\r\n" {
+            return Err(RespError::ExpectedCrlf);
+        }
+        ranges.push(start..data_end);
+        pos = after;
+    }
+    let args = ranges.into_iter().map(|r| buf[r].to_vec()).collect();
+    Ok(Some((args, pos)))
+}
+
+/// Parses an inline command: one line ended by LF (an optional CR before it is
+/// dropped), as Redis accepts from telnet.
+fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+    let window = &buf[..buf.len().min(limits.max_inline_bytes.saturating_add(1))];
+    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limits.max_inline_bytes {
+            return Err(RespError::TooBigInline);
+        }
+        return Ok(None);
+    };
+    let mut line = &buf[..newline];
+    if let Some(stripped) = line.strip_suffix(b"\r") {
+        line = stripped;
+    }
+    let args = split_args(line).ok_or(RespError::UnbalancedQuotes)?;
+    Ok(Some((args, newline + 1)))
+}
+
+/// The whitespace Redis's `isspace` recognises.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// The value of a hexadecimal digit.
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// Splits an inline line into arguments like Redis's `sdssplitargs`; `None` means
+/// unbalanced quotes.
+fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let n = line.len();
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < n && is_space(line[i]) {
+            i += 1;
+        }
+        if i == n {
+            return Some(args);
+        }
+        let mut current = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            if in_double {
+                let c = *line.get(i)?; // end of line inside quotes: unbalanced
+                if c == b'\\' && line.get(i + 1) == Some(&b'x') {
+                    if let (Some(hi), Some(lo)) = (
+                        line.get(i + 2).copied().and_then(hex_value),
+                        line.get(i + 3).copied().and_then(hex_value),
+                    ) {
+                        current.push(hi * 16 + lo);
+                        i += 4;
+                        continue;
+                    }
+                }
+                if c == b'\\' && i + 1 < n {
+                    current.push(match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                    i += 2;
+                } else if c == b'"' {
+                    // A closing quote must end the argument.
+                    if i + 1 < n && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    current.push(c);
+                    i += 1;
+                }
+            } else if in_single {
+                let c = *line.get(i)?;
+                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                    current.push(b'\'');
+                    i += 2;
+                } else if c == b'\'' {
+                    if i + 1 < n && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    current.push(c);
+                    i += 1;
+                }
+            } else {
+                match line.get(i) {
+                    None => break,
+                    Some(&c) if is_space(c) => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'"') => in_double = true,
+                    Some(b'\'') => in_single = true,
+                    Some(&c) => current.push(c),
+                }
+                i += 1;
+            }
+        }
+        args.push(current);
+    }
+}
+
+/// Parses one reply from the start of `buf`: the value and the number of bytes it
+/// occupied, or `Ok(None)` if `buf` holds only a prefix of it.
+///
+/// Bulk strings up to [`MAX_REPLY_BULK_BYTES`], arrays up to the default
+/// [`Limits::max_array_len`] elements nested at most [`MAX_REPLY_DEPTH`] deep, and
+/// lines up to the default [`Limits::max_inline_bytes`] are accepted.
+///
+/// ```
+/// use ballot_node::resp::{parse_value, Value};
+///
+/// let (value, used) = parse_value(b"*2\r\n$1\r\na\r\n$-1\r\n").unwrap().unwrap();
+/// assert_eq!(value, Value::Array(vec![Value::Bulk(b"a".to_vec()), Value::Null]));
+/// assert_eq!(used, 16);
+/// ```
+///
+/// # Errors
+///
+/// A [`RespError`] for bytes that can never become a valid reply.
+pub fn parse_value(buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
+    let limits = Limits {
+        max_bulk_bytes: MAX_REPLY_BULK_BYTES,
+        ..Limits::default()
+    };
+    value_at(buf, 0, &limits, 0)
+}
+
+/// Parses the value starting at `pos`; returns it and the position after it.
+fn value_at(
+    buf: &[u8],
+    pos: usize,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Option<(Value, usize)>, RespError> {
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(None);
+    };
+    if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+        return Err(RespError::InvalidTypeByte(kind));
+    }
+    let Some((end, next)) =
+        find_line(buf, pos + 1, limits.max_inline_bytes, RespError::TooBigLine)?
+    else {
+        return Ok(None);
+    };
+    let line = &buf[pos + 1..end];
+    let text = || String::from_utf8_lossy(line).into_owned();
+    let value = match kind {
+        b'+' => (Value::Simple(text()), next),
+        b'-' => (Value::Error(text()), next),
+        b':' => (
+            Value::Integer(parse_redis_int(line).ok_or(RespError::InvalidInteger)?),
+            next,
+        ),
+        b'$' => {
+            let len = parse_redis_int(line).ok_or(RespError::InvalidBulkLength)?;
+            if len == -1 {
+                return Ok(Some((Value::Null, next)));
+            }
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n <= limits.max_bulk_bytes)
+                .ok_or(RespError::InvalidBulkLength)?;
+            let data_end = next.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
+            let after = data_end
+                .checked_add(2)
+                .ok_or(RespError::InvalidBulkLength)?;
+            if buf.len() < after {
+                return Ok(None);
+            }
+            if &buf[data_end..after] != b"\r\n" {
+                return Err(RespError::ExpectedCrlf);
+            }
+            (Value::Bulk(buf[next..data_end].to_vec()), after)
+        }
+        _ => {
+            let count = parse_redis_int(line).ok_or(RespError::InvalidMultibulkLength)?;
+            if count == -1 {
+                return Ok(Some((Value::NullArray, next)));
+            }
+            let count = usize::try_from(count)
+                .ok()
+                .filter(|&n| n <= limits.max_array_len)
+                .ok_or(RespError::InvalidMultibulkLength)?;
+            if count > 0 && depth >= MAX_REPLY_DEPTH {
+                return Err(RespError::TooDeep);
+            }
+            // Every element takes at least 3 bytes (`+\r\n`): reserve no more than
+            // the bytes present could hold.
+            let mut items = Vec::with_capacity(count.min((buf.len() - next) / 3));
+            let mut at = next;
+            for _ in 0..count {
+                let Some((item, after)) = value_at(buf, at, limits, depth + 1)? else {
+                    return Ok(None);
+                };
+                items.push(item);
+                at = after;
+            }
+            (Value::Array(items), at)
+        }
+    };
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    fn encode(value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        value.encode(&mut out);
+        out
+    }
+
+    fn request(list: &[&str]) -> Vec<u8> {
+        encode(&Value::Array(
+            list.iter()
+                .map(|a| Value::Bulk(a.as_bytes().to_vec()))
+                .collect(),
+        ))
+    }
+
+    fn parse(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+        parse_request(buf, &Limits::default())
+    }
+
+    /// Runs the server's loop over `input` delivered in the given chunks.
+    fn drive(chunks: &[&[u8]], limits: &Limits) -> Result<Vec<Vec<Vec<u8>>>, RespError> {
+        let mut buffer = Vec::new();
+        let mut commands = Vec::new();
+        for chunk in chunks {
+            buffer.extend_from_slice(chunk);
+            while let Some((command, used)) = parse_request(&buffer, limits)? {
+                assert!(used > 0 && used <= buffer.len());
+                buffer.drain(..used);
+                commands.push(command);
+            }
+        }
+        assert!(buffer.is_empty(), "leftover bytes {buffer:?}");
+        Ok(commands)
+    }
+
+    #[test]
+    fn parses_a_multibulk_request() {
+        let wire = request(&["SET", "key", "value"]);
+        assert_eq!(
+            parse(&wire),
+            Ok(Some((args(&["SET", "key", "value"]), wire.len())))
+        );
+    }
+
+    #[test]
+    fn bulk_strings_are_binary_safe() {
+        let wire = b"*2\r\n$3\r\nSET\r\n$4\r\n\r\n\0\xff\r\n";
+        let (parsed, used) = parse(wire).unwrap().unwrap();
+        assert_eq!(parsed, vec![b"SET".to_vec(), b"\r\n\0\xff".to_vec()]);
+        assert_eq!(used, wire.len());
+    }
+
+    #[test]
+    fn every_proper_prefix_needs_more_bytes() {
+        let wire = request(&["SET", "k", "a longer value", ""]);
+        for cut in 0..wire.len() {
+            assert_eq!(parse(&wire[..cut]), Ok(None), "prefix of {cut} bytes");
+        }
+        assert_eq!(parse(&wire).unwrap().unwrap().1, wire.len());
+        let inline = b"SET a \"b c\"\r\n";
+        for cut in 0..inline.len() {
+            assert_eq!(
+                parse(&inline[..cut]),
+                Ok(None),
+                "inline prefix of {cut} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_split_at_every_byte_boundary() {
+        let mut wire = Vec::new();
+        wire.extend(request(&["SET", "a", "1"]));
+        wire.extend(b"PING\r\n");
+        wire.extend(request(&["GET", "a"]));
+        wire.extend(b"*0\r\n");
+        wire.extend(b"ECHO 'x y'\n");
+        wire.extend(request(&["MSET", "k1", "", "k2", "v2"]));
+        let expected = vec![
+            args(&["SET", "a", "1"]),
+            args(&["PING"]),
+            args(&["GET", "a"]),
+            vec![],
+            args(&["ECHO", "x y"]),
+            args(&["MSET", "k1", "", "k2", "v2"]),
+        ];
+        let limits = Limits::default();
+        for cut in 0..=wire.len() {
+            let (first, second) = wire.split_at(cut);
+            assert_eq!(
+                drive(&[first, second], &limits),
+                Ok(expected.clone()),
+                "cut at {cut}"
+            );
+        }
+        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+        assert_eq!(drive(&bytes, &limits), Ok(expected));
+    }
+
+    #[test]
+    fn inline_commands_split_on_whitespace() {
+        assert_eq!(parse(b"PING\r\n"), Ok(Some((args(&["PING"]), 6))));
+        assert_eq!(parse(b"PING\n"), Ok(Some((args(&["PING"]), 5))));
+        assert_eq!(
+            parse(b"  SET\ta   b \r\n"),
+            Ok(Some((args(&["SET", "a", "b"]), 14)))
+        );
+        assert_eq!(parse(b"\r\n"), Ok(Some((vec![], 2))));
+        assert_eq!(parse(b"   \n"), Ok(Some((vec![], 4))));
+        assert_eq!(parse(b"PING"), Ok(None));
+    }
+
+    #[test]
+    fn inline_commands_honour_quotes_and_escapes() {
+        let line = b"SET \"a b\" \"x\\n\\x41\\\"\\\\\" 'it\\'s' \"\" ''\r\n";
+        let (parsed, used) = parse(line).unwrap().unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                b"SET".to_vec(),
+                b"a b".to_vec(),
+                b"x\nA\"\\".to_vec(),
+                b"it's".to_vec(),
+                b"".to_vec(),
+                b"".to_vec(),
+            ]
+        );
+        assert_eq!(used, line.len());
+        // Redis joins a quoted part onto an unquoted prefix.
+        assert_eq!(parse(b"a\"b c\"\n").unwrap().unwrap().0, args(&["ab c"]));
+    }
+
+    #[test]
+    fn inline_unbalanced_quotes_are_errors() {
+        for line in [
+            &b"SET \"a\r\n"[..],
+            b"SET 'a\n",
+            b"SET \"a\"b\n",
+            b"SET 'a'b\n",
+            b"GET \"\\\n",
+        ] {
+            assert_eq!(parse(line), Err(RespError::UnbalancedQuotes), "{line:?}");
+        }
+        assert_eq!(
+            RespError::UnbalancedQuotes.to_string(),
+            "Protocol error: unbalanced quotes in request"
+        );
+    }
+
+    #[test]
+    fn empty_and_null_arrays_are_empty_commands() {
+        assert_eq!(parse(b"*0\r\n"), Ok(Some((vec![], 4))));
+        assert_eq!(parse(b"*-1\r\n"), Ok(Some((vec![], 5))));
+    }
+
+    #[test]
+    fn bad_multibulk_lengths_are_errors() {
+        for wire in [
+            &b"*x\r\n"[..],
+            b"*\r\n",
+            b"*-2\r\n",
+            b"*+1\r\n",
+            b"*01\r\n",
+            b"* 1\r\n",
+            b"*99999999999999999999999\r\n",
+        ] {
+            assert_eq!(
+                parse(wire),
+                Err(RespError::InvalidMultibulkLength),
+                "{wire:?}"
+            );
+        }
+        assert_eq!(
+            RespError::InvalidMultibulkLength.to_string(),
+            "Protocol error: invalid multibulk length"
+        );
+    }
+
+    #[test]
+    fn bad_bulk_lengths_are_errors() {
+        for wire in [
+            &b"*1\r\n$x\r\n"[..],
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$-5\r\n",
+            b"*1\r\n$\r\n",
+            b"*1\r\n$1a\r\n",
+        ] {
+            assert_eq!(parse(wire), Err(RespError::InvalidBulkLength), "{wire:?}");
+        }
+        assert_eq!(
+            RespError::InvalidBulkLength.to_string(),
+            "Protocol error: invalid bulk length"
+        );
+    }
+
+    #[test]
+    fn array_elements_must_be_bulk_strings() {
+        assert_eq!(parse(b"*1\r\n:1\r\n"), Err(RespError::ExpectedBulk(b':')));
+        assert_eq!(
+            RespError::ExpectedBulk(b':').to_string(),
+            "Protocol error: expected '$', got ':'"
+        );
+        assert_eq!(
+            RespError::ExpectedBulk(0).to_string(),
+            "Protocol error: expected '$', got '\\x00'"
+        );
+    }
+
+    #[test]
+    fn missing_crlf_is_an_error() {
+        assert_eq!(parse(b"*1\r\n$3\r\nabcXY"), Err(RespError::ExpectedCrlf));
+        assert_eq!(parse(b"*1\r\n$3\r\nabc\rX"), Err(RespError::ExpectedCrlf));
+        assert_eq!(parse(b"*1\rX"), Err(RespError::ExpectedCrlf));
+        assert_eq!(parse(b"*1\r\n$3\rX"), Err(RespError::ExpectedCrlf));
+        // Only the terminator's first byte present: wait for the second.
+        assert_eq!(parse(b"*1\r\n$3\r\nabc\r"), Ok(None));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = Limits {
+            max_bulk_bytes: 4,
+            max_array_len: 2,
+            max_inline_bytes: 8,
+        };
+        assert!(parse_request(b"*1\r\n$4\r\nabcd\r\n", &limits)
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            parse_request(b"*1\r\n$5\r\n", &limits),
+            Err(RespError::InvalidBulkLength)
+        );
+        assert!(parse_request(b"*2\r\n$1\r\na\r\n$1\r\nb\r\n", &limits)
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            parse_request(b"*3\r\n", &limits),
+            Err(RespError::InvalidMultibulkLength)
+        );
+        // Length lines and inline commands without an end within the limit.
+        assert_eq!(
+            parse_request(b"*000000000", &limits),
+            Err(RespError::TooBigMultibulkCount)
+        );
+        assert_eq!(
+            parse_request(b"*1\r\n$000000000", &limits),
+            Err(RespError::TooBigBulkCount)
+        );
+        assert_eq!(
+            parse_request(b"PING PING", &limits),
+            Err(RespError::TooBigInline)
+        );
+        assert_eq!(parse_request(b"PING PIN", &limits), Ok(None));
+        assert_eq!(
+            parse_request(b"PING PIN\n", &limits).unwrap().unwrap().0,
+            args(&["PING", "PIN"])
+        );
+        // The default limits refuse a claimed 1 GiB bulk before any data arrives.
+        assert_eq!(
+            parse(b"*1\r\n$1073741824\r\n"),
+            Err(RespError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse(b"*2000000\r\n"),
+            Err(RespError::InvalidMultibulkLength)
+        );
+    }
+
+    #[test]
+    fn huge_claims_within_limits_allocate_only_what_is_present() {
+        let limits = Limits {
+            max_bulk_bytes: usize::MAX,
+            max_array_len: usize::MAX,
+            max_inline_bytes: 64,
+        };
+        assert_eq!(
+            parse_request(b"*1000000000000\r\n$1\r\na\r\n", &limits),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_request(b"*1\r\n$9223372036854775807\r\n", &limits),
+            Ok(None),
+            "a bulk claiming i64::MAX bytes just waits (and the caller's buffer limit applies)"
+        );
+    }
+
+    #[test]
+    fn strict_integers_match_redis() {
+        assert_eq!(parse_redis_int(b"0"), Some(0));
+        assert_eq!(parse_redis_int(b"-1"), Some(-1));
+        assert_eq!(parse_redis_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_redis_int(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"1.5",
+            b"0x10",
+        ] {
+            assert_eq!(parse_redis_int(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encodes_every_value() {
+        assert_eq!(encode(&Value::Simple("OK".into())), b"+OK\r\n");
+        assert_eq!(
+            encode(&Value::Error("ERR bad\r\nthing".into())),
+            b"-ERR bad  thing\r\n"
+        );
+        assert_eq!(encode(&Value::Integer(-42)), b":-42\r\n");
+        assert_eq!(
+            encode(&Value::Bulk(b"a\r\nb".to_vec())),
+            b"$4\r\na\r\nb\r\n"
+        );
+        assert_eq!(encode(&Value::Bulk(Vec::new())), b"$0\r\n\r\n");
+        assert_eq!(encode(&Value::Null), b"$-1\r\n");
+        assert_eq!(encode(&Value::NullArray), b"*-1\r\n");
+        assert_eq!(encode(&Value::Array(vec![])), b"*0\r\n");
+        assert_eq!(
+            encode(&Value::Array(vec![Value::Integer(1), Value::Null])),
+            b"*2\r\n:1\r\n$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn encode_then_parse_round_trips() {
+        let values = vec![
+            Value::Simple("PONG".into()),
+            Value::Error("ERR unknown command 'x'".into()),
+            Value::Integer(i64::MIN),
+            Value::Integer(i64::MAX),
+            Value::Integer(0),
+            Value::Bulk(b"\0\r\n\xff".to_vec()),
+            Value::Bulk(Vec::new()),
+            Value::Null,
+            Value::NullArray,
+            Value::Array(vec![]),
+            Value::Array(vec![
+                Value::Bulk(b"x".to_vec()),
+                Value::Null,
+                Value::Array(vec![Value::Integer(7), Value::NullArray]),
+                Value::Simple(String::new()),
+            ]),
+        ];
+        let mut wire = Vec::new();
+        for value in &values {
+            let one = encode(value);
+            assert_eq!(
+                parse_value(&one),
+                Ok(Some((value.clone(), one.len()))),
+                "{value:?}"
+            );
+            for cut in 0..one.len() {
+                assert_eq!(parse_value(&one[..cut]), Ok(None), "{value:?} cut at {cut}");
+            }
+            wire.extend(one);
+        }
+        // Pipelined replies come back one by one, in order.
+        let mut rest = &wire[..];
+        for value in &values {
+            let (parsed, used) = parse_value(rest).unwrap().unwrap();
+            assert_eq!(&parsed, value);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn requests_round_trip_through_the_value_encoding() {
+        let command = args(&["MSET", "", "\r\n", "k", "\0"]);
+        let wire = encode(&Value::Array(
+            command.iter().cloned().map(Value::Bulk).collect(),
+        ));
+        assert_eq!(parse(&wire), Ok(Some((command, wire.len()))));
+    }
+
+    #[test]
+    fn bad_replies_are_errors() {
+        assert_eq!(
+            parse_value(b"?x\r\n"),
+            Err(RespError::InvalidTypeByte(b'?'))
+        );
+        assert_eq!(
+            RespError::InvalidTypeByte(b'?').to_string(),
+            "Protocol error: invalid type byte '?'"
+        );
+        assert_eq!(parse_value(b":12a\r\n"), Err(RespError::InvalidInteger));
+        assert_eq!(parse_value(b"$-2\r\n"), Err(RespError::InvalidBulkLength));
+        assert_eq!(parse_value(b"$x\r\n"), Err(RespError::InvalidBulkLength));
+        assert_eq!(
+            parse_value(b"*-2\r\n"),
+            Err(RespError::InvalidMultibulkLength)
+        );
+        assert_eq!(parse_value(b"$1\r\nab"), Err(RespError::ExpectedCrlf));
+        assert_eq!(parse_value(b"+OK\rx"), Err(RespError::ExpectedCrlf));
+        assert_eq!(
+            parse_value(b"*1\r\n!"),
+            Err(RespError::InvalidTypeByte(b'!'))
+        );
+        let long = [b"+".as_slice(), &[b'a'; 70_000]].concat();
+        assert_eq!(parse_value(&long), Err(RespError::TooBigLine));
+        assert_eq!(
+            parse_value(b"$536870913\r\n"),
+            Err(RespError::InvalidBulkLength)
+        );
+        assert_eq!(parse_value(b"$536870912\r\n"), Ok(None));
+        assert_eq!(
+            parse_value(b"*1048577\r\n"),
+            Err(RespError::InvalidMultibulkLength)
+        );
+    }
+
+    #[test]
+    fn deeply_nested_replies_are_refused_not_overflowed() {
+        let deep = b"*1\r\n".repeat(MAX_REPLY_DEPTH + 1);
+        assert_eq!(parse_value(&deep), Err(RespError::TooDeep));
+        let mut ok = b"*1\r\n".repeat(MAX_REPLY_DEPTH);
+        ok.extend(b":1\r\n");
+        assert!(parse_value(&ok).unwrap().is_some());
+        let huge = b"*1\r\n".repeat(1_000_000);
+        assert_eq!(parse_value(&huge), Err(RespError::TooDeep));
+    }
+}

@@ -1,0 +1,147 @@
+//! The reference application: a replicated key-value store speaking RESP2, so
+//! `redis-cli`, `redis-benchmark` and Redis client libraries work against any node.
+//! Writes go through the log; reads are linearizable (read-index through the core);
+//! any node accepts clients and forwards to the leader.
+
+use crate::kv::{parse_command, KvRequest, KvStore};
+use crate::node::{Node, NodeError};
+use crate::resp::{parse_request, Limits, Value};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What `INFO` reports besides the node's status.
+#[derive(Clone, Debug, Default)]
+pub struct ServerInfo {
+    /// Every node's client address, by id.
+    pub client_addrs: Vec<String>,
+    /// Every node's peer address, by id.
+    pub peer_addrs: Vec<String>,
+}
+
+/// Accepts RESP clients on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, node: Node<KvStore>, info: ServerInfo) {
+    let info = Arc::new(info);
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a client failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let node = node.clone();
+        let info = info.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_client(stream, node, &info).await {
+                tracing::debug!(%remote, %error, "client connection closed");
+            }
+        });
+    }
+}
+
+/// Serves one connection: parses pipelined requests, answers each in order, flushes
+/// when the input holds no further complete request.
+async fn serve_client(
+    mut stream: TcpStream,
+    node: Node<KvStore>,
+    info: &ServerInfo,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let limits = Limits::default();
+    let mut input = Vec::with_capacity(16 << 10);
+    let mut output = Vec::with_capacity(16 << 10);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        input.extend_from_slice(&chunk[..read]);
+        let mut consumed = 0;
+        let mut quit = false;
+        loop {
+            match parse_request(&input[consumed..], &limits) {
+                Ok(Some((args, used))) => {
+                    consumed += used;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    let (reply, last) = execute(&node, info, &args).await;
+                    reply.encode(&mut output);
+                    if last {
+                        quit = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // Like Redis: report the protocol error and close the connection.
+                    Value::Error(format!("ERR {error}")).encode(&mut output);
+                    stream.write_all(&output).await?;
+                    return Ok(());
+                }
+            }
+        }
+        input.drain(..consumed);
+        stream.write_all(&output).await?;
+        output.clear();
+        if quit {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs one command; the flag is true for `QUIT`.
+async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (Value, bool) {
+    let request = match parse_command(args) {
+        Ok(request) => request,
+        Err(message) => return (Value::Error(message), false),
+    };
+    let reply = match request {
+        KvRequest::Write(command) => outcome(node.propose(command).await),
+        KvRequest::Read(query) => outcome(node.read(query).await),
+        KvRequest::Ping(None) => Value::Simple("PONG".into()),
+        KvRequest::Ping(Some(message)) | KvRequest::Echo(message) => Value::Bulk(message),
+        KvRequest::Command => Value::Array(Vec::new()),
+        KvRequest::Quit => return (Value::Simple("OK".into()), true),
+        KvRequest::Info(_) => Value::Bulk(info_text(node, info).into_bytes()),
+    };
+    (reply, false)
+}
+
+fn outcome(result: Result<crate::kv::KvOutput, NodeError>) -> Value {
+    match result {
+        Ok(output) => output.into(),
+        Err(NodeError::Timeout(after)) => Value::Error(format!(
+            "TIMEOUT no answer within {after:?}; the command may or may not have taken effect"
+        )),
+        Err(error) => Value::Error(format!("ERR {error}")),
+    }
+}
+
+/// The `INFO` text: Redis-style `key:value` lines in a `# Replication` section.
+pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
+    let status = node.status();
+    let leader = status.leader.map_or("none".to_string(), |l| l.to_string());
+    let leader_addr = status
+        .leader
+        .and_then(|l| info.client_addrs.get(l).cloned())
+        .unwrap_or_default();
+    format!(
+        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nelections:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
+        status.role,
+        status.id,
+        leader,
+        leader_addr,
+        status.ballot,
+        status.commit_index,
+        status.applied_index,
+        status.elections,
+        status.fsyncs,
+        status.persists,
+        node.dropped_frames(),
+        info.peer_addrs.join(","),
+    )
+}

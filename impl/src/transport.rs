@@ -1,0 +1,252 @@
+//! Peer connections over TCP: one outbound connection per peer (ours to send on), and
+//! the inbound connections peers make to us (theirs to send on). Every connection
+//! starts with the authenticated handshake; then it carries frames.
+//!
+//! Limits: each peer's send queue holds at most `send_queue_frames` frames; when it is
+//! full (a slow or absent peer), new frames to that peer are dropped and counted.
+//! Paxos tolerates loss — the leader's heartbeat retransmits, candidates retry — so a
+//! slow peer costs it its messages, never our memory. Reconnection backs off from 50 ms
+//! to 1 s.
+
+use crate::frame::{self, FrameError};
+use crate::handshake;
+use ballot_model::NodeId;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How long a peer may take to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Settings the transport needs.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Every node's peer address, by node id.
+    pub peers: Vec<SocketAddr>,
+    /// The shared cluster secret.
+    pub secret: Vec<u8>,
+    /// Largest frame sent or accepted.
+    pub max_frame_bytes: usize,
+    /// Frames queued per peer before new ones are dropped.
+    pub send_queue_frames: usize,
+}
+
+/// The sending side: encoded frames go to per-peer queues drained by writer tasks.
+#[derive(Debug)]
+pub struct Transport {
+    queues: Vec<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Frames dropped because a peer's queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl Transport {
+    /// Queues one encoded frame for `to`; drops it if the queue is full or `to` is not
+    /// a peer. Never blocks.
+    pub fn send(&self, to: NodeId, frame: Vec<u8>) {
+        let Some(Some(queue)) = self.queues.get(to) else {
+            return;
+        };
+        if queue.try_send(frame).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Starts the listener and one writer task per peer on `tasks`. Authenticated inbound
+/// frames are decoded as `F` and handed to `deliver(from, frame)`; an undecodable or
+/// oversized frame closes that connection with a logged reason.
+pub fn start<F, D>(
+    config: TransportConfig,
+    listener: TcpListener,
+    deliver: D,
+    tasks: &mut JoinSet<()>,
+) -> Arc<Transport>
+where
+    F: DeserializeOwned + Send + 'static,
+    D: Fn(NodeId, F) -> bool + Send + Sync + Clone + 'static,
+{
+    let mut queues = Vec::new();
+    for (peer, addr) in config.peers.iter().enumerate() {
+        if peer == config.id {
+            queues.push(None);
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(config.send_queue_frames.max(1));
+        queues.push(Some(tx));
+        tasks.spawn(writer(config.clone(), peer, *addr, rx));
+    }
+    tasks.spawn(accept_loop(config, listener, deliver));
+    Arc::new(Transport {
+        queues,
+        dropped: AtomicU64::new(0),
+    })
+}
+
+/// Keeps a connection to `peer` open and writes its queue to it.
+async fn writer(
+    config: TransportConfig,
+    peer: NodeId,
+    addr: SocketAddr,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let stream = match connect(&config, peer, addr).await {
+            Ok(stream) => {
+                backoff = BACKOFF_MIN;
+                tracing::info!(peer, %addr, "connected to peer");
+                stream
+            }
+            Err(ConnectError::Unreachable(reason)) => {
+                tracing::debug!(peer, %addr, %reason, "cannot reach peer; retrying in {backoff:?}");
+                // Frames for an unreachable peer are stale by the time it is back.
+                while queue.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if queue.is_closed() {
+                    return;
+                }
+                continue;
+            }
+            Err(ConnectError::Refused(reason)) => {
+                // Reachable but not one of us (or a misconfigured one of us): say so
+                // loudly, an operator must fix it.
+                tracing::warn!(peer, %addr, %reason, "peer handshake failed; retrying in {backoff:?}");
+                // Frames for an unreachable peer are stale by the time it is back.
+                while queue.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if queue.is_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut out = BufWriter::with_capacity(64 << 10, stream);
+        loop {
+            let Some(frame) = queue.recv().await else {
+                let _ = out.flush().await;
+                return;
+            };
+            let mut result = out.write_all(&frame).await;
+            // Batch whatever else is queued into the same write, then flush.
+            while result.is_ok() {
+                match queue.try_recv() {
+                    Ok(frame) => result = out.write_all(&frame).await,
+                    Err(_) => break,
+                }
+            }
+            if result.is_ok() {
+                result = out.flush().await;
+            }
+            if let Err(error) = result {
+                tracing::warn!(peer, %addr, %error, "lost connection to peer; reconnecting");
+                break;
+            }
+        }
+    }
+}
+
+/// Why an outbound connection could not be set up.
+enum ConnectError {
+    /// Nothing listens there (yet), or the handshake timed out.
+    Unreachable(String),
+    /// Something answered but failed the handshake.
+    Refused(String),
+}
+
+async fn connect(
+    config: &TransportConfig,
+    peer: NodeId,
+    addr: SocketAddr,
+) -> Result<TcpStream, ConnectError> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::dial(&mut stream, &config.secret, config.id as u16, peer as u16),
+    )
+    .await
+    .map_err(|_| ConnectError::Unreachable("handshake timed out".to_string()))?
+    .map_err(|e| match e {
+        handshake::HandshakeError::Io(e) => ConnectError::Unreachable(e.to_string()),
+        refused => ConnectError::Refused(refused.to_string()),
+    })?;
+    Ok(stream)
+}
+
+async fn accept_loop<F, D>(config: TransportConfig, listener: TcpListener, deliver: D)
+where
+    F: DeserializeOwned + Send + 'static,
+    D: Fn(NodeId, F) -> bool + Send + Sync + Clone + 'static,
+{
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a peer connection failed");
+                tokio::time::sleep(BACKOFF_MIN).await;
+                continue;
+            }
+        };
+        let config = config.clone();
+        let deliver = deliver.clone();
+        tokio::spawn(async move {
+            if let Err(reason) = serve_inbound::<F, D>(&config, stream, deliver).await {
+                tracing::warn!(%remote, %reason, "closed peer connection");
+            }
+        });
+    }
+}
+
+async fn serve_inbound<F, D>(
+    config: &TransportConfig,
+    mut stream: TcpStream,
+    deliver: D,
+) -> Result<(), String>
+where
+    F: DeserializeOwned,
+    D: Fn(NodeId, F) -> bool,
+{
+    let _ = stream.set_nodelay(true);
+    let peer = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::accept(
+            &mut stream,
+            &config.secret,
+            config.id as u16,
+            config.peers.len(),
+        ),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| format!("handshake refused: {e}"))?;
+    let peer = NodeId::from(peer);
+    tracing::info!(peer, "peer connected");
+    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, stream);
+    let mut buf = Vec::new();
+    loop {
+        match frame::read_frame(&mut reader, &mut buf, config.max_frame_bytes).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(FrameError::Io(e)) => return Err(format!("from node {peer}: {e}")),
+            Err(e) => return Err(format!("from node {peer}: {e}")),
+        }
+        let message: F = frame::decode(&buf).map_err(|e| format!("from node {peer}: {e}"))?;
+        if !deliver(peer, message) {
+            return Ok(()); // the node is shutting down
+        }
+    }
+}
