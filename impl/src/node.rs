@@ -428,6 +428,7 @@ where
         let deadline = Instant::now() + shared.config.request_timeout;
         let attempt = shared.config.election_timeout_max * 2;
         let mut target = shared.config.id;
+        let mut status = shared.status.clone();
         let result = loop {
             if Instant::now() >= deadline {
                 break Err(NodeError::Timeout(shared.config.request_timeout));
@@ -449,7 +450,20 @@ where
                     shared.transport.send(target, bytes);
                 }
             }
-            match tokio::time::timeout(attempt, reply).await {
+            let mut reply = reply;
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(attempt, &mut reply) => answer,
+                leader = leader_moves(&mut status, target) => {
+                    // The node we sent to stopped leading (this node now knows
+                    // another leader): ask that one now rather than wait out the
+                    // attempt. The same (client, seq) is deduplicated if the first
+                    // attempt did get through.
+                    shared.waiters.cancel(client, seq);
+                    target = leader;
+                    continue;
+                }
+            };
+            match answer {
                 Ok(Some(ClientResponse::Redirect { leader, .. })) => {
                     target = match leader {
                         Some(leader) if leader != target => leader,
@@ -692,6 +706,15 @@ where
         match timer {
             // Randomised so that candidates rarely collide (the timing assumption of
             // SPEC.md: elections eventually run one at a time).
+            //
+            // A candidate's election timer only re-sends its Prepare at the same ballot
+            // (`Replica::election_retries_ballot`): asking again costs no ballot and
+            // deposes no one, so it runs at the heartbeat pace. A follower that was loyal
+            // to the dead leader then promises on the first retry after its own timeout,
+            // not a whole election timeout later.
+            Timer::Election if self.replica.election_retries_ballot() => {
+                self.config.heartbeat_interval
+            }
             Timer::Election => rand::rng()
                 .random_range(self.config.election_timeout_min..self.config.election_timeout_max),
             Timer::Heartbeat => self.config.heartbeat_interval,
@@ -719,6 +742,20 @@ where
             *current = status;
             changed
         });
+    }
+}
+
+/// Resolves, with the new leader, the next time this node's known leader changes to
+/// someone other than `from`. Changes already seen do not count: only news does.
+async fn leader_moves(status: &mut watch::Receiver<Status>, from: NodeId) -> NodeId {
+    status.borrow_and_update();
+    loop {
+        if status.changed().await.is_err() {
+            return std::future::pending().await; // the node stopped; the reply says so
+        }
+        if let Some(leader) = status.borrow_and_update().leader.filter(|l| *l != from) {
+            return leader;
+        }
     }
 }
 

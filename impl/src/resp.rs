@@ -243,6 +243,10 @@ fn find_line(
     }
 }
 
+/// What [`parse_request`] yields: a command's arguments and the number of bytes it
+/// occupied, or `None` while the buffer holds only a prefix of it.
+pub type ParsedRequest = Option<(Vec<Vec<u8>>, usize)>;
+
 /// Parses one command from the start of `buf`: its arguments and the number of bytes
 /// it occupied, or `Ok(None)` if `buf` holds only a prefix of a command.
 ///
@@ -256,10 +260,7 @@ fn find_line(
 ///
 /// A [`RespError`] for input that can never become a valid command; the connection
 /// should then be closed, since the stream cannot be resynchronised.
-pub fn parse_request(
-    buf: &[u8],
-    limits: &Limits,
-) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespError> {
     match buf.first() {
         None => Ok(None),
         Some(b'*') => parse_multibulk(buf, limits),
@@ -268,10 +269,7 @@ pub fn parse_request(
 }
 
 /// Parses `*<n>\r\n` followed by `n` bulk strings.
-fn parse_multibulk(
-    buf: &[u8],
-    limits: &Limits,
-) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespError> {
     let Some((end, mut pos)) = find_line(
         buf,
         1,
@@ -332,7 +330,7 @@ fn parse_multibulk(
 
 /// Parses an inline command: one line ended by LF (an optional CR before it is
 /// dropped), as Redis accepts from telnet.
-fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+fn parse_inline(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespError> {
     let window = &buf[..buf.len().min(limits.max_inline_bytes.saturating_add(1))];
     let Some(newline) = window.iter().position(|&b| b == b'\n') else {
         if buf.len() > limits.max_inline_bytes {
@@ -568,7 +566,7 @@ mod tests {
         ))
     }
 
-    fn parse(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+    fn parse(buf: &[u8]) -> Result<ParsedRequest, RespError> {
         parse_request(buf, &Limits::default())
     }
 
@@ -952,7 +950,7 @@ mod tests {
             parse_value(b"*-2\r\n"),
             Err(RespError::InvalidMultibulkLength)
         );
-        assert_eq!(parse_value(b"$1\r\nab"), Err(RespError::ExpectedCrlf));
+        assert_eq!(parse_value(b"$1\r\nabc"), Err(RespError::ExpectedCrlf));
         assert_eq!(parse_value(b"+OK\rx"), Err(RespError::ExpectedCrlf));
         assert_eq!(
             parse_value(b"*1\r\n!"),
