@@ -5,6 +5,7 @@ pub mod client;
 pub mod frame;
 pub mod handshake;
 pub mod kv;
+pub mod metrics;
 pub mod node;
 pub mod resp;
 pub mod server;

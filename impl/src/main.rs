@@ -112,6 +112,9 @@ struct NodeFile {
     election_timeout_max_ms: u64,
     #[serde(default = "default_heartbeat")]
     heartbeat_ms: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none if absent.
+    #[serde(default)]
+    metrics: Option<SocketAddr>,
 }
 
 fn default_election_min() -> u64 {
@@ -210,9 +213,26 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         peer_addrs: file.peers.iter().map(|a| a.to_string()).collect(),
     };
     let server = tokio::spawn(server::serve(listener, node.clone(), info));
+    let metrics = match file.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+            let node = node.clone();
+            Some(tokio::spawn(ballot_node::metrics::serve(
+                listener,
+                move || ballot_node::metrics::render(&node.status(), node.dropped_frames()),
+            )))
+        }
+        None => None,
+    };
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     node.shutdown().await;
     Ok(())
 }
@@ -276,6 +296,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), Stri
             election_timeout_min_ms: default_election_min(),
             election_timeout_max_ms: default_election_max(),
             heartbeat_ms: default_heartbeat(),
+            metrics: Some(addr(base_port + 200 + id as u16)),
         };
         let config_path = dir.join(format!("node-{id}.toml"));
         let text = toml::to_string(&file).map_err(|e| e.to_string())?;
@@ -294,8 +315,9 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), Stri
             .spawn()
             .map_err(|e| format!("cannot start node {id}: {e}"))?;
         println!(
-            "node {id}: clients {} (pid {}, log {})",
+            "node {id}: clients {} metrics http://{}/metrics (pid {}, log {})",
             clients[id],
+            addr(base_port + 200 + id as u16),
             child.id().unwrap_or(0),
             log_path.display()
         );

@@ -190,7 +190,20 @@ pub struct Status {
     pub fsyncs: u64,
     /// Persist records written (since it started).
     pub persists: u64,
+    /// Client writes handed to the core on this node (its own clients' and forwarded
+    /// ones; retries count again).
+    pub proposals: u64,
+    /// Fsync latencies: how many took at most each of [`FSYNC_BUCKETS_US`] (cumulative,
+    /// Prometheus-style); the last entry counts them all.
+    pub fsync_buckets: [u64; FSYNC_BUCKETS_US.len() + 1],
+    /// Total time spent in fsync, in microseconds.
+    pub fsync_micros_total: u64,
 }
+
+/// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
+pub const FSYNC_BUCKETS_US: [u64; 10] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
+];
 
 enum Event<S: StateMachine> {
     Peer(NodeId, Frame<S>),
@@ -579,6 +592,9 @@ where
                 Input::Message { from, message }
             }
             Event::Peer(_, PeerFrame::Forward(request)) | Event::Local(request) => {
+                if matches!(request, ClientRequest::Write(_)) {
+                    self.counters.proposals += 1;
+                }
                 Input::Client(request)
             }
             Event::Peer(from, PeerFrame::ForwardReply { client, response }) => {
@@ -683,6 +699,7 @@ where
     /// One fsync for everything appended since the last, off the async threads.
     async fn sync(&mut self) -> Result<(), WalError> {
         let mut wal = self.wal.take().ok_or(WalError::Poisoned)?;
+        let started = std::time::Instant::now();
         let (wal, result) = tokio::task::spawn_blocking(move || {
             let result = wal.sync();
             (wal, result)
@@ -691,6 +708,15 @@ where
         .map_err(|_| WalError::Poisoned)?;
         self.wal = Some(wal);
         self.counters.fsyncs += 1;
+        let micros = started.elapsed().as_micros() as u64;
+        self.counters.fsync_micros_total += micros;
+        let counters = &mut self.counters;
+        for (bucket, bound) in FSYNC_BUCKETS_US.iter().enumerate() {
+            if micros <= *bound {
+                counters.fsync_buckets[bucket] += 1;
+            }
+        }
+        counters.fsync_buckets[FSYNC_BUCKETS_US.len()] += 1;
         result
     }
 

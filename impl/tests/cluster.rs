@@ -16,6 +16,7 @@ struct Cluster {
     dir: PathBuf,
     clients: Vec<SocketAddr>,
     peers: Vec<SocketAddr>,
+    metrics: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
 }
 
@@ -31,10 +32,12 @@ impl Cluster {
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let clients: Vec<SocketAddr> = (0..nodes).map(|_| free_addr()).collect();
         let peers: Vec<SocketAddr> = (0..nodes).map(|_| free_addr()).collect();
+        let metrics: Vec<SocketAddr> = (0..nodes).map(|_| free_addr()).collect();
         let cluster = Cluster {
             dir,
             clients,
             peers,
+            metrics,
             children: (0..nodes).map(|_| None).collect(),
         };
         for id in 0..nodes {
@@ -52,10 +55,11 @@ impl Cluster {
                 .join(", ")
         };
         let text = format!(
-            "id = {id}\ndata_dir = \"{}\"\npeers = [{}]\nclients = [{}]\nsecret = \"{secret}\"\n",
+            "id = {id}\ndata_dir = \"{}\"\npeers = [{}]\nclients = [{}]\nsecret = \"{secret}\"\nmetrics = \"{}\"\n",
             self.data_dir(id).display(),
             list(&self.peers),
             list(&self.clients),
+            self.metrics[id],
         );
         std::fs::write(self.config(id), text).expect("write config");
     }
@@ -287,6 +291,19 @@ fn leader_killed_writes_resume_and_restarted_node_catches_up() {
     });
 }
 
+/// `GET /metrics` over plain HTTP.
+fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
 fn wal_path(cluster: &Cluster, id: usize) -> PathBuf {
     cluster.data_dir(id).join("wal.log")
 }
@@ -400,6 +417,21 @@ fn peer_with_wrong_secret_is_refused_and_cluster_keeps_working() {
         let insider = info(cluster.clients[leader]).await.expect("leader INFO");
         let applied: u64 = insider["applied_index"].parse().unwrap();
         assert!(applied >= 10, "{insider:?}");
+        let metrics = scrape(cluster.metrics[leader]);
+        assert!(metrics.contains("ballot_is_leader 1\n"), "{metrics}");
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        };
+        assert!(value("ballot_commit_index") >= 10, "{metrics}");
+        assert!(value("ballot_proposals_total") >= 10, "{metrics}");
+        assert!(
+            value("ballot_fsync_seconds_count") >= 10,
+            "every write was fsync'd: {metrics}"
+        );
     });
     let refused = (0..2).any(|id| cluster.log_text(id).contains("wrong cluster secret"));
     assert!(
