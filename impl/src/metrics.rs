@@ -14,61 +14,64 @@ use tokio::net::TcpListener;
 /// assert!(text.contains("ballot_commit_index 7\n"));
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
+    let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
+    let metrics: [(&str, &str, &str, String); 8] = [
+        (
+            "ballot_commit_index",
+            "gauge",
+            "Slots known chosen.",
+            status.commit_index.to_string(),
+        ),
+        (
+            "ballot_applied_index",
+            "gauge",
+            "Slots applied to the state machine.",
+            status.applied_index.to_string(),
+        ),
+        (
+            "ballot_is_leader",
+            "gauge",
+            "1 if this node leads.",
+            u8::from(status.role == "leader").to_string(),
+        ),
+        (
+            "ballot_leader_id",
+            "gauge",
+            "The leader this node knows of, -1 if none.",
+            leader,
+        ),
+        (
+            "ballot_proposals_total",
+            "counter",
+            "Client writes handed to the core on this node.",
+            status.proposals.to_string(),
+        ),
+        (
+            "ballot_elections_total",
+            "counter",
+            "Elections this node started.",
+            status.elections.to_string(),
+        ),
+        (
+            "ballot_persist_records_total",
+            "counter",
+            "Records appended to the write-ahead log.",
+            status.persists.to_string(),
+        ),
+        (
+            "ballot_dropped_peer_frames_total",
+            "counter",
+            "Peer frames dropped on full send queues.",
+            dropped_frames.to_string(),
+        ),
+    ];
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+    for (name, kind, help, value) in metrics {
         let _ = write!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         );
-    };
-    metric(
-        "ballot_commit_index",
-        "gauge",
-        "Slots known chosen.",
-        status.commit_index.to_string(),
-    );
-    metric(
-        "ballot_applied_index",
-        "gauge",
-        "Slots applied to the state machine.",
-        status.applied_index.to_string(),
-    );
-    metric(
-        "ballot_is_leader",
-        "gauge",
-        "1 if this node leads.",
-        u8::from(status.role == "leader").to_string(),
-    );
-    metric(
-        "ballot_leader_id",
-        "gauge",
-        "The leader this node knows of, -1 if none.",
-        status.leader.map_or("-1".to_string(), |l| l.to_string()),
-    );
-    metric(
-        "ballot_proposals_total",
-        "counter",
-        "Client writes handed to the core on this node.",
-        status.proposals.to_string(),
-    );
-    metric(
-        "ballot_elections_total",
-        "counter",
-        "Elections this node started.",
-        status.elections.to_string(),
-    );
-    metric(
-        "ballot_persist_records_total",
-        "counter",
-        "Records appended to the write-ahead log.",
-        status.persists.to_string(),
-    );
-    metric(
-        "ballot_dropped_peer_frames_total",
-        "counter",
-        "Peer frames dropped on full send queues.",
-        dropped_frames.to_string(),
-    );
+    }
     let _ = write!(
         out,
         "# HELP ballot_fsync_seconds Write-ahead log fsync latency.\n# TYPE ballot_fsync_seconds histogram\n"

@@ -107,21 +107,17 @@ async fn writer(
                 tracing::info!(peer, %addr, "connected to peer");
                 stream
             }
-            Err(ConnectError::Unreachable(reason)) => {
-                tracing::debug!(peer, %addr, %reason, "cannot reach peer; retrying in {backoff:?}");
-                // Frames for an unreachable peer are stale by the time it is back.
-                while queue.try_recv().is_ok() {}
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                if queue.is_closed() {
-                    return;
+            Err(error) => {
+                match &error {
+                    ConnectError::Unreachable(reason) => {
+                        tracing::debug!(peer, %addr, %reason, "cannot reach peer; retrying in {backoff:?}")
+                    }
+                    // Reachable but not one of us (or a misconfigured one of us): say
+                    // so loudly, an operator must fix it.
+                    ConnectError::Refused(reason) => {
+                        tracing::warn!(peer, %addr, %reason, "peer handshake failed; retrying in {backoff:?}")
+                    }
                 }
-                continue;
-            }
-            Err(ConnectError::Refused(reason)) => {
-                // Reachable but not one of us (or a misconfigured one of us): say so
-                // loudly, an operator must fix it.
-                tracing::warn!(peer, %addr, %reason, "peer handshake failed; retrying in {backoff:?}");
                 // Frames for an unreachable peer are stale by the time it is back.
                 while queue.try_recv().is_ok() {}
                 tokio::time::sleep(backoff).await;
