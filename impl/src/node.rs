@@ -121,6 +121,10 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Shutdown,
+    /// A peer answered a request with the wrong kind of answer (a write with a read's
+    /// result, say): a bug or a hostile peer; the request's outcome is unknown.
+    #[error("a peer sent the wrong kind of answer: {0}")]
+    BadAnswer(String),
 }
 
 /// What travels between nodes: the core's messages, plus client requests forwarded to
@@ -369,7 +373,7 @@ where
             .await?;
         match response {
             ClientResponse::Written { output, .. } => Ok(output),
-            other => unreachable!("a write is answered by Written, got {other:?}"),
+            other => Err(NodeError::BadAnswer(format!("{other:?}"))),
         }
     }
 
@@ -385,7 +389,7 @@ where
             .await?;
         match response {
             ClientResponse::ReadOk { output, .. } => Ok(output),
-            other => unreachable!("a read is answered by ReadOk, got {other:?}"),
+            other => Err(NodeError::BadAnswer(format!("{other:?}"))),
         }
     }
 
