@@ -440,3 +440,80 @@ fn peer_with_wrong_secret_is_refused_and_cluster_keeps_working() {
         cluster.log_text(0)
     );
 }
+
+/// Concurrent INCRs through every node while the leader is SIGKILLed: each increment
+/// that was acknowledged is applied exactly once, and one whose outcome is unknown (its
+/// connection died, or it timed out) at most once — so the final count lies between
+/// the acknowledged ones and those plus the unknown ones.
+#[test]
+fn increments_apply_exactly_once_across_a_leader_kill() {
+    let mut cluster = Cluster::new("incr", 3);
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    // Workers must run while this thread sleeps and kills: a multi-threaded runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let first = rt.block_on(leader(&cluster, &[0, 1, 2]));
+    let addrs = cluster.clients.clone();
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let addrs = addrs.clone();
+            rt.spawn(async move {
+                let (mut acked, mut unknown) = (0u64, 0u64);
+                let mut node = w % addrs.len();
+                while Instant::now() < stop_at {
+                    let Ok(mut client) = Client::connect(&addrs[node].to_string()).await else {
+                        node = (node + 1) % addrs.len();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    while Instant::now() < stop_at {
+                        let reply = tokio::time::timeout(
+                            Duration::from_secs(12),
+                            client.call(&[b"INCR".as_slice(), b"counter"]),
+                        )
+                        .await;
+                        match reply {
+                            Ok(Ok(Value::Integer(_))) => acked += 1,
+                            Ok(Ok(other)) => panic!("INCR answered {other:?}"),
+                            // The connection died (its node was killed) or timed
+                            // out: the increment may or may not have happened.
+                            _ => {
+                                unknown += 1;
+                                break;
+                            }
+                        }
+                    }
+                    node = (node + 1) % addrs.len();
+                }
+                (acked, unknown)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    cluster.kill(first);
+    let (mut acked, mut unknown) = (0, 0);
+    for worker in workers {
+        let (a, u) = rt.block_on(worker).expect("worker");
+        acked += a;
+        unknown += u;
+    }
+    let survivor = (first + 1) % 3;
+    let value = rt.block_on(async {
+        match call(cluster.clients[survivor], &[b"GET", b"counter"]).await {
+            Ok(Value::Bulk(bytes)) => String::from_utf8(bytes).unwrap().parse::<u64>().unwrap(),
+            other => panic!("GET counter: {other:?}"),
+        }
+    });
+    eprintln!("acknowledged {acked}, unknown {unknown}, final {value}");
+    assert!(acked > 0);
+    assert!(
+        acked <= value && value <= acked + unknown,
+        "acknowledged {acked}, unknown {unknown}, but the counter is {value}"
+    );
+}
