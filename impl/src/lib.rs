@@ -68,3 +68,4 @@ mod sync;
 pub mod transport;
 pub mod waiters;
 pub mod wal;
+pub mod world;

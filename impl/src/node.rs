@@ -15,12 +15,13 @@
 
 use crate::frame;
 use crate::sync::Arc;
-use crate::transport::{self, Transport, TransportConfig};
+use crate::transport::{self, TransportConfig};
 use crate::waiters::Waiters;
 use crate::wal::{Wal, WalError};
+use crate::world::{PeerNetwork, Storage};
 use ballot_model::{
-    ClientId, ClientRequest, ClientResponse, ClusterConfig, Effect, Input, Message, NodeId,
-    Replica, Request, Role, StateMachine, Timer,
+    ClientId, ClientRequest, ClientResponse, ClusterConfig, DurableState, Effect, Input, Message,
+    NodeId, Replica, Request, Role, StateMachine, Timer,
 };
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -215,6 +216,40 @@ enum Event<S: StateMachine> {
     Shutdown,
 }
 
+/// Where frames from peers enter a node: the transport (or a simulated network) hands
+/// each decoded frame to [`PeerInbox::deliver`]. Cheap to clone.
+pub struct PeerInbox<S: StateMachine> {
+    events: mpsc::Sender<Event<S>>,
+}
+
+impl<S: StateMachine> Clone for PeerInbox<S> {
+    fn clone(&self) -> Self {
+        PeerInbox {
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl<S: StateMachine> PeerInbox<S> {
+    fn new() -> (Self, mpsc::Receiver<Event<S>>) {
+        let (events, receiver) = mpsc::channel(INPUT_QUEUE);
+        (PeerInbox { events }, receiver)
+    }
+
+    /// Queues `frame` from peer `from` for the node's loop. A full queue drops it
+    /// (Paxos retransmits); returns false once the node has stopped.
+    pub fn deliver(
+        &self,
+        from: NodeId,
+        frame: PeerFrame<S::Command, S::Query, S::Output, S::QueryOutput>,
+    ) -> bool {
+        match self.events.try_send(Event::Peer(from, frame)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
 /// A running node: propose commands, read linearizably, watch its status, shut it down.
 /// Cheap to clone; all clones drive the same node.
 pub struct Node<S: Replicated>
@@ -251,7 +286,7 @@ where
     config: NodeConfig,
     events: mpsc::Sender<Event<S>>,
     waiters: Arc<Waiters<Response<S>>>,
-    transport: std::sync::Arc<Transport>,
+    network: std::sync::Arc<dyn PeerNetwork>,
     status: watch::Receiver<Status>,
     sessions: crate::sync::Mutex<Vec<(ClientId, u64)>>,
     next_session: AtomicU64,
@@ -278,6 +313,74 @@ where
     /// address, and starts the node. `machine` is the empty state machine; the log's
     /// committed prefix is applied to it before the node serves.
     pub async fn start(config: NodeConfig, machine: S) -> Result<Self, NodeError> {
+        Self::check_config(&config)?;
+        let (wal, recovered) = Wal::open::<S::Command>(&config.data_dir)?;
+        tracing::info!(
+            records = recovered.records,
+            promised = %recovered.durable.promised,
+            commit = recovered.durable.commit,
+            "write-ahead log replayed"
+        );
+        let addr = config.peers[config.id];
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr, source })?;
+        let (inbox, events_rx) = PeerInbox::new();
+        let mut tasks = JoinSet::new();
+        let deliver = {
+            let inbox = inbox.clone();
+            move |from: NodeId, frame: Frame<S>| inbox.deliver(from, frame)
+        };
+        let transport = transport::start::<Frame<S>, _>(
+            TransportConfig {
+                id: config.id,
+                peers: config.peers.clone(),
+                secret: config.secret.clone(),
+                max_frame_bytes: config.max_frame_bytes,
+                send_queue_frames: config.send_queue_frames,
+            },
+            listener,
+            deliver,
+            &mut tasks,
+        );
+        Ok(Self::launch(
+            config,
+            machine,
+            recovered.durable,
+            Box::new(wal),
+            transport,
+            (inbox, events_rx),
+            tasks,
+        ))
+    }
+
+    /// Starts a node in a world of the caller's making: `storage` for its persists
+    /// (holding `durable`, what it recovered), `network` for its outbound frames, and
+    /// the returned [`PeerInbox`] for the frames peers send it. Timers run on tokio's
+    /// clock. This is the seam for deterministic simulation; [`Node::start`] is the
+    /// same with the write-ahead log and TCP.
+    pub fn start_with(
+        config: NodeConfig,
+        machine: S,
+        durable: DurableState<S::Command>,
+        storage: Box<dyn Storage<S::Command>>,
+        network: std::sync::Arc<dyn PeerNetwork>,
+    ) -> Result<(Self, PeerInbox<S>), NodeError> {
+        Self::check_config(&config)?;
+        let (inbox, events_rx) = PeerInbox::new();
+        let node = Self::launch(
+            config,
+            machine,
+            durable,
+            storage,
+            network,
+            (inbox.clone(), events_rx),
+            JoinSet::new(),
+        );
+        Ok((node, inbox))
+    }
+
+    fn check_config(config: &NodeConfig) -> Result<(), NodeError> {
         let node_count = config.peers.len();
         if config.id >= node_count || node_count > usize::from(u16::MAX) {
             return Err(NodeError::Config(format!(
@@ -292,71 +395,50 @@ where
                 "need heartbeat_interval * 2 <= election_timeout_min < election_timeout_max".into(),
             ));
         }
-        let (wal, recovered) = Wal::open::<S::Command>(&config.data_dir)?;
-        tracing::info!(
-            records = recovered.records,
-            promised = %recovered.durable.promised,
-            commit = recovered.durable.commit,
-            "write-ahead log replayed"
-        );
-        let cluster = ClusterConfig::new(node_count)
+        Ok(())
+    }
+
+    fn launch(
+        config: NodeConfig,
+        machine: S,
+        durable: DurableState<S::Command>,
+        storage: Box<dyn Storage<S::Command>>,
+        network: std::sync::Arc<dyn PeerNetwork>,
+        (inbox, events_rx): (PeerInbox<S>, mpsc::Receiver<Event<S>>),
+        mut tasks: JoinSet<()>,
+    ) -> Self {
+        let cluster = ClusterConfig::new(config.peers.len())
             .with_pipeline_depth(config.pipeline_depth.max(1))
             .with_max_batch(config.max_batch.max(1));
-        let (replica, effects) = Replica::recover(config.id, cluster, machine, recovered.durable);
-        let addr = config.peers[config.id];
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| NodeError::Bind { addr, source })?;
-        let (events_tx, events_rx) = mpsc::channel(INPUT_QUEUE);
-        let mut tasks = JoinSet::new();
-        let deliver_tx = events_tx.clone();
-        let deliver = move |from: NodeId, frame: Frame<S>| match deliver_tx
-            .try_send(Event::Peer(from, frame))
-        {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => true, // dropped: Paxos retransmits
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        };
-        let transport = transport::start::<Frame<S>, _>(
-            TransportConfig {
-                id: config.id,
-                peers: config.peers.clone(),
-                secret: config.secret.clone(),
-                max_frame_bytes: config.max_frame_bytes,
-                send_queue_frames: config.send_queue_frames,
-            },
-            listener,
-            deliver,
-            &mut tasks,
-        );
+        let (replica, effects) = Replica::recover(config.id, cluster, machine, durable);
         let waiters = Arc::new(Waiters::default());
         let (status_tx, status_rx) = watch::channel(Status::default());
         let incarnation = rand::rng().random_range(0..1u64 << 24);
         let driver = Driver {
             replica,
-            wal: Some(wal),
+            storage: Some(storage),
             timers: HashMap::new(),
             config: config.clone(),
-            transport: transport.clone(),
+            network: network.clone(),
             waiters: waiters.clone(),
             status: status_tx,
             counters: Status::default(),
             scratch: Vec::new(),
         };
         tasks.spawn(driver.run(events_rx, effects));
-        Ok(Node {
+        Node {
             shared: Arc::new(Shared {
                 client_prefix: ((config.id as u64) << 48) | (incarnation << 24),
                 config,
-                events: events_tx,
+                events: inbox.events,
                 waiters,
-                transport,
+                network,
                 status: status_rx,
                 sessions: crate::sync::Mutex::new(Vec::new()),
                 next_session: AtomicU64::new(1),
                 tasks: crate::sync::Mutex::new(Some(tasks)),
             }),
-        })
+        }
     }
 
     /// Replicates `command` and returns its output once it is applied (exactly once,
@@ -421,7 +503,7 @@ where
 
     /// Peer frames dropped because a peer's send queue was full.
     pub fn dropped_frames(&self) -> u64 {
-        self.shared.transport.dropped.load(Ordering::Relaxed)
+        self.shared.network.dropped_frames()
     }
 
     fn session(&self) -> (ClientId, u64) {
@@ -464,7 +546,7 @@ where
                 let mut bytes = Vec::new();
                 let frame: Frame<S> = PeerFrame::Forward(request.clone());
                 if frame::encode(&frame, &mut bytes, shared.config.max_frame_bytes).is_ok() {
-                    shared.transport.send(target, bytes);
+                    shared.network.send(target, bytes);
                 }
             }
             let mut reply = reply;
@@ -517,10 +599,10 @@ where
 {
     replica: Replica<S>,
     /// Always `Some` except while an fsync runs on a blocking thread.
-    wal: Option<Wal>,
+    storage: Option<Box<dyn Storage<S::Command>>>,
     timers: HashMap<Timer, Instant>,
     config: NodeConfig,
-    transport: std::sync::Arc<Transport>,
+    network: std::sync::Arc<dyn PeerNetwork>,
     waiters: Arc<Waiters<Response<S>>>,
     status: watch::Sender<Status>,
     counters: Status,
@@ -658,7 +740,7 @@ where
         for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(update) => {
-                    self.wal
+                    self.storage
                         .as_mut()
                         .ok_or(WalError::Poisoned)?
                         .append(&update)?;
@@ -702,15 +784,15 @@ where
 
     /// One fsync for everything appended since the last, off the async threads.
     async fn sync(&mut self) -> Result<(), WalError> {
-        let mut wal = self.wal.take().ok_or(WalError::Poisoned)?;
+        let mut storage = self.storage.take().ok_or(WalError::Poisoned)?;
         let started = std::time::Instant::now();
-        let (wal, result) = tokio::task::spawn_blocking(move || {
-            let result = wal.sync();
-            (wal, result)
+        let (storage, result) = tokio::task::spawn_blocking(move || {
+            let result = storage.sync();
+            (storage, result)
         })
         .await
         .map_err(|_| WalError::Poisoned)?;
-        self.wal = Some(wal);
+        self.storage = Some(storage);
         self.counters.fsyncs += 1;
         let micros = started.elapsed().as_micros() as u64;
         self.counters.fsync_micros_total += micros;
@@ -727,7 +809,7 @@ where
     fn send(&mut self, to: NodeId, frame: &Frame<S>) {
         self.scratch.clear();
         match frame::encode(frame, &mut self.scratch, self.config.max_frame_bytes) {
-            Ok(()) => self.transport.send(to, std::mem::take(&mut self.scratch)),
+            Ok(()) => self.network.send(to, std::mem::take(&mut self.scratch)),
             Err(error) => tracing::error!(to, %error, "could not encode a peer frame; dropped"),
         }
     }

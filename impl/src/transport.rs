@@ -62,6 +62,16 @@ impl Transport {
     }
 }
 
+impl crate::world::PeerNetwork for Transport {
+    fn send(&self, to: NodeId, frame: Vec<u8>) {
+        Transport::send(self, to, frame)
+    }
+
+    fn dropped_frames(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
 /// Starts the listener and one writer task per peer on `tasks`. Authenticated inbound
 /// frames are decoded as `F` and handed to `deliver(from, frame)`; an undecodable or
 /// oversized frame closes that connection with a logged reason.

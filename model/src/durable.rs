@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// Invariants (checked by [`crate::invariants::check_replica`]):
 /// every accepted ballot is `<= promised`; every slot `1..=commit` is in `accepted`, and
 /// its value there is the chosen one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DurableState<C> {
     /// Highest ballot this acceptor promised (or ran itself); never decreases.
     pub promised: Ballot,
@@ -40,6 +40,17 @@ pub enum DurableUpdate<C> {
     },
     /// Raise the commit index.
     Commit(Slot),
+}
+
+// By hand: a derive would demand `C: Default`, which commands need not be.
+impl<C> Default for DurableState<C> {
+    fn default() -> Self {
+        DurableState {
+            promised: Ballot::ZERO,
+            accepted: BTreeMap::new(),
+            commit: 0,
+        }
+    }
 }
 
 impl<C: Clone> DurableState<C> {
