@@ -294,7 +294,10 @@ where
     /// node routes answers back to the client's node, the random incarnation keeps a
     /// restarted node from reusing an id whose old requests the cluster remembers.
     client_prefix: u64,
+    /// The network's tasks (they run until aborted).
     tasks: crate::sync::Mutex<Option<JoinSet<()>>>,
+    /// The event loop; it ends by itself on `Event::Shutdown`.
+    driver: crate::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The node a client id belongs to.
@@ -405,7 +408,7 @@ where
         storage: Box<dyn Storage<S::Command>>,
         network: std::sync::Arc<dyn PeerNetwork>,
         (inbox, events_rx): (PeerInbox<S>, mpsc::Receiver<Event<S>>),
-        mut tasks: JoinSet<()>,
+        tasks: JoinSet<()>,
     ) -> Self {
         let cluster = ClusterConfig::new(config.peers.len())
             .with_pipeline_depth(config.pipeline_depth.max(1))
@@ -425,7 +428,7 @@ where
             counters: Status::default(),
             scratch: Vec::new(),
         };
-        tasks.spawn(driver.run(events_rx, effects));
+        let driver = tokio::spawn(driver.run(events_rx, effects));
         Node {
             shared: Arc::new(Shared {
                 client_prefix: ((config.id as u64) << 48) | (incarnation << 24),
@@ -437,6 +440,7 @@ where
                 sessions: crate::sync::Mutex::new(Vec::new()),
                 next_session: AtomicU64::new(1),
                 tasks: crate::sync::Mutex::new(Some(tasks)),
+                driver: crate::sync::Mutex::new(Some(driver)),
             }),
         }
     }
@@ -491,10 +495,15 @@ where
     /// fail with [`NodeError::Shutdown`], connections close.
     pub async fn shutdown(&self) {
         let _ = self.shared.events.send(Event::Shutdown).await;
+        let driver = crate::sync::lock(&self.shared.driver).take();
+        if let Some(driver) = driver {
+            // Let the loop make its log durable; a disk that hangs for longer than
+            // this gets the task dropped (nothing unsynced was ever acknowledged).
+            let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+        }
         let tasks = crate::sync::lock(&self.shared.tasks).take();
         if let Some(mut tasks) = tasks {
-            // The driver exits on Shutdown; the network tasks run forever: stop them.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // The network tasks run forever: stop them.
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
