@@ -115,6 +115,12 @@ struct NodeFile {
     /// Where to serve Prometheus metrics (`GET /metrics`); none if absent.
     #[serde(default)]
     metrics: Option<SocketAddr>,
+    /// Most client requests per log slot (batching); default 512.
+    #[serde(default)]
+    max_batch: Option<usize>,
+    /// Most slots in flight at once (pipelining); default 32.
+    #[serde(default)]
+    pipeline_depth: Option<usize>,
 }
 
 fn default_election_min() -> u64 {
@@ -201,6 +207,12 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);
     config.election_timeout_max = Duration::from_millis(file.election_timeout_max_ms);
     config.heartbeat_interval = Duration::from_millis(file.heartbeat_ms);
+    if let Some(max_batch) = file.max_batch {
+        config.max_batch = max_batch.max(1);
+    }
+    if let Some(pipeline_depth) = file.pipeline_depth {
+        config.pipeline_depth = pipeline_depth.max(1);
+    }
     let node = Node::start(config, KvStore::default())
         .await
         .map_err(|e| e.to_string())?;
@@ -297,6 +309,8 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), Stri
             election_timeout_max_ms: default_election_max(),
             heartbeat_ms: default_heartbeat(),
             metrics: Some(addr(base_port + 200 + id as u16)),
+            max_batch: None,
+            pipeline_depth: None,
         };
         let config_path = dir.join(format!("node-{id}.toml"));
         let text = toml::to_string(&file).map_err(|e| e.to_string())?;
