@@ -731,12 +731,15 @@ where
         for timer in due {
             // A fired timer is disarmed until the core re-arms it.
             self.timers.remove(&timer);
-            let before = self.replica.durable().promised;
+            // The core says whether this timeout starts a new ballot; the node only
+            // counts and logs it.
+            let campaigns =
+                timer == Timer::Election && self.replica.election_timeout_starts_ballot();
             self.step(Input::Timer(timer), effects);
-            let after = self.replica.durable().promised;
-            if timer == Timer::Election && after != before && after.node == self.config.id {
+            if campaigns {
                 self.counters.elections += 1;
-                tracing::info!(ballot = %after, "election timeout: running for leader");
+                let ballot = self.replica.durable().promised;
+                tracing::info!(%ballot, "election timeout: running for leader");
             }
         }
     }

@@ -246,6 +246,9 @@ fn leader_killed_writes_resume_and_restarted_node_catches_up() {
         acked.push(("after-failover".into(), "1".into()));
         let second = leader(&cluster, &survivors).await;
         assert_ne!(second, first);
+        let report = info(cluster.clients[second]).await.expect("INFO");
+        let elections: u64 = report["elections"].parse().unwrap();
+        assert!(elections >= 1, "the new leader ran an election: {report:?}");
         for i in 30..60 {
             let key = format!("k{i}");
             let via = cluster.clients[survivors[i % 2]];
