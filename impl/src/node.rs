@@ -510,6 +510,11 @@ where
         self.shared.waiters.close_all();
     }
 
+    /// Requests waiting for an answer on this node.
+    pub fn waiting(&self) -> usize {
+        self.shared.waiters.len()
+    }
+
     /// Peer frames dropped because a peer's send queue was full.
     pub fn dropped_frames(&self) -> u64 {
         self.shared.network.dropped_frames()
@@ -532,14 +537,21 @@ where
     ) -> Result<Response<S>, NodeError> {
         let shared = &self.shared;
         let (client, seq) = self.session();
+        // Returns the session and forgets the waiter however this ends, including the
+        // caller dropping this future mid-request (a client that hung up).
+        let _session = SessionGuard {
+            shared,
+            client,
+            seq,
+        };
         let request = make(client, seq);
         let deadline = Instant::now() + shared.config.request_timeout;
         let attempt = shared.config.election_timeout_max * 2;
         let mut target = shared.config.id;
         let mut status = shared.status.clone();
-        let result = loop {
+        loop {
             if Instant::now() >= deadline {
-                break Err(NodeError::Timeout(shared.config.request_timeout));
+                return Err(NodeError::Timeout(shared.config.request_timeout));
             }
             let reply = shared.waiters.register(client, seq);
             if target == shared.config.id {
@@ -549,7 +561,7 @@ where
                     .await
                     .is_err()
                 {
-                    break Err(NodeError::Shutdown);
+                    return Err(NodeError::Shutdown);
                 }
             } else {
                 let mut bytes = Vec::new();
@@ -583,18 +595,42 @@ where
                         }
                     };
                 }
-                Ok(Some(response)) => break Ok(response),
-                Ok(None) => break Err(NodeError::Shutdown),
+                Ok(Some(response)) => return Ok(response),
+                Ok(None) => return Err(NodeError::Shutdown),
                 Err(_) => {
                     shared.waiters.cancel(client, seq);
                     target = shared.config.id;
                 }
             }
-        };
+        }
+    }
+}
+
+/// A client session lent to one request.
+struct SessionGuard<'a, S: Replicated>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    shared: &'a Shared<S>,
+    client: ClientId,
+    seq: u64,
+}
+
+impl<S: Replicated> Drop for SessionGuard<'_, S>
+where
+    S::Command: Serialize + DeserializeOwned + Send + Sync,
+    S::Query: Serialize + DeserializeOwned + Send + Sync,
+    S::Output: Serialize + DeserializeOwned + Send + Sync,
+    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+{
+    fn drop(&mut self) {
+        self.shared.waiters.cancel(self.client, self.seq);
         // The next request of this session uses the next seq, whatever happened to
         // this one: a later seq supersedes it in the leader's client table.
-        crate::sync::lock(&shared.sessions).push((client, seq + 1));
-        result
+        crate::sync::lock(&self.shared.sessions).push((self.client, self.seq + 1));
     }
 }
 

@@ -168,3 +168,41 @@ async fn isolated_leader_is_replaced_and_catches_up_after_the_heal() {
         node.shutdown().await;
     }
 }
+
+/// A caller that gives up (drops the request future, as a RESP connection that hangs
+/// up does) leaves nothing waiting behind: no leak per abandoned request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_requests_leave_no_waiter_behind() {
+    let network = Arc::new(ChannelNetwork {
+        me: 0,
+        inboxes: Arc::new(OnceLock::new()), // no peers ever: nothing can commit
+        isolated: Arc::new((0..3).map(|_| AtomicBool::new(false)).collect()),
+        dropped: AtomicU64::new(0),
+    });
+    let storage = MemoryStorage {
+        pending: Vec::new(),
+        durable: Arc::new(Mutex::new(Vec::new())),
+    };
+    let (node, _inbox) = Node::start_with(
+        config(0),
+        KvStore::default(),
+        DurableState::default(),
+        Box::new(storage),
+        network,
+    )
+    .expect("start");
+    for _ in 0..3 {
+        let command = KvCommand::IncrBy {
+            key: b"n".to_vec(),
+            delta: 1,
+        };
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), node.propose(command)).await;
+        assert!(gave_up.is_err(), "a lone node of three cannot commit");
+    }
+    assert_eq!(
+        node.waiting(),
+        0,
+        "every abandoned request's waiter was removed"
+    );
+    node.shutdown().await;
+}
