@@ -154,23 +154,30 @@ type Frame<S> = PeerFrame<
 type Response<S> = ClientResponse<<S as StateMachine>::Output, <S as StateMachine>::QueryOutput>;
 type Request_<S> = ClientRequest<<S as StateMachine>::Command, <S as StateMachine>::Query>;
 
-/// The bounds a state machine needs to be replicated over the network.
-pub trait Replicated: StateMachine + Send + Sync + 'static
-where
-    Self::Command: Serialize + DeserializeOwned + Send + Sync,
-    Self::Query: Serialize + DeserializeOwned + Send + Sync,
-    Self::Output: Serialize + DeserializeOwned + Send + Sync,
-    Self::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+/// The bounds a state machine needs to be replicated over the network: its commands,
+/// queries and answers cross the wire and the disk, and it lives on a task. Written as
+/// associated type bounds so that they are implied wherever `S: Replicated` is.
+pub trait Replicated:
+    StateMachine<
+        Command: Serialize + DeserializeOwned + Send + Sync,
+        Query: Serialize + DeserializeOwned + Send + Sync,
+        Output: Serialize + DeserializeOwned + Send + Sync,
+        QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+    > + Send
+    + Sync
+    + 'static
 {
 }
 
-impl<S> Replicated for S
-where
-    S: StateMachine + Send + Sync + 'static,
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+impl<S> Replicated for S where
+    S: StateMachine<
+            Command: Serialize + DeserializeOwned + Send + Sync,
+            Query: Serialize + DeserializeOwned + Send + Sync,
+            Output: Serialize + DeserializeOwned + Send + Sync,
+            QueryOutput: Serialize + DeserializeOwned + Send + Sync,
+        > + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -252,23 +259,11 @@ impl<S: StateMachine> PeerInbox<S> {
 
 /// A running node: propose commands, read linearizably, watch its status, shut it down.
 /// Cheap to clone; all clones drive the same node.
-pub struct Node<S: Replicated>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+pub struct Node<S: Replicated> {
     shared: Arc<Shared<S>>,
 }
 
-impl<S: Replicated> Clone for Node<S>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+impl<S: Replicated> Clone for Node<S> {
     fn clone(&self) -> Self {
         Node {
             shared: self.shared.clone(),
@@ -276,13 +271,7 @@ where
     }
 }
 
-struct Shared<S: Replicated>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+struct Shared<S: Replicated> {
     config: NodeConfig,
     events: mpsc::Sender<Event<S>>,
     waiters: Arc<Waiters<Response<S>>>,
@@ -305,13 +294,7 @@ fn client_node(client: ClientId) -> NodeId {
     (client >> 48) as NodeId
 }
 
-impl<S: Replicated> Node<S>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+impl<S: Replicated> Node<S> {
     /// Opens the write-ahead log in `config.data_dir` (replaying it), binds the peer
     /// address, and starts the node. `machine` is the empty state machine; the log's
     /// committed prefix is applied to it before the node serves.
@@ -607,25 +590,13 @@ where
 }
 
 /// A client session lent to one request.
-struct SessionGuard<'a, S: Replicated>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+struct SessionGuard<'a, S: Replicated> {
     shared: &'a Shared<S>,
     client: ClientId,
     seq: u64,
 }
 
-impl<S: Replicated> Drop for SessionGuard<'_, S>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+impl<S: Replicated> Drop for SessionGuard<'_, S> {
     fn drop(&mut self) {
         self.shared.waiters.cancel(self.client, self.seq);
         // The next request of this session uses the next seq, whatever happened to
@@ -635,13 +606,7 @@ where
 }
 
 /// The event loop's state.
-struct Driver<S: Replicated>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+struct Driver<S: Replicated> {
     replica: Replica<S>,
     /// Always `Some` except while an fsync runs on a blocking thread.
     storage: Option<Box<dyn Storage<S::Command>>>,
@@ -654,13 +619,7 @@ where
     scratch: Vec<u8>,
 }
 
-impl<S: Replicated> Driver<S>
-where
-    S::Command: Serialize + DeserializeOwned + Send + Sync,
-    S::Query: Serialize + DeserializeOwned + Send + Sync,
-    S::Output: Serialize + DeserializeOwned + Send + Sync,
-    S::QueryOutput: Serialize + DeserializeOwned + Send + Sync,
-{
+impl<S: Replicated> Driver<S> {
     async fn run(mut self, mut events: mpsc::Receiver<Event<S>>, initial: Vec<Effect<S>>) {
         let mut effects = initial;
         loop {
