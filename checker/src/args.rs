@@ -95,6 +95,10 @@ pub struct ModelArgs {
     /// Client requests per slot.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
     pub batch: u8,
+    /// Servers compact their logs as soon as they apply a slot (snapshots replace the
+    /// log; lagging nodes catch up by snapshot transfer).
+    #[arg(long)]
+    pub compaction: bool,
     /// Check a deliberately broken protocol variant instead (see `mutants`).
     #[arg(long, value_parser = parse_mutant)]
     pub mutant: Option<Mutant>,
@@ -168,6 +172,7 @@ impl ModelArgs {
             client_retries: self.retries.0,
             pipeline_depth: self.pipeline as usize,
             max_batch: self.batch as usize,
+            compaction: self.compaction,
             mutant: self.mutant,
             ..base
         }

@@ -59,6 +59,16 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             mutant: Some(mutant),
             ..ModelConfig::default()
         },
+        // A chosen slot compacted on one acceptor, its leader crashed, and a candidate
+        // that never received the slot's accept (the network lost it) winning with
+        // that acceptor's promise; the next write then lands in the chosen slot.
+        Mutant::PromiseOmitsSnapshot => ModelConfig {
+            mutant: Some(mutant),
+            compaction: true,
+            lossy: true,
+            script: ClientScript::WritesOnly,
+            ..ModelConfig::default()
+        },
         // Candidates that give up, or never yield, need a failed or contested election:
         // spurious timeouts make one (as faults, before the run settles), and a crash
         // removes the node whose promise would have settled it. Elections alone show

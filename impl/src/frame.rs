@@ -6,9 +6,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The default largest payload accepted or sent: 16 MiB. A frame holds one peer
-/// message; the largest is a `Promise` listing a candidate's uncommitted votes.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// The default largest payload accepted or sent: 1 GiB. A frame holds one peer
+/// message, and the largest is a snapshot of the whole state machine (sent to a
+/// follower behind the leader's compacted log), so this bounds the state a cluster
+/// can ship. Memory is reserved as bytes arrive, never on the word of the length
+/// field alone.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 30;
+
+/// Buffer capacity kept between frames; a larger one (after a snapshot) is released.
+const KEEP_BUFFER_BYTES: usize = 1 << 20;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +84,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         return Err(FrameError::TooLarge { len, max });
     }
     buf.clear();
-    buf.resize(len, 0);
-    reader.read_exact(buf).await?;
+    if buf.capacity() > KEEP_BUFFER_BYTES.max(len) {
+        buf.shrink_to(KEEP_BUFFER_BYTES.max(len));
+    }
+    // Grow with what actually arrives: a peer announcing a huge frame and sending
+    // nothing costs us nothing.
+    let read = (&mut *reader).take(len as u64).read_to_end(buf).await?;
+    if read < len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(true)
 }
 

@@ -6,14 +6,17 @@
 //! durably persisting before anything leaves the node (SPEC.md §3.4).
 //!
 //! Bring your own deterministic [`StateMachine`](ballot_model::StateMachine) with
-//! serde-serializable commands and outputs, and [`node::Node`] replicates it. A tiny
-//! replicated counter on three nodes in one process:
+//! serde-serializable commands and outputs, and [`node::Node`] replicates it. The state
+//! machine itself is serializable too: that is its snapshot (saved when the log is
+//! compacted, restored at start-up, sent to a node that fell behind the compacted log).
+//! A tiny replicated counter on three nodes in one process:
 //!
 //! ```
 //! use ballot_model::StateMachine;
 //! use ballot_node::node::{Node, NodeConfig};
+//! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+//! #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 //! struct Counter(u64);
 //!
 //! impl StateMachine for Counter {
@@ -64,6 +67,7 @@ pub mod metrics;
 pub mod node;
 pub mod resp;
 pub mod server;
+pub mod snapshot_store;
 mod sync;
 pub mod transport;
 pub mod waiters;

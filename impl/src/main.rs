@@ -121,6 +121,9 @@ struct NodeFile {
     /// Most slots in flight at once (pipelining); default 32.
     #[serde(default)]
     pipeline_depth: Option<usize>,
+    /// Log size, in bytes, past which the node snapshots and compacts; default 64 MiB.
+    #[serde(default)]
+    snapshot_log_bytes: Option<u64>,
 }
 
 fn default_election_min() -> u64 {
@@ -209,6 +212,9 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     config.heartbeat_interval = Duration::from_millis(file.heartbeat_ms);
     if let Some(max_batch) = file.max_batch {
         config.max_batch = max_batch.max(1);
+    }
+    if let Some(snapshot_log_bytes) = file.snapshot_log_bytes {
+        config.snapshot_log_bytes = snapshot_log_bytes;
     }
     if let Some(pipeline_depth) = file.pipeline_depth {
         config.pipeline_depth = pipeline_depth.max(1);
@@ -311,6 +317,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), Stri
             metrics: Some(addr(base_port + 200 + id as u16)),
             max_batch: None,
             pipeline_depth: None,
+            snapshot_log_bytes: None,
         };
         let config_path = dir.join(format!("node-{id}.toml"));
         let text = toml::to_string(&file).map_err(|e| e.to_string())?;

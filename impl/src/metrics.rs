@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
     let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
-    let metrics: [(&str, &str, &str, String); 8] = [
+    let metrics: [(&str, &str, &str, String); 12] = [
         (
             "ballot_commit_index",
             "gauge",
@@ -27,6 +27,30 @@ pub fn render(status: &Status, dropped_frames: u64) -> String {
             "gauge",
             "Slots applied to the state machine.",
             status.applied_index.to_string(),
+        ),
+        (
+            "ballot_compacted_index",
+            "gauge",
+            "Slots dropped from the log into a snapshot.",
+            status.compacted_index.to_string(),
+        ),
+        (
+            "ballot_log_bytes",
+            "gauge",
+            "Size of the write-ahead log.",
+            status.log_bytes.to_string(),
+        ),
+        (
+            "ballot_snapshots_saved_total",
+            "counter",
+            "Snapshots saved by this node's log compaction.",
+            status.snapshots_saved.to_string(),
+        ),
+        (
+            "ballot_snapshots_installed_total",
+            "counter",
+            "Snapshots installed from a peer.",
+            status.snapshots_installed.to_string(),
         ),
         (
             "ballot_is_leader",

@@ -11,17 +11,22 @@
 //! No protocol decision is made here: the loop feeds inputs and executes effects. The
 //! only choices it makes are the ones the core leaves to drivers: timer durations and
 //! their randomisation, dropping obsolete messages unprocessed (`Replica::is_obsolete`),
-//! and routing a client's request to whichever node the core names as leader.
+//! and routing a client's request to whichever node the core names as leader, and when
+//! to compact the log (a resource policy: once the log outgrows
+//! [`NodeConfig::snapshot_log_bytes`], the applied state is saved in the background and
+//! the core is told with `Input::Compact`).
 
 use crate::frame;
+use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::sync::Arc;
 use crate::transport::{self, TransportConfig};
 use crate::waiters::Waiters;
 use crate::wal::{Wal, WalError};
-use crate::world::{PeerNetwork, Storage};
+use crate::world::{DataDir, PeerNetwork, Storage, StorageError};
 use ballot_model::{
-    ClientId, ClientRequest, ClientResponse, ClusterConfig, DurableState, Effect, Input, Message,
-    NodeId, Replica, Request, Role, StateMachine, Timer,
+    ClientId, ClientRequest, ClientResponse, ClusterConfig, DurableState, DurableUpdate, Effect,
+    Input, Message, NodeId, Replica, Request, RestoreError, Role, Slot, Snapshot, StateMachine,
+    Timer,
 };
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -69,6 +74,9 @@ pub struct NodeConfig {
     pub pipeline_depth: usize,
     /// Client requests one slot may carry (the core's batch limit).
     pub max_batch: usize,
+    /// Once the write-ahead log is larger than this many bytes, the node saves a
+    /// snapshot of its applied state (in the background) and compacts the log to it.
+    pub snapshot_log_bytes: u64,
 }
 
 impl NodeConfig {
@@ -95,6 +103,7 @@ impl NodeConfig {
             send_queue_frames: 8192,
             pipeline_depth: 32,
             max_batch: 512,
+            snapshot_log_bytes: 64 << 20,
         }
     }
 }
@@ -108,6 +117,12 @@ pub enum NodeError {
     /// The write-ahead log could not be opened, read or written.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// The newest snapshot could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The snapshot and the log do not fit together.
+    #[error("cannot start from the data directory: {0}")]
+    Restore(#[from] RestoreError),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -131,26 +146,25 @@ pub enum NodeError {
 /// What travels between nodes: the core's messages, plus client requests forwarded to
 /// the leader and the leader's answers to them (routed to the node the client is on).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum PeerFrame<C, Q, O, R> {
+#[serde(bound(
+    serialize = "Message<S>: Serialize, Request_<S>: Serialize, Response<S>: Serialize",
+    deserialize = "Message<S>: Deserialize<'de>, Request_<S>: Deserialize<'de>, Response<S>: Deserialize<'de>"
+))]
+pub enum PeerFrame<S: StateMachine> {
     /// A Paxos message for the core.
-    Paxos(Message<C>),
+    Paxos(Message<S>),
     /// A client request forwarded by the node the client talks to.
-    Forward(ClientRequest<C, Q>),
+    Forward(ClientRequest<S::Command, S::Query>),
     /// The answer to a forwarded request.
     ForwardReply {
         /// The client it answers.
         client: ClientId,
         /// The answer.
-        response: ClientResponse<O, R>,
+        response: ClientResponse<S::Output, S::QueryOutput>,
     },
 }
 
-type Frame<S> = PeerFrame<
-    <S as StateMachine>::Command,
-    <S as StateMachine>::Query,
-    <S as StateMachine>::Output,
-    <S as StateMachine>::QueryOutput,
->;
+type Frame<S> = PeerFrame<S>;
 type Response<S> = ClientResponse<<S as StateMachine>::Output, <S as StateMachine>::QueryOutput>;
 type Request_<S> = ClientRequest<<S as StateMachine>::Command, <S as StateMachine>::Query>;
 
@@ -158,7 +172,9 @@ type Request_<S> = ClientRequest<<S as StateMachine>::Command, <S as StateMachin
 /// queries and answers cross the wire and the disk, and it lives on a task. Written as
 /// associated type bounds so that they are implied wherever `S: Replicated` is.
 pub trait Replicated:
-    StateMachine<
+    Serialize
+    + DeserializeOwned
+    + StateMachine<
         Command: Serialize + DeserializeOwned + Send + Sync,
         Query: Serialize + DeserializeOwned + Send + Sync,
         Output: Serialize + DeserializeOwned + Send + Sync,
@@ -170,7 +186,9 @@ pub trait Replicated:
 }
 
 impl<S> Replicated for S where
-    S: StateMachine<
+    S: Serialize
+        + DeserializeOwned
+        + StateMachine<
             Command: Serialize + DeserializeOwned + Send + Sync,
             Query: Serialize + DeserializeOwned + Send + Sync,
             Output: Serialize + DeserializeOwned + Send + Sync,
@@ -196,6 +214,14 @@ pub struct Status {
     pub commit_index: u64,
     /// Slots applied to the state machine.
     pub applied_index: u64,
+    /// Slots dropped from the log into a snapshot.
+    pub compacted_index: u64,
+    /// Size of the write-ahead log in bytes.
+    pub log_bytes: u64,
+    /// Snapshots saved by this node's own compaction (since it started).
+    pub snapshots_saved: u64,
+    /// Snapshots installed from a peer (since it started).
+    pub snapshots_installed: u64,
     /// Elections this node started (since it started).
     pub elections: u64,
     /// Fsyncs of the write-ahead log (since it started).
@@ -220,6 +246,8 @@ pub const FSYNC_BUCKETS_US: [u64; 10] = [
 enum Event<S: StateMachine> {
     Peer(NodeId, Frame<S>),
     Local(Request_<S>),
+    /// A background snapshot save finished (the slot it saved, or why it failed).
+    SnapshotSaved(Result<Slot, String>),
     Shutdown,
 }
 
@@ -245,11 +273,7 @@ impl<S: StateMachine> PeerInbox<S> {
 
     /// Queues `frame` from peer `from` for the node's loop. A full queue drops it
     /// (Paxos retransmits); returns false once the node has stopped.
-    pub fn deliver(
-        &self,
-        from: NodeId,
-        frame: PeerFrame<S::Command, S::Query, S::Output, S::QueryOutput>,
-    ) -> bool {
+    pub fn deliver(&self, from: NodeId, frame: PeerFrame<S>) -> bool {
         match self.events.try_send(Event::Peer(from, frame)) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -301,12 +325,17 @@ impl<S: Replicated> Node<S> {
     pub async fn start(config: NodeConfig, machine: S) -> Result<Self, NodeError> {
         Self::check_config(&config)?;
         let (wal, recovered) = Wal::open::<S::Command>(&config.data_dir)?;
+        let snapshots = SnapshotDir::new(&config.data_dir);
+        let snapshot = snapshots.latest::<S>()?;
         tracing::info!(
             records = recovered.records,
             promised = %recovered.durable.promised,
             commit = recovered.durable.commit,
+            compacted = recovered.durable.compacted,
+            snapshot = snapshot.as_ref().map(|s| s.slot),
             "write-ahead log replayed"
         );
+        let snapshot = snapshot.unwrap_or_else(|| Snapshot::initial(machine));
         let addr = config.peers[config.id];
         let listener = TcpListener::bind(addr)
             .await
@@ -329,40 +358,41 @@ impl<S: Replicated> Node<S> {
             deliver,
             &mut tasks,
         );
-        Ok(Self::launch(
+        Self::launch(
             config,
-            machine,
+            snapshot,
             recovered.durable,
-            Box::new(wal),
+            Box::new(DataDir::new(wal, snapshots)),
             transport,
             (inbox, events_rx),
             tasks,
-        ))
+        )
     }
 
     /// Starts a node in a world of the caller's making: `storage` for its persists
-    /// (holding `durable`, what it recovered), `network` for its outbound frames, and
-    /// the returned [`PeerInbox`] for the frames peers send it. Timers run on tokio's
-    /// clock. This is the seam for deterministic simulation; [`Node::start`] is the
-    /// same with the write-ahead log and TCP.
+    /// and snapshots (holding `snapshot` and `durable`, what it recovered; a new node
+    /// passes `Snapshot::initial(machine)` and an empty state), `network` for its
+    /// outbound frames, and the returned [`PeerInbox`] for the frames peers send it.
+    /// Timers run on tokio's clock. This is the seam for deterministic simulation;
+    /// [`Node::start`] is the same with the data directory and TCP.
     pub fn start_with(
         config: NodeConfig,
-        machine: S,
+        snapshot: Snapshot<S>,
         durable: DurableState<S::Command>,
-        storage: Box<dyn Storage<S::Command>>,
+        storage: Box<dyn Storage<S>>,
         network: std::sync::Arc<dyn PeerNetwork>,
     ) -> Result<(Self, PeerInbox<S>), NodeError> {
         Self::check_config(&config)?;
         let (inbox, events_rx) = PeerInbox::new();
         let node = Self::launch(
             config,
-            machine,
+            snapshot,
             durable,
             storage,
             network,
             (inbox.clone(), events_rx),
             JoinSet::new(),
-        );
+        )?;
         Ok((node, inbox))
     }
 
@@ -386,17 +416,17 @@ impl<S: Replicated> Node<S> {
 
     fn launch(
         config: NodeConfig,
-        machine: S,
+        snapshot: Snapshot<S>,
         durable: DurableState<S::Command>,
-        storage: Box<dyn Storage<S::Command>>,
+        storage: Box<dyn Storage<S>>,
         network: std::sync::Arc<dyn PeerNetwork>,
         (inbox, events_rx): (PeerInbox<S>, mpsc::Receiver<Event<S>>),
         tasks: JoinSet<()>,
-    ) -> Self {
+    ) -> Result<Self, NodeError> {
         let cluster = ClusterConfig::new(config.peers.len())
             .with_pipeline_depth(config.pipeline_depth.max(1))
             .with_max_batch(config.max_batch.max(1));
-        let (replica, effects) = Replica::recover(config.id, cluster, machine, durable);
+        let (replica, effects) = Replica::restore(config.id, cluster, snapshot, durable)?;
         let waiters = Arc::new(Waiters::default());
         let (status_tx, status_rx) = watch::channel(Status::default());
         let incarnation = rand::rng().random_range(0..1u64 << 24);
@@ -410,9 +440,11 @@ impl<S: Replicated> Node<S> {
             status: status_tx,
             counters: Status::default(),
             scratch: Vec::new(),
+            events: inbox.events.clone(),
+            snapshotting: false,
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
-        Node {
+        Ok(Node {
             shared: Arc::new(Shared {
                 client_prefix: ((config.id as u64) << 48) | (incarnation << 24),
                 config,
@@ -425,7 +457,7 @@ impl<S: Replicated> Node<S> {
                 tasks: crate::sync::Mutex::new(Some(tasks)),
                 driver: crate::sync::Mutex::new(Some(driver)),
             }),
-        }
+        })
     }
 
     /// Replicates `command` and returns its output once it is applied (exactly once,
@@ -609,7 +641,7 @@ impl<S: Replicated> Drop for SessionGuard<'_, S> {
 struct Driver<S: Replicated> {
     replica: Replica<S>,
     /// Always `Some` except while an fsync runs on a blocking thread.
-    storage: Option<Box<dyn Storage<S::Command>>>,
+    storage: Option<Box<dyn Storage<S>>>,
     timers: HashMap<Timer, Instant>,
     config: NodeConfig,
     network: std::sync::Arc<dyn PeerNetwork>,
@@ -617,6 +649,10 @@ struct Driver<S: Replicated> {
     status: watch::Sender<Status>,
     counters: Status,
     scratch: Vec<u8>,
+    /// The loop's own input queue, for background work to report back on.
+    events: mpsc::Sender<Event<S>>,
+    /// A background snapshot save is running: start no other.
+    snapshotting: bool,
 }
 
 impl<S: Replicated> Driver<S> {
@@ -625,9 +661,10 @@ impl<S: Replicated> Driver<S> {
         loop {
             if let Err(error) = self.execute(&mut effects).await {
                 // A log that cannot be written cannot promise anything: stop serving.
-                tracing::error!(%error, "write-ahead log failed; the node stops");
+                tracing::error!(%error, "storage failed; the node stops");
                 break;
             }
+            self.maybe_snapshot();
             self.publish_status();
             let deadline = self.timers.values().min().copied();
             let mut next = tokio::select! {
@@ -699,9 +736,64 @@ impl<S: Replicated> Driver<S> {
                 }
                 return;
             }
+            Event::SnapshotSaved(saved) => {
+                self.snapshotting = false;
+                match saved {
+                    Ok(through) => {
+                        self.counters.snapshots_saved += 1;
+                        tracing::info!(slot = through, "snapshot saved; compacting the log");
+                        Input::Compact { through }
+                    }
+                    Err(error) => {
+                        // The log keeps growing until a later attempt succeeds; nothing
+                        // is lost.
+                        tracing::error!(%error, "could not save a snapshot");
+                        return;
+                    }
+                }
+            }
             Event::Shutdown => return,
         };
         self.step(input, effects);
+    }
+
+    /// The compaction policy: once the log outgrows `snapshot_log_bytes` and there are
+    /// applied slots it still holds, save a copy of the applied state on a blocking
+    /// thread and, when it is durable, tell the core (`Input::Compact`). Only the copy
+    /// is taken on the loop; serialising and writing it happen off it.
+    fn maybe_snapshot(&mut self) {
+        let Some(storage) = self.storage.as_ref() else {
+            return;
+        };
+        let log_bytes = storage.log_bytes();
+        self.counters.log_bytes = log_bytes;
+        if self.snapshotting
+            || log_bytes <= self.config.snapshot_log_bytes
+            || self.replica.applied_index() <= self.replica.durable().compacted
+        {
+            return;
+        }
+        self.snapshotting = true;
+        let snapshot = self.replica.snapshot();
+        let saver = storage.snapshot_saver();
+        let events = self.events.clone();
+        tracing::info!(
+            slot = snapshot.slot,
+            log_bytes,
+            "log outgrew its limit; saving a snapshot"
+        );
+        tokio::spawn(async move {
+            let slot = snapshot.slot;
+            let saved = tokio::task::spawn_blocking(move || saver(&snapshot)).await;
+            let saved = match saved {
+                Ok(Ok(())) => Ok(slot),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            // Waits for room: this report must not be dropped, or no snapshot would
+            // ever be taken again. Fails only once the loop is gone.
+            let _ = events.send(Event::SnapshotSaved(saved)).await;
+        });
     }
 
     fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
@@ -741,17 +833,28 @@ impl<S: Replicated> Driver<S> {
 
     /// Executes `effects` in order, keeping the contract: persists are appended as they
     /// come, made durable with one fsync, and only then do sends and replies leave.
-    async fn execute(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), WalError> {
+    async fn execute(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), StorageError> {
         let mut outbox = Vec::new();
         let mut persisted = false;
+        let mut compacted = false;
         for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(update) => {
+                    compacted |= matches!(update, DurableUpdate::Compact(_));
                     self.storage
                         .as_mut()
                         .ok_or(WalError::Poisoned)?
                         .append(&update)?;
                     self.counters.persists += 1;
+                    persisted = true;
+                }
+                Effect::SaveSnapshot(snapshot) => {
+                    tracing::info!(slot = snapshot.slot, "installing a snapshot from a peer");
+                    self.counters.snapshots_installed += 1;
+                    self.storage
+                        .as_mut()
+                        .ok_or(WalError::Poisoned)?
+                        .stage_snapshot(snapshot);
                     persisted = true;
                 }
                 Effect::SetTimer(timer) => {
@@ -764,6 +867,14 @@ impl<S: Replicated> Driver<S> {
                 Effect::Applied { .. } => {}
                 out @ (Effect::Send { .. } | Effect::Reply { .. }) => outbox.push(out),
             }
+        }
+        if compacted {
+            // The log now starts after the compaction point: write it afresh (few
+            // records) rather than keep the dropped slots on disk.
+            self.storage
+                .as_mut()
+                .ok_or(WalError::Poisoned)?
+                .stage_rewrite(self.replica.durable())?;
         }
         if persisted {
             self.sync().await?;
@@ -790,7 +901,7 @@ impl<S: Replicated> Driver<S> {
     }
 
     /// One fsync for everything appended since the last, off the async threads.
-    async fn sync(&mut self) -> Result<(), WalError> {
+    async fn sync(&mut self) -> Result<(), StorageError> {
         let mut storage = self.storage.take().ok_or(WalError::Poisoned)?;
         let started = std::time::Instant::now();
         let (storage, result) = tokio::task::spawn_blocking(move || {
@@ -854,6 +965,7 @@ impl<S: Replicated> Driver<S> {
             ballot: replica.durable().promised.to_string(),
             commit_index: replica.commit_index(),
             applied_index: replica.applied_index(),
+            compacted_index: replica.durable().compacted,
             ..self.counters.clone()
         };
         self.status.send_if_modified(|current| {

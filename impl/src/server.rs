@@ -130,7 +130,7 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         .and_then(|l| info.client_addrs.get(l).cloned())
         .unwrap_or_default();
     format!(
-        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\nelections:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
+        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nelections:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
         status.role,
         status.id,
         leader,
@@ -138,6 +138,10 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         status.ballot,
         status.commit_index,
         status.applied_index,
+        status.compacted_index,
+        status.log_bytes,
+        status.snapshots_saved,
+        status.snapshots_installed,
         status.elections,
         status.fsyncs,
         status.persists,

@@ -27,10 +27,9 @@
 //! The header has its own checksum so that a damaged length field is recognised as
 //! damage before it is trusted to say where the next record starts.
 
-use ballot_model::{Ballot, DurableState, DurableUpdate};
+use ballot_model::{DurableState, DurableUpdate};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -165,6 +164,9 @@ pub struct Wal {
     records: u64,
     /// Set when a write or fsync failed: see the type-level docs.
     poisoned: bool,
+    /// Set by [`Wal::stage_rewrite`]: `pending` holds a whole new log (records only),
+    /// which the next sync writes as a fresh file that replaces this one.
+    rewrite: bool,
 }
 
 impl fmt::Debug for Wal {
@@ -309,7 +311,45 @@ impl Wal {
             synced_len: len,
             records,
             poisoned: false,
+            rewrite: false,
         }
+    }
+
+    /// Stages a rewrite of the whole log as the records that rebuild `state`, dropping
+    /// whatever was appended before (pending or synced): `state` must already include
+    /// it. The next [`sync`](Wal::sync) writes the new log to a temporary file, fsyncs
+    /// it and renames it over the old one, so a crash leaves either log intact, never a
+    /// mix. This is how the log shrinks after compaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Wal::append).
+    pub fn stage_rewrite<C: Serialize + Clone>(
+        &mut self,
+        state: &DurableState<C>,
+    ) -> Result<(), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        self.pending.clear();
+        self.records = 0;
+        self.rewrite = true;
+        // Replaying these in order gives back `state`: the compaction point first (it
+        // only drops slots and raises the commit index), then the votes after it (each
+        // at most the promise), then the promise and the commit index.
+        if state.compacted > 0 {
+            self.append(&DurableUpdate::<C>::Compact(state.compacted))?;
+        }
+        // After a compaction only the slots past it remain: few, so cloning is cheap.
+        for (slot, entry) in &state.accepted {
+            self.append(&DurableUpdate::Accept {
+                slot: *slot,
+                entry: entry.clone(),
+            })?;
+        }
+        self.append(&DurableUpdate::<C>::Promise(state.promised))?;
+        self.append(&DurableUpdate::<C>::Commit(state.commit))?;
+        Ok(())
     }
 
     /// Buffers `update` as a record; it becomes durable at the next successful
@@ -360,6 +400,9 @@ impl Wal {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
+        if self.rewrite {
+            return self.sync_rewrite();
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -382,10 +425,54 @@ impl Wal {
         Ok(())
     }
 
+    /// Writes a staged rewrite: header and records to `wal.log.tmp`, fsync, rename over
+    /// `wal.log`, fsync the directory. Appends then continue on the new file.
+    fn sync_rewrite(&mut self) -> Result<(), WalError> {
+        let tmp = self.path.with_extension("log.tmp");
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let written = (|| -> io::Result<File> {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            file.write_all(&file_header())?;
+            file.write_all(&self.pending)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok(file)
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(source) => {
+                self.poisoned = true;
+                return Err(WalError::Io { path: tmp, source });
+            }
+        };
+        if let Err(error) = sync_dir(&dir) {
+            self.poisoned = true;
+            return Err(error);
+        }
+        self.file = file;
+        self.synced_len = (FILE_HEADER_LEN + self.pending.len()) as u64;
+        self.pending.clear();
+        self.rewrite = false;
+        if self.pending.capacity() > KEEP_BUFFER_CAPACITY {
+            self.pending.shrink_to(KEEP_BUFFER_CAPACITY);
+        }
+        Ok(())
+    }
+
     /// Length of the log in bytes, file header included, counting pending records: the
     /// file's length after the next successful [`sync`](Wal::sync).
     pub fn len_bytes(&self) -> u64 {
-        self.synced_len + self.pending.len() as u64
+        let base = if self.rewrite {
+            FILE_HEADER_LEN as u64
+        } else {
+            self.synced_len
+        };
+        base + self.pending.len() as u64
     }
 
     /// Number of records in the log: those replayed at open plus those appended since,
@@ -417,11 +504,7 @@ fn empty_recovery<C>() -> Recovered<C> {
 /// The state before any record: written out because `DurableState`'s derived `Default`
 /// would demand `C: Default`, which the log has no reason to require.
 fn empty_state<C>() -> DurableState<C> {
-    DurableState {
-        promised: Ballot::ZERO,
-        accepted: BTreeMap::new(),
-        commit: 0,
-    }
+    DurableState::default()
 }
 
 /// The 12-byte file header.
@@ -468,7 +551,7 @@ fn create_dir_durably(dir: &Path) -> Result<(), WalError> {
 
 /// Fsyncs a directory, making entries created in it durable.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| WalError::Io {
@@ -480,7 +563,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 /// Directories cannot be opened for fsync here; the platform makes entries durable
 /// with the file's own metadata.
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), WalError> {
+pub(crate) fn sync_dir(_dir: &Path) -> Result<(), WalError> {
     Ok(())
 }
 
@@ -710,7 +793,7 @@ fn first_nonzero(reader: &mut impl Read, limit: u64) -> io::Result<Option<u64>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ballot_model::{AcceptedEntry, Proposal, Request};
+    use ballot_model::{AcceptedEntry, Ballot, Proposal, Request};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -817,6 +900,32 @@ mod tests {
             state.apply(update);
         }
         state
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_log_with_the_compacted_state_and_appends_continue() {
+        let dir = TestDir::new();
+        write_log(&dir, &sample_updates());
+        let (mut wal, recovered) = open(&dir).expect("reopen");
+        let before = wal.len_bytes();
+        let mut state = recovered.durable;
+        state.apply(&DurableUpdate::Compact(1));
+        wal.stage_rewrite(&state).expect("stage");
+        wal.sync().expect("rewrite");
+        assert!(wal.len_bytes() < before, "the compacted log is smaller");
+        let later = DurableUpdate::Promise(Ballot::new(3, 2));
+        wal.append(&later).expect("append after the rewrite");
+        wal.sync().expect("sync");
+        drop(wal);
+        let (_, recovered) = open(&dir).expect("reopen the rewritten log");
+        state.apply(&later);
+        assert_eq!(recovered.durable, state);
+        assert_eq!(recovered.durable.compacted, 1);
+        assert!(!recovered.durable.accepted.contains_key(&1));
+        assert!(
+            !dir.0.join("wal.log.tmp").exists(),
+            "no temporary file left"
+        );
     }
 
     /// Writes `updates` to a fresh log and returns each record's start offset.

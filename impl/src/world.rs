@@ -1,32 +1,116 @@
 //! The node's world, kept narrow: everything the runtime does outside its own memory
-//! goes through these two traits and tokio's clock. The production node plugs in the
-//! write-ahead log and TCP; a deterministic simulation can plug in a seeded disk and
-//! network and run on tokio's paused clock (`tokio::time::pause`, which advances
-//! virtual time whenever every task is idle) — the same runtime, no second
-//! implementation.
+//! goes through these two traits and tokio's clock. The production node plugs in its
+//! data directory (write-ahead log and snapshot files) and TCP; a deterministic
+//! simulation can plug in a seeded disk and network and run on tokio's paused clock
+//! (`tokio::time::pause`, which advances virtual time whenever every task is idle) —
+//! the same runtime, no second implementation.
 
+use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::wal::{Wal, WalError};
-use ballot_model::{DurableUpdate, NodeId};
+use ballot_model::{DurableState, DurableUpdate, NodeId, Slot, Snapshot, StateMachine};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 
-/// Durable storage for the core's `Persist` effects.
-///
-/// Contract: after `sync` returns `Ok`, every update appended before it survives a
-/// crash; an error means nothing more can be promised and the node stops.
-pub trait Storage<C>: Send + 'static {
-    /// Buffers one update (no durability yet).
-    fn append(&mut self, update: &DurableUpdate<C>) -> Result<(), WalError>;
-    /// Makes everything appended so far durable.
-    fn sync(&mut self) -> Result<(), WalError>;
+/// Why storage failed. Either way the node stops: it can no longer promise anything.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A snapshot could not be saved.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
-impl<C: Serialize> Storage<C> for Wal {
-    fn append(&mut self, update: &DurableUpdate<C>) -> Result<(), WalError> {
-        Wal::append(self, update)
+/// Saves a snapshot durably from any thread (background compaction).
+pub type SnapshotSaver<S> = Arc<dyn Fn(&Snapshot<S>) -> Result<(), StorageError> + Send + Sync>;
+
+/// Durable storage for the core's `Persist` and `SaveSnapshot` effects.
+///
+/// Contract: after `sync` returns `Ok`, every staged snapshot and every update appended
+/// before it survive a crash, the snapshot made durable *before* the log records (a
+/// `Compact` record relies on its snapshot); an error means nothing more can be
+/// promised and the node stops.
+pub trait Storage<S: StateMachine>: Send + 'static {
+    /// Buffers one update (no durability yet).
+    fn append(&mut self, update: &DurableUpdate<S::Command>) -> Result<(), StorageError>;
+    /// Stages a snapshot to be made durable first at the next `sync`.
+    fn stage_snapshot(&mut self, snapshot: Snapshot<S>);
+    /// Stages replacing the whole log by the records that rebuild `state` (which
+    /// includes everything appended so far): how the log shrinks after a compaction.
+    fn stage_rewrite(&mut self, state: &DurableState<S::Command>) -> Result<(), StorageError>;
+    /// Makes everything staged and appended so far durable.
+    fn sync(&mut self) -> Result<(), StorageError>;
+    /// The log's size in bytes: what the compaction policy watches.
+    fn log_bytes(&self) -> u64;
+    /// A saver for snapshots taken in the background. Each snapshot it saves must not
+    /// disturb one staged through [`Storage::stage_snapshot`] (they may run at once).
+    fn snapshot_saver(&self) -> SnapshotSaver<S>;
+}
+
+/// The production storage: a write-ahead log and snapshot files in one directory.
+pub struct DataDir<S: StateMachine> {
+    wal: Wal,
+    snapshots: SnapshotDir,
+    staged: Option<Snapshot<S>>,
+    /// Set by a staged rewrite: once it is durable, snapshots older than this slot are
+    /// garbage.
+    prune_below: Option<Slot>,
+}
+
+impl<S: StateMachine> DataDir<S> {
+    /// Storage over an open log and the snapshot files beside it.
+    pub fn new(wal: Wal, snapshots: SnapshotDir) -> Self {
+        DataDir {
+            wal,
+            snapshots,
+            staged: None,
+            prune_below: None,
+        }
+    }
+}
+
+impl<S> Storage<S> for DataDir<S>
+where
+    S: StateMachine + Serialize + DeserializeOwned + Send + Sync + 'static,
+    S::Command: Serialize + Send,
+    S::Output: Serialize + Send,
+{
+    fn append(&mut self, update: &DurableUpdate<S::Command>) -> Result<(), StorageError> {
+        Ok(self.wal.append(update)?)
     }
 
-    fn sync(&mut self) -> Result<(), WalError> {
-        Wal::sync(self)
+    fn stage_snapshot(&mut self, snapshot: Snapshot<S>) {
+        self.staged = Some(snapshot);
+    }
+
+    fn stage_rewrite(&mut self, state: &DurableState<S::Command>) -> Result<(), StorageError> {
+        self.prune_below = Some(state.compacted);
+        Ok(self.wal.stage_rewrite(state)?)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if let Some(snapshot) = self.staged.take() {
+            self.snapshots.save(&snapshot)?;
+        }
+        self.wal.sync()?;
+        if let Some(slot) = self.prune_below.take() {
+            if let Err(error) = self.snapshots.remove_older(slot) {
+                // Garbage left behind costs disk space, not safety.
+                tracing::warn!(%error, "could not remove old snapshots");
+            }
+        }
+        Ok(())
+    }
+
+    fn log_bytes(&self) -> u64 {
+        self.wal.len_bytes()
+    }
+
+    fn snapshot_saver(&self) -> SnapshotSaver<S> {
+        let snapshots = self.snapshots.clone();
+        Arc::new(move |snapshot: &Snapshot<S>| Ok(snapshots.save(snapshot)?))
     }
 }
 

@@ -46,6 +46,16 @@ impl Cluster {
         cluster
     }
 
+    /// Appends a line to every node's configuration (taking effect at its next start).
+    fn configure(&self, line: &str) {
+        for id in 0..self.children.len() {
+            let mut text = std::fs::read_to_string(self.config(id)).expect("read config");
+            text.push_str(line);
+            text.push('\n');
+            std::fs::write(self.config(id), text).expect("write config");
+        }
+    }
+
     fn write_config(&self, id: usize, secret: &str) {
         let list = |addrs: &[SocketAddr]| {
             addrs
@@ -291,6 +301,103 @@ fn leader_killed_writes_resume_and_restarted_node_catches_up() {
             .await
             .expect("read via the restarted node");
         assert_eq!(got.as_deref(), Some(b"v0".as_slice()));
+    });
+}
+
+/// A node that was down while the others compacted their logs (a 4 KiB limit here)
+/// catches up by snapshot transfer over TCP; then every node is killed and restarted,
+/// and each recovers from its own snapshot plus rewritten log to the same state.
+#[test]
+fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_restarts_from_its_own() {
+    let mut cluster = Cluster::new("snapshot", 3);
+    cluster.configure("snapshot_log_bytes = 4096");
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    runtime().block_on(async {
+        let first = leader(&cluster, &[0, 1, 2]).await;
+        let away = (first + 1) % 3;
+        cluster.kill(away);
+        let up: Vec<usize> = (0..3).filter(|&id| id != away).collect();
+        for i in 0..300 {
+            set(
+                cluster.clients[up[i % 2]],
+                &format!("k{i}"),
+                &format!("v{i}"),
+            )
+            .await
+            .expect("write while a node is down");
+        }
+        let compacted = |report: &std::collections::HashMap<String, String>| -> u64 {
+            report["compacted_index"].parse().unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let report = info(cluster.clients[first]).await.expect("INFO");
+            if compacted(&report) > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the leader never compacted: {report:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.start(away);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let converged = |reports: &[Option<std::collections::HashMap<String, String>>]| {
+            reports.iter().all(|r| {
+                r.as_ref().map(|r| &r["applied_index"])
+                    == reports[0].as_ref().map(|r| &r["applied_index"])
+                    && r.is_some()
+            })
+        };
+        loop {
+            let mut reports = Vec::new();
+            for id in 0..3 {
+                reports.push(info(cluster.clients[id]).await);
+            }
+            if converged(&reports) {
+                let rejoined = reports[away].as_ref().unwrap();
+                assert!(
+                    rejoined["snapshots_installed"].parse::<u64>().unwrap() >= 1,
+                    "caught up by snapshot: {rejoined:?}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node that was away did not catch up: {reports:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for i in (0..300).step_by(37) {
+            let got = get(cluster.clients[away], &format!("k{i}"))
+                .await
+                .expect("read");
+            assert_eq!(got, Some(format!("v{i}").into_bytes()));
+        }
+        // Every node restarts from its snapshot and compacted log.
+        let before = info(cluster.clients[first]).await.expect("INFO")["applied_index"].clone();
+        for id in 0..3 {
+            cluster.kill(id);
+        }
+        for id in 0..3 {
+            cluster.start(id);
+        }
+        leader(&cluster, &[0, 1, 2]).await;
+        for id in 0..3 {
+            let got = get(cluster.clients[id], "k299")
+                .await
+                .expect("read after restart");
+            assert_eq!(got.as_deref(), Some(b"v299".as_slice()));
+            let report = info(cluster.clients[id]).await.expect("INFO");
+            let applied: u64 = report["applied_index"].parse().unwrap();
+            assert!(
+                applied >= before.parse().unwrap(),
+                "node {id} restarted behind: {report:?}"
+            );
+        }
     });
 }
 

@@ -7,6 +7,7 @@ use crate::effect::{Effect, Timer};
 use crate::message::{AcceptedEntry, Message, Proposal};
 use crate::mutant::mutant;
 use crate::replica::{Replica, Role};
+use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 
 impl<S: StateMachine> Replica<S> {
@@ -52,11 +53,20 @@ impl<S: StateMachine> Replica<S> {
         }
         // `ballot == promised` here: a new promise, or a retransmitted Prepare answered
         // again (idempotent).
+        //
+        // Votes at or below our compaction point are gone; they were all for chosen
+        // values, whose effect our applied state holds. A candidate that does not know
+        // those slots chosen must get that state: were it to see no vote for such a
+        // slot, it could fill the slot with a no-op and choose a second value there.
+        let snapshot = (from_slot <= self.durable.compacted
+            && !mutant!(self.config, PromiseOmitsSnapshot))
+        .then(|| self.snapshot());
         effects.push(Effect::Send {
             to: from,
             message: Message::Promise {
                 ballot,
                 accepted: self.durable.accepted_from(from_slot.max(1)),
+                snapshot,
             },
         });
     }
@@ -78,7 +88,10 @@ impl<S: StateMachine> Replica<S> {
         }
         self.follow(from, ballot, effects);
         let entry = AcceptedEntry { ballot, proposal };
-        if self.durable.accepted.get(&slot) != Some(&entry) {
+        // A slot we compacted is chosen, and a leader only ever proposes the chosen
+        // value for it (Paxos's guarantee), so we acknowledge without a vote to store:
+        // our snapshot already answers for that slot in any later phase 1.
+        if slot > self.durable.compacted && self.durable.accepted.get(&slot) != Some(&entry) {
             self.persist(DurableUpdate::Accept { slot, entry }, effects);
         }
         self.learn_commit(ballot, commit, effects);
@@ -113,6 +126,35 @@ impl<S: StateMachine> Replica<S> {
                 ballot,
                 commit: self.durable.commit,
                 read_round,
+                lagging: self.durable.commit < commit,
+            },
+        });
+    }
+
+    /// A leader's snapshot, sent because we lag behind its compaction point: follow
+    /// the leader, install the snapshot if it reaches past our commit index, learn the
+    /// commit index, and answer as to a heartbeat (saying whether we still lag).
+    pub(crate) fn on_install_snapshot(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        snapshot: Snapshot<S>,
+        commit: Slot,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        if ballot < self.durable.promised {
+            effects.push(reject(from, ballot, self.durable.promised));
+            return;
+        }
+        self.follow(from, ballot, effects);
+        self.install_snapshot(snapshot, effects);
+        self.learn_commit(ballot, commit, effects);
+        effects.push(Effect::Send {
+            to: from,
+            message: Message::HeartbeatAck {
+                ballot,
+                commit: self.durable.commit,
+                read_round: 0,
                 lagging: self.durable.commit < commit,
             },
         });

@@ -8,6 +8,7 @@
 use crate::ballot::ClientId;
 use crate::message::Request;
 use crate::state_machine::StateMachine;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What happened when a request met the table.
@@ -23,7 +24,7 @@ pub enum ApplyOutcome<O> {
 }
 
 /// The last request applied for one client.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Session<O> {
     /// Its sequence number.
     pub last_seq: u64,
@@ -40,7 +41,11 @@ pub struct Session<O> {
 /// assert_eq!(table.apply(&put), ApplyOutcome::Applied(None));
 /// assert_eq!(table.apply(&put), ApplyOutcome::Duplicate(None), "a retry is not re-applied");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "S: Serialize, S::Output: Serialize",
+    deserialize = "S: Deserialize<'de>, S::Output: Deserialize<'de>"
+))]
 pub struct ClientTable<S: StateMachine> {
     machine: S,
     /// Invariant: `last_seq` per client only grows.

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 /// Everything a server must remember across a crash.
 ///
 /// Invariants (checked by [`crate::invariants::check_replica`]):
-/// every accepted ballot is `<= promised`; every slot `1..=commit` is in `accepted`, and
-/// its value there is the chosen one.
+/// every accepted ballot is `<= promised`; `compacted <= commit`; no slot `<= compacted`
+/// is in `accepted` (a snapshot stands for them); every slot `compacted+1..=commit` is,
+/// and its value there is the chosen one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DurableState<C> {
     /// Highest ballot this acceptor promised (or ran itself); never decreases.
@@ -23,6 +24,9 @@ pub struct DurableState<C> {
     pub accepted: BTreeMap<Slot, AcceptedEntry<C>>,
     /// Every slot up to here is known chosen; announced to others only once persisted.
     pub commit: Slot,
+    /// Slots up to here are dropped from `accepted`: a durable snapshot at this slot
+    /// or later holds their effect. 0 until the first compaction.
+    pub compacted: Slot,
 }
 
 /// One change to [`DurableState`]; the unit a `Persist` effect carries and a log record
@@ -40,6 +44,9 @@ pub enum DurableUpdate<C> {
     },
     /// Raise the commit index.
     Commit(Slot),
+    /// Drop every slot up to this one (raising the commit index to it if lower). Only
+    /// emitted once a snapshot covering that slot is durable.
+    Compact(Slot),
 }
 
 // By hand: a derive would demand `C: Default`, which commands need not be.
@@ -49,6 +56,7 @@ impl<C> Default for DurableState<C> {
             promised: Ballot::ZERO,
             accepted: BTreeMap::new(),
             commit: 0,
+            compacted: 0,
         }
     }
 }
@@ -69,10 +77,38 @@ impl<C: Clone> DurableState<C> {
             DurableUpdate::Promise(ballot) => self.promised = self.promised.max(*ballot),
             DurableUpdate::Accept { slot, entry } => {
                 self.promised = self.promised.max(entry.ballot);
-                self.accepted.insert(*slot, entry.clone());
+                // A compacted slot is chosen and its effect is in the snapshot: a vote
+                // for it has nothing left to protect.
+                if *slot > self.compacted {
+                    self.accepted.insert(*slot, entry.clone());
+                }
             }
             DurableUpdate::Commit(commit) => self.commit = self.commit.max(*commit),
+            DurableUpdate::Compact(through) => self.compact(*through),
         }
+    }
+
+    /// Drops slots `..=through` (if not dropped already); they are chosen, so the
+    /// commit index is at least `through` afterwards.
+    ///
+    /// ```
+    /// use ballot_model::{AcceptedEntry, Ballot, DurableState, DurableUpdate, Proposal};
+    /// let mut d = DurableState::<u8>::default();
+    /// for slot in 1..=3 {
+    ///     let entry = AcceptedEntry { ballot: Ballot::new(1, 0), proposal: Proposal::Noop };
+    ///     d.apply(&DurableUpdate::Accept { slot, entry });
+    /// }
+    /// d.apply(&DurableUpdate::Compact(2));
+    /// assert_eq!(d.accepted.keys().copied().collect::<Vec<_>>(), vec![3]);
+    /// assert_eq!((d.compacted, d.commit), (2, 2));
+    /// ```
+    pub fn compact(&mut self, through: Slot) {
+        if through <= self.compacted {
+            return;
+        }
+        self.compacted = through;
+        self.commit = self.commit.max(through);
+        self.accepted = self.accepted.split_off(&through.saturating_add(1));
     }
 
     /// Accepted entries at slots `>= from_slot`, ascending: what a promise reports.

@@ -4,6 +4,7 @@
 use crate::ballot::{ClientId, NodeId, Slot};
 use crate::durable::DurableUpdate;
 use crate::message::{ClientRequest, ClientResponse, Message};
+use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
 
@@ -28,19 +29,28 @@ pub enum Input<S: StateMachine> {
         /// The sender; must be a peer (not this node, and `< node_count`).
         from: NodeId,
         /// The message.
-        message: Message<S::Command>,
+        message: Message<S>,
     },
     /// A request from a client.
     Client(ClientRequest<S::Command, S::Query>),
     /// An armed timer fired.
     Timer(Timer),
+    /// The driver made a snapshot taken with [`crate::Replica::snapshot`] durable, at
+    /// this slot: the core may drop the log up to it. When to compact is the driver's
+    /// choice (a resource policy, not a protocol decision); the driver must not send
+    /// this for a snapshot that is not durable.
+    Compact {
+        /// The snapshot's slot.
+        through: Slot,
+    },
 }
 
 /// One thing the driver must do, in order.
 ///
 /// **Ordering contract.** Effects are executed in the order they are returned. A `Send`
 /// or `Reply` must not leave the node until every `Persist` before it in the same list
-/// (and in earlier lists) is durable. The core relies on this: it never emits a message
+/// (and in earlier lists) is durable; a `SaveSnapshot` counts as a persist, and must be
+/// durable before the `Persist`s after it. The core relies on this: it never emits a message
 /// that depends on state it has not first asked to persist. `SetTimer` re-arms (resets)
 /// a timer; `CancelTimer` disarms it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +62,12 @@ pub enum Effect<S: StateMachine> {
         /// The peer.
         to: NodeId,
         /// The message.
-        message: Message<S::Command>,
+        message: Message<S>,
     },
+    /// Make this snapshot durable, replacing any older one, before any later
+    /// `Persist`, `Send` or `Reply`. Emitted when a snapshot from a peer is installed;
+    /// the `Persist(Compact)` that follows relies on it.
+    SaveSnapshot(Snapshot<S>),
     /// Answer a client.
     Reply {
         /// The client.

@@ -27,7 +27,8 @@ fn violation(invariant: &'static str, detail: String) -> Result<(), Violation> {
 }
 
 /// Per-node invariants, cheap enough to run after every step:
-/// `applied <= commit`; every slot `1..=commit` holds an accepted entry; no vote is above
+/// `compacted <= applied <= commit`; no slot at or below `compacted` is held; every slot
+/// `compacted+1..=commit` holds an accepted entry; no vote is above
 /// the promise; a candidate or leader runs exactly its promised ballot, which is its
 /// own; a leader's in-flight slots lie in `commit+1 .. next_slot`.
 ///
@@ -48,7 +49,36 @@ pub fn check_replica<S: StateMachine>(replica: &Replica<S>) -> Result<(), Violat
             ),
         );
     }
-    if let Some(missing) = (1..=durable.commit).find(|slot| !durable.accepted.contains_key(slot)) {
+    if replica.applied < durable.compacted {
+        return violation(
+            name,
+            format!(
+                "node {} applied {} but compacted its log through {}",
+                replica.id, replica.applied, durable.compacted
+            ),
+        );
+    }
+    if let Some((slot, _)) = durable.accepted.range(..=durable.compacted).next() {
+        return violation(
+            name,
+            format!(
+                "node {} holds slot {slot} although it compacted through {}",
+                replica.id, durable.compacted
+            ),
+        );
+    }
+    // Counting, not probing each slot: with no slot at or below `compacted` held (just
+    // checked), the range is complete exactly when it has `commit - compacted` keys.
+    let held = durable
+        .accepted
+        .range(durable.compacted + 1..)
+        .take_while(|(slot, _)| **slot <= durable.commit)
+        .count() as Slot;
+    // `applied <= commit` and `compacted <= applied` hold here, so this cannot underflow.
+    if held < durable.commit - durable.compacted {
+        let missing = (durable.compacted + 1..=durable.commit)
+            .find(|slot| !durable.accepted.contains_key(slot))
+            .unwrap_or(durable.commit);
         return violation(
             name,
             format!(
@@ -147,12 +177,15 @@ pub fn at_most_one_value_chosen<S: StateMachine>(
     Ok(())
 }
 
-/// Any two replicas agree on every slot both have committed.
+/// Any two replicas agree on every slot both have committed and still hold (compacted
+/// slots are checked through the applied state instead: see
+/// [`applied_state_matches_log`]).
 pub fn committed_logs_agree<S: StateMachine>(replicas: &[&Replica<S>]) -> Result<(), Violation> {
     for (i, a) in replicas.iter().enumerate() {
         for b in &replicas[i + 1..] {
             let common = a.durable.commit.min(b.durable.commit);
-            for slot in 1..=common {
+            let held = a.durable.compacted.max(b.durable.compacted) + 1;
+            for slot in held..=common {
                 let va = a.durable.accepted.get(&slot).map(|e| &e.proposal);
                 let vb = b.durable.accepted.get(&slot).map(|e| &e.proposal);
                 if va != vb {

@@ -9,24 +9,35 @@ use crate::effect::{Effect, Timer};
 use crate::message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Request};
 use crate::mutant::mutant;
 use crate::replica::{InFlight, Leadership, PendingRead, Replica, Role};
+use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 impl<S: StateMachine> Replica<S> {
-    /// Phase 1b arrives: record it; with a majority, lead.
+    /// Phase 1b arrives: record it (installing the acceptor's snapshot if it covers
+    /// slots we do not know chosen); with a majority, lead.
     pub(crate) fn on_promise(
         &mut self,
         from: NodeId,
         ballot: Ballot,
         accepted: Vec<(Slot, AcceptedEntry<S::Command>)>,
+        snapshot: Option<Snapshot<S>>,
         effects: &mut Vec<Effect<S>>,
     ) {
-        let Role::Candidate(candidacy) = &mut self.role else {
+        let Role::Candidate(candidacy) = &self.role else {
             return; // Already leading, or gave up: a late promise changes nothing.
         };
         if candidacy.ballot != ballot {
             return; // A promise for an earlier candidacy of ours.
         }
+        if let Some(snapshot) = snapshot {
+            // The acceptor no longer holds its votes for these slots; they are chosen,
+            // and this is their effect. Phase 1 then starts after it.
+            self.install_snapshot(snapshot, effects);
+        }
+        let Role::Candidate(candidacy) = &mut self.role else {
+            return;
+        };
         candidacy.promises.insert(from, accepted);
         self.try_become_leader(effects);
     }
@@ -42,7 +53,9 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let ballot = candidacy.ballot;
-        let from_slot = candidacy.from_slot;
+        // A snapshot installed during phase 1 moved the commit index: slots up to it
+        // are known chosen and need no recovery.
+        let from_slot = candidacy.from_slot.max(self.durable.commit + 1);
         // Highest-ballot vote per slot across the quorum's reports.
         let mut recovered: BTreeMap<Slot, AcceptedEntry<S::Command>> = BTreeMap::new();
         if !mutant!(self.config, IgnorePhase1Values) {
@@ -72,6 +85,7 @@ impl<S: StateMachine> Replica<S> {
             read_round: 0,
             read_acks: BTreeMap::new(),
             reads: Vec::new(),
+            snapshot_sent: BTreeSet::new(),
         };
         let mut proposals = Vec::new();
         for slot in from_slot..=last_recovered {
@@ -209,15 +223,33 @@ impl<S: StateMachine> Replica<S> {
 
     /// A follower could not commit up to the commit index we announced: it lacks chosen
     /// slots at our ballot (it missed accepts, or crashed). Re-send up to one
-    /// pipeline's worth from its commit on.
+    /// pipeline's worth from its commit on; if we compacted the slot it needs next,
+    /// send our applied state instead, at most once per quorum check (a snapshot can
+    /// be large, and the follower keeps reporting that it lags while one is on its
+    /// way).
     fn catch_up(&mut self, to: NodeId, follower_commit: Slot, effects: &mut Vec<Effect<S>>) {
-        let Role::Leader(leadership) = &self.role else {
+        let commit = self.durable.commit;
+        let compacted = self.durable.compacted;
+        let Role::Leader(leadership) = &mut self.role else {
             return;
         };
         let ballot = leadership.ballot;
-        let commit = self.durable.commit;
         if follower_commit >= commit {
             return; // Not behind us after all (or an absurd report).
+        }
+        if follower_commit < compacted {
+            if leadership.snapshot_sent.insert(to) {
+                let snapshot = self.snapshot();
+                effects.push(Effect::Send {
+                    to,
+                    message: Message::InstallSnapshot {
+                        ballot,
+                        snapshot,
+                        commit,
+                    },
+                });
+            }
+            return;
         }
         let last = commit.min(follower_commit.saturating_add(self.config.pipeline_depth as Slot));
         for slot in follower_commit + 1..=last {
@@ -447,6 +479,7 @@ impl<S: StateMachine> Replica<S> {
         };
         if leadership.heard.len() + 1 >= quorum {
             leadership.heard.clear();
+            leadership.snapshot_sent.clear();
             effects.push(Effect::SetTimer(Timer::CheckQuorum));
             return;
         }

@@ -53,6 +53,7 @@ pub mod mutant;
 mod mutant;
 pub mod register;
 pub mod replica;
+pub mod snapshot;
 pub mod spec;
 pub mod state_machine;
 
@@ -65,7 +66,8 @@ pub use message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposa
 pub use mutant::Mutant;
 pub use register::{Register, RegisterOp, RegisterRet, RegisterSpec, Value};
 pub use replica::{
-    Candidacy, ClusterConfig, InFlight, Leadership, MetricCounter, PendingRead, Replica, Role,
-    StepError, MAX_SLOTS_AHEAD,
+    Candidacy, ClusterConfig, InFlight, Leadership, MetricCounter, PendingRead, Replica,
+    RestoreError, Role, StepError, MAX_SLOTS_AHEAD,
 };
+pub use snapshot::Snapshot;
 pub use state_machine::StateMachine;

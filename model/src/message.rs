@@ -2,6 +2,8 @@
 //! and the values the log holds.
 
 use crate::ballot::{Ballot, ClientId, NodeId, Slot};
+use crate::snapshot::Snapshot;
+use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
 
 /// One client command with the identity that makes retries idempotent.
@@ -54,8 +56,16 @@ pub struct AcceptedEntry<C> {
 
 /// Messages between servers. Each carries the ballot it belongs to; receivers use it to
 /// learn about newer ballots and to ignore answers to rounds they have left.
+///
+/// Generic over the state machine because snapshots travel too (to a follower behind
+/// the leader's compacted prefix, or with a promise to a candidate behind the
+/// acceptor's).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Message<C> {
+#[serde(bound(
+    serialize = "S::Command: Serialize, Snapshot<S>: Serialize",
+    deserialize = "S::Command: Deserialize<'de>, Snapshot<S>: Deserialize<'de>"
+))]
+pub enum Message<S: StateMachine> {
     /// Phase 1a: "promise not to accept below `ballot`, and tell me what you accepted
     /// at or above `from_slot`". Sent once for all slots from the candidate's commit
     /// point on (the Multi-Paxos optimisation).
@@ -69,8 +79,13 @@ pub enum Message<C> {
     Promise {
         /// The ballot promised.
         ballot: Ballot,
-        /// Accepted entries at slots `>= from_slot`, ascending by slot.
-        accepted: Vec<(Slot, AcceptedEntry<C>)>,
+        /// Accepted entries at slots `>= from_slot`, ascending by slot (none at or
+        /// below the acceptor's compaction point).
+        accepted: Vec<(Slot, AcceptedEntry<S::Command>)>,
+        /// Present when the acceptor compacted slots at or above `from_slot`: its
+        /// applied state, which stands for the votes it no longer holds (they are all
+        /// for chosen values). The candidate must install it before it proposes.
+        snapshot: Option<Snapshot<S>>,
     },
     /// Phase 2a: "accept `proposal` for `slot` at `ballot`". Also announces the leader's
     /// commit index, and doubles as catch-up for a lagging follower.
@@ -80,7 +95,7 @@ pub enum Message<C> {
         /// The slot.
         slot: Slot,
         /// The value for the slot.
-        proposal: Proposal<C>,
+        proposal: Proposal<S::Command>,
         /// The leader's commit index when it sent this.
         commit: Slot,
     },
@@ -115,6 +130,16 @@ pub enum Message<C> {
         /// because it lacks slots: the leader should send them.
         lagging: bool,
     },
+    /// Catch-up past the leader's compaction point: the leader's applied state, for a
+    /// follower that lacks slots the leader no longer holds. Answered like a heartbeat.
+    InstallSnapshot {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's applied state.
+        snapshot: Snapshot<S>,
+        /// The leader's commit index.
+        commit: Slot,
+    },
     /// "Your `ballot` is stale: I promised `promised`." Lets candidates and deposed
     /// leaders learn of a newer ballot and yield to it.
     Reject {
@@ -125,12 +150,12 @@ pub enum Message<C> {
     },
 }
 
-impl<C> Message<C> {
+impl<S: StateMachine> Message<S> {
     /// The ballot a message belongs to (for `Reject`, the rejected one).
     ///
     /// ```
-    /// use ballot_model::{Ballot, Message};
-    /// let m = Message::<u8>::Prepare { ballot: Ballot::new(1, 0), from_slot: 1 };
+    /// use ballot_model::{Ballot, Message, Register};
+    /// let m = Message::<Register>::Prepare { ballot: Ballot::new(1, 0), from_slot: 1 };
     /// assert_eq!(m.ballot(), Ballot::new(1, 0));
     /// ```
     pub fn ballot(&self) -> Ballot {
@@ -141,6 +166,7 @@ impl<C> Message<C> {
             | Message::Accepted { ballot, .. }
             | Message::Heartbeat { ballot, .. }
             | Message::HeartbeatAck { ballot, .. }
+            | Message::InstallSnapshot { ballot, .. }
             | Message::Reject { ballot, .. } => *ballot,
         }
     }

@@ -33,12 +33,16 @@ pub enum Mutant {
     /// A candidate neither promises a higher ballot nor yields to a rejection naming
     /// one: two candidates can wait for each other forever.
     CandidateIgnoresHigherBallot,
+    /// An acceptor that compacted slots a candidate asks about promises without its
+    /// snapshot: the candidate sees no vote there and may fill a chosen slot with a
+    /// no-op.
+    PromiseOmitsSnapshot,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 11] = [
+    pub const ALL: [Mutant; 12] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -50,6 +54,7 @@ impl Mutant {
         Mutant::ElectionTimerNotRearmed,
         Mutant::IgnoreRecoveredSlots,
         Mutant::CandidateIgnoresHigherBallot,
+        Mutant::PromiseOmitsSnapshot,
     ];
 
     /// A kebab-case name for the CLI.
@@ -66,6 +71,7 @@ impl Mutant {
             Mutant::ElectionTimerNotRearmed => "election-timer-not-rearmed",
             Mutant::IgnoreRecoveredSlots => "ignore-recovered-slots",
             Mutant::CandidateIgnoresHigherBallot => "candidate-ignores-higher-ballot",
+            Mutant::PromiseOmitsSnapshot => "promise-omits-snapshot",
         }
     }
 }

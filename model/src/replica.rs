@@ -10,6 +10,7 @@ use crate::durable::{DurableState, DurableUpdate};
 use crate::effect::{Effect, Input, Timer};
 use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Request};
 use crate::mutant::mutant;
+use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use thiserror::Error;
@@ -156,6 +157,21 @@ pub enum StepError {
     },
 }
 
+/// Why a node cannot start from what its disk holds.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RestoreError {
+    /// The log was compacted past the snapshot offered: the slots in between exist
+    /// nowhere on this node. (A driver saves the snapshot before it compacts, so this
+    /// means the snapshot file was replaced by an older one or lost.)
+    #[error("the log is compacted through slot {compacted} but the snapshot only reaches slot {snapshot}")]
+    SnapshotBehindLog {
+        /// The snapshot's slot.
+        snapshot: Slot,
+        /// The log's compaction point.
+        compacted: Slot,
+    },
+}
+
 /// A node's role. Volatile: a recovering node is always a follower.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role<S: StateMachine> {
@@ -225,6 +241,8 @@ pub struct Leadership<S: StateMachine> {
     pub read_acks: BTreeMap<NodeId, u64>,
     /// Reads not yet served.
     pub reads: Vec<PendingRead<S::Query>>,
+    /// Peers sent a snapshot since the last `CheckQuorum`: not sent another before.
+    pub snapshot_sent: BTreeSet<NodeId>,
 }
 
 /// One server: acceptor, learner/replica and (when elected) proposer.
@@ -246,6 +264,8 @@ pub struct Replica<S: StateMachine> {
     /// answered from the client table instead of being applied again. For metrics, and
     /// for the model's "a duplicate was deduplicated" reachability check.
     pub(crate) deduplicated: MetricCounter,
+    /// Snapshots installed from peers (for metrics, and the model's reachability check).
+    pub(crate) installed: MetricCounter,
     /// The node whose ballot we promised, or whose leadership we accepted, since our
     /// election timer last fired. While set, we refuse to promise anyone else's ballot
     /// (leader stickiness): see `on_prepare`.
@@ -285,8 +305,14 @@ impl std::hash::Hash for MetricCounter {
 }
 
 impl<S: StateMachine> Replica<S> {
-    /// Starts (or restarts) a server from its durable state: replays the committed
-    /// prefix into `machine` and becomes a follower with its election timer armed.
+    /// Starts (or restarts) a server that has never compacted its log: replays the
+    /// committed prefix into `machine` and becomes a follower with its election timer
+    /// armed. A node with a snapshot starts with [`Replica::restore`].
+    ///
+    /// # Panics
+    ///
+    /// If `durable` was compacted (`durable.compacted > 0`): the slots it dropped are
+    /// only in a snapshot, which this constructor does not take.
     ///
     /// ```
     /// use ballot_model::{ClusterConfig, DurableState, Effect, Register, Replica, Timer};
@@ -299,11 +325,44 @@ impl<S: StateMachine> Replica<S> {
         id: NodeId,
         config: ClusterConfig,
         machine: S,
-        mut durable: DurableState<S::Command>,
+        durable: DurableState<S::Command>,
     ) -> (Self, Vec<Effect<S>>) {
+        match Self::restore(id, config, Snapshot::initial(machine), durable) {
+            Ok(started) => started,
+            Err(error) => panic!("Replica::recover on a compacted log: {error}"),
+        }
+    }
+
+    /// Starts (or restarts) a server from its latest durable snapshot and its durable
+    /// state: the state machine starts as the snapshot, the committed slots after it
+    /// are replayed, and the node becomes a follower with its election timer armed.
+    ///
+    /// A snapshot newer than the log's compaction point (the node crashed between
+    /// saving a snapshot and compacting) is fine: the log is compacted to it now.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Register, Replica, Snapshot};
+    /// let (replica, _) = Replica::restore(
+    ///     0, ClusterConfig::new(3), Snapshot::initial(Register::default()), DurableState::default(),
+    /// ).unwrap();
+    /// assert_eq!(replica.applied_index(), 0);
+    /// ```
+    pub fn restore(
+        id: NodeId,
+        config: ClusterConfig,
+        snapshot: Snapshot<S>,
+        mut durable: DurableState<S::Command>,
+    ) -> Result<(Self, Vec<Effect<S>>), RestoreError> {
+        if durable.compacted > snapshot.slot {
+            return Err(RestoreError::SnapshotBehindLog {
+                snapshot: snapshot.slot,
+                compacted: durable.compacted,
+            });
+        }
         if mutant!(config, RecoveredForgetsPromise) {
             durable.promised = Ballot::ZERO;
         }
+        let ahead_of_log = snapshot.slot > durable.compacted;
         let mut replica = Replica {
             id,
             config,
@@ -311,18 +370,40 @@ impl<S: StateMachine> Replica<S> {
             durable,
             role: Role::Follower { leader: None },
             applied: 0,
-            table: ClientTable::new(machine),
+            table: snapshot.table,
             waiters: BTreeMap::new(),
             deduplicated: MetricCounter::default(),
+            installed: MetricCounter::default(),
             backing: None,
             released: false,
         };
         let mut effects = Vec::new();
-        replica.apply_committed(&mut effects);
-        // Replaying at start-up is not news to anyone: only the timer matters.
-        effects.clear();
+        if ahead_of_log {
+            replica.persist(DurableUpdate::Compact(snapshot.slot), &mut effects);
+        }
+        replica.applied = snapshot.slot;
+        let mut replay = Vec::new();
+        replica.apply_committed(&mut replay);
+        // Replaying at start-up is not news to anyone: only the persist and the timer
+        // matter.
         effects.push(Effect::SetTimer(Timer::Election));
-        (replica, effects)
+        Ok((replica, effects))
+    }
+
+    /// The applied state, as a snapshot a driver may save and then report with
+    /// [`Input::Compact`]. Cloning the state machine is the driver's cost to choose
+    /// when to pay.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Register, Replica};
+    /// let (r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert_eq!(r.snapshot().slot, r.applied_index());
+    /// ```
+    pub fn snapshot(&self) -> Snapshot<S> {
+        Snapshot {
+            slot: self.applied,
+            table: self.table.clone(),
+        }
     }
 
     /// Feeds one input to the core; appends the effects to carry out, in order (see
@@ -347,13 +428,50 @@ impl<S: StateMachine> Replica<S> {
                 self.on_check_quorum_timeout(effects);
                 Ok(())
             }
+            Input::Compact { through } => {
+                self.on_compact(through, effects);
+                Ok(())
+            }
         }
+    }
+
+    /// The driver saved a snapshot at `through`: drop the log up to it. A snapshot at
+    /// or below the current compaction point, or beyond what is applied (it cannot be
+    /// one of ours), changes nothing.
+    fn on_compact(&mut self, through: Slot, effects: &mut Vec<Effect<S>>) {
+        if through <= self.durable.compacted || through > self.applied {
+            return;
+        }
+        self.persist(DurableUpdate::Compact(through), effects);
+    }
+
+    /// Installs a snapshot from a peer if it reaches past our commit index: saved
+    /// first, then the log is compacted to it and the state machine replaced. Clients
+    /// waiting here for a write the snapshot covers are answered from its sessions.
+    pub(crate) fn install_snapshot(&mut self, snapshot: Snapshot<S>, effects: &mut Vec<Effect<S>>) {
+        if snapshot.slot <= self.durable.commit {
+            return; // We hold (or compacted) every slot it covers already.
+        }
+        let slot = snapshot.slot;
+        self.installed.0 += 1;
+        effects.push(Effect::SaveSnapshot(snapshot.clone()));
+        self.persist(DurableUpdate::Compact(slot), effects);
+        self.table = snapshot.table;
+        self.applied = slot;
+        let waiting: Vec<(ClientId, u64)> = self.waiters.iter().map(|(c, s)| (*c, *s)).collect();
+        for (client, seq) in waiting {
+            if let Some(outcome) = self.table.lookup(client, seq) {
+                self.answer_waiter(client, seq, outcome, effects);
+            }
+        }
+        // Slots after the snapshot that we already hold may now be applicable.
+        self.apply_committed(effects);
     }
 
     fn on_message(
         &mut self,
         from: NodeId,
-        message: Message<S::Command>,
+        message: Message<S>,
         effects: &mut Vec<Effect<S>>,
     ) -> Result<(), StepError> {
         if from >= self.config.node_count || from == self.id {
@@ -370,8 +488,12 @@ impl<S: StateMachine> Replica<S> {
             Message::Prepare { ballot, from_slot } => {
                 self.on_prepare(from, ballot, from_slot, effects);
             }
-            Message::Promise { ballot, accepted } => {
-                self.on_promise(from, ballot, accepted, effects);
+            Message::Promise {
+                ballot,
+                accepted,
+                snapshot,
+            } => {
+                self.on_promise(from, ballot, accepted, snapshot, effects);
             }
             Message::Accept {
                 ballot,
@@ -403,13 +525,20 @@ impl<S: StateMachine> Replica<S> {
             } => {
                 self.on_heartbeat_ack(from, ballot, commit, read_round, lagging, effects);
             }
+            Message::InstallSnapshot {
+                ballot,
+                snapshot,
+                commit,
+            } => {
+                self.on_install_snapshot(from, ballot, snapshot, commit, effects);
+            }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised, effects),
         }
         Ok(())
     }
 
     /// Checks a peer message before it may change anything.
-    fn validate(&self, from: NodeId, message: &Message<S::Command>) -> Result<(), StepError> {
+    fn validate(&self, from: NodeId, message: &Message<S>) -> Result<(), StepError> {
         match message {
             Message::Prepare { ballot, .. } => self.require_sender_ballot("Prepare", from, *ballot),
             Message::Accept { ballot, slot, .. } => {
@@ -425,11 +554,24 @@ impl<S: StateMachine> Replica<S> {
             Message::Heartbeat { ballot, .. } => {
                 self.require_sender_ballot("Heartbeat", from, *ballot)
             }
-            Message::Promise { ballot, accepted } => {
+            Message::Promise {
+                ballot,
+                accepted,
+                snapshot,
+            } => {
                 self.require_own_ballot("Promise", from, *ballot)?;
+                if let Some(snapshot) = snapshot {
+                    self.require_slot_in_range("Promise", from, snapshot.slot)?;
+                }
                 accepted
                     .iter()
                     .try_for_each(|(slot, _)| self.require_slot_in_range("Promise", from, *slot))
+            }
+            Message::InstallSnapshot {
+                ballot, snapshot, ..
+            } => {
+                self.require_sender_ballot("InstallSnapshot", from, *ballot)?;
+                self.require_slot_in_range("InstallSnapshot", from, snapshot.slot)
             }
             Message::Accepted { ballot, .. } => self.require_own_ballot("Accepted", from, *ballot),
             Message::HeartbeatAck { ballot, .. } => {
@@ -723,17 +865,20 @@ impl<S: StateMachine> Replica<S> {
     /// ```
     /// use ballot_model::{Ballot, ClusterConfig, DurableState, Message, Register, Replica};
     /// let (r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
-    /// let late = Message::Promise { ballot: Ballot::new(1, 0), accepted: vec![] };
+    /// let late = Message::Promise { ballot: Ballot::new(1, 0), accepted: vec![], snapshot: None };
     /// assert!(r.is_obsolete(&late), "a follower runs no ballot");
     /// ```
-    pub fn is_obsolete(&self, message: &Message<S::Command>) -> bool {
+    pub fn is_obsolete(&self, message: &Message<S>) -> bool {
         let running = match &self.role {
             Role::Follower { .. } => None,
             Role::Candidate(candidacy) => Some((candidacy.ballot, false)),
             Role::Leader(leadership) => Some((leadership.ballot, true)),
         };
         match message {
-            Message::Prepare { .. } | Message::Accept { .. } | Message::Heartbeat { .. } => false,
+            Message::Prepare { .. }
+            | Message::Accept { .. }
+            | Message::Heartbeat { .. }
+            | Message::InstallSnapshot { .. } => false,
             Message::Promise { ballot, .. } => running != Some((*ballot, false)),
             Message::Accepted { ballot, .. } | Message::HeartbeatAck { ballot, .. } => {
                 running != Some((*ballot, true))
@@ -823,16 +968,21 @@ impl<S: StateMachine> Replica<S> {
         self.deduplicated.0
     }
 
+    /// How many snapshots from peers this node installed.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.installed.0
+    }
+
     /// The state machine with its client sessions.
     pub fn client_table(&self) -> &ClientTable<S> {
         &self.table
     }
 
-    /// The committed log `1..=commit`, as this node holds it.
+    /// The committed log this node still holds: `compacted+1..=commit`.
     pub fn committed_log(&self) -> impl Iterator<Item = (Slot, &Proposal<S::Command>)> {
         self.durable
             .accepted
-            .range(1..self.durable.commit + 1)
+            .range(self.durable.compacted + 1..self.durable.commit + 1)
             .map(|(slot, entry)| (*slot, &entry.proposal))
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 type R = Replica<Register>;
 type E = Effect<Register>;
-type Msg = Message<u8>;
+type Msg = Message<Register>;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -237,6 +237,7 @@ fn elect(mut r: R) -> R {
             Message::Promise {
                 ballot,
                 accepted: vec![],
+                snapshot: None,
             },
         ),
     );
@@ -293,6 +294,7 @@ fn recover_replays_committed_slots_into_state_machine() {
             (3, entry(ballot, batch(&[req(8, 2, 4)]))),
         ]),
         commit: 2,
+        compacted: 0,
     };
     let (r, effects) = Replica::recover(2, cluster(3), Register::default(), durable.clone());
     assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
@@ -357,6 +359,7 @@ fn election_timeout_runs_above_promise_from_commit_point() {
             (2, entry(old, batch(&[req(7, 2, 6)]))),
         ]),
         commit: 2,
+        compacted: 0,
     };
     let mut r = recover_with(0, cluster(3), durable);
     let effects = step(&mut r, timer(Timer::Election));
@@ -394,6 +397,7 @@ fn unbeaten_candidate_election_timeout_asks_again_at_the_same_ballot() {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![],
+                snapshot: None,
             },
         ),
     );
@@ -407,6 +411,7 @@ fn unbeaten_candidate_election_timeout_asks_again_at_the_same_ballot() {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![],
+                snapshot: None,
             },
         ),
     );
@@ -557,6 +562,7 @@ fn acceptor_promises_prepare_above_promise_reporting_votes_from_slot() {
                 Message::Promise {
                     ballot: b(2, 0),
                     accepted: vec![(2, entry(old, p2))],
+                    snapshot: None,
                 }
             ),
         ]
@@ -605,6 +611,7 @@ fn acceptor_repeats_promise_for_duplicate_prepare_without_persisting() {
             Message::Promise {
                 ballot: b(2, 0),
                 accepted: vec![(1, entry(b(1, 2), p))],
+                snapshot: None,
             }
         )]
     );
@@ -622,6 +629,7 @@ fn leader_steps_down_on_prepare_above_its_ballot() {
         Message::Promise {
             ballot: b(2, 1),
             accepted: vec![],
+            snapshot: None,
         },
     ));
     assert_eq!(effects, expected);
@@ -646,6 +654,7 @@ fn candidate_becomes_leader_on_majority_of_promises() {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![],
+                snapshot: None,
             },
         ),
     );
@@ -678,6 +687,7 @@ fn new_leader_reproposes_highest_ballot_value_and_fills_holes_with_noop() {
             Message::Promise {
                 ballot: b(2, 0),
                 accepted: vec![(1, entry(high, p20.clone())), (3, entry(high, p30.clone()))],
+                snapshot: None,
             },
         ),
     );
@@ -721,6 +731,7 @@ fn new_leader_keeps_its_own_vote_when_it_has_the_highest_ballot() {
             Message::Promise {
                 ballot: b(2, 0),
                 accepted: vec![(1, entry(b(1, 1), theirs))],
+                snapshot: None,
             },
         ),
     );
@@ -741,6 +752,7 @@ fn candidate_ignores_promise_for_its_earlier_ballot() {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![],
+                snapshot: None,
             },
         ),
     );
@@ -760,6 +772,7 @@ fn leader_ignores_late_promise() {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![(1, entry(b(1, 0), Proposal::Noop))],
+                snapshot: None,
             },
         ),
     );
@@ -1389,6 +1402,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
             Message::Promise {
                 ballot: b(6, 0),
                 accepted: vec![],
+                snapshot: None,
             },
             StepError::UnknownPeer {
                 from: 0,
@@ -1436,6 +1450,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
             Message::Promise {
                 ballot: b(3, 1),
                 accepted: vec![],
+                snapshot: None,
             },
             StepError::NotOurBallot {
                 kind: "Promise",
@@ -1448,6 +1463,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
             Message::Promise {
                 ballot: Ballot::ZERO,
                 accepted: vec![],
+                snapshot: None,
             },
             StepError::NotOurBallot {
                 kind: "Promise",
@@ -1529,6 +1545,7 @@ fn is_obsolete_tracks_the_running_ballot() {
     let promise = |ballot| Message::Promise {
         ballot,
         accepted: vec![],
+        snapshot: None,
     };
     let reject = |ballot| Message::Reject {
         ballot,
@@ -1624,6 +1641,7 @@ fn accept_or_promise_naming_an_absurd_slot_is_refused() {
             Message::Promise {
                 ballot,
                 accepted: vec![(u64::MAX, entry)],
+                snapshot: None,
             },
         ),
     );

@@ -5,9 +5,10 @@
 use crate::ballot::{ClientId, NodeId};
 use crate::durable::DurableState;
 use crate::effect::{Effect, Input, Timer};
-use crate::message::{ClientRequest, ClientResponse, Message, Request};
+use crate::message::{ClientRequest, ClientResponse, Message, Proposal, Request};
 use crate::register::{Register, RegisterOp, Value};
 use crate::replica::{ClusterConfig, Replica};
+use crate::snapshot::Snapshot;
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
 
@@ -15,7 +16,7 @@ use std::borrow::Cow;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ModelMsg {
     /// Server to server.
-    Peer(Message<Value>),
+    Peer(Message<Register>),
     /// Client to server.
     Request(ClientRequest<Value, ()>),
     /// Server to client.
@@ -31,18 +32,53 @@ pub enum ModelTimer {
     ClientRetry,
 }
 
-/// A server's state in the model: the core, plus the durable state as last saved.
+/// What a server's disk holds: the fold of every `Persist` the core emitted, and the
+/// latest snapshot saved.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stored {
+    /// The durable state as persisted.
+    pub durable: DurableState<Value>,
+    /// The latest durable snapshot (the initial state until the first one).
+    pub snapshot: Snapshot<Register>,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Stored {
+            durable: DurableState::default(),
+            snapshot: Snapshot::initial(Register::default()),
+        }
+    }
+}
+
+impl Stored {
+    /// True if slot `slot`'s value survives a crash here: its vote is in the durable
+    /// log, or a saved snapshot covers it.
+    pub fn holds(
+        &self,
+        slot: crate::ballot::Slot,
+        holds_value: impl Fn(&Proposal<Value>) -> bool,
+    ) -> bool {
+        self.snapshot.slot >= slot
+            || self
+                .durable
+                .accepted
+                .get(&slot)
+                .is_some_and(|entry| holds_value(&entry.proposal))
+    }
+}
+
+/// A server's state in the model: the core, plus its disk as last saved.
 ///
-/// `stored` is what the node's disk holds: the fold of every `Persist` the core emitted.
-/// It is kept apart from `replica`'s own copy so that a core that changed durable state
-/// without persisting it (see the `PromiseNotPersisted` mutant) loses that change on a
-/// crash, exactly as a real node would.
+/// `stored` is kept apart from `replica`'s own copy of its durable state so that a core
+/// that changed durable state without persisting it (see the `PromiseNotPersisted`
+/// mutant) loses that change on a crash, exactly as a real node would.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerState {
     /// The protocol state.
     pub replica: Replica<Register>,
-    /// The durable state as persisted.
-    pub stored: DurableState<Value>,
+    /// The disk.
+    pub stored: Stored,
 }
 
 /// A client's progress through its script.
@@ -77,6 +113,8 @@ pub enum ModelActor {
     Server {
         /// The core's configuration.
         cluster: ClusterConfig,
+        /// Whether the driver compacts (see [`crate::model::ModelConfig::compaction`]).
+        compaction: bool,
     },
     /// A client running a script.
     Client {
@@ -100,13 +138,23 @@ impl ModelActor {
         input: Input<Register>,
         o: &mut Out<Self>,
     ) {
-        let ModelActorState::Server(server) = &**state else {
+        let (ModelActorState::Server(server), ModelActor::Server { compaction, .. }) =
+            (&**state, self)
+        else {
             return;
         };
         let mut next = server.clone();
         let mut effects = Vec::new();
         if next.replica.step(input, &mut effects).is_err() {
             return;
+        }
+        if *compaction && next.replica.applied_index() > next.replica.durable().compacted {
+            // The driver's compaction policy: save the applied state, then tell the core
+            // it is durable. Both land in this one step, after the step's own effects.
+            let snapshot = next.replica.snapshot();
+            let through = snapshot.slot;
+            effects.push(Effect::SaveSnapshot(snapshot));
+            let _ = next.replica.step(Input::Compact { through }, &mut effects);
         }
         let acted = !effects.is_empty();
         emit(
@@ -127,7 +175,7 @@ impl ModelActor {
 /// handler's commands atomically, so persist-before-send holds trivially here; the
 /// runtime must honour it explicitly (see `Effect`).
 fn emit(
-    stored: &mut DurableState<Value>,
+    stored: &mut Stored,
     effects: Vec<Effect<Register>>,
     servers: usize,
     o: &mut Out<ModelActor>,
@@ -136,8 +184,14 @@ fn emit(
     for effect in effects {
         match effect {
             Effect::Persist(update) => {
-                stored.apply(&update);
+                stored.durable.apply(&update);
                 persisted = true;
+            }
+            Effect::SaveSnapshot(snapshot) => {
+                if snapshot.slot > stored.snapshot.slot {
+                    stored.snapshot = snapshot;
+                    persisted = true;
+                }
             }
             Effect::Send { to, message } => o.send(Id::from(to), ModelMsg::Peer(message)),
             Effect::Reply { client, response } => o.send(
@@ -163,7 +217,7 @@ impl Actor for ModelActor {
     type Msg = ModelMsg;
     type State = ModelActorState;
     type Timer = ModelTimer;
-    type Storage = DurableState<Value>;
+    type Storage = Stored;
     type Random = ();
 
     fn name(&self) -> String {
@@ -175,14 +229,17 @@ impl Actor for ModelActor {
 
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
         match self {
-            ModelActor::Server { cluster } => {
+            ModelActor::Server { cluster, .. } => {
                 let stored = storage.clone().unwrap_or_default();
-                let (replica, effects) = Replica::recover(
+                let restored = Replica::restore(
                     usize::from(id),
                     cluster.clone(),
-                    Register::default(),
-                    stored.clone(),
+                    stored.snapshot.clone(),
+                    stored.durable.clone(),
                 );
+                // The adapter saves every snapshot before it compacts, so the disk it
+                // kept is always consistent.
+                let (replica, effects) = restored.expect("the model's disk is consistent");
                 let mut server = ServerState { replica, stored };
                 emit(&mut server.stored, effects, cluster.node_count, o);
                 ModelActorState::Server(server)

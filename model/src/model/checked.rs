@@ -12,8 +12,9 @@ use super::refinement::refine;
 use crate::ballot::{Ballot, NodeId, Slot};
 use crate::effect::Timer;
 use crate::message::{ClientResponse, Proposal};
+use crate::register::Register;
 use crate::register::Value;
-use crate::replica::Role;
+use crate::replica::{Replica, Role};
 use crate::spec::{ConsensusSpec, SpecViolation};
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network};
 use stateright::{Model, Path, Property};
@@ -43,6 +44,8 @@ pub struct Ledger {
     /// Some server answered a retried request from its client table (the replica's
     /// metric counter takes no part in state identity, so the fact is kept here).
     pub deduplicated: bool,
+    /// Some server installed a snapshot from a peer (a promise's or a leader's).
+    pub installed_snapshot: bool,
     /// A scripted opening ([`Opening::Elected`]) is over: cut links are cut for good.
     pub opened: bool,
 }
@@ -136,6 +139,7 @@ impl BallotModel {
         let mut inner = ActorModel::new(config.clone(), ModelHistory::default())
             .actors((0..config.servers).map(|_| ModelActor::Server {
                 cluster: cluster.clone(),
+                compaction: config.compaction,
             }))
             .actors((0..config.clients).map(|client| ModelActor::Client {
                 client: client as u64,
@@ -377,19 +381,23 @@ impl Model for BallotModel {
         }
         let mut system = self.inner.next_state(&last.system, action)?;
         self.bound_network(&mut system, ledger.opened);
-        if !ledger.deduplicated {
-            let count = |system: &ActorModelState<ModelActor, ModelHistory>| -> u64 {
+        // Metric counters take no part in state identity, so facts the reachability
+        // properties need are kept in the ledger: did this step raise a counter?
+        let rose = |metric: fn(&Replica<Register>) -> u64| -> bool {
+            let sum = |system: &ActorModelState<ModelActor, ModelHistory>| -> u64 {
                 system
                     .actor_states
                     .iter()
                     .map(|state| match &**state {
-                        ModelActorState::Server(server) => server.replica.deduplicated_count(),
+                        ModelActorState::Server(server) => metric(&server.replica),
                         ModelActorState::Client(_) => 0,
                     })
                     .sum()
             };
-            ledger.deduplicated = count(&system) > count(&last.system);
-        }
+            sum(&system) > sum(&last.system)
+        };
+        ledger.deduplicated = ledger.deduplicated || rose(Replica::deduplicated_count);
+        ledger.installed_snapshot = ledger.installed_snapshot || rose(Replica::snapshots_installed);
         refine(&mut ledger, self.config.servers, &system);
         Some(BallotState { system, ledger })
     }
@@ -437,7 +445,7 @@ impl Model for BallotModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        properties::all()
+        properties::all(&self.config)
     }
 
     /// Only needed on duplicating networks, where a read request can be delivered

@@ -177,6 +177,11 @@ pub struct ModelConfig {
     pub max_batch: usize,
     /// Messages one ordered channel holds (only for [`NetworkKind::Ordered`]).
     pub channel_capacity: usize,
+    /// Servers compact their logs: after every step, a server that applied a slot it
+    /// still holds saves a snapshot and compacts through it (the most eager policy a
+    /// driver may follow, so snapshot transfer and snapshot-carrying promises happen
+    /// as soon as they can).
+    pub compaction: bool,
     /// A broken protocol variant to run instead of the real one.
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutant::Mutant>,
@@ -200,6 +205,7 @@ impl Default for ModelConfig {
             pipeline_depth: 2,
             max_batch: 1,
             channel_capacity: 3,
+            compaction: false,
             #[cfg(feature = "mutants")]
             mutant: None,
         }

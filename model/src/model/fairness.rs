@@ -181,7 +181,14 @@ impl BallotModel {
                         Role::Follower { .. } => false,
                     })
             }
-            ModelTimer::Server(Timer::CheckQuorum) => !self.is_quorum_connected(state, n),
+            // Due when the leader lost its majority (it must step down), and also when a
+            // snapshot it sent is lost and nothing else is on its way: the check is the
+            // leader's periodic tick that allows a resend (`Leadership::snapshot_sent`).
+            ModelTimer::Server(Timer::CheckQuorum) => {
+                !self.is_quorum_connected(state, n)
+                    || (self.snapshot_resend_due(state, n)
+                        && !self.has_effective_in_flight(state, id, false))
+            }
             ModelTimer::Server(Timer::Heartbeat) => {
                 !self.has_effective_in_flight(state, id, false) && self.follower_lags(state, n)
             }
@@ -243,6 +250,16 @@ impl BallotModel {
     /// vote, or does not back `leader` (it restarted, or still backs an older leader):
     /// the case where a heartbeat changes something. (The election guard assumes a live leader's heartbeats reach its
     /// followers; this makes sure the model sends them whenever they matter.)
+    /// True if `leader` sent a snapshot since its last quorum check and a follower
+    /// still lags: only the next check lets the leader send another.
+    fn snapshot_resend_due(&self, state: &BallotState, leader: NodeId) -> bool {
+        let Some(Role::Leader(leadership)) = self.server(state, leader).map(|s| s.replica.role())
+        else {
+            return false;
+        };
+        !leadership.snapshot_sent.is_empty() && self.follower_lags(state, leader)
+    }
+
     pub(super) fn follower_lags(&self, state: &BallotState, leader: NodeId) -> bool {
         let Some(leader_state) = self.server(state, leader) else {
             return false;

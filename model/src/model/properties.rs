@@ -2,9 +2,11 @@
 //! safety ones call the named invariants in [`crate::invariants`] and the abstract spec.
 
 use super::checked::{BallotModel, BallotState};
+use super::config::ModelConfig;
 use crate::ballot::quorum;
 use crate::invariants;
-use crate::register::Register;
+use crate::message::{Proposal, Request};
+use crate::register::{Register, Value};
 use crate::replica::Replica;
 use crate::spec::SpecViolation;
 use stateright::Property;
@@ -34,9 +36,12 @@ pub const READ_SERVED: &str = "read served by read-index";
 /// Reachability: a retried request is answered without re-applying.
 pub const DUPLICATE_DEDUPLICATED: &str = "duplicate request deduplicated";
 
-/// Every property, safety first.
-pub fn all() -> Vec<Property<BallotModel>> {
-    vec![
+/// Reachability (with compaction on): a lagging node installs a peer's snapshot.
+pub const SNAPSHOT_INSTALLED: &str = "snapshot installed from a peer";
+
+/// Every property for `config`, safety first.
+pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
+    let mut properties = vec![
         Property::always(ONE_VALUE_PER_SLOT, one_value_per_slot),
         Property::always(LOGS_AGREE, logs_agree),
         Property::always(ONE_LEADER_PER_BALLOT, one_leader_per_ballot),
@@ -49,7 +54,11 @@ pub fn all() -> Vec<Property<BallotModel>> {
         Property::sometimes(FAILOVER_COMMITS, failover_commits),
         Property::sometimes(READ_SERVED, read_served),
         Property::sometimes(DUPLICATE_DEDUPLICATED, duplicate_deduplicated),
-    ]
+    ];
+    if config.compaction {
+        properties.push(Property::sometimes(SNAPSHOT_INSTALLED, snapshot_installed));
+    }
+    properties
 }
 
 fn replicas(state: &BallotState) -> Vec<&Replica<Register>> {
@@ -84,10 +93,33 @@ fn replica_invariants(_: &BallotModel, state: &BallotState) -> bool {
         .all(|replica| invariants::check_replica(replica).is_ok())
 }
 
+/// The chosen prefix as the spec records it, as log values. The spec, not the
+/// replica's own log: a replica that compacted (or installed a snapshot) no longer
+/// holds the slots its state came from, and the check is against what was chosen.
+fn chosen_log(state: &BallotState) -> Vec<Proposal<Value>> {
+    state
+        .ledger
+        .spec
+        .chosen_prefix()
+        .map(|(_, writes)| {
+            Proposal::Batch(
+                writes
+                    .iter()
+                    .map(|(client, seq, command)| Request {
+                        client: *client,
+                        seq: *seq,
+                        command: *command,
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 fn applied_matches_log(_: &BallotModel, state: &BallotState) -> bool {
+    let log = chosen_log(state);
     live_replicas(state).into_iter().all(|replica| {
-        let log = replica.committed_log().map(|(_, proposal)| proposal);
-        invariants::applied_state_matches_log(replica, &Register::default(), log).is_ok()
+        invariants::applied_state_matches_log(replica, &Register::default(), &log).is_ok()
     })
 }
 
@@ -122,9 +154,8 @@ fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
                 .take(model.config.servers)
                 .flatten()
                 .filter(|stored| {
-                    stored.accepted.get(&slot).is_some_and(|entry| {
-                        entry
-                            .proposal
+                    stored.holds(slot, |proposal| {
+                        proposal
                             .requests()
                             .iter()
                             .any(|r| (r.client, r.seq) == (*client, *seq))
@@ -151,14 +182,20 @@ fn failover_commits(_: &BallotModel, state: &BallotState) -> bool {
     let Some(crash_commit) = state.ledger.leader_crash_commit else {
         return false;
     };
+    // The spec's chosen prefix rather than the servers' logs, which compaction empties.
     state
-        .servers()
-        .flat_map(|(_, server)| server.replica.committed_log())
-        .any(|(slot, proposal)| slot > crash_commit && !proposal.requests().is_empty())
+        .ledger
+        .spec
+        .chosen_prefix()
+        .any(|(slot, writes)| slot > crash_commit && !writes.is_empty())
 }
 
 fn read_served(_: &BallotModel, state: &BallotState) -> bool {
     !state.system.history.read_replies.is_empty()
+}
+
+fn snapshot_installed(_: &BallotModel, state: &BallotState) -> bool {
+    state.ledger.installed_snapshot
 }
 
 fn duplicate_deduplicated(_: &BallotModel, state: &BallotState) -> bool {
@@ -184,14 +221,16 @@ pub fn explain(name: &str, model: &BallotModel, state: &BallotState) -> Option<S
         REPLICA_INVARIANTS => live
             .iter()
             .find_map(|replica| first_err(invariants::check_replica(replica))),
-        APPLIED_MATCHES_LOG => live.iter().find_map(|replica| {
-            let log = replica.committed_log().map(|(_, proposal)| proposal);
-            first_err(invariants::applied_state_matches_log(
-                replica,
-                &Register::default(),
-                log,
-            ))
-        }),
+        APPLIED_MATCHES_LOG => {
+            let log = chosen_log(state);
+            live.iter().find_map(|replica| {
+                first_err(invariants::applied_state_matches_log(
+                    replica,
+                    &Register::default(),
+                    &log,
+                ))
+            })
+        }
         LINEARIZABLE => (!linearizable(model, state)).then(|| {
             format!(
                 "no linearization of the client history exists: {:?}",
