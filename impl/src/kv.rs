@@ -31,7 +31,6 @@
 use crate::resp::{parse_redis_int, Value};
 use ballot_model::StateMachine;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Redis's reply when a value or an argument is not a 64-bit integer.
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
@@ -46,11 +45,14 @@ pub const MAX_VALUE_BYTES: usize = 512 << 20;
 
 /// The replicated state: a sorted map from keys to values, both binary strings.
 ///
-/// Sorted (a `BTreeMap`) so that equal states compare, hash and serialise equally,
-/// which the model checker and snapshots rely on.
+/// Sorted, so that equal states compare, hash and serialise equally, which the model
+/// checker and snapshots rely on; and persistent (`imbl::OrdMap`, a B-tree whose
+/// nodes are shared between copies), so that a snapshot is an O(1) copy the node can
+/// encode and write in the background while the live map moves on: taking a snapshot
+/// never stalls the event loop, whatever the number of keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KvStore {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: imbl::OrdMap<Vec<u8>, Vec<u8>>,
 }
 
 impl KvStore {

@@ -16,7 +16,7 @@
 //! ```
 
 use crate::wal::sync_dir;
-use ballot_model::{Slot, Snapshot, StateMachine};
+use ballot_model::{ClientTable, Slot, Snapshot, StateMachine};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::{self, File, OpenOptions};
@@ -53,6 +53,29 @@ pub enum SnapshotError {
     /// The snapshot could not be encoded.
     #[error("could not encode a snapshot: {0}")]
     Encode(String),
+}
+
+/// A snapshot by reference: encodes exactly as [`Snapshot`] does (same fields, same
+/// order), so the node can encode its live state without copying it first.
+#[derive(Serialize)]
+#[serde(bound(serialize = "ClientTable<S>: Serialize"))]
+struct SnapshotRef<'a, S: StateMachine> {
+    slot: Slot,
+    table: &'a ClientTable<S>,
+}
+
+/// Encodes the applied state `table` at `slot` as a snapshot payload, without cloning
+/// it. Cheaper in time and far cheaper in memory than cloning a large state machine
+/// (one buffer, released whole, instead of a copy of every key).
+pub fn encode<S: StateMachine + Serialize>(
+    slot: Slot,
+    table: &ClientTable<S>,
+) -> Result<Vec<u8>, SnapshotError>
+where
+    S::Output: Serialize,
+{
+    postcard::to_stdvec(&SnapshotRef { slot, table })
+        .map_err(|e| SnapshotError::Encode(e.to_string()))
 }
 
 /// Where snapshots are kept: a directory (the node's data directory).
@@ -270,6 +293,15 @@ mod tests {
         store.remove_older(12).unwrap();
         assert_eq!(store.slots().unwrap(), vec![12]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_encoded_by_reference_decodes_as_the_owned_one() {
+        let owned = snapshot(4, 9);
+        let bytes = encode(owned.slot, &owned.table).unwrap();
+        assert_eq!(postcard::to_stdvec(&owned).unwrap(), bytes);
+        let back: Snapshot<Register> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, owned);
     }
 
     #[test]
