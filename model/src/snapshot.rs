@@ -3,7 +3,7 @@
 //! A node that has applied slot `s` may replace slots `1..=s` of its log by a snapshot
 //! of its [`ClientTable`] (state machine plus client sessions) at `s`. Every slot it
 //! covers is chosen, so the snapshot holds nothing any acceptor could disagree with:
-//! it is what every replica reaches by applying the chosen prefix (SPEC §2.6). A
+//! it is what every replica reaches by applying the chosen prefix (SPEC §2.4). A
 //! snapshot also travels: a leader sends one to a follower that lags behind what the
 //! leader compacted, and an acceptor sends one with its promise to a candidate that
 //! lags behind what the acceptor compacted.
