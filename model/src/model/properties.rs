@@ -182,12 +182,18 @@ fn failover_commits(_: &BallotModel, state: &BallotState) -> bool {
     let Some(crash_commit) = state.ledger.leader_crash_commit else {
         return false;
     };
-    // The spec's chosen prefix rather than the servers' logs, which compaction empties.
+    // Committed by some server past the crash point, with a write in it; the values come
+    // from the spec's chosen prefix, since compaction empties the servers' logs.
+    let committed = state
+        .servers()
+        .map(|(_, server)| server.replica.commit_index())
+        .max()
+        .unwrap_or(0);
     state
         .ledger
         .spec
         .chosen_prefix()
-        .any(|(slot, writes)| slot > crash_commit && !writes.is_empty())
+        .any(|(slot, writes)| slot > crash_commit && slot <= committed && !writes.is_empty())
 }
 
 fn read_served(_: &BallotModel, state: &BallotState) -> bool {
