@@ -1,0 +1,122 @@
+//! Property tests for everything that decodes bytes from outside the process: peer
+//! frames, RESP requests and values, and the write-ahead log and snapshot files. Any
+//! input must give a value or a clear error, never a panic or a hang; and what the
+//! node itself encodes must decode back to the same thing.
+
+use ballot_model::{Ballot, ClientRequest, Message, Request};
+use ballot_node::frame;
+use ballot_node::kv::{KvCommand, KvStore};
+use ballot_node::node::PeerFrame;
+use ballot_node::resp::{self, Limits, Value};
+use ballot_node::snapshot_store::SnapshotDir;
+use ballot_node::wal::Wal;
+use proptest::prelude::*;
+use std::path::PathBuf;
+
+fn scratch(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ballot-prop-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        "[a-zA-Z0-9 ]{0,20}".prop_map(Value::Simple),
+        "[a-zA-Z0-9 ]{0,20}".prop_map(Value::Error),
+        any::<i64>().prop_map(Value::Integer),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Value::Bulk),
+        Just(Value::Null),
+    ];
+    leaf.prop_recursive(3, 32, 6, |inner| {
+        proptest::collection::vec(inner, 0..6).prop_map(Value::Array)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn peer_frames_from_arbitrary_bytes_decode_or_fail(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = frame::decode::<PeerFrame<KvStore>>(&bytes);
+    }
+
+    #[test]
+    fn peer_frames_round_trip(client in any::<u64>(), seq in any::<u64>(), key in proptest::collection::vec(any::<u8>(), 0..32), round in any::<u32>(), node in 0usize..7, slot in any::<u64>()) {
+        let frames: Vec<PeerFrame<KvStore>> = vec![
+            PeerFrame::Forward(ClientRequest::Write(Request { client, seq, command: KvCommand::Del(vec![key.clone()]) })),
+            PeerFrame::Paxos(Message::Prepare { ballot: Ballot::new(round, node), from_slot: slot }),
+        ];
+        for f in frames {
+            let mut out = Vec::new();
+            frame::encode(&f, &mut out, frame::DEFAULT_MAX_FRAME_BYTES).unwrap();
+            let back: PeerFrame<KvStore> = frame::decode(&out[4..]).unwrap();
+            prop_assert_eq!(format!("{back:?}"), format!("{f:?}"));
+        }
+    }
+
+    #[test]
+    fn resp_requests_from_arbitrary_bytes_parse_or_fail(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let limits = Limits::default();
+        if let Ok(Some((_, used))) = resp::parse_request(&bytes, &limits) {
+            prop_assert!(used <= bytes.len() && used > 0);
+        }
+        if let Ok(Some((_, used))) = resp::parse_value(&bytes) {
+            prop_assert!(used <= bytes.len() && used > 0);
+        }
+    }
+
+    #[test]
+    fn resp_values_round_trip_and_every_prefix_is_incomplete(v in value()) {
+        let mut out = Vec::new();
+        v.encode(&mut out);
+        prop_assert_eq!(resp::parse_value(&out).unwrap(), Some((v.clone(), out.len())));
+        for cut in 0..out.len() {
+            prop_assert_eq!(resp::parse_value(&out[..cut]).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn resp_requests_round_trip(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 1..6)) {
+        let request = Value::Array(args.iter().cloned().map(Value::Bulk).collect());
+        let mut out = Vec::new();
+        request.encode(&mut out);
+        prop_assert_eq!(resp::parse_request(&out, &Limits::default()).unwrap(), Some((args, out.len())));
+    }
+}
+
+proptest! {
+    // Each case touches the file system: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_log_of_arbitrary_bytes_opens_or_is_refused(tail in proptest::collection::vec(any::<u8>(), 0..256), with_header in any::<bool>()) {
+        let dir = scratch("wal");
+        let mut bytes = Vec::new();
+        if with_header {
+            bytes.extend_from_slice(b"BALLOTWL");
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+        }
+        bytes.extend_from_slice(&tail);
+        std::fs::write(dir.join("wal.log"), &bytes).unwrap();
+        let _ = Wal::open::<KvCommand>(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_file_of_arbitrary_bytes_loads_or_is_refused(tail in proptest::collection::vec(any::<u8>(), 0..256), with_magic in any::<bool>()) {
+        let dir = scratch("snap");
+        let mut bytes = Vec::new();
+        if with_magic {
+            bytes.extend_from_slice(b"BALLOTSN");
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+        }
+        bytes.extend_from_slice(&tail);
+        std::fs::write(dir.join("snapshot-00000000000000000001.bin"), &bytes).unwrap();
+        prop_assert!(SnapshotDir::new(&dir).latest::<KvStore>().is_err(), "damage is never taken as a snapshot");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
