@@ -11,6 +11,14 @@ use ballot_node::resp::{self, Limits, Value};
 use ballot_node::snapshot_store::SnapshotDir;
 use ballot_node::wal::Wal;
 use proptest::prelude::*;
+
+/// `default` cases, or `PROPTEST_CASES` when set (for longer runs).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
@@ -37,7 +45,7 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn peer_frames_from_arbitrary_bytes_decode_or_fail(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -90,7 +98,7 @@ proptest! {
 
 proptest! {
     // Each case touches the file system: fewer cases.
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(96), ..ProptestConfig::default() })]
 
     #[test]
     fn a_log_of_arbitrary_bytes_opens_or_is_refused(tail in proptest::collection::vec(any::<u8>(), 0..256), with_header in any::<bool>()) {

@@ -16,6 +16,14 @@ use ballot_model::{
 };
 use proptest::prelude::*;
 
+/// `default` cases, or `PROPTEST_CASES` when set (for longer runs).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn ballot() -> impl Strategy<Value = Ballot> {
     (0u32..4, 0usize..4).prop_map(|(round, node)| Ballot::new(round, node))
 }
@@ -203,7 +211,7 @@ fn inputs() -> impl Strategy<Value = Vec<Input<Register>>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2_000), ..ProptestConfig::default() })]
 
     #[test]
     fn any_input_sequence_keeps_the_replica_consistent(inputs in inputs()) {
