@@ -114,26 +114,12 @@ impl<S: StateMachine> Replica<S> {
         read_round: u64,
         effects: &mut Vec<Effect<S>>,
     ) {
-        if ballot < self.durable.promised {
-            effects.push(reject(from, ballot, self.durable.promised));
-            return;
-        }
-        self.follow(from, ballot, effects);
-        self.learn_commit(ballot, commit, effects);
-        effects.push(Effect::Send {
-            to: from,
-            message: Message::HeartbeatAck {
-                ballot,
-                commit: self.durable.commit,
-                read_round,
-                lagging: self.durable.commit < commit,
-            },
-        });
+        self.on_leader_contact(from, ballot, commit, read_round, None, effects);
     }
 
-    /// A leader's snapshot, sent because we lag behind its compaction point: follow
-    /// the leader, install the snapshot if it reaches past our commit index, learn the
-    /// commit index, and answer as to a heartbeat (saying whether we still lag).
+    /// A leader's snapshot, sent because we lag behind its compaction point: answered
+    /// as a heartbeat (saying whether we still lag), after installing the snapshot if
+    /// it reaches past our commit index.
     pub(crate) fn on_install_snapshot(
         &mut self,
         from: NodeId,
@@ -142,19 +128,36 @@ impl<S: StateMachine> Replica<S> {
         commit: Slot,
         effects: &mut Vec<Effect<S>>,
     ) {
+        self.on_leader_contact(from, ballot, commit, 0, Some(snapshot), effects);
+    }
+
+    /// Word from the leader of `ballot` without a vote to cast: follow it (unless we
+    /// promised higher), install its snapshot if one came, learn its commit index and
+    /// acknowledge.
+    fn on_leader_contact(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        read_round: u64,
+        snapshot: Option<Snapshot<S>>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
         if ballot < self.durable.promised {
             effects.push(reject(from, ballot, self.durable.promised));
             return;
         }
         self.follow(from, ballot, effects);
-        self.install_snapshot(snapshot, effects);
+        if let Some(snapshot) = snapshot {
+            self.install_snapshot(snapshot, effects);
+        }
         self.learn_commit(ballot, commit, effects);
         effects.push(Effect::Send {
             to: from,
             message: Message::HeartbeatAck {
                 ballot,
                 commit: self.durable.commit,
-                read_round: 0,
+                read_round,
                 lagging: self.durable.commit < commit,
             },
         });
