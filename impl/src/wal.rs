@@ -334,21 +334,9 @@ impl Wal {
         self.pending.clear();
         self.records = 0;
         self.rewrite = true;
-        // Replaying these in order gives back `state`: the compaction point first (it
-        // only drops slots and raises the commit index), then the votes after it (each
-        // at most the promise), then the promise and the commit index.
-        if state.compacted > 0 {
-            self.append(&DurableUpdate::<C>::Compact(state.compacted))?;
+        for update in state.rebuild() {
+            self.append(&update)?;
         }
-        // After a compaction only the slots past it remain: few, so cloning is cheap.
-        for (slot, entry) in &state.accepted {
-            self.append(&DurableUpdate::Accept {
-                slot: *slot,
-                entry: entry.clone(),
-            })?;
-        }
-        self.append(&DurableUpdate::<C>::Promise(state.promised))?;
-        self.append(&DurableUpdate::<C>::Commit(state.commit))?;
         Ok(())
     }
 

@@ -111,6 +111,41 @@ impl<C: Clone> DurableState<C> {
         self.accepted = self.accepted.split_off(&through.saturating_add(1));
     }
 
+    /// The updates that, folded into an empty state in order, give back exactly this
+    /// one: how a log is rewritten after a compaction. The compaction point first (it
+    /// only drops slots and raises the commit index), then the votes after it (each at
+    /// most the promise), then the promise and the commit index.
+    ///
+    /// ```
+    /// use ballot_model::{AcceptedEntry, Ballot, DurableState, DurableUpdate, Proposal};
+    /// let mut d = DurableState::<u8>::default();
+    /// for slot in 1..=3 {
+    ///     let entry = AcceptedEntry { ballot: Ballot::new(1, 0), proposal: Proposal::Noop };
+    ///     d.apply(&DurableUpdate::Accept { slot, entry });
+    /// }
+    /// d.apply(&DurableUpdate::Compact(2));
+    /// let mut rebuilt = DurableState::default();
+    /// for update in d.rebuild() {
+    ///     rebuilt.apply(&update);
+    /// }
+    /// assert_eq!(rebuilt, d);
+    /// ```
+    pub fn rebuild(&self) -> impl Iterator<Item = DurableUpdate<C>> + '_ {
+        let compact = (self.compacted > 0).then_some(DurableUpdate::Compact(self.compacted));
+        // After a compaction only the slots past it remain: few, so cloning is cheap.
+        let votes = self
+            .accepted
+            .iter()
+            .map(|(slot, entry)| DurableUpdate::Accept {
+                slot: *slot,
+                entry: entry.clone(),
+            });
+        compact.into_iter().chain(votes).chain([
+            DurableUpdate::Promise(self.promised),
+            DurableUpdate::Commit(self.commit),
+        ])
+    }
+
     /// Accepted entries at slots `>= from_slot`, ascending: what a promise reports.
     pub fn accepted_from(&self, from_slot: Slot) -> Vec<(Slot, AcceptedEntry<C>)> {
         self.accepted
