@@ -33,6 +33,13 @@ pub enum Command {
     Explore(ExploreArgs),
     /// Check every deliberately broken protocol variant; exit 0 only if each is caught.
     Mutants(MutantArgs),
+    /// Check a running cluster's traces against the model: replay every node's steps
+    /// through the core, check persist-before-send, that every received message was
+    /// sent, restart states, timers, and the model's safety invariants on the global
+    /// states the traces imply. Record traces with `trace_dir` in a node's
+    /// configuration (or `ballot cluster up --trace`). Exit 0 if they conform, 1 on
+    /// the first divergence (reported with context), 2 if the traces cannot be read.
+    Conform(ConformArgs),
 }
 
 /// Exploration strategy.
@@ -248,4 +255,11 @@ pub struct MutantArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// `conform` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct ConformArgs {
+    /// The directory the nodes wrote their `*.trace` files to.
+    pub trace_dir: std::path::PathBuf,
 }

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
                 std::thread::park();
             }
         }
+        Command::Conform(args) => conform(&args.trace_dir),
         Command::Mutants(args) => {
             let results = match mutants::run_all(args.only.as_deref(), args.threads, !args.json) {
                 Ok(results) => results,
@@ -68,6 +69,44 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// `ballot-check conform DIR`: the key-value server's traces against the model.
+fn conform(dir: &std::path::Path) -> ExitCode {
+    use ballot_node::trace::{check_dir, ConformError};
+    match check_dir::<ballot_node::kv::KvStore>(dir) {
+        Ok(report) => {
+            println!(
+                "conform: {} traces of {} nodes conform ({} restarts checked, {} torn tails)",
+                report.runs, report.nodes, report.restarts_checked, report.torn_tails
+            );
+            println!(
+                "  {} records, {} steps replayed identically, {} persists, {} messages \
+                 matched to their sends, {} slots agreed, {} global states checked",
+                report.records,
+                report.steps,
+                report.persists,
+                report.messages_matched,
+                report.slots_committed,
+                report.global_states_checked
+            );
+            println!(
+                "  rules: replays-identically, replica-invariants, timer-was-armed, \
+                 persist-before-send, received-was-sent, restart-state-is-durable-state, \
+                 committed-values-agree, one_leader_per_ballot, at_most_one_value_chosen"
+            );
+            if report.runs == 0 {
+                eprintln!("error: no *.trace files in {}", dir.display());
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(ConformError::Divergence(divergence)) => {
+            print!("conform: DIVERGENCE\n{divergence}");
+            ExitCode::from(1)
+        }
+        Err(ConformError::Trace(error)) => usage_error(&error.to_string()),
     }
 }
 

@@ -69,6 +69,7 @@ pub mod resp;
 pub mod server;
 pub mod snapshot_store;
 mod sync;
+pub mod trace;
 pub mod transport;
 pub mod waiters;
 pub mod wal;

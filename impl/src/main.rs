@@ -57,6 +57,10 @@ enum ClusterCommand {
         /// First client port; node i listens for clients on base+i and for peers on base+100+i.
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
+        /// Record conformance traces in DIR/traces (check them with
+        /// `ballot-check conform DIR/traces`).
+        #[arg(long)]
+        trace: bool,
     },
     /// Show each node's role, leader, ballot and indexes.
     Status {
@@ -124,6 +128,9 @@ struct NodeFile {
     /// Log size, in bytes, past which the node snapshots and compacts; default 64 MiB.
     #[serde(default)]
     snapshot_log_bytes: Option<u64>,
+    /// Record a conformance trace into this directory (`ballot-check conform DIR`).
+    #[serde(default)]
+    trace_dir: Option<PathBuf>,
 }
 
 fn default_election_min() -> u64 {
@@ -162,7 +169,8 @@ fn main() -> ExitCode {
                 nodes,
                 dir,
                 base_port,
-            }) => cluster_up(nodes, &dir, base_port).await,
+                trace,
+            }) => cluster_up(nodes, &dir, base_port, trace).await,
             Command::Cluster(ClusterCommand::Status { dir }) => cluster_status(&dir).await,
             Command::Bench(args) => bench(args).await,
         }
@@ -216,6 +224,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     if let Some(snapshot_log_bytes) = file.snapshot_log_bytes {
         config.snapshot_log_bytes = snapshot_log_bytes;
     }
+    config.trace_dir = file.trace_dir.clone();
     if let Some(pipeline_depth) = file.pipeline_depth {
         config.pipeline_depth = pipeline_depth.max(1);
     }
@@ -286,7 +295,7 @@ fn random_secret() -> String {
         .collect()
 }
 
-async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), String> {
+async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Result<(), String> {
     if nodes == 0 || nodes > 99 {
         return Err("--nodes must be between 1 and 99".into());
     }
@@ -318,6 +327,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16) -> Result<(), Stri
             max_batch: None,
             pipeline_depth: None,
             snapshot_log_bytes: None,
+            trace_dir: trace.then(|| dir.join("traces")),
         };
         let config_path = dir.join(format!("node-{id}.toml"));
         let text = toml::to_string(&file).map_err(|e| e.to_string())?;

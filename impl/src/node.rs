@@ -19,10 +19,12 @@
 use crate::frame;
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::sync::Arc;
+use crate::trace::{now_nanos, TraceError, TraceWriter};
 use crate::transport::{self, TransportConfig};
 use crate::waiters::Waiters;
 use crate::wal::{Wal, WalError};
 use crate::world::{DataDir, PeerNetwork, Storage, StorageError};
+use ballot_model::conformance::TraceRecord;
 use ballot_model::{
     ClientId, ClientRequest, ClientResponse, ClusterConfig, DurableState, DurableUpdate, Effect,
     Input, Message, NodeId, Replica, Request, RestoreError, Role, Slot, Snapshot, StateMachine,
@@ -77,6 +79,10 @@ pub struct NodeConfig {
     /// Once the write-ahead log is larger than this many bytes, the node saves a
     /// snapshot of its applied state (in the background) and compacts the log to it.
     pub snapshot_log_bytes: u64,
+    /// Where to write a trace of the loop's inputs, effects and durability points, for
+    /// conformance checking (`ballot-check conform`); none if `None`. See
+    /// [`crate::trace`].
+    pub trace_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -104,6 +110,7 @@ impl NodeConfig {
             pipeline_depth: 32,
             max_batch: 512,
             snapshot_log_bytes: 64 << 20,
+            trace_dir: None,
         }
     }
 }
@@ -120,6 +127,9 @@ pub enum NodeError {
     /// The newest snapshot could not be read.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The trace file could not be created.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
     /// The snapshot and the log do not fit together.
     #[error("cannot start from the data directory: {0}")]
     Restore(#[from] RestoreError),
@@ -426,7 +436,29 @@ impl<S: Replicated> Node<S> {
         let cluster = ClusterConfig::new(config.peers.len())
             .with_pipeline_depth(config.pipeline_depth.max(1))
             .with_max_batch(config.max_batch.max(1));
-        let (replica, effects) = Replica::restore(config.id, cluster, snapshot, durable)?;
+        let mut trace = match &config.trace_dir {
+            Some(dir) => {
+                let writer = TraceWriter::create(dir, config.id)?;
+                tracing::info!(path = %writer.path().display(), "recording a trace");
+                Some((writer, snapshot.clone(), durable.clone()))
+            }
+            None => None,
+        };
+        let (replica, effects) = Replica::restore(config.id, cluster.clone(), snapshot, durable)?;
+        let trace = trace.take().map(|(mut writer, snapshot, durable)| {
+            writer.record(&TraceRecord::Start {
+                at: now_nanos(),
+                node: config.id,
+                node_count: cluster.node_count,
+                pipeline_depth: cluster.pipeline_depth,
+                max_batch: cluster.max_batch,
+                snapshot,
+                durable,
+                effects: effects.clone(),
+            });
+            writer.flush();
+            writer
+        });
         let waiters = Arc::new(Waiters::default());
         let (status_tx, status_rx) = watch::channel(Status::default());
         let incarnation = rand::rng().random_range(0..1u64 << 24);
@@ -442,6 +474,7 @@ impl<S: Replicated> Node<S> {
             scratch: Vec::new(),
             events: inbox.events.clone(),
             snapshotting: false,
+            trace,
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
         Ok(Node {
@@ -653,6 +686,8 @@ struct Driver<S: Replicated> {
     events: mpsc::Sender<Event<S>>,
     /// A background snapshot save is running: start no other.
     snapshotting: bool,
+    /// The trace being recorded, if any (see [`crate::trace`]).
+    trace: Option<TraceWriter<S>>,
 }
 
 impl<S: Replicated> Driver<S> {
@@ -702,6 +737,10 @@ impl<S: Replicated> Driver<S> {
             if shutdown {
                 if let Err(error) = self.execute(&mut effects).await {
                     tracing::error!(%error, "write-ahead log failed at shutdown");
+                }
+                if let Some(trace) = self.trace.as_mut() {
+                    trace.record(&TraceRecord::Stop { at: now_nanos() });
+                    trace.flush();
                 }
                 tracing::info!("node stopped");
                 break;
@@ -803,7 +842,17 @@ impl<S: Replicated> Driver<S> {
     }
 
     fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
-        if let Err(error) = self.replica.step(input, effects) {
+        let traced = self.trace.as_ref().map(|_| (input.clone(), effects.len()));
+        let result = self.replica.step(input, effects);
+        if let (Some(trace), Some((input, from))) = (self.trace.as_mut(), traced) {
+            trace.record(&TraceRecord::Step {
+                at: now_nanos(),
+                input,
+                refused: result.is_err(),
+                effects: effects[from..].to_vec(),
+            });
+        }
+        if let Err(error) = result {
             // Bad input from a peer: the core refused it without changing state.
             tracing::warn!(%error, "refused a peer message");
         }
@@ -840,6 +889,11 @@ impl<S: Replicated> Driver<S> {
     /// Executes `effects` in order, keeping the contract: persists are appended as they
     /// come, made durable with one fsync, and only then do sends and replies leave.
     async fn execute(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), StorageError> {
+        // The trace reaches the OS before the log does: a restarted node must never
+        // have loaded an update its trace lacks.
+        if let Some(trace) = self.trace.as_mut() {
+            trace.flush();
+        }
         let mut outbox = Vec::new();
         let mut persisted = false;
         let mut compacted = false;
@@ -884,6 +938,18 @@ impl<S: Replicated> Driver<S> {
         }
         if persisted {
             self.sync().await?;
+        }
+        if let Some(trace) = self.trace.as_mut() {
+            // Written before anything leaves: a peer must never step a message that
+            // its sender's trace lacks.
+            let at = now_nanos();
+            if persisted {
+                trace.record(&TraceRecord::Synced { at });
+            }
+            if !outbox.is_empty() {
+                trace.record(&TraceRecord::Released { at });
+            }
+            trace.flush();
         }
         for effect in outbox {
             match effect {

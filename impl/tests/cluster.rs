@@ -2,8 +2,12 @@
 //! logs, spoken to over RESP. Every loop here is bounded in time and stops by itself;
 //! every process started is killed by PID when the test ends.
 
+use ballot_model::conformance::{check_conformance, ConformanceReport, NodeRun, TraceRecord};
+use ballot_model::{DurableState, Input, Timer};
 use ballot_node::client::Client;
+use ballot_node::kv::KvStore;
 use ballot_node::resp::Value;
+use ballot_node::trace::{check_dir, read_dir};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,13 +69,28 @@ impl Cluster {
                 .join(", ")
         };
         let text = format!(
-            "id = {id}\ndata_dir = \"{}\"\npeers = [{}]\nclients = [{}]\nsecret = \"{secret}\"\nmetrics = \"{}\"\n",
+            "id = {id}\ndata_dir = \"{}\"\npeers = [{}]\nclients = [{}]\nsecret = \"{secret}\"\nmetrics = \"{}\"\ntrace_dir = \"{}\"\n",
             self.data_dir(id).display(),
             list(&self.peers),
             list(&self.clients),
             self.metrics[id],
+            self.trace_dir().display(),
         );
         std::fs::write(self.config(id), text).expect("write config");
+    }
+
+    /// Where every node records its conformance trace.
+    fn trace_dir(&self) -> PathBuf {
+        self.dir.join("traces")
+    }
+
+    /// Checks every trace recorded so far against the model (the library behind
+    /// `ballot-check conform`); panics with the divergence if they do not conform.
+    fn conform(&self) -> ConformanceReport {
+        match check_dir::<KvStore>(&self.trace_dir()) {
+            Ok(report) => report,
+            Err(error) => panic!("the cluster's traces do not conform:\n{error}"),
+        }
     }
 
     fn config(&self, id: usize) -> PathBuf {
@@ -146,6 +165,9 @@ impl Drop for Cluster {
             self.kill(id);
         }
         if !std::thread::panicking() {
+            // Every multi-process test is also a conformance test.
+            let report = self.conform();
+            eprintln!("traces conform: {report:?}");
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
             eprintln!("cluster files kept in {}", self.dir.display());
@@ -302,6 +324,111 @@ fn leader_killed_writes_resume_and_restarted_node_catches_up() {
             .expect("read via the restarted node");
         assert_eq!(got.as_deref(), Some(b"v0".as_slice()));
     });
+    for id in 0..3 {
+        cluster.stop(id);
+    }
+    // The traces of this run conform, including the SIGKILLed leader's restart...
+    let report = cluster.conform();
+    assert_eq!((report.nodes, report.runs), (3, 4), "{report:?}");
+    assert_eq!(report.restarts_checked, 1, "{report:?}");
+    assert!(
+        report.messages_matched > 0 && report.slots_committed >= 61,
+        "{report:?}"
+    );
+    // ...and the checker catches each way a runtime could break the model, planted in
+    // copies of these real traces.
+    let (runs, _) = read_dir::<KvStore>(&cluster.trace_dir()).expect("read traces");
+    assert_doctored_traces_are_caught(runs);
+}
+
+/// Plants one runtime bug at a time in a copy of conforming traces; each must be
+/// reported under its rule.
+fn assert_doctored_traces_are_caught(runs: Vec<NodeRun<KvStore>>) {
+    type Doctor = fn(&mut Vec<NodeRun<KvStore>>) -> bool;
+    let doctors: [(&str, &str, Doctor); 5] = [
+        (
+            "a send leaves before its fsync",
+            "persist-before-send",
+            |runs| {
+                let before = runs[0].records.len();
+                runs[0]
+                    .records
+                    .retain(|r| !matches!(r, TraceRecord::Synced { .. }));
+                runs[0].records.len() < before
+            },
+        ),
+        (
+            "a message no one sent is delivered",
+            "received-was-sent",
+            |runs| {
+                let before = runs[0].records.len();
+                runs[0]
+                    .records
+                    .retain(|r| !matches!(r, TraceRecord::Released { .. }));
+                runs[0].records.len() < before
+            },
+        ),
+        (
+            "a timer the core never armed fires",
+            "timer-was-armed",
+            |runs| {
+                let at = runs[0].records[0].at() + 1;
+                runs[0].records.insert(
+                    1,
+                    TraceRecord::Step {
+                        at,
+                        input: Input::Timer(Timer::Heartbeat),
+                        refused: false,
+                        effects: Vec::new(),
+                    },
+                );
+                true
+            },
+        ),
+        (
+            "a node restarts from a lost disk",
+            "restart-state-is-durable-state",
+            |runs| {
+                // The latest-starting run is the restarted leader.
+                let Some(run) = runs.iter_mut().max_by_key(|r| r.records[0].at()) else {
+                    return false;
+                };
+                match &mut run.records[0] {
+                    TraceRecord::Start { durable, .. } if durable.commit > 0 => {
+                        *durable = DurableState::default();
+                        true
+                    }
+                    _ => false,
+                }
+            },
+        ),
+        (
+            "the runtime drops an effect",
+            "replays-identically",
+            |runs| {
+                for record in &mut runs[1].records {
+                    if let TraceRecord::Step { effects, .. } = record {
+                        if effects.len() > 1 {
+                            effects.pop();
+                            return true;
+                        }
+                    }
+                }
+                false
+            },
+        ),
+    ];
+    for (bug, rule, doctor) in doctors {
+        let mut copy = runs.clone();
+        assert!(doctor(&mut copy), "could not plant: {bug}");
+        match check_conformance(copy) {
+            Ok(report) => panic!("{bug}: not caught ({report:?})"),
+            Err(divergence) => {
+                assert_eq!(divergence.rule, rule, "{bug}: caught as {divergence}");
+                eprintln!("{bug}: caught: {divergence}");
+            }
+        }
+    }
 }
 
 /// A node that was down while the others compacted their logs (a 4 KiB limit here)

@@ -21,8 +21,13 @@ pub enum Timer {
     CheckQuorum,
 }
 
-/// One input to [`crate::Replica::step`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One input to [`crate::Replica::step`]. Serializable so a node's trace can record it
+/// (see [`crate::conformance`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "Message<S>: Serialize, S::Command: Serialize, S::Query: Serialize",
+    deserialize = "Message<S>: Deserialize<'de>, S::Command: Deserialize<'de>, S::Query: Deserialize<'de>"
+))]
 pub enum Input<S: StateMachine> {
     /// A message from another server.
     Message {
@@ -53,7 +58,14 @@ pub enum Input<S: StateMachine> {
 /// durable before the `Persist`s after it. The core relies on this: it never emits a message
 /// that depends on state it has not first asked to persist. `SetTimer` re-arms (resets)
 /// a timer; `CancelTimer` disarms it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "Message<S>: Serialize, Snapshot<S>: Serialize, S::Command: Serialize, \
+                 S::Output: Serialize, S::QueryOutput: Serialize",
+    deserialize = "Message<S>: Deserialize<'de>, Snapshot<S>: Deserialize<'de>, \
+                   S::Command: Deserialize<'de>, S::Output: Deserialize<'de>, \
+                   S::QueryOutput: Deserialize<'de>"
+))]
 pub enum Effect<S: StateMachine> {
     /// Make this update durable (fsync) before any later `Send`/`Reply`.
     Persist(DurableUpdate<S::Command>),

@@ -41,6 +41,7 @@
 mod acceptor;
 pub mod ballot;
 pub mod client_table;
+pub mod conformance;
 pub mod durable;
 pub mod effect;
 pub mod invariants;

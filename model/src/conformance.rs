@@ -1,0 +1,591 @@
+//! Trace conformance: does a running cluster behave like the model?
+//!
+//! The node and the model step the same core, but a runtime can still break the
+//! model's assumptions: send before an fsync completed, deliver a message no one sent
+//! (or one twice), restart from a durable state other than the one it saved, fire a
+//! timer the core cancelled. A node can record a *trace* of what its loop did
+//! ([`TraceRecord`]): every input it stepped with the effects that came out, and the
+//! durability points it reached. [`check_conformance`] replays a whole cluster's traces
+//! through the core and checks them against each other; any difference is a
+//! [`Divergence`] naming the rule, the node and the record.
+//!
+//! Rules (each a `rule` name in a divergence):
+//! - `starts-with-start`: every trace file begins with a [`TraceRecord::Start`].
+//! - `replays-identically`: restoring from the recorded snapshot and durable state, then
+//!   stepping each recorded input, gives exactly the recorded effects and refusals.
+//! - `replica-invariants`: [`crate::invariants::check_replica`] holds after every step.
+//! - `timer-was-armed`: a timer input fires only a timer the core armed and did not
+//!   cancel (a fired timer stays disarmed until the core re-arms it).
+//! - `persist-before-send`: no send or reply left before every persist emitted ahead of
+//!   it was durable ([`TraceRecord::Synced`] before [`TraceRecord::Released`]).
+//! - `received-was-sent`: every message a node stepped was released by its sender to
+//!   that node earlier, and no more often than it was sent.
+//! - `restart-state-is-durable-state`: a restarted node loaded the durable state of its
+//!   previous run folded up to a point at or after its last completed sync (writes
+//!   after it may or may not have reached the disk) and not beyond what was emitted.
+//! - `committed-values-agree`: no two nodes, at any time, commit different values for a
+//!   slot (the model's agreement, over the whole run rather than one state).
+//! - `one_leader_per_ballot` and `at_most_one_value_chosen`: the model's own invariants
+//!   ([`crate::invariants`]) on the global states the traces imply — the traces merged
+//!   in timestamp order, which respects every send-before-receive because all nodes
+//!   share one clock (one machine) and a send is stamped before it leaves.
+
+use crate::ballot::{NodeId, Slot};
+use crate::durable::{DurableState, DurableUpdate};
+use crate::effect::{Effect, Input, Timer};
+use crate::invariants::{self, Violation};
+use crate::message::{Message, Proposal};
+use crate::replica::{ClusterConfig, Replica};
+use crate::snapshot::Snapshot;
+use crate::state_machine::StateMachine;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+/// One record of a node's trace. `at` is wall-clock time in nanoseconds since the Unix
+/// epoch, taken when the record is made; records of one trace are in the order the
+/// node's loop did them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "Snapshot<S>: Serialize, Input<S>: Serialize, Effect<S>: Serialize, \
+                 S::Command: Serialize",
+    deserialize = "Snapshot<S>: Deserialize<'de>, Input<S>: Deserialize<'de>, \
+                   Effect<S>: Deserialize<'de>, S::Command: Deserialize<'de>"
+))]
+pub enum TraceRecord<S: StateMachine> {
+    /// The node (re)started: [`Replica::restore`] from `snapshot` and `durable` (what it
+    /// loaded from disk) gave `effects`.
+    Start {
+        /// When.
+        at: u64,
+        /// The node.
+        node: NodeId,
+        /// Cluster size.
+        node_count: usize,
+        /// The core's pipeline window.
+        pipeline_depth: usize,
+        /// The core's batch limit.
+        max_batch: usize,
+        /// The snapshot it loaded.
+        snapshot: Snapshot<S>,
+        /// The durable state it loaded.
+        durable: DurableState<S::Command>,
+        /// What restoring emitted.
+        effects: Vec<Effect<S>>,
+    },
+    /// The loop stepped `input`; the core refused it (`refused`) or emitted `effects`.
+    Step {
+        /// When.
+        at: u64,
+        /// The input.
+        input: Input<S>,
+        /// The core returned an error (and must then have changed nothing).
+        refused: bool,
+        /// What the step emitted.
+        effects: Vec<Effect<S>>,
+    },
+    /// Every persist and snapshot emitted so far is durable (an fsync completed).
+    Synced {
+        /// When.
+        at: u64,
+    },
+    /// Every send and reply emitted so far has been handed to the network.
+    Released {
+        /// When.
+        at: u64,
+    },
+    /// The node stopped cleanly; nothing follows.
+    Stop {
+        /// When.
+        at: u64,
+    },
+}
+
+impl<S: StateMachine> TraceRecord<S> {
+    /// When the record was made.
+    ///
+    /// ```
+    /// use ballot_model::conformance::TraceRecord;
+    /// use ballot_model::Register;
+    /// assert_eq!(TraceRecord::<Register>::Synced { at: 7 }.at(), 7);
+    /// ```
+    pub fn at(&self) -> u64 {
+        match self {
+            TraceRecord::Start { at, .. }
+            | TraceRecord::Step { at, .. }
+            | TraceRecord::Synced { at }
+            | TraceRecord::Released { at }
+            | TraceRecord::Stop { at } => *at,
+        }
+    }
+}
+
+/// One run of one node: the records of one trace file.
+#[derive(Clone, Debug)]
+pub struct NodeRun<S: StateMachine> {
+    /// Where the records came from (a file name), for reports.
+    pub source: String,
+    /// The records, in order.
+    pub records: Vec<TraceRecord<S>>,
+}
+
+/// The first difference found between the traces and the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// Which rule failed (see the module documentation).
+    pub rule: &'static str,
+    /// The node whose record broke it.
+    pub node: Option<NodeId>,
+    /// The trace it is in.
+    pub source: String,
+    /// The record's index in that trace.
+    pub record: usize,
+    /// What went wrong.
+    pub detail: String,
+    /// The records before it, oldest first (shortened).
+    pub context: Vec<String>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let node = self.node.map_or("?".to_string(), |n| n.to_string());
+        writeln!(
+            f,
+            "rule {} broken by node {node} at record {} of {}: {}",
+            self.rule, self.record, self.source, self.detail
+        )?;
+        for line in &self.context {
+            writeln!(f, "    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Divergence {}
+
+/// What a conforming set of traces contained.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConformanceReport {
+    /// Distinct nodes.
+    pub nodes: usize,
+    /// Trace files (node runs); restarts are `runs - nodes`.
+    pub runs: usize,
+    /// Restarts whose loaded durable state was checked against the run before.
+    pub restarts_checked: usize,
+    /// Records read.
+    pub records: usize,
+    /// Inputs replayed through the core.
+    pub steps: usize,
+    /// Peer messages matched to a send.
+    pub messages_matched: usize,
+    /// Persists replayed.
+    pub persists: usize,
+    /// Slots whose committed value was compared across nodes.
+    pub slots_committed: usize,
+    /// Global states the model's invariants were evaluated on.
+    pub global_states_checked: usize,
+    /// Trace files whose last record was cut short (a killed node).
+    pub torn_tails: usize,
+}
+
+/// How often (in merged steps) the whole-cluster vote count runs; it is linear in the
+/// number of votes held, so running it on every step would make long traces quadratic.
+const CHOSEN_CHECK_EVERY: usize = 64;
+
+/// How many records before a divergence to show.
+const CONTEXT_RECORDS: usize = 6;
+
+/// Replay state of one node run.
+struct RunState<S: StateMachine> {
+    node: NodeId,
+    replica: Replica<S>,
+    armed: BTreeSet<Timer>,
+    /// The durable state folded up to the last completed sync.
+    synced_state: DurableState<S::Command>,
+    /// Persists emitted since the last sync, in order.
+    unsynced: Vec<DurableUpdate<S::Command>>,
+    /// A snapshot emitted but not yet synced (counts as a persist).
+    unsynced_snapshot: bool,
+    /// Sends emitted and not yet released, and whether a persist precedes them unsynced.
+    unreleased: Vec<(NodeId, Message<S>)>,
+    /// An emitted send or reply is waiting on a persist that is not durable yet.
+    release_waits_on_sync: bool,
+    stopped: bool,
+    last_commit: Slot,
+}
+
+/// Checks a cluster's traces (every run of every node, in any order) against the core
+/// and the model's invariants. Runs of one node are ordered by their start time.
+///
+/// ```
+/// use ballot_model::conformance::{check_conformance, NodeRun, TraceRecord};
+/// use ballot_model::{ClusterConfig, DurableState, Register, Replica, Snapshot};
+/// let (_, effects) =
+///     Replica::restore(0, ClusterConfig::new(3), Snapshot::initial(Register::default()), DurableState::default())
+///         .unwrap();
+/// let start = TraceRecord::<Register>::Start {
+///     at: 1, node: 0, node_count: 3, pipeline_depth: 4, max_batch: 64,
+///     snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
+/// };
+/// let report = check_conformance(vec![NodeRun { source: "n0".into(), records: vec![start] }]).unwrap();
+/// assert_eq!((report.nodes, report.runs), (1, 1));
+/// ```
+pub fn check_conformance<S: StateMachine>(
+    mut runs: Vec<NodeRun<S>>,
+) -> Result<ConformanceReport, Divergence> {
+    let mut report = ConformanceReport {
+        runs: runs.len(),
+        ..ConformanceReport::default()
+    };
+    runs.retain(|run| !run.records.is_empty());
+    for run in &runs {
+        if !matches!(run.records.first(), Some(TraceRecord::Start { .. })) {
+            return Err(divergence(
+                "starts-with-start",
+                None,
+                run,
+                0,
+                "the trace does not begin with a Start record".into(),
+            ));
+        }
+    }
+    // Runs of one node in start order: each restart is checked against the run before.
+    runs.sort_by_key(|run| run.records[0].at());
+    let mut state: Vec<Option<RunState<S>>> = runs.iter().map(|_| None).collect();
+    let mut previous_run: HashMap<NodeId, usize> = HashMap::new();
+    // The current replica of each node (its latest run), for whole-cluster invariants.
+    let mut current: BTreeMap<NodeId, usize> = BTreeMap::new();
+    // (from, to, message) -> released minus received.
+    let mut in_flight: HashMap<(NodeId, NodeId, Message<S>), u64> = HashMap::new();
+    let mut committed: BTreeMap<Slot, Proposal<S::Command>> = BTreeMap::new();
+    let mut cursor = vec![0usize; runs.len()];
+    let mut merged_steps = 0usize;
+
+    // Merge all runs by timestamp, keeping each run's own order.
+    loop {
+        let mut next: Option<(u64, usize)> = None;
+        for (index, run) in runs.iter().enumerate() {
+            if let Some(record) = run.records.get(cursor[index]) {
+                if next.is_none_or(|(at, _)| record.at() < at) {
+                    next = Some((record.at(), index));
+                }
+            }
+        }
+        let Some((_, index)) = next else { break };
+        let position = cursor[index];
+        cursor[index] += 1;
+        report.records += 1;
+        let run = &runs[index];
+        let fail = |rule: &'static str, node: Option<NodeId>, detail: String| {
+            divergence(rule, node, run, position, detail)
+        };
+        match &run.records[position] {
+            TraceRecord::Start {
+                node,
+                node_count,
+                pipeline_depth,
+                max_batch,
+                snapshot,
+                durable,
+                effects,
+                ..
+            } => {
+                if position != 0 {
+                    return Err(fail(
+                        "starts-with-start",
+                        Some(*node),
+                        "a second Start inside one trace".into(),
+                    ));
+                }
+                if let Some(&before) = previous_run.get(node) {
+                    let Some(previous) = state[before].as_ref() else {
+                        unreachable!("a run's state exists once its Start was read")
+                    };
+                    check_restart(previous, durable).map_err(|detail| {
+                        fail("restart-state-is-durable-state", Some(*node), detail)
+                    })?;
+                    report.restarts_checked += 1;
+                } else {
+                    report.nodes += 1;
+                }
+                let config = ClusterConfig::new(*node_count)
+                    .with_pipeline_depth(*pipeline_depth)
+                    .with_max_batch(*max_batch);
+                let (replica, replayed) =
+                    Replica::restore(*node, config, snapshot.clone(), durable.clone()).map_err(
+                        |error| fail("replays-identically", Some(*node), error.to_string()),
+                    )?;
+                if &replayed != effects {
+                    return Err(fail(
+                        "replays-identically",
+                        Some(*node),
+                        format!("restore emitted {replayed:?}, the trace says {effects:?}"),
+                    ));
+                }
+                let mut run_state = RunState {
+                    node: *node,
+                    last_commit: replica.commit_index(),
+                    replica,
+                    armed: BTreeSet::new(),
+                    synced_state: durable.clone(),
+                    unsynced: Vec::new(),
+                    unsynced_snapshot: false,
+                    unreleased: Vec::new(),
+                    release_waits_on_sync: false,
+                    stopped: false,
+                };
+                absorb(&mut run_state, replayed, &mut report);
+                state[index] = Some(run_state);
+                previous_run.insert(*node, index);
+                current.insert(*node, index);
+            }
+            record => {
+                let Some(run_state) = state[index].as_mut() else {
+                    unreachable!("every run begins with Start, checked above")
+                };
+                let node = Some(run_state.node);
+                if run_state.stopped {
+                    return Err(fail(
+                        "starts-with-start",
+                        node,
+                        "a record after Stop".into(),
+                    ));
+                }
+                match record {
+                    TraceRecord::Start { .. } => unreachable!("handled above"),
+                    TraceRecord::Step {
+                        input,
+                        refused,
+                        effects,
+                        ..
+                    } => {
+                        report.steps += 1;
+                        merged_steps += 1;
+                        if let Input::Timer(timer) = input {
+                            if !run_state.armed.remove(timer) {
+                                return Err(fail(
+                                    "timer-was-armed",
+                                    node,
+                                    format!("{timer:?} fired but the core had not armed it"),
+                                ));
+                            }
+                        }
+                        if let Input::Message { from, message } = input {
+                            let key = (*from, run_state.node, message.clone());
+                            match in_flight.get_mut(&key) {
+                                Some(count) if *count > 0 => {
+                                    *count -= 1;
+                                    report.messages_matched += 1;
+                                }
+                                _ => {
+                                    return Err(fail(
+                                        "received-was-sent",
+                                        node,
+                                        format!(
+                                            "stepped a message from node {from} that it had \
+                                             not released (or released fewer times): {message:?}"
+                                        ),
+                                    ))
+                                }
+                            }
+                        }
+                        let mut replayed = Vec::new();
+                        let result = run_state.replica.step(input.clone(), &mut replayed);
+                        if result.is_err() != *refused || &replayed != effects {
+                            return Err(fail(
+                                "replays-identically",
+                                node,
+                                format!(
+                                    "replaying {input:?} gave {result:?} with {replayed:?}; \
+                                     the trace says refused={refused} with {effects:?}"
+                                ),
+                            ));
+                        }
+                        invariants::check_replica(&run_state.replica)
+                            .map_err(|v| fail("replica-invariants", node, v.to_string()))?;
+                        absorb(run_state, replayed, &mut report);
+                        // Agreement over time: each newly committed slot still in the log
+                        // must match what any node ever committed there.
+                        let replica = &run_state.replica;
+                        let commit = replica.commit_index();
+                        let held_from = replica.durable().compacted.max(run_state.last_commit) + 1;
+                        for slot in held_from..=commit {
+                            let Some(entry) = replica.durable().accepted.get(&slot) else {
+                                continue;
+                            };
+                            match committed.get(&slot) {
+                                Some(value) if *value != entry.proposal => {
+                                    return Err(fail(
+                                        "committed-values-agree",
+                                        node,
+                                        format!(
+                                            "slot {slot} committed as {:?}, but another node \
+                                             committed {value:?}",
+                                            entry.proposal
+                                        ),
+                                    ));
+                                }
+                                Some(_) => {}
+                                None => {
+                                    committed.insert(slot, entry.proposal.clone());
+                                    report.slots_committed += 1;
+                                }
+                            }
+                        }
+                        run_state.last_commit = run_state.last_commit.max(commit);
+                        // The model's whole-cluster invariants on this global state.
+                        let replicas: Vec<&Replica<S>> = current
+                            .values()
+                            .filter_map(|&i| state[i].as_ref().map(|s| &s.replica))
+                            .collect();
+                        let global = |violation: Violation| {
+                            fail(violation.invariant, node, violation.to_string())
+                        };
+                        invariants::one_leader_per_ballot(&replicas).map_err(global)?;
+                        if merged_steps % CHOSEN_CHECK_EVERY == 0 {
+                            invariants::at_most_one_value_chosen(&replicas).map_err(global)?;
+                        }
+                        report.global_states_checked += 1;
+                    }
+                    TraceRecord::Synced { .. } => {
+                        for update in run_state.unsynced.drain(..) {
+                            run_state.synced_state.apply(&update);
+                        }
+                        run_state.unsynced_snapshot = false;
+                        run_state.release_waits_on_sync = false;
+                    }
+                    TraceRecord::Released { .. } => {
+                        if run_state.release_waits_on_sync {
+                            return Err(fail(
+                                "persist-before-send",
+                                node,
+                                "sends or replies left before the persists emitted ahead of \
+                                 them were durable"
+                                    .into(),
+                            ));
+                        }
+                        for (to, message) in run_state.unreleased.drain(..) {
+                            *in_flight.entry((run_state.node, to, message)).or_default() += 1;
+                        }
+                    }
+                    TraceRecord::Stop { .. } => run_state.stopped = true,
+                }
+            }
+        }
+    }
+    let replicas: Vec<&Replica<S>> = current
+        .values()
+        .filter_map(|&i| state[i].as_ref().map(|s| &s.replica))
+        .collect();
+    if let Err(violation) = invariants::at_most_one_value_chosen(&replicas) {
+        let last = runs.len().saturating_sub(1);
+        return Err(Divergence {
+            rule: violation.invariant,
+            node: None,
+            source: runs.get(last).map_or(String::new(), |r| r.source.clone()),
+            record: runs.get(last).map_or(0, |r| r.records.len()),
+            detail: violation.to_string(),
+            context: Vec::new(),
+        });
+    }
+    report.global_states_checked += 1;
+    Ok(report)
+}
+
+/// Folds a step's effects into the run's bookkeeping: persists wait for the next sync,
+/// sends for the next release, timers arm and disarm.
+fn absorb<S: StateMachine>(
+    run: &mut RunState<S>,
+    effects: Vec<Effect<S>>,
+    report: &mut ConformanceReport,
+) {
+    for effect in effects {
+        match effect {
+            Effect::Persist(update) => {
+                report.persists += 1;
+                run.unsynced.push(update);
+            }
+            Effect::SaveSnapshot(_) => run.unsynced_snapshot = true,
+            Effect::Send { to, message } => {
+                run.release_waits_on_sync |= !run.unsynced.is_empty() || run.unsynced_snapshot;
+                run.unreleased.push((to, message));
+            }
+            Effect::Reply { .. } => {
+                run.release_waits_on_sync |= !run.unsynced.is_empty() || run.unsynced_snapshot;
+            }
+            Effect::SetTimer(timer) => {
+                run.armed.insert(timer);
+            }
+            Effect::CancelTimer(timer) => {
+                run.armed.remove(&timer);
+            }
+            Effect::Applied { .. } => {}
+        }
+    }
+}
+
+/// A restart loaded `loaded`: it must be the previous run's durable state folded up to
+/// its last completed sync plus some prefix (maybe all, maybe none) of the persists
+/// after it — unsynced writes may or may not have reached the disk.
+fn check_restart<S: StateMachine>(
+    previous: &RunState<S>,
+    loaded: &DurableState<S::Command>,
+) -> Result<(), String> {
+    let mut candidate = previous.synced_state.clone();
+    if candidate == *loaded {
+        return Ok(());
+    }
+    for update in &previous.unsynced {
+        candidate.apply(update);
+        if candidate == *loaded {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "loaded promised={} commit={} compacted={} with {} votes; the last sync of the run \
+         before had promised={} commit={} compacted={} with {} votes ({} persists after it)",
+        loaded.promised,
+        loaded.commit,
+        loaded.compacted,
+        loaded.accepted.len(),
+        previous.synced_state.promised,
+        previous.synced_state.commit,
+        previous.synced_state.compacted,
+        previous.synced_state.accepted.len(),
+        previous.unsynced.len(),
+    ))
+}
+
+fn divergence<S: StateMachine>(
+    rule: &'static str,
+    node: Option<NodeId>,
+    run: &NodeRun<S>,
+    record: usize,
+    detail: String,
+) -> Divergence {
+    let from = record.saturating_sub(CONTEXT_RECORDS);
+    let context = run.records[from..=record.min(run.records.len().saturating_sub(1))]
+        .iter()
+        .enumerate()
+        .map(|(offset, r)| {
+            let mut line = format!("#{} {r:?}", from + offset);
+            if line.len() > 300 {
+                let mut cut = 300;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+                line.push('…');
+            }
+            line
+        })
+        .collect();
+    Divergence {
+        rule,
+        node,
+        source: run.source.clone(),
+        record,
+        detail,
+        context,
+    }
+}
