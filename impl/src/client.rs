@@ -61,4 +61,18 @@ impl Client {
             self.input.extend_from_slice(&chunk[..read]);
         }
     }
+
+    /// `INFO`, parsed into its `field:value` lines (section headers dropped).
+    pub async fn info(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<String, String>, ClientError> {
+        match self.call(&["INFO"]).await? {
+            Value::Bulk(bytes) => Ok(String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .map(|(field, value)| (field.to_string(), value.to_string()))
+                .collect()),
+            other => Err(ClientError::Protocol(format!("INFO answered {other:?}"))),
+        }
+    }
 }

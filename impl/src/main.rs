@@ -131,6 +131,9 @@ struct NodeFile {
     /// Record a conformance trace into this directory (`ballot-check conform DIR`).
     #[serde(default)]
     trace_dir: Option<PathBuf>,
+    /// A deliberately broken protocol variant (test builds with `mutants` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mutant: Option<String>,
 }
 
 fn default_election_min() -> u64 {
@@ -225,6 +228,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         config.snapshot_log_bytes = snapshot_log_bytes;
     }
     config.trace_dir = file.trace_dir.clone();
+    config.mutant = file.mutant.clone();
     if let Some(pipeline_depth) = file.pipeline_depth {
         config.pipeline_depth = pipeline_depth.max(1);
     }
@@ -328,6 +332,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             pipeline_depth: None,
             snapshot_log_bytes: None,
             trace_dir: trace.then(|| dir.join("traces")),
+            mutant: None,
         };
         let config_path = dir.join(format!("node-{id}.toml"));
         let text = toml::to_string(&file).map_err(|e| e.to_string())?;
@@ -394,22 +399,20 @@ async fn cluster_status(dir: &Path) -> Result<(), String> {
     })?;
     for (id, addr) in text.lines().filter(|l| !l.is_empty()).enumerate() {
         let info = match Client::connect(addr).await {
-            Ok(mut client) => match client.call(&["INFO"]).await {
-                Ok(Value::Bulk(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                Ok(other) => format!("unexpected reply {other:?}"),
-                Err(e) => e.to_string(),
-            },
+            Ok(mut client) => client.info().await,
             Err(e) => {
                 println!("node {id} {addr}: down ({e})");
                 continue;
             }
         };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}:")))
-                .unwrap_or("?")
-                .to_string()
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => {
+                println!("node {id} {addr}: no INFO ({e})");
+                continue;
+            }
         };
+        let field = |name: &str| info.get(name).map_or("?", String::as_str).to_string();
         println!(
             "node {id} {addr}: {} leader={} ballot={} commit={} applied={}",
             field("role"),

@@ -83,6 +83,10 @@ pub struct NodeConfig {
     /// conformance checking (`ballot-check conform`); none if `None`. See
     /// [`crate::trace`].
     pub trace_dir: Option<PathBuf>,
+    /// A deliberately broken protocol variant to run, by its kebab-case name: only for
+    /// showing that a test harness catches it, and only accepted by builds with the
+    /// `mutants` feature (never a production build).
+    pub mutant: Option<String>,
 }
 
 impl NodeConfig {
@@ -111,6 +115,7 @@ impl NodeConfig {
             max_batch: 512,
             snapshot_log_bytes: 64 << 20,
             trace_dir: None,
+            mutant: None,
         }
     }
 }
@@ -323,6 +328,52 @@ struct Shared<S: Replicated> {
     driver: crate::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// Selects the broken variant named `mutant`, if any (builds with `mutants` only).
+#[cfg(feature = "mutants")]
+fn with_mutant(cluster: ClusterConfig, mutant: Option<&str>) -> Result<ClusterConfig, NodeError> {
+    let Some(name) = mutant else {
+        return Ok(cluster);
+    };
+    let mutant = ballot_model::Mutant::ALL
+        .into_iter()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| NodeError::Config(format!("no mutant named {name:?}")))?;
+    tracing::warn!(
+        mutant = name,
+        "running a deliberately broken protocol variant"
+    );
+    Ok(cluster.with_mutant(Some(mutant)))
+}
+
+/// Refuses any mutant: this build has none.
+#[cfg(not(feature = "mutants"))]
+fn with_mutant(cluster: ClusterConfig, mutant: Option<&str>) -> Result<ClusterConfig, NodeError> {
+    match mutant {
+        None => Ok(cluster),
+        Some(name) => Err(NodeError::Config(format!(
+            "mutant {name:?} requested, but this build has no mutants (build with --features mutants)"
+        ))),
+    }
+}
+
+/// The last thing `effects` (not yet executed) does to a timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerEffect {
+    Rearmed,
+    Cancelled,
+}
+
+fn latest_timer_effect<S: StateMachine>(
+    effects: &[Effect<S>],
+    timer: Timer,
+) -> Option<TimerEffect> {
+    effects.iter().rev().find_map(|effect| match effect {
+        Effect::SetTimer(t) if *t == timer => Some(TimerEffect::Rearmed),
+        Effect::CancelTimer(t) if *t == timer => Some(TimerEffect::Cancelled),
+        _ => None,
+    })
+}
+
 /// The node a client id belongs to.
 fn client_node(client: ClientId) -> NodeId {
     (client >> 48) as NodeId
@@ -433,9 +484,12 @@ impl<S: Replicated> Node<S> {
         (inbox, events_rx): (PeerInbox<S>, mpsc::Receiver<Event<S>>),
         tasks: JoinSet<()>,
     ) -> Result<Self, NodeError> {
-        let cluster = ClusterConfig::new(config.peers.len())
-            .with_pipeline_depth(config.pipeline_depth.max(1))
-            .with_max_batch(config.max_batch.max(1));
+        let cluster = with_mutant(
+            ClusterConfig::new(config.peers.len())
+                .with_pipeline_depth(config.pipeline_depth.max(1))
+                .with_max_batch(config.max_batch.max(1)),
+            config.mutant.as_deref(),
+        )?;
         let mut trace = match &config.trace_dir {
             Some(dir) => {
                 let writer = TraceWriter::create(dir, config.id)?;
@@ -871,6 +925,19 @@ impl<S: Replicated> Driver<S> {
             .map(|(timer, _)| *timer)
             .collect();
         for timer in due {
+            // This batch's effects run only after it, so an earlier step of the batch
+            // (a message, or a timer fired just before) may have cancelled or re-armed
+            // this timer: the core's latest word on it wins. (Firing it anyway once
+            // made a deposed leader's heartbeat fire after the core cancelled it; the
+            // conformance check's `timer-was-armed` rule caught it.)
+            match latest_timer_effect(effects, timer) {
+                Some(TimerEffect::Cancelled) => {
+                    self.timers.remove(&timer);
+                    continue;
+                }
+                Some(TimerEffect::Rearmed) => continue,
+                None => {}
+            }
             // A fired timer is disarmed until the core re-arms it.
             self.timers.remove(&timer);
             // The core says whether this timeout starts a new ballot; the node only
@@ -1066,5 +1133,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballot_model::Register;
+
+    #[test]
+    fn a_timer_cancelled_or_rearmed_earlier_in_the_batch_is_not_fired() {
+        let effects: Vec<Effect<Register>> = vec![
+            Effect::SetTimer(Timer::Heartbeat),
+            Effect::CancelTimer(Timer::Heartbeat),
+            Effect::CancelTimer(Timer::Election),
+            Effect::SetTimer(Timer::Election),
+        ];
+        assert_eq!(
+            latest_timer_effect(&effects, Timer::Heartbeat),
+            Some(TimerEffect::Cancelled)
+        );
+        assert_eq!(
+            latest_timer_effect(&effects, Timer::Election),
+            Some(TimerEffect::Rearmed)
+        );
+        assert_eq!(latest_timer_effect(&effects, Timer::CheckQuorum), None);
     }
 }

@@ -192,17 +192,12 @@ async fn call(addr: SocketAddr, args: &[&[u8]]) -> Result<Value, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn info(addr: SocketAddr) -> Option<std::collections::HashMap<String, String>> {
-    match call(addr, &[b"INFO"]).await {
-        Ok(Value::Bulk(text)) => Some(
-            String::from_utf8_lossy(&text)
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        _ => None,
-    }
+async fn info(addr: SocketAddr) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut client = Client::connect(&addr.to_string()).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), client.info())
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Waits (at most 20 s) until a node among `nodes` reports itself leader; returns it.
@@ -455,7 +450,7 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_restarts_from_its_own
             .await
             .expect("write while a node is down");
         }
-        let compacted = |report: &std::collections::HashMap<String, String>| -> u64 {
+        let compacted = |report: &std::collections::BTreeMap<String, String>| -> u64 {
             report["compacted_index"].parse().unwrap()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -472,7 +467,7 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_restarts_from_its_own
         }
         cluster.start(away);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let converged = |reports: &[Option<std::collections::HashMap<String, String>>]| {
+        let converged = |reports: &[Option<std::collections::BTreeMap<String, String>>]| {
             reports.iter().all(|r| {
                 r.as_ref().map(|r| &r["applied_index"])
                     == reports[0].as_ref().map(|r| &r["applied_index"])

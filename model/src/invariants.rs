@@ -177,6 +177,45 @@ pub fn at_most_one_value_chosen<S: StateMachine>(
     Ok(())
 }
 
+/// [`at_most_one_value_chosen`] on the given slots only: what one step can change (a
+/// step's new votes are its `Persist(Accept)`s), so a checker that follows a long run
+/// step by step stays linear in the run.
+///
+/// ```
+/// use ballot_model::{invariants, ClusterConfig, DurableState, Register, Replica};
+/// let (r, _) = Replica::recover(1, ClusterConfig::new(3), Register::default(), DurableState::default());
+/// assert!(invariants::at_most_one_value_chosen_at(&[&r], [1, 2]).is_ok());
+/// ```
+pub fn at_most_one_value_chosen_at<S: StateMachine>(
+    replicas: &[&Replica<S>],
+    slots: impl IntoIterator<Item = Slot>,
+) -> Result<(), Violation> {
+    let Some(first) = replicas.first() else {
+        return Ok(());
+    };
+    let quorum = first.config.quorum();
+    for slot in slots {
+        let mut votes: BTreeMap<(Ballot, &Proposal<S::Command>), usize> = BTreeMap::new();
+        for replica in replicas {
+            if let Some(entry) = replica.durable.accepted.get(&slot) {
+                *votes.entry((entry.ballot, &entry.proposal)).or_default() += 1;
+            }
+        }
+        let chosen: BTreeSet<&Proposal<S::Command>> = votes
+            .into_iter()
+            .filter(|(_, count)| *count >= quorum)
+            .map(|((_, proposal), _)| proposal)
+            .collect();
+        if chosen.len() > 1 {
+            return violation(
+                "at_most_one_value_chosen",
+                format!("slot {slot} has {} chosen values: {chosen:?}", chosen.len()),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Any two replicas agree on every slot both have committed and still hold (compacted
 /// slots are checked through the applied state instead: see
 /// [`applied_state_matches_log`]).

@@ -1,0 +1,243 @@
+//! `ballot-tests`: whole-system test harnesses. `nemesis` runs real clusters under
+//! faults and checks what their clients saw (see `ballot_tests::nemesis`).
+
+use ballot_tests::nemesis::{print_table, run_once, FaultKind, NemesisConfig, RunReport};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whole-system test harnesses for ballot.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run real `ballot` clusters on loopback under concurrent clients while injecting
+    /// faults (kills, pauses, partitions, delay); check every key's history for
+    /// linearizability, lost acknowledged writes, convergence, recovery after healing,
+    /// and the nodes' traces against the model. Prints a table; exit 0 if no run found
+    /// an anomaly, 1 otherwise, 2 on bad usage or if a run could not be set up.
+    Nemesis(NemesisArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NemesisArgs {
+    /// Nodes per cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=7))]
+    nodes: u8,
+    /// Seconds of load and faults per run.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Runs, each on a fresh cluster with its own seed (seed, seed+1, ...).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Seed of the first run [default: from the clock; printed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Concurrent clients [default: 2 per node].
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Keys (besides the increment-only counter) that clients read, write and increment.
+    #[arg(long, default_value_t = 3)]
+    keys: usize,
+    /// Milliseconds a client waits for an answer before calling the outcome unknown.
+    #[arg(long, default_value_t = 1500)]
+    op_timeout_ms: u64,
+    /// Fault kinds to draw from (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<FaultKind>,
+    /// The `ballot` binary [default: the one next to this program, built first with
+    /// cargo if it is missing].
+    #[arg(long)]
+    ballot: Option<PathBuf>,
+    /// Scratch directory; runs with anomalies are kept there.
+    #[arg(long, default_value = "target/nemesis")]
+    dir: PathBuf,
+    /// Run a deliberately broken protocol variant (kebab-case name, e.g.
+    /// `minority-commit`) to show the harness catches it; builds `ballot` with the
+    /// `mutants` feature into `target/nemesis-mutant`. Exit 0 only if it is caught.
+    #[arg(long)]
+    mutant: Option<String>,
+    /// Keep every run's directory (logs, data, traces), not only failed ones.
+    #[arg(long)]
+    keep: bool,
+    /// Linearizability search steps per key before giving up.
+    #[arg(long, default_value_t = 20_000_000)]
+    search_budget: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Nemesis(args) = cli.command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(nemesis(args))
+}
+
+/// Finds (or builds) the `ballot` binary to test.
+fn ballot_binary(args: &NemesisArgs) -> Result<PathBuf, String> {
+    if let Some(path) = &args.ballot {
+        return Ok(path.clone());
+    }
+    let release = !cfg!(debug_assertions);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "-p", "ballot-node", "--bin", "ballot"]);
+    if release {
+        command.arg("--release");
+    }
+    let profile = if release { "release" } else { "debug" };
+    let target = match &args.mutant {
+        Some(_) => {
+            command.args([
+                "--features",
+                "mutants",
+                "--target-dir",
+                "target/nemesis-mutant",
+            ]);
+            PathBuf::from("target/nemesis-mutant").join(profile)
+        }
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let dir = exe
+                .parent()
+                .ok_or("cannot find this program's directory")?
+                .to_path_buf();
+            if dir.join("ballot").exists() {
+                return Ok(dir.join("ballot"));
+            }
+            dir
+        }
+    };
+    eprintln!("building the ballot binary: {command:?}");
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building ballot failed ({status})"));
+    }
+    Ok(target.join("ballot"))
+}
+
+async fn nemesis(args: NemesisArgs) -> ExitCode {
+    let binary = match ballot_binary(&args) {
+        Ok(binary) => binary,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let nodes = usize::from(args.nodes);
+    let config = NemesisConfig {
+        nodes,
+        seconds: args.seconds,
+        clients: args.clients.unwrap_or(2 * nodes).max(1),
+        keys: args.keys,
+        op_timeout: Duration::from_millis(args.op_timeout_ms.max(1)),
+        faults: if args.faults.is_empty() {
+            FaultKind::ALL.to_vec()
+        } else {
+            args.faults.clone()
+        },
+        binary,
+        dir: args.dir.clone(),
+        mutant: args.mutant.clone(),
+        keep: args.keep,
+        search_budget: args.search_budget,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing the current run's checks, then stopping");
+                cancel.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    eprintln!(
+        "nemesis: {} runs of {} s on {} nodes, {} clients, {} keys + counter, faults {}, first seed {seed}{}",
+        args.runs,
+        config.seconds,
+        nodes,
+        config.clients,
+        config.keys,
+        config
+            .faults
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        config
+            .mutant
+            .as_ref()
+            .map(|m| format!(", mutant {m}"))
+            .unwrap_or_default()
+    );
+    let mut reports: Vec<RunReport> = Vec::new();
+    for run in 0..args.runs {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let run_seed = seed.wrapping_add(run as u64);
+        let started = std::time::Instant::now();
+        match run_once(&config, run, run_seed, &cancel).await {
+            Ok(report) => {
+                let faults: usize = report.faults.values().sum();
+                eprintln!(
+                    "run {run} (seed {run_seed}): {} ok, {} failed, {} unknown, {faults} faults, {} anomalies, {:.1} s",
+                    report.ok,
+                    report.failed,
+                    report.unknown,
+                    report.anomalies.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                for anomaly in &report.anomalies {
+                    eprintln!("  ANOMALY: {anomaly}");
+                }
+                if !report.anomalies.is_empty() {
+                    eprintln!("  files kept in {}", report.dir.display());
+                }
+                reports.push(report);
+            }
+            Err(message) => {
+                eprintln!("error: run {run} (seed {run_seed}) could not run: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    print_table(&reports);
+    let anomalies: usize = reports.iter().map(|r| r.anomalies.len()).sum();
+    match (&args.mutant, anomalies) {
+        (None, 0) => ExitCode::SUCCESS,
+        (None, _) => ExitCode::from(1),
+        (Some(mutant), 0) => {
+            println!("mutant {mutant}: NOT caught");
+            ExitCode::from(1)
+        }
+        (Some(mutant), n) => {
+            println!("mutant {mutant}: caught ({n} anomalies)");
+            ExitCode::SUCCESS
+        }
+    }
+}

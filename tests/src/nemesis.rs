@@ -1,0 +1,625 @@
+//! The nemesis: a real cluster of `ballot` processes under concurrent clients while
+//! faults are injected, then checked — every key's history linearizable, no
+//! acknowledged increment lost, every node converged, the cluster serving again within
+//! a bound after the faults heal, and every node's trace conforming to the model.
+//!
+//! One fault at a time, each lasting 1–4 s with 0.5–2 s of calm between: SIGKILL and
+//! restart (a random node or the leader), SIGSTOP/SIGCONT pauses (likewise),
+//! partitions (the leader isolated, a random minority cut from the majority, a
+//! bridge: two halves that only one node hears both of), and message delay on every
+//! link. Every choice comes from the run's seed.
+
+use crate::fault_proxy::Proxies;
+use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
+use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
+use crate::node_processes::NodeProcesses;
+use crate::workload::{final_read, run_clients, Event, History, WorkloadConfig, COUNTER_KEY};
+use ballot_node::client::Client;
+use ballot_node::kv::KvStore;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum FaultKind {
+    /// SIGKILL a random node; restart it when the fault heals.
+    Kill,
+    /// SIGKILL the leader; restart it when the fault heals.
+    KillLeader,
+    /// SIGSTOP a random node; SIGCONT it when the fault heals.
+    Pause,
+    /// SIGSTOP the leader; SIGCONT it when the fault heals.
+    PauseLeader,
+    /// Cut every link to and from the leader.
+    IsolateLeader,
+    /// Cut a random minority from the majority.
+    Partition,
+    /// Two halves that cannot hear each other, bridged by one node that hears both.
+    Bridge,
+    /// Hold every message back 20–150 ms.
+    Delay,
+}
+
+impl FaultKind {
+    /// Every fault kind.
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::Kill,
+        FaultKind::KillLeader,
+        FaultKind::Pause,
+        FaultKind::PauseLeader,
+        FaultKind::IsolateLeader,
+        FaultKind::Partition,
+        FaultKind::Bridge,
+        FaultKind::Delay,
+    ];
+
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::KillLeader => "kill-leader",
+            FaultKind::Pause => "pause",
+            FaultKind::PauseLeader => "pause-leader",
+            FaultKind::IsolateLeader => "isolate-leader",
+            FaultKind::Partition => "partition",
+            FaultKind::Bridge => "bridge",
+            FaultKind::Delay => "delay",
+        }
+    }
+
+    /// Whether the fault takes the leader away (its recovery time is a failover time).
+    pub fn deposes_leader(self) -> bool {
+        matches!(
+            self,
+            FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader
+        )
+    }
+}
+
+/// How to run the nemesis.
+#[derive(Clone, Debug)]
+pub struct NemesisConfig {
+    /// Nodes per cluster (3 or 5).
+    pub nodes: usize,
+    /// Seconds of faults and load per run.
+    pub seconds: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys besides the counter.
+    pub keys: usize,
+    /// How long a client waits before calling an outcome unknown.
+    pub op_timeout: Duration,
+    /// The fault kinds to draw from.
+    pub faults: Vec<FaultKind>,
+    /// The `ballot` binary.
+    pub binary: PathBuf,
+    /// Scratch directory (one sub-directory per run).
+    pub dir: PathBuf,
+    /// A deliberately broken protocol variant the nodes run (needs a binary built
+    /// with the `mutants` feature); traces are then not checked for conformance.
+    pub mutant: Option<String>,
+    /// Keep every run's directory, not only failed ones.
+    pub keep: bool,
+    /// Search steps the linearizability check may take per key.
+    pub search_budget: usize,
+}
+
+/// What one run found.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// Run number.
+    pub run: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// Operations answered.
+    pub ok: usize,
+    /// Operations that definitely did not happen.
+    pub failed: usize,
+    /// Operations whose outcome is unknown.
+    pub unknown: usize,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<&'static str, usize>,
+    /// For each fault that took the leader away: milliseconds from the fault to the
+    /// next acknowledged write.
+    pub failover_ms: Vec<u64>,
+    /// Milliseconds from healing everything to the first acknowledged write.
+    pub heal_to_write_ms: Option<u64>,
+    /// Keys whose history was checked; keys the search gave up on.
+    pub keys_checked: usize,
+    /// Keys the linearizability search gave up on (budget exhausted).
+    pub keys_gave_up: usize,
+    /// Trace steps replayed by the conformance check (0 if not run).
+    pub conform_steps: usize,
+    /// Everything wrong, one line each.
+    pub anomalies: Vec<String>,
+    /// Where the run's files are (kept when it found anomalies).
+    pub dir: PathBuf,
+}
+
+/// Stop early on Ctrl-C.
+pub type Cancel = Arc<AtomicBool>;
+
+fn free_addr() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+async fn info(addr: SocketAddr) -> Option<BTreeMap<String, String>> {
+    tokio::time::timeout(Duration::from_millis(500), async {
+        let mut client = Client::connect(&addr.to_string()).await.ok()?;
+        client.info().await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The node that says it leads, if any answers so.
+async fn find_leader(clients: &[SocketAddr]) -> Option<usize> {
+    for (id, addr) in clients.iter().enumerate() {
+        if info(*addr)
+            .await
+            .is_some_and(|i| i.get("role").map(String::as_str) == Some("leader"))
+        {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// One injected fault, for the report.
+struct Injected {
+    kind: FaultKind,
+    at: u64,
+}
+
+/// Runs one seeded nemesis run and checks it.
+pub async fn run_once(
+    config: &NemesisConfig,
+    run: usize,
+    seed: u64,
+    cancel: &Cancel,
+) -> Result<RunReport, String> {
+    let dir = config.dir.join(format!("run-{run}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut report = RunReport {
+        run,
+        seed,
+        dir: dir.clone(),
+        ..RunReport::default()
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let io = |e: std::io::Error| e.to_string();
+    let peers = (0..config.nodes)
+        .map(|_| free_addr())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io)?;
+    let proxies = Proxies::start(&peers).await.map_err(io)?;
+    let extra = config
+        .mutant
+        .as_ref()
+        .map(|m| format!("mutant = \"{m}\"\n"))
+        .unwrap_or_default();
+    let mut cluster =
+        NodeProcesses::configure(&config.binary, &dir, &peers, &proxies, &extra).map_err(io)?;
+    for id in 0..config.nodes {
+        cluster.start(id).map_err(io)?;
+    }
+    let started = Instant::now();
+    while find_leader(&cluster.clients).await.is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!(
+                "no leader within 30 s of starting; node 0 log:\n{}",
+                cluster.log_tail(0, 20)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Load and faults.
+    let epoch = Instant::now();
+    let history: History = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = tokio::spawn(run_clients(
+        WorkloadConfig {
+            nodes: cluster.clients.clone(),
+            clients: config.clients,
+            keys: config.keys,
+            op_timeout: config.op_timeout,
+            seed: rng.random(),
+        },
+        epoch,
+        history.clone(),
+        stop.clone(),
+    ));
+    let end = epoch + Duration::from_secs(config.seconds);
+    let mut injected = Vec::new();
+    let sleep_until = |deadline: Instant| async move {
+        while Instant::now() < deadline && !cancel.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    while Instant::now() < end && !cancel.load(Ordering::Relaxed) {
+        sleep_until((Instant::now() + Duration::from_millis(rng.random_range(500..2000))).min(end))
+            .await;
+        if Instant::now() >= end {
+            break;
+        }
+        let Some(&kind) = config.faults.choose(&mut rng) else {
+            break;
+        };
+        let leader = find_leader(&cluster.clients).await;
+        let at = epoch.elapsed().as_nanos() as u64;
+        inject(kind, leader, &mut rng, &mut cluster, &proxies).map_err(io)?;
+        injected.push(Injected { kind, at });
+        *report.faults.entry(kind.name()).or_default() += 1;
+        sleep_until(
+            (Instant::now() + Duration::from_millis(rng.random_range(1000..4000))).min(end),
+        )
+        .await;
+        proxies.heal_all();
+        for id in 0..config.nodes {
+            if let Some(status) = cluster.exited(id) {
+                report.anomalies.push(format!(
+                    "node {id} exited by itself ({status}); its log ends:\n{}",
+                    cluster.log_tail(id, 10)
+                ));
+            }
+        }
+        cluster.heal().map_err(io)?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = clients.await;
+    proxies.heal_all();
+    cluster.heal().map_err(io)?;
+
+    // The cluster serves again, and converges.
+    let healed = Instant::now();
+    let mut served = false;
+    let mut attempt = 0usize;
+    while healed.elapsed() < Duration::from_secs(30) {
+        let addr = cluster.clients[attempt % config.nodes];
+        attempt += 1;
+        let ok = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut client = Client::connect(&addr.to_string()).await.ok()?;
+            client.call(&["SET", "nemesis-probe", "1"]).await.ok()
+        })
+        .await;
+        if matches!(ok, Ok(Some(ballot_node::resp::Value::Simple(_)))) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if served {
+        report.heal_to_write_ms = Some(healed.elapsed().as_millis() as u64);
+    } else {
+        report
+            .anomalies
+            .push("no write succeeded within 30 s of healing every fault".into());
+    }
+    let converge_deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut applied = Vec::new();
+        for addr in &cluster.clients {
+            applied.push(
+                info(*addr)
+                    .await
+                    .and_then(|i| i.get("applied_index").cloned()),
+            );
+        }
+        if applied.iter().all(|a| a.is_some() && *a == applied[0]) {
+            break;
+        }
+        if Instant::now() > converge_deadline {
+            report.anomalies.push(format!(
+                "nodes did not converge within 30 s of healing: applied indexes {applied:?}"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Final reads (part of the history), then the counter's bounds.
+    let mut keys: Vec<String> = (0..config.keys).map(|k| format!("k{k}")).collect();
+    keys.push(COUNTER_KEY.to_string());
+    let read_deadline = Instant::now() + Duration::from_secs(20);
+    let mut counter_value = None;
+    for (i, key) in keys.iter().enumerate() {
+        let node = i % config.nodes;
+        let value = final_read(
+            cluster.clients[node],
+            node,
+            key,
+            epoch,
+            &history,
+            read_deadline,
+        )
+        .await;
+        match value {
+            None => report
+                .anomalies
+                .push(format!("final read of {key} got no answer")),
+            Some(value) if key == COUNTER_KEY => counter_value = Some(value),
+            Some(_) => {}
+        }
+    }
+    let unclean = cluster.stop_all();
+    for id in unclean {
+        report
+            .anomalies
+            .push(format!("node {id} did not exit cleanly on SIGTERM"));
+    }
+    proxies.shutdown().await;
+
+    let history: Vec<Event> =
+        std::mem::take(&mut *history.lock().unwrap_or_else(|e| e.into_inner()));
+    for event in &history {
+        match event.operation.outcome {
+            Outcome::Ok { .. } => report.ok += 1,
+            Outcome::Failed => report.failed += 1,
+            Outcome::Unknown => report.unknown += 1,
+        }
+    }
+    if let Some(value) = counter_value {
+        check_counter(&history, value, &mut report.anomalies);
+    }
+    report.failover_ms = failover_times(&history, &injected);
+
+    // Linearizability, key by key.
+    let checking = Instant::now();
+    let keyed: Vec<(String, Operation<KeyOp, KeyRet>)> = history
+        .iter()
+        .map(|e| (e.key.clone(), e.operation.clone()))
+        .collect();
+    match check_partitioned(|_| KeySpec::default(), &keyed, Some(config.search_budget)) {
+        Err(error) => report.anomalies.push(format!("bad history: {error}")),
+        Ok(verdicts) => {
+            for (key, verdict) in verdicts {
+                report.keys_checked += 1;
+                match &verdict {
+                    Verdict::Linearizable { .. } => {}
+                    Verdict::GaveUp { .. } => report.keys_gave_up += 1,
+                    Verdict::NotLinearizable { .. } => {
+                        let text = verdict.explain(|i| keyed.get(i).map(|(_, op)| op));
+                        report.anomalies.push(format!(
+                            "key {key} is not linearizable: {}",
+                            shorten(&text, 40)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    let linearizability_time = checking.elapsed();
+    // The traces against the model.
+    let checking = Instant::now();
+    if config.mutant.is_none() {
+        match ballot_node::trace::check_dir::<KvStore>(&cluster.trace_dir()) {
+            Ok(conformance) => report.conform_steps = conformance.steps,
+            Err(error) => report
+                .anomalies
+                .push(format!("traces do not conform: {error}")),
+        }
+    }
+    eprintln!(
+        "run {run}: checked {} operations on {} keys in {:.1} s, {} trace steps in {:.1} s",
+        history.len(),
+        report.keys_checked,
+        linearizability_time.as_secs_f64(),
+        report.conform_steps,
+        checking.elapsed().as_secs_f64()
+    );
+    drop(cluster);
+    if report.anomalies.is_empty() && !config.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(report)
+}
+
+fn inject(
+    kind: FaultKind,
+    leader: Option<usize>,
+    rng: &mut StdRng,
+    cluster: &mut NodeProcesses,
+    proxies: &Proxies,
+) -> std::io::Result<()> {
+    let nodes = cluster.len();
+    let random = rng.random_range(0..nodes);
+    let leader = leader.unwrap_or(random);
+    match kind {
+        FaultKind::Kill => cluster.kill(random),
+        FaultKind::KillLeader => cluster.kill(leader),
+        FaultKind::Pause => cluster.pause(random, true),
+        FaultKind::PauseLeader => cluster.pause(leader, true),
+        FaultKind::IsolateLeader => {
+            for other in (0..nodes).filter(|&n| n != leader) {
+                proxies.set_cut_between(leader, other, true);
+            }
+        }
+        FaultKind::Partition => {
+            let mut order: Vec<usize> = (0..nodes).collect();
+            rand::seq::SliceRandom::shuffle(&mut order[..], rng);
+            let minority = &order[..(nodes - 1) / 2];
+            let majority = &order[(nodes - 1) / 2..];
+            for &a in minority {
+                for &b in majority {
+                    proxies.set_cut_between(a, b, true);
+                }
+            }
+        }
+        FaultKind::Bridge => {
+            // The bridge hears everyone; the rest split in two halves that do not.
+            let mut order: Vec<usize> = (0..nodes).collect();
+            rand::seq::SliceRandom::shuffle(&mut order[..], rng);
+            let rest = &order[1..];
+            let (left, right) = rest.split_at(rest.len() / 2);
+            for &a in left {
+                for &b in right {
+                    proxies.set_cut_between(a, b, true);
+                }
+            }
+        }
+        FaultKind::Delay => {
+            let delay = Duration::from_millis(rng.random_range(20..150));
+            for from in 0..nodes {
+                for to in 0..nodes {
+                    proxies.link(from, to).set_delay(delay);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The counter is only ever incremented by 1: its final value must count every
+/// acknowledged increment (none lost) and no more than were attempted (none invented).
+fn check_counter(history: &[Event], value: Option<Vec<u8>>, anomalies: &mut Vec<String>) {
+    let (mut acked, mut unknown) = (0u64, 0u64);
+    for event in history.iter().filter(|e| e.key == COUNTER_KEY) {
+        if let KeyOp::IncrBy(_) = event.operation.op {
+            match event.operation.outcome {
+                Outcome::Ok { .. } => acked += 1,
+                Outcome::Unknown => unknown += 1,
+                Outcome::Failed => {}
+            }
+        }
+    }
+    let final_value = value
+        .as_deref()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if final_value < acked {
+        anomalies.push(format!(
+            "lost acknowledged writes: the counter is {final_value} after {acked} acknowledged increments"
+        ));
+    }
+    if final_value > acked + unknown {
+        anomalies.push(format!(
+            "invented writes: the counter is {final_value} after only {} attempted increments",
+            acked + unknown
+        ));
+    }
+}
+
+/// For each fault that took the leader away, the time from the fault to the first
+/// write acknowledged after it.
+fn failover_times(history: &[Event], injected: &[Injected]) -> Vec<u64> {
+    let mut write_acks: Vec<u64> = history
+        .iter()
+        .filter(|e| e.operation.op != KeyOp::Get)
+        .filter_map(|e| match e.operation.outcome {
+            Outcome::Ok { completed, .. } => Some(completed),
+            _ => None,
+        })
+        .collect();
+    write_acks.sort_unstable();
+    injected
+        .iter()
+        .filter(|f| f.kind.deposes_leader())
+        .filter_map(|f| {
+            let next = write_acks.partition_point(|&t| t <= f.at);
+            write_acks.get(next).map(|&t| (t - f.at) / 1_000_000)
+        })
+        .collect()
+}
+
+/// Prints one line per run and a total: the summary table.
+pub fn print_table(reports: &[RunReport]) {
+    println!(
+        "{:>4} {:>20} {:>8} {:>7} {:>8} {:>7} {:>10} {:>12} {:>8} {:>9} {:>9}",
+        "run",
+        "seed",
+        "ok",
+        "failed",
+        "unknown",
+        "faults",
+        "lin keys",
+        "failover ms",
+        "heal ms",
+        "conform",
+        "anomalies"
+    );
+    for r in reports {
+        let faults: usize = r.faults.values().sum();
+        let failover = median_max(&r.failover_ms);
+        println!(
+            "{:>4} {:>20} {:>8} {:>7} {:>8} {:>7} {:>10} {:>12} {:>8} {:>9} {:>9}",
+            r.run,
+            r.seed,
+            r.ok,
+            r.failed,
+            r.unknown,
+            faults,
+            format!("{}/{}", r.keys_checked - r.keys_gave_up, r.keys_checked),
+            failover,
+            r.heal_to_write_ms.map_or("-".into(), |ms| ms.to_string()),
+            if r.conform_steps > 0 {
+                "ok".to_string()
+            } else {
+                "-".to_string()
+            },
+            r.anomalies.len()
+        );
+    }
+    let total = |f: fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reports {
+        for (kind, n) in &r.faults {
+            *by_kind.entry(kind).or_default() += n;
+        }
+    }
+    let failovers: Vec<u64> = reports.iter().flat_map(|r| r.failover_ms.clone()).collect();
+    println!(
+        "total: {} runs, {} ok, {} failed, {} unknown, {} faults ({}), failover ms median/max {}, \
+         {} keys checked ({} gave up), {} trace steps conformed, {} anomalies",
+        reports.len(),
+        total(|r| r.ok),
+        total(|r| r.failed),
+        total(|r| r.unknown),
+        total(|r| r.faults.values().sum()),
+        by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        median_max(&failovers),
+        total(|r| r.keys_checked),
+        total(|r| r.keys_gave_up),
+        total(|r| r.conform_steps),
+        total(|r| r.anomalies.len()),
+    );
+}
+
+fn median_max(values: &[u64]) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    format!("{}/{}", sorted[sorted.len() / 2], sorted[sorted.len() - 1])
+}
+
+/// The first line and the last `lines` lines of `text` (a long search prefix says
+/// little beyond its end).
+fn shorten(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    if all.len() <= lines + 1 {
+        return text.to_string();
+    }
+    format!(
+        "{}\n  … {} lines …\n{}",
+        all[0],
+        all.len() - lines - 1,
+        all[all.len() - lines..].join("\n")
+    )
+}
