@@ -512,23 +512,28 @@ fn check_counter(history: &[Event], value: Option<Vec<u8>>, anomalies: &mut Vec<
 }
 
 /// For each fault that took the leader away, the time from the fault to the first
-/// write acknowledged after it.
+/// acknowledgement of a write sent after it (a write already in flight may still be
+/// acknowledged by the old leader, which says nothing about failover).
 fn failover_times(history: &[Event], injected: &[Injected]) -> Vec<u64> {
-    let mut write_acks: Vec<u64> = history
+    let mut writes: Vec<(u64, u64)> = history
         .iter()
         .filter(|e| e.operation.op != KeyOp::Get)
         .filter_map(|e| match e.operation.outcome {
-            Outcome::Ok { completed, .. } => Some(completed),
+            Outcome::Ok { completed, .. } => Some((e.operation.invoked, completed)),
             _ => None,
         })
         .collect();
-    write_acks.sort_unstable();
+    writes.sort_unstable();
     injected
         .iter()
         .filter(|f| f.kind.deposes_leader())
         .filter_map(|f| {
-            let next = write_acks.partition_point(|&t| t <= f.at);
-            write_acks.get(next).map(|&t| (t - f.at) / 1_000_000)
+            let sent_after = writes.partition_point(|&(invoked, _)| invoked < f.at);
+            writes[sent_after..]
+                .iter()
+                .map(|&(_, completed)| completed)
+                .min()
+                .map(|t| (t - f.at) / 1_000_000)
         })
         .collect()
 }
