@@ -188,3 +188,84 @@ async fn pump(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server standing in for a node's peer port.
+    async fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buffer).await {
+                        if n == 0 || stream.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends `ping` through `addr` and waits (at most 2 s) for the echo.
+    async fn round_trip(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        stream.write_all(b"ping").await?;
+        let mut reply = vec![0u8; 4];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut reply))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        Ok(reply)
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_closes_its_connections_and_refuses_new_ones_until_healed() {
+        let targets = vec![echo_server().await, echo_server().await];
+        let proxies = Proxies::start(&targets).await.unwrap();
+        let via = proxies.peers_for(0, &targets)[1];
+        assert_ne!(via, targets[1], "node 0 reaches node 1 through the proxy");
+        assert_eq!(proxies.peers_for(0, &targets)[0], targets[0]);
+
+        let mut stream = TcpStream::connect(via).await.unwrap();
+        assert_eq!(round_trip(&mut stream).await.unwrap(), b"ping");
+
+        proxies.set_cut_between(0, 1, true);
+        assert!(
+            round_trip(&mut stream).await.is_err(),
+            "an open connection is closed by the cut"
+        );
+        let mut fresh = TcpStream::connect(via).await.unwrap();
+        assert!(
+            round_trip(&mut fresh).await.is_err(),
+            "a new connection is closed while the link is cut"
+        );
+
+        proxies.heal_all();
+        let mut healed = TcpStream::connect(via).await.unwrap();
+        assert_eq!(round_trip(&mut healed).await.unwrap(), b"ping");
+        proxies.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_delayed_link_holds_messages_back() {
+        let targets = vec![echo_server().await, echo_server().await];
+        let proxies = Proxies::start(&targets).await.unwrap();
+        let mut stream = TcpStream::connect(proxies.peers_for(0, &targets)[1])
+            .await
+            .unwrap();
+        proxies.link(0, 1).set_delay(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        assert_eq!(round_trip(&mut stream).await.unwrap(), b"ping");
+        // Both directions of the connection go through the delayed link's pumps.
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "answered after {:?}",
+            started.elapsed()
+        );
+        proxies.shutdown().await;
+    }
+}

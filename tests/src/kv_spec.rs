@@ -9,6 +9,7 @@
 //! `string2ll`: no sign on zero, no leading zeros, no spaces, no `+`).
 
 use stateright::semantics::SequentialSpec;
+use std::fmt;
 
 /// One key as the server stores it: missing, or a byte string.
 ///
@@ -28,8 +29,9 @@ pub struct KeySpec {
     pub value: Option<Vec<u8>>,
 }
 
-/// An operation on one key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// An operation on one key. Printed as the Redis command would be (`SET "v"`), so an
+/// anomaly report reads as the clients' history.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum KeyOp {
     /// `GET key`.
     Get,
@@ -39,8 +41,8 @@ pub enum KeyOp {
     IncrBy(i64),
 }
 
-/// What the server answers to a [`KeyOp`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What the server answers to a [`KeyOp`]. Printed as `redis-cli` would show it.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum KeyRet {
     /// The reply to `GET`: the value, or null for a missing key.
     Value(Option<Vec<u8>>),
@@ -52,6 +54,28 @@ pub enum KeyRet {
     /// overflow. The key is left as it was. Which of the two is not distinguished:
     /// both are decided by the same state, so the message adds nothing to the check.
     Error,
+}
+
+impl fmt::Debug for KeyOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOp::Get => write!(f, "GET"),
+            KeyOp::Set(value) => write!(f, "SET {:?}", String::from_utf8_lossy(value)),
+            KeyOp::IncrBy(delta) => write!(f, "INCRBY {delta}"),
+        }
+    }
+}
+
+impl fmt::Debug for KeyRet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyRet::Value(Some(value)) => write!(f, "{:?}", String::from_utf8_lossy(value)),
+            KeyRet::Value(None) => write!(f, "(nil)"),
+            KeyRet::Ok => write!(f, "OK"),
+            KeyRet::Integer(n) => write!(f, "(integer) {n}"),
+            KeyRet::Error => write!(f, "(error) not an integer or overflow"),
+        }
+    }
 }
 
 impl KeySpec {

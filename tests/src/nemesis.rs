@@ -628,3 +628,89 @@ fn shorten(text: &str, lines: usize) -> String {
         all[all.len() - lines..].join("\n")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, op: KeyOp, invoked: u64, outcome: Outcome<KeyRet>) -> Event {
+        Event {
+            node: 0,
+            key: key.into(),
+            operation: Operation {
+                process: 1,
+                invoked,
+                op,
+                outcome,
+            },
+        }
+    }
+
+    fn incr(outcome: Outcome<KeyRet>) -> Event {
+        event(COUNTER_KEY, KeyOp::IncrBy(1), 0, outcome)
+    }
+
+    #[test]
+    fn the_counter_must_count_every_acknowledged_increment_and_no_invented_one() {
+        let ok = |n| Outcome::Ok {
+            ret: KeyRet::Integer(n),
+            completed: 1,
+        };
+        let history = vec![
+            incr(ok(1)),
+            incr(ok(2)),
+            incr(Outcome::Unknown),
+            incr(Outcome::Failed),
+        ];
+        let verdict = |value: &str| {
+            let mut anomalies = Vec::new();
+            check_counter(&history, Some(value.as_bytes().to_vec()), &mut anomalies);
+            anomalies
+        };
+        assert!(verdict("2").is_empty(), "the unknown one did not happen");
+        assert!(verdict("3").is_empty(), "the unknown one happened");
+        assert!(verdict("1")[0].starts_with("lost acknowledged writes"));
+        assert!(verdict("4")[0].starts_with("invented writes"));
+    }
+
+    #[test]
+    fn failover_is_timed_from_the_fault_to_the_first_write_sent_after_it() {
+        let ms = 1_000_000;
+        let acked = |invoked: u64, completed: u64| {
+            event(
+                "k0",
+                KeyOp::Set(b"1".to_vec()),
+                invoked * ms,
+                Outcome::Ok {
+                    ret: KeyRet::Ok,
+                    completed: completed * ms,
+                },
+            )
+        };
+        let history = vec![
+            acked(90, 101),  // in flight at the fault: says nothing about failover
+            acked(100, 400), // sent after it, acknowledged by the new leader
+            acked(150, 350),
+            event(
+                "k0",
+                KeyOp::Get,
+                120 * ms,
+                Outcome::Ok {
+                    ret: KeyRet::Value(None),
+                    completed: 130 * ms,
+                },
+            ),
+        ];
+        let injected = [
+            Injected {
+                kind: FaultKind::KillLeader,
+                at: 100 * ms,
+            },
+            Injected {
+                kind: FaultKind::Delay,
+                at: 100 * ms,
+            },
+        ];
+        assert_eq!(failover_times(&history, &injected), vec![250]);
+    }
+}
