@@ -61,23 +61,31 @@ pub fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>, max: usize) -> Result<
     Ok(())
 }
 
-/// Decodes one payload.
+/// Decodes one payload; bytes left over after the value make it malformed.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    postcard::from_bytes(payload).map_err(FrameError::Decode)
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(FrameError::Decode)?;
+    if !rest.is_empty() {
+        return Err(FrameError::Decode(postcard::Error::DeserializeBadEncoding));
+    }
+    Ok(value)
 }
 
 /// Reads one frame's payload into `buf`. `Ok(false)` on a clean end of stream before
-/// a frame starts.
+/// a frame starts; a stream that ends inside a frame (its length prefix included) is
+/// an error.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<bool, FrameError> {
     let mut header = [0u8; 4];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-        Err(e) => return Err(e.into()),
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]).await? {
+            0 if filled == 0 => return Ok(false),
+            0 => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            n => filled += n,
+        }
     }
     let len = u32::from_le_bytes(header) as usize;
     if len > max {
@@ -144,5 +152,19 @@ mod tests {
         assert!(read_frame(&mut reader, &mut buf, 1024).await.is_err());
         let garbage = [0xff_u8; 8];
         assert!(decode::<Vec<String>>(&garbage).is_err());
+
+        // A stream cut inside the next frame's length prefix is not a clean end.
+        let mut wire = Vec::new();
+        encode(&1u8, &mut wire, 1024).unwrap();
+        wire.extend_from_slice(&[3, 0]);
+        let mut reader = &wire[..];
+        assert!(read_frame(&mut reader, &mut buf, 1024).await.unwrap());
+        assert!(read_frame(&mut reader, &mut buf, 1024).await.is_err());
+
+        // Bytes after the value make a payload malformed.
+        let mut payload = postcard::to_stdvec(&7u32).unwrap();
+        assert_eq!(decode::<u32>(&payload).unwrap(), 7);
+        payload.push(0);
+        assert!(decode::<u32>(&payload).is_err());
     }
 }

@@ -52,7 +52,36 @@ pub const MAX_VALUE_BYTES: usize = 512 << 20;
 /// never stalls the event loop, whatever the number of keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KvStore {
+    #[serde(deserialize_with = "deserialize_map")]
     map: imbl::OrdMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Deserializes the map entry by entry. imbl's own deserializer reserves room for as
+/// many entries as the input *claims*: a 20-byte frame from a peer claiming 2^60 keys
+/// aborted the process (found by the `peer_frame` and `snapshot` fuzz targets). Here
+/// memory grows only with entries that actually arrive; the encoding is unchanged.
+fn deserialize_map<'de, D>(deserializer: D) -> Result<imbl::OrdMap<Vec<u8>, Vec<u8>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = imbl::OrdMap<Vec<u8>, Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of byte strings to byte strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut entries: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut map = imbl::OrdMap::new();
+            while let Some((key, value)) = entries.next_entry()? {
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+    deserializer.deserialize_map(Entries)
 }
 
 impl KvStore {
@@ -812,5 +841,21 @@ mod tests {
             ]
         );
         assert_eq!(first.query(&KvQuery::DbSize), KvOutput::Integer(3));
+    }
+
+    #[test]
+    fn a_snapshot_claiming_more_keys_than_it_holds_is_an_error_not_an_abort() {
+        // A map of 2^60 entries by its length prefix, and no entries: what a 20-byte
+        // peer frame found by fuzzing carried. Decoding must fail without reserving.
+        let claim = postcard::to_stdvec(&(1u64 << 60)).unwrap();
+        assert!(postcard::from_bytes::<KvStore>(&claim).is_err());
+        // The real encoding still round-trips.
+        let mut store = KvStore::default();
+        store.apply(&KvCommand::Set {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        let bytes = postcard::to_stdvec(&store).unwrap();
+        assert_eq!(postcard::from_bytes::<KvStore>(&bytes).unwrap(), store);
     }
 }

@@ -241,8 +241,11 @@ impl SnapshotDir {
         if u32_at(28) != crc32c::crc32c(payload) {
             return Err(corrupt("payload checksum mismatch".into()));
         }
-        let snapshot: Snapshot<S> =
-            postcard::from_bytes(payload).map_err(|e| corrupt(format!("undecodable: {e}")))?;
+        let (snapshot, rest): (Snapshot<S>, _) =
+            postcard::take_from_bytes(payload).map_err(|e| corrupt(format!("undecodable: {e}")))?;
+        if !rest.is_empty() {
+            return Err(corrupt(format!("{} bytes after the snapshot", rest.len())));
+        }
         if snapshot.slot != slot {
             return Err(corrupt(format!("payload is of slot {}", snapshot.slot)));
         }
