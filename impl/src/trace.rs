@@ -3,7 +3,7 @@
 //!
 //! With [`crate::node::NodeConfig::trace_dir`] set, every run of a node writes one file,
 //! `<dir>/node-<id>-<start time in ns>.trace`, holding a
-//! [`TraceRecord`](ballot_model::conformance::TraceRecord) for its start, every input
+//! [`TraceRecord`] for its start, every input
 //! it stepped (with the effects), every completed fsync and every release of sends.
 //!
 //! Records are buffered and written (not fsync'd: a trace must survive the *process*
