@@ -1,4 +1,8 @@
-//! Cross-crate tests for ballot; see `tests/`.
+//! Whole-system testing for ballot: cross-crate tests (in `tests/`) and the nemesis —
+//! real clusters of `ballot` processes under injected faults ([`nemesis`], run with
+//! `cargo run -p ballot-tests --release -- nemesis`), whose clients' histories are
+//! checked for linearizability ([`linearizability`] against the [`kv_spec`] of one
+//! key) and whose nodes' traces are checked against the model.
 pub mod fault_proxy;
 pub mod kv_spec;
 pub mod linearizability;
