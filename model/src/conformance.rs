@@ -191,9 +191,10 @@ pub struct ConformanceReport {
 }
 
 /// Logs up to this many slots get [`invariants::check_replica`] after every step; a
-/// longer log every `len / CHECK_EVERY_STEP_UP_TO`-th step (the check is linear in the
-/// log, and every step would make a long trace quadratic to check).
-const CHECK_EVERY_STEP_UP_TO: usize = 1024;
+/// longer log every `len / CHECK_EVERY_STEP_UP_TO`-th step, and every run's last state
+/// (the check is linear in the log: on every step a long trace would be quadratic to
+/// check, and it dominated the time of a nemesis run's check).
+const CHECK_EVERY_STEP_UP_TO: usize = 64;
 
 /// How many records before a divergence to show.
 const CONTEXT_RECORDS: usize = 6;
@@ -482,6 +483,20 @@ pub fn check_conformance<S: StateMachine>(
                     }
                     TraceRecord::Stop { .. } => run_state.stopped = true,
                 }
+            }
+        }
+    }
+    for (index, run_state) in state.iter().enumerate() {
+        if let Some(run_state) = run_state {
+            if let Err(violation) = invariants::check_replica(&run_state.replica) {
+                let run = &runs[index];
+                return Err(divergence(
+                    "replica-invariants",
+                    Some(run_state.node),
+                    run,
+                    run.records.len() - 1,
+                    violation.to_string(),
+                ));
             }
         }
     }
