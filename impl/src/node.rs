@@ -356,22 +356,42 @@ fn with_mutant(cluster: ClusterConfig, mutant: Option<&str>) -> Result<ClusterCo
     }
 }
 
-/// The last thing `effects` (not yet executed) does to a timer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TimerEffect {
-    Rearmed,
-    Cancelled,
+/// The armed timers and their deadlines.
+#[derive(Debug, Default)]
+struct Timers {
+    deadlines: HashMap<Timer, Instant>,
 }
 
-fn latest_timer_effect<S: StateMachine>(
-    effects: &[Effect<S>],
-    timer: Timer,
-) -> Option<TimerEffect> {
-    effects.iter().rev().find_map(|effect| match effect {
-        Effect::SetTimer(t) if *t == timer => Some(TimerEffect::Rearmed),
-        Effect::CancelTimer(t) if *t == timer => Some(TimerEffect::Cancelled),
-        _ => None,
-    })
+impl Timers {
+    /// How many distinct timers there are: no more can be due at once.
+    const KINDS: usize = 3;
+
+    /// Arms `timer` (re-arming resets its deadline).
+    fn set(&mut self, timer: Timer, deadline: Instant) {
+        self.deadlines.insert(timer, deadline);
+    }
+
+    /// Disarms `timer`.
+    fn cancel(&mut self, timer: Timer) {
+        self.deadlines.remove(&timer);
+    }
+
+    /// When the next timer is due.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.values().min().copied()
+    }
+
+    /// Disarms and returns the timer due earliest, if one is due at `now`. A fired
+    /// timer stays disarmed until the core re-arms it.
+    fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        let (&timer, _) = self
+            .deadlines
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .min_by_key(|(timer, deadline)| (**deadline, **timer))?;
+        self.deadlines.remove(&timer);
+        Some(timer)
+    }
 }
 
 /// The node a client id belongs to.
@@ -519,7 +539,7 @@ impl<S: Replicated> Node<S> {
         let driver = Driver {
             replica,
             storage: Some(storage),
-            timers: HashMap::new(),
+            timers: Timers::default(),
             config: config.clone(),
             network: network.clone(),
             waiters: waiters.clone(),
@@ -729,7 +749,7 @@ struct Driver<S: Replicated> {
     replica: Replica<S>,
     /// Always `Some` except while an fsync runs on a blocking thread.
     storage: Option<Box<dyn Storage<S>>>,
-    timers: HashMap<Timer, Instant>,
+    timers: Timers,
     config: NodeConfig,
     network: std::sync::Arc<dyn PeerNetwork>,
     waiters: Arc<Waiters<Response<S>>>,
@@ -746,6 +766,7 @@ struct Driver<S: Replicated> {
 
 impl<S: Replicated> Driver<S> {
     async fn run(mut self, mut events: mpsc::Receiver<Event<S>>, initial: Vec<Effect<S>>) {
+        self.arm_timers(&initial);
         let mut effects = initial;
         loop {
             if let Err(error) = self.execute(&mut effects).await {
@@ -755,7 +776,7 @@ impl<S: Replicated> Driver<S> {
             }
             self.maybe_snapshot();
             self.publish_status();
-            let deadline = self.timers.values().min().copied();
+            let deadline = self.timers.next_deadline();
             let mut next = tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => Some(event),
@@ -897,7 +918,9 @@ impl<S: Replicated> Driver<S> {
 
     fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
         let traced = self.trace.as_ref().map(|_| (input.clone(), effects.len()));
+        let from = effects.len();
         let result = self.replica.step(input, effects);
+        self.arm_timers(&effects[from..]);
         if let (Some(trace), Some((input, from))) = (self.trace.as_mut(), traced) {
             trace.record(&TraceRecord::Step {
                 at: now_nanos(),
@@ -916,30 +939,31 @@ impl<S: Replicated> Driver<S> {
         }
     }
 
+    /// Arms and disarms timers as the core asks, the moment it asks: timers never
+    /// leave the node, so nothing orders them after a sync, and a timer one step
+    /// cancels must not fire in the next.
+    fn arm_timers(&mut self, effects: &[Effect<S>]) {
+        for effect in effects {
+            match effect {
+                Effect::SetTimer(timer) => {
+                    let deadline = Instant::now() + self.duration(*timer);
+                    self.timers.set(*timer, deadline);
+                }
+                Effect::CancelTimer(timer) => self.timers.cancel(*timer),
+                _ => {}
+            }
+        }
+    }
+
     fn fire_due_timers(&mut self, effects: &mut Vec<Effect<S>>) {
         let now = Instant::now();
-        let due: Vec<Timer> = self
-            .timers
-            .iter()
-            .filter(|(_, deadline)| **deadline <= now)
-            .map(|(timer, _)| *timer)
-            .collect();
-        for timer in due {
-            // This batch's effects run only after it, so an earlier step of the batch
-            // (a message, or a timer fired just before) may have cancelled or re-armed
-            // this timer: the core's latest word on it wins. (Firing it anyway once
-            // made a deposed leader's heartbeat fire after the core cancelled it; the
-            // conformance check's `timer-was-armed` rule caught it.)
-            match latest_timer_effect(effects, timer) {
-                Some(TimerEffect::Cancelled) => {
-                    self.timers.remove(&timer);
-                    continue;
-                }
-                Some(TimerEffect::Rearmed) => continue,
-                None => {}
-            }
-            // A fired timer is disarmed until the core re-arms it.
-            self.timers.remove(&timer);
+        // One at a time, earliest first: each step may cancel or re-arm the others
+        // (a leader stepping down on its quorum check cancels its heartbeat). Bounded
+        // by the number of timers, so a zero duration cannot spin.
+        for _ in 0..Timers::KINDS {
+            let Some(timer) = self.timers.pop_due(now) else {
+                break;
+            };
             // The core says whether this timeout starts a new ballot; the node only
             // counts and logs it.
             let campaigns =
@@ -984,14 +1008,8 @@ impl<S: Replicated> Driver<S> {
                         .stage_snapshot(snapshot);
                     persisted = true;
                 }
-                Effect::SetTimer(timer) => {
-                    let deadline = Instant::now() + self.duration(timer);
-                    self.timers.insert(timer, deadline);
-                }
-                Effect::CancelTimer(timer) => {
-                    self.timers.remove(&timer);
-                }
-                Effect::Applied { .. } => {}
+                // Armed when emitted (`arm_timers`).
+                Effect::SetTimer(_) | Effect::CancelTimer(_) | Effect::Applied { .. } => {}
                 out @ (Effect::Send { .. } | Effect::Reply { .. }) => outbox.push(out),
             }
         }
@@ -1139,24 +1157,32 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ballot_model::Register;
 
     #[test]
-    fn a_timer_cancelled_or_rearmed_earlier_in_the_batch_is_not_fired() {
-        let effects: Vec<Effect<Register>> = vec![
-            Effect::SetTimer(Timer::Heartbeat),
-            Effect::CancelTimer(Timer::Heartbeat),
-            Effect::CancelTimer(Timer::Election),
-            Effect::SetTimer(Timer::Election),
-        ];
+    fn due_timers_fire_earliest_first_and_a_cancelled_one_never_fires() {
+        let now = Instant::now();
+        let mut timers = Timers::default();
+        timers.set(Timer::Heartbeat, now - Duration::from_millis(10));
+        timers.set(Timer::CheckQuorum, now - Duration::from_millis(20));
+        timers.set(Timer::Election, now + Duration::from_secs(1));
+        assert_eq!(timers.pop_due(now), Some(Timer::CheckQuorum));
+        // Stepping the quorum check deposed the leader: its heartbeat is cancelled
+        // before the next timer is looked at, so it does not fire.
+        timers.cancel(Timer::Heartbeat);
+        assert_eq!(timers.pop_due(now), None);
+        assert_eq!(timers.next_deadline(), Some(now + Duration::from_secs(1)));
+        // A re-armed timer fires at its new deadline, not its old one.
+        timers.set(Timer::Heartbeat, now - Duration::from_millis(5));
+        timers.set(Timer::Heartbeat, now + Duration::from_millis(5));
+        assert_eq!(timers.pop_due(now), None);
         assert_eq!(
-            latest_timer_effect(&effects, Timer::Heartbeat),
-            Some(TimerEffect::Cancelled)
+            timers.pop_due(now + Duration::from_millis(5)),
+            Some(Timer::Heartbeat)
         );
         assert_eq!(
-            latest_timer_effect(&effects, Timer::Election),
-            Some(TimerEffect::Rearmed)
+            timers.pop_due(now + Duration::from_millis(5)),
+            None,
+            "fired once"
         );
-        assert_eq!(latest_timer_effect(&effects, Timer::CheckQuorum), None);
     }
 }
