@@ -6,13 +6,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The default largest payload accepted or sent: 1 GiB. A frame holds one peer
-/// message, and the largest is a snapshot of the whole state machine (sent to a
-/// follower behind the leader's compacted log), so this bounds the state a cluster
-/// can ship. Memory is reserved as bytes arrive, never on the word of the length
-/// field alone.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 30;
-
 /// Buffer capacity kept between frames; a larger one (after a snapshot) is released.
 const KEEP_BUFFER_BYTES: usize = 1 << 20;
 
@@ -41,9 +34,10 @@ pub enum FrameError {
 /// Appends `value` as one frame to `out`.
 ///
 /// ```
-/// use ballot_node::frame::{decode, encode, DEFAULT_MAX_FRAME_BYTES};
+/// use ballot_node::frame::{decode, encode};
+/// use ballot_node::limits::FRAME_BYTES_MAX;
 /// let mut out = Vec::new();
-/// encode(&(7u32, "hi".to_string()), &mut out, DEFAULT_MAX_FRAME_BYTES).unwrap();
+/// encode(&(7u32, "hi".to_string()), &mut out, FRAME_BYTES_MAX).unwrap();
 /// let back: (u32, String) = decode(&out[4..]).unwrap();
 /// assert_eq!(back, (7, "hi".to_string()));
 /// ```

@@ -38,11 +38,6 @@ const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 /// Redis's reply when `INCRBY`/`DECRBY` would leave the i64 range.
 const OVERFLOW: &str = "ERR increment or decrement would overflow";
 
-/// The largest value `APPEND` may build: Redis's default `proto-max-bulk-len`, which
-/// is also the largest bulk [`crate::resp::parse_value`] accepts, so every stored
-/// value can still be read back. A constant, so every replica decides alike.
-pub const MAX_VALUE_BYTES: usize = 512 << 20;
-
 /// The replicated state: a sorted map from keys to values, both binary strings.
 ///
 /// Sorted, so that equal states compare, hash and serialise equally, which the model
@@ -52,8 +47,20 @@ pub const MAX_VALUE_BYTES: usize = 512 << 20;
 /// never stalls the event loop, whatever the number of keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KvStore {
-    #[serde(deserialize_with = "deserialize_map")]
+    #[serde(serialize_with = "serialize_map", deserialize_with = "deserialize_map")]
     map: imbl::OrdMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Serializes the map with its keys and values as byte strings (see
+/// [`crate::byte_strings`]: the same bytes as the default, written in one piece each).
+fn serialize_map<S: serde::Serializer>(
+    map: &imbl::OrdMap<Vec<u8>, Vec<u8>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(
+        map.iter()
+            .map(|(key, value)| (serde_bytes::Bytes::new(key), serde_bytes::Bytes::new(value))),
+    )
 }
 
 /// Deserializes the map entry by entry. imbl's own deserializer reserves room for as
@@ -75,8 +82,10 @@ where
             mut entries: A,
         ) -> Result<Self::Value, A::Error> {
             let mut map = imbl::OrdMap::new();
-            while let Some((key, value)) = entries.next_entry()? {
-                map.insert(key, value);
+            while let Some((key, value)) =
+                entries.next_entry::<serde_bytes::ByteBuf, serde_bytes::ByteBuf>()?
+            {
+                map.insert(key.into_vec(), value.into_vec());
             }
             Ok(map)
         }
@@ -107,18 +116,21 @@ pub enum KvCommand {
     /// `SET key value`: replies `+OK`.
     Set {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Its new value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// `MSET k v [k v ...]`: sets each pair in order (a later duplicate wins); `+OK`.
-    MSet(Vec<(Vec<u8>, Vec<u8>)>),
+    MSet(#[serde(with = "crate::byte_strings::pairs")] Vec<(Vec<u8>, Vec<u8>)>),
     /// `DEL key [key ...]`: replies with how many keys existed and were removed.
-    Del(Vec<Vec<u8>>),
+    Del(#[serde(with = "crate::byte_strings::list")] Vec<Vec<u8>>),
     /// `INCR`/`INCRBY`/`DECR`/`DECRBY`: adds `delta` to the key's integer value (a
     /// missing key counts as 0) and replies with the result.
     IncrBy {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// What to add (negative for `DECR`).
         delta: i64,
@@ -127,8 +139,10 @@ pub enum KvCommand {
     /// length.
     Append {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The bytes to append.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
 }
@@ -137,13 +151,13 @@ pub enum KvCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum KvQuery {
     /// `GET key`: the value, or null.
-    Get(Vec<u8>),
+    Get(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `MGET key [key ...]`: each value or null, in order.
-    MGet(Vec<Vec<u8>>),
+    MGet(#[serde(with = "crate::byte_strings::list")] Vec<Vec<u8>>),
     /// `EXISTS key [key ...]`: how many of the keys exist, counting repeats, like Redis.
-    Exists(Vec<Vec<u8>>),
+    Exists(#[serde(with = "crate::byte_strings::list")] Vec<Vec<u8>>),
     /// `STRLEN key`: the value's length, 0 if missing.
-    Strlen(Vec<u8>),
+    Strlen(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `DBSIZE`: the number of keys.
     DbSize,
 }
@@ -156,9 +170,9 @@ pub enum KvOutput {
     /// An integer reply.
     Integer(i64),
     /// A bulk string, or null for a missing key.
-    Bulk(Option<Vec<u8>>),
+    Bulk(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// An array of bulk strings or nulls (`MGET`).
-    Array(Vec<Option<Vec<u8>>>),
+    Array(#[serde(with = "crate::byte_strings::optional_list")] Vec<Option<Vec<u8>>>),
     /// An error reply, its code included (`"ERR value is not an integer or out of
     /// range"`). The command had no effect.
     Error(String),
@@ -175,6 +189,11 @@ impl From<KvOutput> for Value {
             KvOutput::Error(message) => Value::Error(message),
         }
     }
+}
+
+/// How many bytes postcard's varint takes for `n`: seven bits a byte.
+fn varint_bytes(n: u64) -> usize {
+    (64 - n.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
 /// A length as a RESP integer (lengths never approach i64::MAX; saturate rather than
@@ -227,7 +246,7 @@ impl StateMachine for KvStore {
             }
             KvCommand::Append { key, value } => {
                 let current = self.map.get(key).map_or(0, Vec::len);
-                if current.saturating_add(value.len()) > MAX_VALUE_BYTES {
+                if current.saturating_add(value.len()) > crate::limits::VALUE_BYTES_MAX {
                     return KvOutput::Error(
                         "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into(),
                     );
@@ -243,6 +262,18 @@ impl StateMachine for KvStore {
         match query {
             KvQuery::Get(key) => KvOutput::Bulk(self.map.get(key).cloned()),
             KvQuery::MGet(keys) => {
+                // Sized before it is built: the reply must fit one frame to the
+                // client's node and the client's output buffer.
+                let reply_bytes: usize = keys
+                    .iter()
+                    .map(|key| self.map.get(key).map_or(0, Vec::len) + 16)
+                    .sum();
+                if reply_bytes > crate::limits::REPLY_BYTES_MAX {
+                    return KvOutput::Error(format!(
+                        "ERR reply of {reply_bytes} bytes exceeds reply_bytes_max ({} bytes): read fewer keys at once",
+                        crate::limits::REPLY_BYTES_MAX
+                    ));
+                }
                 KvOutput::Array(keys.iter().map(|key| self.map.get(key).cloned()).collect())
             }
             KvQuery::Exists(keys) => count(
@@ -252,6 +283,33 @@ impl StateMachine for KvStore {
             ),
             KvQuery::Strlen(key) => count(self.map.get(key).map_or(0, Vec::len)),
             KvQuery::DbSize => count(self.map.len()),
+        }
+    }
+
+    /// The command's exact encoded size in the log and on the wire (postcard: a
+    /// one-byte variant tag, varint lengths and integers), so a slot's byte bound is a
+    /// bound on its log record and frame ([`crate::limits`]).
+    fn command_bytes(command: &KvCommand) -> usize {
+        let bytes = |b: &Vec<u8>| varint_bytes(b.len() as u64) + b.len();
+        1 + match command {
+            KvCommand::Set { key, value } | KvCommand::Append { key, value } => {
+                bytes(key) + bytes(value)
+            }
+            KvCommand::MSet(pairs) => {
+                varint_bytes(pairs.len() as u64)
+                    + pairs
+                        .iter()
+                        .map(|(k, v)| bytes(k) + bytes(v))
+                        .sum::<usize>()
+            }
+            KvCommand::Del(keys) => {
+                varint_bytes(keys.len() as u64) + keys.iter().map(bytes).sum::<usize>()
+            }
+            KvCommand::IncrBy { key, delta } => {
+                // Zigzag: small magnitudes of either sign take few bytes.
+                let zigzag = ((delta << 1) ^ (delta >> 63)) as u64;
+                bytes(key) + varint_bytes(zigzag)
+            }
         }
     }
 }
@@ -857,5 +915,111 @@ mod tests {
         });
         let bytes = postcard::to_stdvec(&store).unwrap();
         assert_eq!(postcard::from_bytes::<KvStore>(&bytes).unwrap(), store);
+    }
+
+    fn arbitrary_command() -> impl proptest::strategy::Strategy<Value = KvCommand> {
+        use proptest::prelude::*;
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..300);
+        prop_oneof![
+            (bytes(), bytes()).prop_map(|(key, value)| KvCommand::Set { key, value }),
+            (bytes(), bytes()).prop_map(|(key, value)| KvCommand::Append { key, value }),
+            proptest::collection::vec((bytes(), bytes()), 0..200).prop_map(KvCommand::MSet),
+            proptest::collection::vec(bytes(), 0..200).prop_map(KvCommand::Del),
+            (bytes(), any::<i64>()).prop_map(|(key, delta)| KvCommand::IncrBy { key, delta }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The byte bound on a slot is a bound on its log record only if a command
+        /// counts exactly what it encodes to.
+        #[test]
+        fn command_bytes_is_the_encoded_size(command in arbitrary_command()) {
+            let encoded = postcard::to_stdvec(&command).unwrap();
+            proptest::prop_assert_eq!(KvStore::command_bytes(&command), encoded.len());
+        }
+    }
+
+    #[test]
+    fn command_bytes_is_exact_at_varint_boundaries() {
+        for len in [0usize, 127, 128, 16_383, 16_384, 2_097_152] {
+            let command = KvCommand::Set {
+                key: vec![1; len],
+                value: vec![2; 3],
+            };
+            let encoded = postcard::to_stdvec(&command).unwrap();
+            assert_eq!(
+                KvStore::command_bytes(&command),
+                encoded.len(),
+                "key of {len}"
+            );
+        }
+        for delta in [0i64, -1, 63, -64, 64, i64::MIN, i64::MAX] {
+            let command = KvCommand::IncrBy { key: vec![], delta };
+            let encoded = postcard::to_stdvec(&command).unwrap();
+            assert_eq!(
+                KvStore::command_bytes(&command),
+                encoded.len(),
+                "delta {delta}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_mget_whose_reply_would_exceed_the_reply_bound_is_an_error() {
+        let mut store = KvStore::default();
+        let value = vec![7u8; crate::limits::VALUE_BYTES_MAX];
+        store.apply(&KvCommand::Set {
+            key: b"big".to_vec(),
+            value,
+        });
+        let fits = crate::limits::REPLY_BYTES_MAX / crate::limits::VALUE_BYTES_MAX - 1;
+        let reply = store.query(&KvQuery::MGet(vec![b"big".to_vec(); fits]));
+        assert!(matches!(reply, KvOutput::Array(values) if values.len() == fits));
+        let reply = store.query(&KvQuery::MGet(vec![b"big".to_vec(); fits + 2]));
+        assert!(
+            matches!(&reply, KvOutput::Error(e) if e.contains("reply_bytes_max")),
+            "{reply:?}"
+        );
+    }
+
+    /// The byte-string encoding is the same bytes as serde's default sequence of
+    /// numbers, so logs, snapshots and frames written before it still read back.
+    #[test]
+    fn byte_strings_encode_as_the_default_sequence_form_did() {
+        #[derive(Serialize)]
+        enum Before {
+            Set { key: Vec<u8>, value: Vec<u8> },
+            MSet(Vec<(Vec<u8>, Vec<u8>)>),
+        }
+        let (key, value) = (b"k\x00\xff".to_vec(), vec![9u8; 300]);
+        let now = postcard::to_stdvec(&KvCommand::Set {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .unwrap();
+        let then = postcard::to_stdvec(&Before::Set {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .unwrap();
+        assert_eq!(now, then);
+        let now =
+            postcard::to_stdvec(&KvCommand::MSet(vec![(key.clone(), value.clone())])).unwrap();
+        let then = postcard::to_stdvec(&Before::MSet(vec![(key.clone(), value.clone())])).unwrap();
+        assert_eq!(now, then);
+        let mut store = KvStore::default();
+        store.apply(&KvCommand::Set {
+            key: key.clone(),
+            value: value.clone(),
+        });
+        let map: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = [(key, value)].into();
+        #[derive(Serialize)]
+        struct Map {
+            map: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+        }
+        assert_eq!(
+            postcard::to_stdvec(&store).unwrap(),
+            postcard::to_stdvec(&Map { map }).unwrap()
+        );
     }
 }

@@ -59,10 +59,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod byte_strings;
 pub mod client;
 pub mod frame;
 pub mod handshake;
 pub mod kv;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod resp;

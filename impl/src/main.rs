@@ -128,6 +128,12 @@ struct NodeFile {
     /// Log size, in bytes, past which the node snapshots and compacts; default 64 MiB.
     #[serde(default)]
     snapshot_log_bytes: Option<u64>,
+    /// Most bytes of commands per log slot; default (and most) 8 MiB.
+    #[serde(default)]
+    batch_bytes_max: Option<usize>,
+    /// Most client connections served at once; default 10000.
+    #[serde(default)]
+    connections_max: Option<usize>,
     /// Record a conformance trace into this directory (`ballot-check conform DIR`).
     #[serde(default)]
     trace_dir: Option<PathBuf>,
@@ -224,6 +230,9 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     if let Some(max_batch) = file.max_batch {
         config.max_batch = max_batch.max(1);
     }
+    if let Some(batch_bytes_max) = file.batch_bytes_max {
+        config.batch_bytes_max = batch_bytes_max;
+    }
     if let Some(snapshot_log_bytes) = file.snapshot_log_bytes {
         config.snapshot_log_bytes = snapshot_log_bytes;
     }
@@ -243,7 +252,11 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         client_addrs: file.clients.iter().map(|a| a.to_string()).collect(),
         peer_addrs: file.peers.iter().map(|a| a.to_string()).collect(),
     };
-    let server = tokio::spawn(server::serve(listener, node.clone(), info));
+    let connections_max = file
+        .connections_max
+        .unwrap_or(ballot_node::limits::CONNECTIONS_MAX)
+        .max(1);
+    let server = tokio::spawn(server::serve(listener, node.clone(), info, connections_max));
     let metrics = match file.metrics {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -258,14 +271,25 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         }
         None => None,
     };
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    let failure = tokio::select! {
+        _ = wait_for_signal() => None,
+        reason = node.storage_failed() => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some(reason) => {
+            tracing::error!(%reason, "storage failed: exiting so that a supervisor restarts the node; it recovers from what its log made durable")
+        }
+    }
     server.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
     }
     node.shutdown().await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(reason) => Err(format!("storage failed: {reason}")),
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -331,6 +355,8 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             max_batch: None,
             pipeline_depth: None,
             snapshot_log_bytes: None,
+            batch_bytes_max: None,
+            connections_max: None,
             trace_dir: trace.then(|| dir.join("traces")),
             mutant: None,
         };

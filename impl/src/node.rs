@@ -17,6 +17,7 @@
 //! the core is told with `Input::Compact`).
 
 use crate::frame;
+use crate::limits;
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::sync::Arc;
 use crate::trace::{now_nanos, TraceError, TraceWriter};
@@ -27,8 +28,8 @@ use crate::world::{DataDir, PeerNetwork, Storage, StorageError};
 use ballot_model::conformance::TraceRecord;
 use ballot_model::{
     ClientId, ClientRequest, ClientResponse, ClusterConfig, DurableState, DurableUpdate, Effect,
-    Input, Message, NodeId, Replica, Request, RestoreError, Role, Slot, Snapshot, StateMachine,
-    Timer,
+    Input, Message, NodeId, Refusal, Replica, Request, RestoreError, Role, Slot, Snapshot,
+    StateMachine, Timer,
 };
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -42,6 +43,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// The first pause before asking a busy leader again; it doubles up to the heartbeat
+/// interval.
+const BUSY_BACKOFF_MIN: Duration = Duration::from_millis(1);
 
 /// Most inputs stepped between two fsyncs.
 const MAX_BATCH_INPUTS: usize = 4096;
@@ -72,10 +77,26 @@ pub struct NodeConfig {
     pub max_frame_bytes: usize,
     /// Frames queued per peer before new ones are dropped.
     pub send_queue_frames: usize,
+    /// Bytes queued per peer before new frames are dropped (an empty queue takes any
+    /// frame).
+    pub send_queue_bytes_max: usize,
     /// Slots a leader may have in flight (the core's pipeline window).
     pub pipeline_depth: usize,
-    /// Client requests one slot may carry (the core's batch limit).
+    /// Client requests one slot may carry (the core's batch limit); at most
+    /// [`limits::BATCH_REQUESTS_MAX`].
     pub max_batch: usize,
+    /// Bytes of commands one slot may carry, by [`StateMachine::command_bytes`]; a
+    /// larger command is refused. With `max_batch`, a slot must fit a log record and a
+    /// frame ([`limits::slot_bytes_max`]), which [`Node::start`] checks.
+    pub batch_bytes_max: usize,
+    /// Writes the leader queues for room in its pipeline; past it, new ones are
+    /// refused as busy and retried by their node (backpressure).
+    pub queue_requests_max: usize,
+    /// Reads the leader holds waiting for confirmation; past it, likewise.
+    pub reads_pending_max: usize,
+    /// Requests waiting for an answer on this node; past it, a new request fails at
+    /// once with [`NodeError::Busy`], before anything is sent.
+    pub waiters_max: usize,
     /// Once the write-ahead log is larger than this many bytes, the node saves a
     /// snapshot of its applied state (in the background) and compacts the log to it.
     pub snapshot_log_bytes: u64,
@@ -109,10 +130,15 @@ impl NodeConfig {
             election_timeout_max: Duration::from_millis(300),
             heartbeat_interval: Duration::from_millis(40),
             request_timeout: Duration::from_secs(10),
-            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
+            max_frame_bytes: limits::FRAME_BYTES_MAX,
             send_queue_frames: 8192,
+            send_queue_bytes_max: limits::SEND_QUEUE_BYTES_MAX,
             pipeline_depth: 32,
             max_batch: 512,
+            batch_bytes_max: limits::BATCH_BYTES_MAX,
+            queue_requests_max: limits::QUEUE_REQUESTS_MAX,
+            reads_pending_max: limits::READS_PENDING_MAX,
+            waiters_max: limits::WAITERS_MAX,
             snapshot_log_bytes: 64 << 20,
             trace_dir: None,
             mutant: None,
@@ -156,6 +182,26 @@ pub enum NodeError {
     /// result, say): a bug or a hostile peer; the request's outcome is unknown.
     #[error("a peer sent the wrong kind of answer: {0}")]
     BadAnswer(String),
+    /// Too many requests wait on this node already ([`NodeConfig::waiters_max`]); this
+    /// one was not sent anywhere. Retry later.
+    #[error("{waiting} requests are waiting on this node (waiters_max); retry later")]
+    Busy {
+        /// Requests waiting.
+        waiting: usize,
+    },
+    /// The command is larger than a slot may carry; it was not executed.
+    #[error(
+        "the command counts {bytes} bytes, over batch_bytes_max ({max} bytes); it was not executed"
+    )]
+    TooLarge {
+        /// What the command counts ([`StateMachine::command_bytes`]).
+        bytes: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The node's storage failed: it cannot promise anything any more and has stopped.
+    #[error("the node stopped because its storage failed: {0}")]
+    StorageFailed(String),
 }
 
 /// What travels between nodes: the core's messages, plus client requests forwarded to
@@ -251,6 +297,9 @@ pub struct Status {
     pub fsync_buckets: [u64; FSYNC_BUCKETS_US.len() + 1],
     /// Total time spent in fsync, in microseconds.
     pub fsync_micros_total: u64,
+    /// Why the node stopped serving, if its storage failed: it can promise nothing
+    /// more, so it stops (and a server process built on it should exit).
+    pub storage_failure: Option<String>,
 }
 
 /// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
@@ -434,6 +483,7 @@ impl<S: Replicated> Node<S> {
                 secret: config.secret.clone(),
                 max_frame_bytes: config.max_frame_bytes,
                 send_queue_frames: config.send_queue_frames,
+                send_queue_bytes_max: config.send_queue_bytes_max,
             },
             listener,
             deliver,
@@ -492,6 +542,26 @@ impl<S: Replicated> Node<S> {
                 "need heartbeat_interval * 2 <= election_timeout_min < election_timeout_max".into(),
             ));
         }
+        if config.max_batch == 0 || config.max_batch > limits::BATCH_REQUESTS_MAX {
+            return Err(NodeError::Config(format!(
+                "max_batch is {}; it must be between 1 and {}",
+                config.max_batch,
+                limits::BATCH_REQUESTS_MAX
+            )));
+        }
+        // A full slot must fit a log record and a frame, or the first one to fill up
+        // would stop the node (the log refuses it) or never reach a follower.
+        let slot_bytes_max = config
+            .batch_bytes_max
+            .saturating_add(config.max_batch * limits::REQUEST_OVERHEAD_BYTES)
+            .saturating_add(limits::SLOT_OVERHEAD_BYTES);
+        let room = limits::RECORD_BYTES_MAX.min(config.max_frame_bytes);
+        if config.batch_bytes_max == 0 || slot_bytes_max > room {
+            return Err(NodeError::Config(format!(
+                "a slot of batch_bytes_max ({}) and max_batch ({}) requests needs up to {slot_bytes_max} bytes, over the {room} bytes a log record and a peer frame may hold",
+                config.batch_bytes_max, config.max_batch
+            )));
+        }
         Ok(())
     }
 
@@ -507,7 +577,10 @@ impl<S: Replicated> Node<S> {
         let cluster = with_mutant(
             ClusterConfig::new(config.peers.len())
                 .with_pipeline_depth(config.pipeline_depth.max(1))
-                .with_max_batch(config.max_batch.max(1)),
+                .with_max_batch(config.max_batch.max(1))
+                .with_batch_bytes_max(config.batch_bytes_max)
+                .with_queue_requests_max(config.queue_requests_max)
+                .with_reads_pending_max(config.reads_pending_max),
             config.mutant.as_deref(),
         )?;
         let mut trace = match &config.trace_dir {
@@ -526,6 +599,9 @@ impl<S: Replicated> Node<S> {
                 node_count: cluster.node_count,
                 pipeline_depth: cluster.pipeline_depth,
                 max_batch: cluster.max_batch,
+                batch_bytes_max: cluster.batch_bytes_max,
+                queue_requests_max: cluster.queue_requests_max,
+                reads_pending_max: cluster.reads_pending_max,
                 snapshot,
                 durable,
                 effects: effects.clone(),
@@ -570,6 +646,14 @@ impl<S: Replicated> Node<S> {
     /// Replicates `command` and returns its output once it is applied (exactly once,
     /// even if this call retried it after a leader change).
     pub async fn propose(&self, command: S::Command) -> Result<S::Output, NodeError> {
+        // The leader would refuse it too; saying so here spares the round trip.
+        let (bytes, max) = (
+            S::command_bytes(&command),
+            self.shared.config.batch_bytes_max,
+        );
+        if bytes > max {
+            return Err(NodeError::TooLarge { bytes, max });
+        }
         let response = self
             .request(|client, seq| {
                 ClientRequest::Write(Request {
@@ -632,6 +716,29 @@ impl<S: Replicated> Node<S> {
         self.shared.waiters.close_all();
     }
 
+    /// Resolves with the reason once the node's storage has failed and its loop has
+    /// stopped; never resolves on a node that shuts down cleanly. A server process
+    /// should exit non-zero on it, so that a supervisor restarts it.
+    pub async fn storage_failed(&self) -> String {
+        let mut status = self.shared.status.clone();
+        let failed = status
+            .wait_for(|s| s.storage_failure.is_some())
+            .await
+            .map(|s| s.storage_failure.clone().unwrap_or_default());
+        match failed {
+            Ok(reason) => reason,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Why requests can no longer be served: a storage failure, or a shutdown.
+    fn stopped_error(&self) -> NodeError {
+        match self.shared.status.borrow().storage_failure.clone() {
+            Some(reason) => NodeError::StorageFailed(reason),
+            None => NodeError::Shutdown,
+        }
+    }
+
     /// Requests waiting for an answer on this node.
     pub fn waiting(&self) -> usize {
         self.shared.waiters.len()
@@ -658,6 +765,10 @@ impl<S: Replicated> Node<S> {
         make: impl Fn(ClientId, u64) -> Request_<S>,
     ) -> Result<Response<S>, NodeError> {
         let shared = &self.shared;
+        let waiting = shared.waiters.len();
+        if waiting >= shared.config.waiters_max {
+            return Err(NodeError::Busy { waiting });
+        }
         let (client, seq) = self.session();
         // Returns the session and forgets the waiter however this ends, including the
         // caller dropping this future mid-request (a client that hung up).
@@ -671,6 +782,7 @@ impl<S: Replicated> Node<S> {
         let attempt = shared.config.election_timeout_max * 2;
         let mut target = shared.config.id;
         let mut status = shared.status.clone();
+        let mut busy_backoff = BUSY_BACKOFF_MIN;
         loop {
             if Instant::now() >= deadline {
                 return Err(NodeError::Timeout(shared.config.request_timeout));
@@ -683,7 +795,7 @@ impl<S: Replicated> Node<S> {
                     .await
                     .is_err()
                 {
-                    return Err(NodeError::Shutdown);
+                    return Err(self.stopped_error());
                 }
             } else {
                 let mut bytes = Vec::new();
@@ -717,8 +829,21 @@ impl<S: Replicated> Node<S> {
                         }
                     };
                 }
+                Ok(Some(ClientResponse::Refused {
+                    reason: Refusal::TooLarge { bytes, max },
+                    ..
+                })) => return Err(NodeError::TooLarge { bytes, max }),
+                Ok(Some(ClientResponse::Refused {
+                    reason: Refusal::Busy,
+                    ..
+                })) => {
+                    // Backpressure: the leader's queue is full. Ask it again, later
+                    // each time, with the same (client, seq).
+                    tokio::time::sleep(busy_backoff).await;
+                    busy_backoff = (busy_backoff * 2).min(shared.config.heartbeat_interval);
+                }
                 Ok(Some(response)) => return Ok(response),
-                Ok(None) => return Err(NodeError::Shutdown),
+                Ok(None) => return Err(self.stopped_error()),
                 Err(_) => {
                     shared.waiters.cancel(client, seq);
                     target = shared.config.id;
@@ -770,8 +895,12 @@ impl<S: Replicated> Driver<S> {
         let mut effects = initial;
         loop {
             if let Err(error) = self.execute(&mut effects).await {
-                // A log that cannot be written cannot promise anything: stop serving.
+                // A log that cannot be written cannot promise anything: stop serving,
+                // and say why to whoever watches the status (a server exits on it, so
+                // a supervisor restarts it). Nothing unsynced was acknowledged.
                 tracing::error!(%error, "storage failed; the node stops");
+                self.counters.storage_failure = Some(error.to_string());
+                self.publish_status();
                 break;
             }
             self.maybe_snapshot();

@@ -109,22 +109,28 @@ fn push_number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
 /// cannot make the server buffer or allocate without limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest bulk string accepted (Redis's `proto-max-bulk-len`, 512 MiB there;
-    /// 64 MiB here, which is far above any value a replicated log should carry).
+    /// The largest bulk string the protocol admits (Redis's `proto-max-bulk-len`,
+    /// 512 MiB): a longer one is a protocol error that closes the connection. Below
+    /// it, `max_request_bytes` refuses the request and the connection goes on.
     pub max_bulk_bytes: usize,
     /// The most elements one array may claim (Redis allows 1M arguments).
     pub max_array_len: usize,
     /// The longest inline command or length line (Redis's `PROTO_INLINE_MAX_SIZE`,
     /// 64 KiB); a peer sending more without a line end is in error.
     pub max_inline_bytes: usize,
+    /// The largest request, as encoded: a larger one is refused with
+    /// [`RespError::RequestTooLarge`], which the connection survives.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Limits {
+    /// The server's limits ([`crate::limits`]).
     fn default() -> Self {
         Limits {
-            max_bulk_bytes: 64 << 20,
-            max_array_len: 1 << 20,
-            max_inline_bytes: 64 << 10,
+            max_bulk_bytes: MAX_REPLY_BULK_BYTES,
+            max_array_len: crate::limits::ARGUMENTS_MAX,
+            max_inline_bytes: crate::limits::LINE_BYTES_MAX,
+            max_request_bytes: crate::limits::REQUEST_BYTES_MAX,
         }
     }
 }
@@ -179,6 +185,93 @@ pub enum RespError {
     /// Arrays nested deeper than [`MAX_REPLY_DEPTH`].
     #[error("Protocol error: nesting too deep")]
     TooDeep,
+    /// A request whose encoding is larger than [`Limits::max_request_bytes`]. Unlike
+    /// the others this error is recoverable: feed the rest of the request to
+    /// `discard` and the stream is back in sync.
+    #[error(
+        "request of at least {bytes} bytes exceeds request_bytes_max ({max} bytes); it was not executed"
+    )]
+    RequestTooLarge {
+        /// How large the request is known to be so far.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+        /// How to skip the request, from its first byte (feed it the same buffer
+        /// [`parse_request`] was given, then what arrives next).
+        discard: Discard,
+    },
+}
+
+/// The unread rest of a refused request, to be skipped without buffering it: some raw
+/// bytes (the rest of a bulk string and its CRLF), then whole bulk strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discard {
+    /// Bytes still to skip before the next bulk header.
+    bytes: usize,
+    /// Whole bulk strings still to skip after them.
+    bulks: usize,
+}
+
+impl Discard {
+    /// Consumes from the start of `buf` what belongs to the refused request. Returns
+    /// how many bytes it took and whether the request is now wholly skipped.
+    ///
+    /// # Errors
+    ///
+    /// A [`RespError`] if a bulk header of the rest is malformed: the stream cannot be
+    /// resynchronised and the connection should be closed.
+    ///
+    /// ```
+    /// use ballot_node::resp::{parse_request, Limits, RespError};
+    /// let limits = Limits { max_request_bytes: 32, ..Limits::default() };
+    /// let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$40\r\n".to_vec();
+    /// let Err(RespError::RequestTooLarge { mut discard, .. }) = parse_request(&wire, &limits) else {
+    ///     panic!("too large")
+    /// };
+    /// // What has arrived so far is all skipped, and more is still to come.
+    /// assert_eq!(discard.advance(&wire, &limits).unwrap(), (wire.len(), false));
+    /// // Then the value's 40 bytes and CRLF, and the next command.
+    /// let mut rest = vec![b'x'; 40];
+    /// rest.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+    /// assert_eq!(discard.advance(&rest, &limits).unwrap(), (42, true));
+    /// let (args, _) = parse_request(&rest[42..], &limits).unwrap().unwrap();
+    /// assert_eq!(args, vec![b"PING".to_vec()]);
+    /// ```
+    pub fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<(usize, bool), RespError> {
+        let mut pos = 0;
+        loop {
+            let take = self.bytes.min(buf.len() - pos);
+            pos += take;
+            self.bytes -= take;
+            if self.bytes > 0 {
+                return Ok((pos, false));
+            }
+            if self.bulks == 0 {
+                return Ok((pos, true));
+            }
+            let Some(&kind) = buf.get(pos) else {
+                return Ok((pos, false));
+            };
+            if kind != b'$' {
+                return Err(RespError::ExpectedBulk(kind));
+            }
+            let Some((end, start)) = find_line(
+                buf,
+                pos + 1,
+                limits.max_inline_bytes,
+                RespError::TooBigBulkCount,
+            )?
+            else {
+                return Ok((pos, false));
+            };
+            let len = parse_redis_int(&buf[pos + 1..end])
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or(RespError::InvalidBulkLength)?;
+            self.bytes = len.checked_add(2).ok_or(RespError::InvalidBulkLength)?;
+            self.bulks -= 1;
+            pos = start;
+        }
+    }
 }
 
 /// Parses Redis's strict decimal integer (its `string2ll`): an optional `-`, then
@@ -291,7 +384,7 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespErr
     // many reads is not copied again on each one; every bulk takes at least 6 bytes
     // (`$0\r\n\r\n`), which bounds the reservation by what is actually present.
     let mut ranges = Vec::with_capacity(count.min(buf.len() / 6 + 1));
-    for _ in 0..count {
+    for index in 0..count {
         let Some(&kind) = buf.get(pos) else {
             return Ok(None);
         };
@@ -315,6 +408,18 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespErr
         let after = data_end
             .checked_add(2)
             .ok_or(RespError::InvalidBulkLength)?;
+        if after > limits.max_request_bytes {
+            // Known too large before its bytes arrive: refuse it now, and tell the
+            // caller how to skip the rest rather than buffer it.
+            return Err(RespError::RequestTooLarge {
+                bytes: after,
+                max: limits.max_request_bytes,
+                discard: Discard {
+                    bytes: after,
+                    bulks: count - index - 1,
+                },
+            });
+        }
         if buf.len() < after {
             return Ok(None);
         }
@@ -775,6 +880,7 @@ mod tests {
             max_bulk_bytes: 4,
             max_array_len: 2,
             max_inline_bytes: 8,
+            max_request_bytes: 1 << 20,
         };
         assert!(parse_request(b"*1\r\n$4\r\nabcd\r\n", &limits)
             .unwrap()
@@ -825,6 +931,7 @@ mod tests {
             max_bulk_bytes: usize::MAX,
             max_array_len: usize::MAX,
             max_inline_bytes: 64,
+            max_request_bytes: usize::MAX,
         };
         assert_eq!(
             parse_request(b"*1000000000000\r\n$1\r\na\r\n", &limits),
@@ -978,5 +1085,51 @@ mod tests {
         assert!(parse_value(&ok).unwrap().is_some());
         let huge = b"*1\r\n".repeat(1_000_000);
         assert_eq!(parse_value(&huge), Err(RespError::TooDeep));
+    }
+
+    #[test]
+    fn an_oversized_request_is_skipped_in_pieces_and_the_next_one_parses() {
+        let limits = Limits {
+            max_request_bytes: 64,
+            ..Limits::default()
+        };
+        // MSET a <100 bytes> b <3 bytes>, then PING, arriving 7 bytes at a time.
+        let mut stream = b"*5\r\n$4\r\nMSET\r\n$1\r\na\r\n$100\r\n".to_vec();
+        stream.extend_from_slice(&[b'v'; 100]);
+        stream.extend_from_slice(b"\r\n$1\r\nb\r\n$3\r\nxyz\r\n*1\r\n$4\r\nPING\r\n");
+        let mut input = Vec::new();
+        let mut discard = None;
+        let mut commands = Vec::new();
+        for chunk in stream.chunks(7) {
+            input.extend_from_slice(chunk);
+            loop {
+                if let Some(skip) = discard.as_mut() {
+                    let (used, done) = Discard::advance(skip, &input, &limits).unwrap();
+                    input.drain(..used);
+                    if !done {
+                        break;
+                    }
+                    discard = None;
+                }
+                match parse_request(&input, &limits) {
+                    Ok(Some((args, used))) => {
+                        commands.push(args);
+                        input.drain(..used);
+                    }
+                    Ok(None) => break,
+                    Err(RespError::RequestTooLarge {
+                        bytes,
+                        max,
+                        discard: skip,
+                    }) => {
+                        assert_eq!((bytes, max), (129, 64));
+                        discard = Some(skip);
+                    }
+                    Err(other) => panic!("{other}"),
+                }
+            }
+        }
+        assert_eq!(commands, vec![vec![b"PING".to_vec()]]);
+        assert!(input.is_empty() && discard.is_none());
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::kv::{parse_command, KvRequest, KvStore};
 use crate::node::{Node, NodeError};
-use crate::resp::{parse_request, Limits, Value};
+use crate::resp::{parse_request, Discard, Limits, RespError, Value};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,11 +19,18 @@ pub struct ServerInfo {
     pub peer_addrs: Vec<String>,
 }
 
-/// Accepts RESP clients on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, node: Node<KvStore>, info: ServerInfo) {
+/// Accepts RESP clients on `listener` until the task is dropped, serving at most
+/// `connections_max` at once: the next one is told so, as Redis words it, and closed.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node<KvStore>,
+    info: ServerInfo,
+    connections_max: usize,
+) {
     let info = Arc::new(info);
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections_max));
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let (mut stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accepting a client failed");
@@ -31,12 +38,22 @@ pub async fn serve(listener: TcpListener, node: Node<KvStore>, info: ServerInfo)
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, connections_max, "refused a client: too many connections");
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        };
         let node = node.clone();
         let info = info.clone();
         tokio::spawn(async move {
             if let Err(error) = serve_client(stream, node, &info).await {
                 tracing::debug!(%remote, %error, "client connection closed");
             }
+            drop(slot);
         });
     }
 }
@@ -50,6 +67,7 @@ async fn serve_client(
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let limits = Limits::default();
+    let mut discard: Option<Discard> = None;
     let mut input = Vec::with_capacity(16 << 10);
     let mut output = Vec::with_capacity(16 << 10);
     let mut chunk = vec![0u8; 64 << 10];
@@ -62,6 +80,28 @@ async fn serve_client(
         let mut consumed = 0;
         let mut quit = false;
         loop {
+            if let Some(rest) = discard.as_mut() {
+                // Skipping a refused request: its bytes are dropped as they come.
+                let (used, done) = match rest.advance(&input[consumed..], &limits) {
+                    Ok(advanced) => advanced,
+                    Err(error) => {
+                        Value::Error(format!("ERR {error}")).encode(&mut output);
+                        stream.write_all(&output).await?;
+                        return Ok(());
+                    }
+                };
+                consumed += used;
+                if !done {
+                    break;
+                }
+                discard = None;
+            }
+            if output.len() >= crate::limits::OUTPUT_FLUSH_BYTES {
+                // A client pipelining many large reads: write out what is ready
+                // rather than hold every reply.
+                stream.write_all(&output).await?;
+                output.clear();
+            }
             match parse_request(&input[consumed..], &limits) {
                 Ok(Some((args, used))) => {
                     consumed += used;
@@ -76,6 +116,21 @@ async fn serve_client(
                     }
                 }
                 Ok(None) => break,
+                Err(RespError::RequestTooLarge {
+                    bytes,
+                    max,
+                    discard: rest,
+                }) => {
+                    // Refused, and the connection goes on once its bytes are skipped.
+                    tracing::debug!(bytes, max, "refused an oversized request");
+                    let refused = RespError::RequestTooLarge {
+                        bytes,
+                        max,
+                        discard: rest.clone(),
+                    };
+                    Value::Error(format!("ERR {refused}")).encode(&mut output);
+                    discard = Some(rest);
+                }
                 Err(error) => {
                     // Like Redis: report the protocol error and close the connection.
                     Value::Error(format!("ERR {error}")).encode(&mut output);
@@ -117,6 +172,9 @@ fn outcome(result: Result<crate::kv::KvOutput, NodeError>) -> Value {
         Err(NodeError::Timeout(after)) => Value::Error(format!(
             "TIMEOUT no answer within {after:?}; the command may or may not have taken effect"
         )),
+        // Redis clients treat a reply's first word as its kind: a client that backs
+        // off on load can tell this one apart.
+        Err(error @ NodeError::Busy { .. }) => Value::Error(format!("BUSY {error}")),
         Err(error) => Value::Error(format!("ERR {error}")),
     }
 }

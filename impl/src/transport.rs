@@ -2,8 +2,10 @@
 //! the inbound connections peers make to us (theirs to send on). Every connection
 //! starts with the authenticated handshake; then it carries frames.
 //!
-//! Limits: each peer's send queue holds at most `send_queue_frames` frames; when it is
-//! full (a slow or absent peer), new frames to that peer are dropped and counted.
+//! Limits: each peer's send queue holds at most `send_queue_frames` frames and
+//! `send_queue_bytes_max` bytes (but always takes a frame when empty, so no frame is
+//! too large to send); when it is full (a slow or absent peer), new frames to that
+//! peer are dropped and counted.
 //! Paxos tolerates loss — the leader's heartbeat retransmits, candidates retry — so a
 //! slow peer costs it its messages, never our memory. Reconnection backs off from 50 ms
 //! to 1 s.
@@ -13,7 +15,7 @@ use crate::handshake;
 use ballot_model::NodeId;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -39,12 +41,15 @@ pub struct TransportConfig {
     pub max_frame_bytes: usize,
     /// Frames queued per peer before new ones are dropped.
     pub send_queue_frames: usize,
+    /// Bytes queued per peer before new frames are dropped.
+    pub send_queue_bytes_max: usize,
 }
 
 /// The sending side: encoded frames go to per-peer queues drained by writer tasks.
 #[derive(Debug)]
 pub struct Transport {
-    queues: Vec<Option<mpsc::Sender<Vec<u8>>>>,
+    queues: Vec<Option<PeerQueue>>,
+    send_queue_bytes_max: usize,
     /// Frames dropped because a peer's queue was full.
     pub dropped: AtomicU64,
 }
@@ -56,10 +61,21 @@ impl Transport {
         let Some(Some(queue)) = self.queues.get(to) else {
             return;
         };
-        if queue.try_send(frame).is_err() {
+        let len = frame.len();
+        let queued = queue.bytes.fetch_add(len, Ordering::Relaxed);
+        let over = queued > 0 && queued + len > self.send_queue_bytes_max;
+        if over || queue.frames.try_send(frame).is_err() {
+            queue.bytes.fetch_sub(len, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One peer's send queue: the frames, and their bytes (taken off by the writer).
+#[derive(Debug)]
+struct PeerQueue {
+    frames: mpsc::Sender<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
 }
 
 impl crate::world::PeerNetwork for Transport {
@@ -92,23 +108,54 @@ where
             continue;
         }
         let (tx, rx) = mpsc::channel(config.send_queue_frames.max(1));
-        queues.push(Some(tx));
-        tasks.spawn(writer(config.clone(), peer, *addr, rx));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        queues.push(Some(PeerQueue {
+            frames: tx,
+            bytes: bytes.clone(),
+        }));
+        tasks.spawn(writer(
+            config.clone(),
+            peer,
+            *addr,
+            Dequeue { frames: rx, bytes },
+        ));
     }
+    let send_queue_bytes_max = config.send_queue_bytes_max;
     tasks.spawn(accept_loop(config, listener, deliver));
     Arc::new(Transport {
         queues,
+        send_queue_bytes_max,
         dropped: AtomicU64::new(0),
     })
 }
 
+/// The writer's end of a peer queue: takes a frame's bytes off the count as it
+/// takes the frame.
+struct Dequeue {
+    frames: mpsc::Receiver<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Dequeue {
+    async fn recv(&mut self) -> Option<Vec<u8>> {
+        let frame = self.frames.recv().await?;
+        self.bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+        Some(frame)
+    }
+
+    fn try_recv(&mut self) -> Result<Vec<u8>, mpsc::error::TryRecvError> {
+        let frame = self.frames.try_recv()?;
+        self.bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+        Ok(frame)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.frames.is_closed()
+    }
+}
+
 /// Keeps a connection to `peer` open and writes its queue to it.
-async fn writer(
-    config: TransportConfig,
-    peer: NodeId,
-    addr: SocketAddr,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-) {
+async fn writer(config: TransportConfig, peer: NodeId, addr: SocketAddr, mut queue: Dequeue) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let stream = match connect(&config, peer, addr).await {

@@ -35,12 +35,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Largest payload a record may carry, in bytes.
-///
-/// Appending a larger update fails with [`WalError::RecordTooLarge`]; a header on disk
-/// that claims a larger payload is corruption (the writer never produces one), which
-/// also bounds what recovery allocates on the word of an on-disk length field.
-pub const MAX_RECORD_BYTES: usize = 16 << 20;
+// The largest payload a record may carry. Appending a larger update fails with
+// `WalError::RecordTooLarge`; a header on disk that claims a larger payload is
+// corruption (the writer never produces one), which also bounds what recovery
+// allocates on the word of an on-disk length field.
+use crate::limits::RECORD_BYTES_MAX;
 
 /// Name of the log file inside the directory passed to [`Wal::open`].
 pub const FILE_NAME: &str = "wal.log";
@@ -89,9 +88,9 @@ pub enum WalError {
         /// What was wrong there.
         reason: String,
     },
-    /// An update encodes to more than [`MAX_RECORD_BYTES`].
+    /// An update encodes to more than [`RECORD_BYTES_MAX`](crate::limits::RECORD_BYTES_MAX).
     #[error(
-        "write-ahead log record of {bytes} bytes exceeds the limit of {MAX_RECORD_BYTES} bytes"
+        "write-ahead log record of {bytes} bytes exceeds the limit of {RECORD_BYTES_MAX} bytes"
     )]
     RecordTooLarge {
         /// The encoded size of the rejected update.
@@ -219,7 +218,7 @@ impl Wal {
     /// offset, and the file is left untouched: a bad header checksum followed by
     /// non-zero bytes, a payload checksum failure with more data after the record, a
     /// checksummed payload that does not decode (or has bytes left over), a length field
-    /// above [`MAX_RECORD_BYTES`], or a bad magic number or format version. Such damage
+    /// above [`RECORD_BYTES_MAX`](crate::limits::RECORD_BYTES_MAX), or a bad magic number or format version. Such damage
     /// is not what a crash produces, and "repairing" it could silently drop a record a
     /// peer was told was durable — a promise or a vote — which would break Paxos's
     /// safety. An operator has to look.
@@ -347,7 +346,7 @@ impl Wal {
     ///
     /// [`WalError::Poisoned`] after a failed write or fsync;
     /// [`WalError::RecordTooLarge`] if the update encodes to more than
-    /// [`MAX_RECORD_BYTES`]; [`WalError::Encode`] if it cannot be encoded. On the last
+    /// [`RECORD_BYTES_MAX`](crate::limits::RECORD_BYTES_MAX); [`WalError::Encode`] if it cannot be encoded. On the last
     /// two the log is unchanged and still usable.
     pub fn append<C: Serialize>(&mut self, update: &DurableUpdate<C>) -> Result<(), WalError> {
         if self.poisoned {
@@ -364,7 +363,7 @@ impl Wal {
         let payload_start = start + RECORD_HEADER_LEN;
         let bytes = self.pending.len() - payload_start;
         let len = match u32::try_from(bytes) {
-            Ok(len) if bytes <= MAX_RECORD_BYTES => len,
+            Ok(len) if bytes <= RECORD_BYTES_MAX => len,
             _ => {
                 self.pending.truncate(start);
                 return Err(WalError::RecordTooLarge { bytes });
@@ -709,10 +708,10 @@ where
         let len = le_u32(&header, 0);
         let payload_crc = le_u32(&header, 4);
         let len_bytes = len as usize;
-        if len_bytes > MAX_RECORD_BYTES {
+        if len_bytes > RECORD_BYTES_MAX {
             return Err(corrupt(
                 offset,
-                format!("record length {len} exceeds the limit of {MAX_RECORD_BYTES} bytes"),
+                format!("record length {len} exceeds the limit of {RECORD_BYTES_MAX} bytes"),
             ));
         }
         let record_end = offset + (RECORD_HEADER_LEN as u64) + u64::from(len);
@@ -721,7 +720,7 @@ where
             return Ok((offset, ScanEnd::Torn { offset, reason }));
         }
 
-        // Allocation is bounded by MAX_RECORD_BYTES and by what the file holds.
+        // Allocation is bounded by RECORD_BYTES_MAX and by what the file holds.
         let mut payload = vec![0; len_bytes];
         reader.read_exact(&mut payload).map_err(io_err)?;
         if crc32c::crc32c(&payload) != payload_crc {
@@ -1250,7 +1249,7 @@ mod tests {
         let mut bytes = read(&dir.log());
         // A header with a valid checksum claiming a payload above the limit, at the tail
         // where a short payload alone would look torn: the limit must win.
-        let too_long = u32::try_from(MAX_RECORD_BYTES + 1).expect("fits");
+        let too_long = u32::try_from(RECORD_BYTES_MAX + 1).expect("fits");
         let end = bytes.len() as u64;
         bytes.extend_from_slice(&record_header(too_long, 0));
         bytes.extend_from_slice(&[1, 2, 3]);
@@ -1321,12 +1320,12 @@ mod tests {
                 proposal: Proposal::Batch(vec![Request {
                     client: 1,
                     seq: 1,
-                    command: vec![0u8; MAX_RECORD_BYTES],
+                    command: vec![0u8; RECORD_BYTES_MAX],
                 }]),
             },
         };
         match wal.append(&huge) {
-            Err(WalError::RecordTooLarge { bytes }) => assert!(bytes > MAX_RECORD_BYTES),
+            Err(WalError::RecordTooLarge { bytes }) => assert!(bytes > RECORD_BYTES_MAX),
             other => panic!("expected RecordTooLarge, got {other:?}"),
         }
         assert_eq!(

@@ -60,7 +60,7 @@ proptest! {
         ];
         for f in frames {
             let mut out = Vec::new();
-            frame::encode(&f, &mut out, frame::DEFAULT_MAX_FRAME_BYTES).unwrap();
+            frame::encode(&f, &mut out, ballot_node::limits::FRAME_BYTES_MAX).unwrap();
             let back: PeerFrame<KvStore> = frame::decode(&out[4..]).unwrap();
             prop_assert_eq!(format!("{back:?}"), format!("{f:?}"));
         }

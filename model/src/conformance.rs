@@ -68,6 +68,12 @@ pub enum TraceRecord<S: StateMachine> {
         pipeline_depth: usize,
         /// The core's batch limit.
         max_batch: usize,
+        /// The core's byte bound on a slot's batch.
+        batch_bytes_max: usize,
+        /// The core's bound on a leader's queue of writes.
+        queue_requests_max: usize,
+        /// The core's bound on a leader's pending reads.
+        reads_pending_max: usize,
         /// The snapshot it loaded.
         snapshot: Snapshot<S>,
         /// The durable state it loaded.
@@ -229,6 +235,7 @@ struct RunState<S: StateMachine> {
 ///         .unwrap();
 /// let start = TraceRecord::<Register>::Start {
 ///     at: 1, node: 0, node_count: 3, pipeline_depth: 4, max_batch: 64,
+///     batch_bytes_max: usize::MAX, queue_requests_max: usize::MAX, reads_pending_max: usize::MAX,
 ///     snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
 /// };
 /// let report = check_conformance(vec![NodeRun { source: "n0".into(), records: vec![start] }]).unwrap();
@@ -289,6 +296,9 @@ pub fn check_conformance<S: StateMachine>(
                 node_count,
                 pipeline_depth,
                 max_batch,
+                batch_bytes_max,
+                queue_requests_max,
+                reads_pending_max,
                 snapshot,
                 durable,
                 effects,
@@ -314,7 +324,10 @@ pub fn check_conformance<S: StateMachine>(
                 }
                 let config = ClusterConfig::new(*node_count)
                     .with_pipeline_depth(*pipeline_depth)
-                    .with_max_batch(*max_batch);
+                    .with_max_batch(*max_batch)
+                    .with_batch_bytes_max(*batch_bytes_max)
+                    .with_queue_requests_max(*queue_requests_max)
+                    .with_reads_pending_max(*reads_pending_max);
                 let (replica, replayed) =
                     Replica::restore(*node, config, snapshot.clone(), durable.clone()).map_err(
                         |error| fail("replays-identically", Some(*node), error.to_string()),

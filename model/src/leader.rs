@@ -6,9 +6,11 @@ use crate::ballot::{Ballot, NodeId, Slot};
 use crate::client_table::ApplyOutcome;
 use crate::durable::DurableUpdate;
 use crate::effect::{Effect, Timer};
-use crate::message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Request};
+use crate::message::{
+    AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Refusal, Request,
+};
 use crate::mutant::mutant;
-use crate::replica::{InFlight, Leadership, PendingRead, Replica, Role};
+use crate::replica::{ClusterConfig, InFlight, Leadership, PendingRead, Replica, Role};
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -147,7 +149,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Fills the pipeline from the queue: each free slot takes a batch of up to
-    /// `max_batch` queued requests.
+    /// `max_batch` queued requests and `batch_bytes_max` bytes.
     fn propose_queued(&mut self, effects: &mut Vec<Effect<S>>) {
         loop {
             let Role::Leader(leadership) = &mut self.role else {
@@ -158,7 +160,8 @@ impl<S: StateMachine> Replica<S> {
             {
                 return;
             }
-            let take = leadership.queue.len().min(self.config.max_batch);
+            let take = batch_len::<S>(&leadership.queue, &self.config);
+            debug_assert!(take >= 1, "a queued request always fits an empty batch");
             let batch: Vec<Request<S::Command>> = leadership.queue.drain(..take).collect();
             let proposal = Proposal::Batch(batch);
             let slot = leadership.next_slot;
@@ -252,10 +255,14 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let last = commit.min(follower_commit.saturating_add(self.config.pipeline_depth as Slot));
+        let mut budget = ResendBudget::new(&self.config);
         for slot in follower_commit + 1..=last {
             let Some(entry) = self.durable.accepted.get(&slot) else {
                 continue;
             };
+            if !budget.take::<S>(&entry.proposal) {
+                break; // The rest at the next acknowledgement.
+            }
             effects.push(Effect::Send {
                 to,
                 message: Message::Accept {
@@ -358,7 +365,6 @@ impl<S: StateMachine> Replica<S> {
                 Some(ApplyOutcome::Applied(_)) | None => {}
             }
         }
-        self.waiters.insert(client, seq);
         let Role::Leader(leadership) = &mut self.role else {
             return;
         };
@@ -369,8 +375,29 @@ impl<S: StateMachine> Replica<S> {
             .chain(leadership.queue.iter())
             .any(|queued| queued.client == client && queued.seq == seq);
         if already_proposed && !mutant!(self.config, NoDedup) {
-            return; // A retry of a request in the pipeline: we now wait for it here.
+            // A retry of a request in the pipeline: we now wait for it here.
+            self.waiters.insert(client, seq);
+            return;
         }
+        let bytes = S::command_bytes(&request.command);
+        let refusal = if bytes > self.config.batch_bytes_max {
+            Some(Refusal::TooLarge {
+                bytes,
+                max: self.config.batch_bytes_max,
+            })
+        } else if leadership.queue.len() >= self.config.queue_requests_max {
+            Some(Refusal::Busy)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            effects.push(Effect::Reply {
+                client,
+                response: ClientResponse::Refused { seq, reason },
+            });
+            return;
+        }
+        self.waiters.insert(client, seq);
         leadership.queue.push_back(request);
         self.propose_queued(effects);
     }
@@ -387,10 +414,21 @@ impl<S: StateMachine> Replica<S> {
         let Role::Leader(leadership) = &mut self.role else {
             return;
         };
+        // A client has one request outstanding: its newer read replaces its older one.
+        leadership.reads.retain(|read| read.client != client);
+        if leadership.reads.len() >= self.config.reads_pending_max {
+            effects.push(Effect::Reply {
+                client,
+                response: ClientResponse::Refused {
+                    seq,
+                    reason: Refusal::Busy,
+                },
+            });
+            return;
+        }
         leadership.read_round += 1;
         let round = leadership.read_round;
         let ballot = leadership.ballot;
-        leadership.reads.retain(|read| read.client != client);
         leadership.reads.push(PendingRead {
             client,
             seq,
@@ -437,7 +475,8 @@ impl<S: StateMachine> Replica<S> {
         });
     }
 
-    /// Leader tick: heartbeat everyone and retransmit accepts not yet acknowledged.
+    /// Leader tick: heartbeat everyone and retransmit accepts not yet acknowledged,
+    /// oldest first, within a [`ResendBudget`] per peer.
     pub(crate) fn on_heartbeat_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
         let Role::Leader(leadership) = &self.role else {
             return;
@@ -453,8 +492,12 @@ impl<S: StateMachine> Replica<S> {
                     read_round: leadership.read_round,
                 },
             });
+            let mut budget = ResendBudget::new(&self.config);
             for (slot, in_flight) in &leadership.in_flight {
                 if !in_flight.acks.contains(&peer) {
+                    if !budget.take::<S>(&in_flight.proposal) {
+                        break; // The rest at the next tick, oldest first.
+                    }
                     effects.push(Effect::Send {
                         to: peer,
                         message: Message::Accept {
@@ -484,5 +527,59 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         self.step_down(None, effects);
+    }
+}
+
+/// How many requests from the front of `queue` the next slot takes: at most
+/// `max_batch`, and no more than fit `batch_bytes_max` — but always the first, which
+/// `on_write` admitted only if it fits alone.
+fn batch_len<S: StateMachine>(
+    queue: &VecDeque<Request<S::Command>>,
+    config: &ClusterConfig,
+) -> usize {
+    let mut bytes = 0usize;
+    let mut take = 0;
+    for request in queue.iter().take(config.max_batch) {
+        bytes = bytes.saturating_add(S::command_bytes(&request.command));
+        if take > 0 && bytes > config.batch_bytes_max {
+            break;
+        }
+        take += 1;
+    }
+    take
+}
+
+/// How much a leader re-sends to one peer at once (a heartbeat tick's retransmissions,
+/// or one catch-up): slots while their bytes stay within one slot's bound
+/// (`batch_bytes_max`), and always the first. Without it, every tick re-sent the whole
+/// pipeline of unacknowledged slots: with large values, far more than a link carries
+/// between ticks, so acknowledgements (and heartbeats behind the backlog) came ever
+/// later and followers started elections: retransmission became congestion collapse.
+struct ResendBudget {
+    bytes_left: usize,
+    first: bool,
+}
+
+impl ResendBudget {
+    fn new(config: &ClusterConfig) -> Self {
+        ResendBudget {
+            bytes_left: config.batch_bytes_max,
+            first: true,
+        }
+    }
+
+    /// Whether `proposal` may be sent within the budget (and spends it if so).
+    fn take<S: StateMachine>(&mut self, proposal: &Proposal<S::Command>) -> bool {
+        let bytes: usize = proposal
+            .requests()
+            .iter()
+            .map(|request| S::command_bytes(&request.command))
+            .sum();
+        if !self.first && bytes > self.bytes_left {
+            return false;
+        }
+        self.first = false;
+        self.bytes_left = self.bytes_left.saturating_sub(bytes);
+        true
     }
 }

@@ -62,7 +62,9 @@ pub use ballot::{quorum, Ballot, ClientId, NodeId, Slot};
 pub use client_table::{ApplyOutcome, ClientTable, Session};
 pub use durable::{DurableState, DurableUpdate};
 pub use effect::{Effect, Input, Timer};
-pub use message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Request};
+pub use message::{
+    AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Refusal, Request,
+};
 #[cfg(feature = "mutants")]
 pub use mutant::Mutant;
 pub use register::{Register, RegisterOp, RegisterRet, RegisterSpec, Value};

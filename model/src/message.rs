@@ -228,6 +228,50 @@ pub enum ClientResponse<O, R> {
         /// The leader this server knows of, if any.
         leader: Option<NodeId>,
     },
+    /// The leader did not take the request, for `reason`. It did not queue it; the
+    /// request may still take effect if an earlier attempt of it is in the log, so a
+    /// client that gives up must treat its outcome as unknown, and one that retries
+    /// keeps the same `(client, seq)`.
+    Refused {
+        /// The request's sequence number.
+        seq: u64,
+        /// Why.
+        reason: Refusal,
+    },
+}
+
+/// Why a leader refused a request without queueing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Its queue of writes (or of reads waiting for confirmation) is at its bound
+    /// ([`ClusterConfig::queue_requests_max`](crate::ClusterConfig::queue_requests_max),
+    /// [`ClusterConfig::reads_pending_max`](crate::ClusterConfig::reads_pending_max)):
+    /// retry later.
+    Busy,
+    /// The command alone counts more bytes than a slot may carry
+    /// ([`ClusterConfig::batch_bytes_max`](crate::ClusterConfig::batch_bytes_max)):
+    /// it can never be proposed.
+    TooLarge {
+        /// What the command counts ([`StateMachine::command_bytes`]).
+        bytes: usize,
+        /// The bound.
+        max: usize,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    /// ```
+    /// assert_eq!(ballot_model::Refusal::Busy.to_string(), "the leader's queue is full");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Busy => f.write_str("the leader's queue is full"),
+            Refusal::TooLarge { bytes, max } => write!(
+                f,
+                "the command counts {bytes} bytes, over batch_bytes_max ({max} bytes)"
+            ),
+        }
+    }
 }
 
 impl<O, R> ClientResponse<O, R> {
@@ -242,7 +286,8 @@ impl<O, R> ClientResponse<O, R> {
         match self {
             ClientResponse::Written { seq, .. }
             | ClientResponse::ReadOk { seq, .. }
-            | ClientResponse::Redirect { seq, .. } => *seq,
+            | ClientResponse::Redirect { seq, .. }
+            | ClientResponse::Refused { seq, .. } => *seq,
         }
     }
 }

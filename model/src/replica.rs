@@ -31,14 +31,29 @@ pub struct ClusterConfig {
     pub pipeline_depth: usize,
     /// Most client requests one slot carries. At least 1.
     pub max_batch: usize,
+    /// Most bytes one slot's batch carries, counted by [`StateMachine::command_bytes`]:
+    /// a batch closes at this bound as well as at `max_batch`, so one slot always fits
+    /// the driver's log record and peer frame. A single request over it is refused
+    /// ([`Refusal::TooLarge`](crate::Refusal::TooLarge)), never proposed. At least 1.
+    pub batch_bytes_max: usize,
+    /// Most write requests a leader holds queued for room in its pipeline; past it, a
+    /// new request is refused ([`Refusal::Busy`](crate::Refusal::Busy)) and its client retries later. At
+    /// least 1.
+    pub queue_requests_max: usize,
+    /// Most reads a leader holds waiting for leadership confirmation; past it, a new
+    /// read is refused ([`Refusal::Busy`](crate::Refusal::Busy)). At least 1.
+    pub reads_pending_max: usize,
     /// Which broken variant to run (only with the `mutants` feature).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutant::Mutant>,
 }
 
 impl ClusterConfig {
-    /// A cluster of `node_count` servers with a pipeline of 4 slots and batches of up to
-    /// 64 requests.
+    /// A cluster of `node_count` servers with a pipeline of 4 slots, batches of up to
+    /// 64 requests, and no byte, queue or read bound that a small cluster could reach
+    /// (drivers set their own: [`ClusterConfig::with_batch_bytes_max`],
+    /// [`ClusterConfig::with_queue_requests_max`],
+    /// [`ClusterConfig::with_reads_pending_max`]).
     ///
     /// ```
     /// let c = ballot_model::ClusterConfig::new(3);
@@ -49,6 +64,9 @@ impl ClusterConfig {
             node_count,
             pipeline_depth: 4,
             max_batch: 64,
+            batch_bytes_max: usize::MAX,
+            queue_requests_max: usize::MAX,
+            reads_pending_max: usize::MAX,
             #[cfg(feature = "mutants")]
             mutant: None,
         }
@@ -71,6 +89,39 @@ impl ClusterConfig {
     /// ```
     pub fn with_max_batch(mut self, max_batch: usize) -> Self {
         self.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// Sets the byte bound of one slot's batch.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(3).with_batch_bytes_max(1 << 20);
+    /// assert_eq!(c.batch_bytes_max, 1 << 20);
+    /// ```
+    pub fn with_batch_bytes_max(mut self, batch_bytes_max: usize) -> Self {
+        self.batch_bytes_max = batch_bytes_max.max(1);
+        self
+    }
+
+    /// Sets the bound of a leader's queue of writes waiting for the pipeline.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(3).with_queue_requests_max(100);
+    /// assert_eq!(c.queue_requests_max, 100);
+    /// ```
+    pub fn with_queue_requests_max(mut self, queue_requests_max: usize) -> Self {
+        self.queue_requests_max = queue_requests_max.max(1);
+        self
+    }
+
+    /// Sets the bound of a leader's reads waiting for confirmation.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(3).with_reads_pending_max(100);
+    /// assert_eq!(c.reads_pending_max, 100);
+    /// ```
+    pub fn with_reads_pending_max(mut self, reads_pending_max: usize) -> Self {
+        self.reads_pending_max = reads_pending_max.max(1);
         self
     }
 

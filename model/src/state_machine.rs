@@ -44,4 +44,25 @@ pub trait StateMachine: Clone + Debug + Eq + Hash + Ord {
 
     /// Answers a query from the applied state.
     fn query(&self, query: &Self::Query) -> Self::QueryOutput;
+
+    /// How many bytes `command` counts for against a slot's
+    /// [`batch_bytes_max`](crate::ClusterConfig::batch_bytes_max). A driver that bounds
+    /// its log records and frames needs this to be at least the command's encoded size;
+    /// the default, the command's in-memory size, is right only for commands that own
+    /// no heap data.
+    ///
+    /// ```
+    /// # use ballot_model::StateMachine;
+    /// # #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    /// # struct Counter(u64);
+    /// # impl StateMachine for Counter {
+    /// #     type Command = u64; type Output = u64; type Query = (); type QueryOutput = u64;
+    /// #     fn apply(&mut self, add: &u64) -> u64 { self.0 += add; self.0 }
+    /// #     fn query(&self, _: &()) -> u64 { self.0 }
+    /// # }
+    /// assert_eq!(Counter::command_bytes(&5), 8);
+    /// ```
+    fn command_bytes(command: &Self::Command) -> usize {
+        std::mem::size_of_val(command)
+    }
 }

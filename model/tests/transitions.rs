@@ -7,8 +7,8 @@
 use ballot_model::invariants::check_replica;
 use ballot_model::{
     AcceptedEntry, ApplyOutcome, Ballot, ClientRequest, ClientResponse, ClusterConfig,
-    DurableState, DurableUpdate, Effect, Input, Message, NodeId, Proposal, Register, Replica,
-    Request, Role, Slot, StepError, Timer,
+    DurableState, DurableUpdate, Effect, Input, Message, NodeId, Proposal, Refusal, Register,
+    Replica, Request, Role, Slot, StepError, Timer,
 };
 use std::collections::BTreeMap;
 
@@ -912,6 +912,51 @@ fn heartbeat_timeout_retransmits_unacknowledged_accepts() {
 }
 
 #[test]
+fn heartbeat_retransmits_within_one_slots_bytes_per_peer_oldest_first() {
+    // Each register command counts one byte; a tick re-sends at most two bytes' worth
+    // to each peer (and always one slot).
+    let mut r = elect(recover_with(
+        0,
+        cluster(3).with_pipeline_depth(3).with_batch_bytes_max(2),
+        DurableState::default(),
+    ));
+    let ballot = b(1, 0);
+    let p = |client: u64| batch(&[req(client, 1, client as u8)]);
+    for client in 1..=3 {
+        step(&mut r, client_write(client, 1, client as u8));
+    }
+    let effects = step(&mut r, timer(Timer::Heartbeat));
+    assert_eq!(
+        effects,
+        vec![
+            send(1, heartbeat(ballot, 0, 0)),
+            send(1, accept(ballot, 1, p(1), 0)),
+            send(1, accept(ballot, 2, p(2), 0)),
+            send(2, heartbeat(ballot, 0, 0)),
+            send(2, accept(ballot, 1, p(1), 0)),
+            send(2, accept(ballot, 2, p(2), 0)),
+            Effect::SetTimer(Timer::Heartbeat),
+        ],
+        "slot 3 waits for a later tick"
+    );
+    // Node 1 acknowledges slots 1 and 2 (a majority: they commit): its next tick
+    // carries slot 3; node 2 still gets the oldest two in flight.
+    step(&mut r, msg(1, accepted(ballot, 1, 0)));
+    step(&mut r, msg(1, accepted(ballot, 2, 0)));
+    let effects = step(&mut r, timer(Timer::Heartbeat));
+    assert_eq!(
+        effects,
+        vec![
+            send(1, heartbeat(ballot, 2, 0)),
+            send(1, accept(ballot, 3, p(3), 2)),
+            send(2, heartbeat(ballot, 2, 0)),
+            send(2, accept(ballot, 3, p(3), 2)),
+            Effect::SetTimer(Timer::Heartbeat),
+        ]
+    );
+}
+
+#[test]
 fn full_pipeline_queues_writes_and_batches_them_after_commit() {
     let mut r = elect(recover_with(
         0,
@@ -941,6 +986,149 @@ fn full_pipeline_queues_writes_and_batches_them_after_commit() {
         1,
     ));
     assert_eq!(effects, expected);
+}
+
+#[test]
+fn a_batch_closes_at_its_byte_bound_as_well_as_its_count() {
+    // A register's command counts one byte: two fit a slot of two bytes.
+    let mut r = elect(recover_with(
+        0,
+        cluster(3).with_pipeline_depth(1).with_batch_bytes_max(2),
+        DurableState::default(),
+    ));
+    let ballot = b(1, 0);
+    step(&mut r, client_write(7, 1, 5));
+    for client in 8..=10 {
+        assert_eq!(step(&mut r, client_write(client, 1, 6)), vec![]);
+    }
+    let effects = step(&mut r, msg(1, accepted(ballot, 1, 0)));
+    let mut expected = vec![
+        Effect::Persist(DurableUpdate::Commit(1)),
+        written(7, 1, None),
+        Effect::Applied { slot: 1 },
+    ];
+    expected.extend(propose_effects(
+        ballot,
+        2,
+        batch(&[req(8, 1, 6), req(9, 1, 6)]),
+        1,
+    ));
+    assert_eq!(
+        effects, expected,
+        "the third queued request waits for slot 3"
+    );
+}
+
+/// A state machine whose commands count their length, to exercise byte bounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Blobs(usize);
+
+impl ballot_model::StateMachine for Blobs {
+    type Command = Vec<u8>;
+    type Output = usize;
+    type Query = ();
+    type QueryOutput = usize;
+    fn apply(&mut self, blob: &Vec<u8>) -> usize {
+        self.0 += blob.len();
+        self.0
+    }
+    fn query(&self, _: &()) -> usize {
+        self.0
+    }
+    fn command_bytes(blob: &Vec<u8>) -> usize {
+        blob.len()
+    }
+}
+
+#[test]
+fn a_request_over_the_batch_byte_bound_is_refused_and_never_proposed() {
+    let config = cluster(1).with_batch_bytes_max(4);
+    let (mut r, _) = Replica::recover(0, config, Blobs::default(), DurableState::default());
+    let mut effects = Vec::new();
+    r.step(Input::Timer(Timer::Election), &mut effects).unwrap();
+    assert!(r.is_leader(), "a cluster of one elects itself");
+    let write = |seq: u64, len: usize| {
+        Input::Client(ClientRequest::Write(Request {
+            client: 7,
+            seq,
+            command: vec![0u8; len],
+        }))
+    };
+    effects.clear();
+    r.step(write(1, 5), &mut effects).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::Reply {
+            client: 7,
+            response: ClientResponse::Refused {
+                seq: 1,
+                reason: Refusal::TooLarge { bytes: 5, max: 4 }
+            },
+        }]
+    );
+    assert!(r.durable().accepted.is_empty(), "nothing proposed");
+    effects.clear();
+    r.step(write(2, 4), &mut effects).unwrap();
+    assert!(
+        matches!(
+            &effects[0],
+            Effect::Persist(DurableUpdate::Accept { slot: 1, .. })
+        ),
+        "a request at the bound is proposed: {effects:?}"
+    );
+}
+
+#[test]
+fn a_full_queue_refuses_new_writes_as_busy_but_still_takes_retries_of_queued_ones() {
+    let mut r = elect(recover_with(
+        0,
+        cluster(3).with_pipeline_depth(1).with_queue_requests_max(1),
+        DurableState::default(),
+    ));
+    step(&mut r, client_write(7, 1, 5)); // proposed in slot 1
+    assert_eq!(step(&mut r, client_write(8, 1, 6)), vec![], "queued");
+    assert_eq!(
+        step(&mut r, client_write(9, 1, 7)),
+        vec![Effect::Reply {
+            client: 9,
+            response: ClientResponse::Refused {
+                seq: 1,
+                reason: Refusal::Busy
+            },
+        }]
+    );
+    // A retry of the queued request is not a new one: no refusal, no second copy.
+    assert_eq!(step(&mut r, client_write(8, 1, 6)), vec![]);
+    let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    assert!(
+        effects.contains(&persist_accept(2, b(1, 0), batch(&[req(8, 1, 6)]))),
+        "the queued request, once, in slot 2: {effects:?}"
+    );
+    // Room again: client 9's retry is taken.
+    assert_eq!(step(&mut r, client_write(9, 1, 7)), vec![]);
+}
+
+#[test]
+fn reads_past_the_pending_bound_are_refused_as_busy() {
+    let mut r = elect(recover_with(
+        0,
+        cluster(3).with_reads_pending_max(1),
+        DurableState::default(),
+    ));
+    let effects = step(&mut r, client_read(7, 1));
+    assert_eq!(effects.len(), 2, "a confirmation round: {effects:?}");
+    // The same client's newer read replaces its older one rather than counting twice.
+    assert_eq!(step(&mut r, client_read(7, 2)).len(), 2);
+    assert_eq!(
+        step(&mut r, client_read(8, 1)),
+        vec![Effect::Reply {
+            client: 8,
+            response: ClientResponse::Refused {
+                seq: 1,
+                reason: Refusal::Busy
+            },
+        }]
+    );
 }
 
 #[test]

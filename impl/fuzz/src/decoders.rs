@@ -7,7 +7,8 @@
 
 use crate::bytes::Reader;
 use ballot_model::{Ballot, DurableUpdate, Snapshot};
-use ballot_node::frame::{self, FrameError, DEFAULT_MAX_FRAME_BYTES};
+use ballot_node::frame::{self, FrameError};
+use ballot_node::limits::FRAME_BYTES_MAX;
 use ballot_node::kv::{KvCommand, KvStore};
 use ballot_node::node::PeerFrame;
 use ballot_node::resp::{self, Limits, Value};
@@ -31,6 +32,7 @@ pub const SMALL_LIMITS: Limits = Limits {
     max_bulk_bytes: 64,
     max_array_len: 8,
     max_inline_bytes: 64,
+    max_request_bytes: 128,
 };
 
 /// Inputs up to this length have every prefix re-parsed; longer ones a sample of
@@ -98,13 +100,13 @@ fn round_trip_payload(payload: &[u8]) {
         return;
     };
     let mut encoded = Vec::new();
-    frame::encode(&decoded, &mut encoded, DEFAULT_MAX_FRAME_BYTES)
+    frame::encode(&decoded, &mut encoded, FRAME_BYTES_MAX)
         .unwrap_or_else(|error| panic!("decoded frame {decoded:?} does not encode: {error}"));
     let again: KvFrame = frame::decode(&encoded[4..])
         .unwrap_or_else(|error| panic!("re-encoded frame {decoded:?} does not decode: {error}"));
     assert_eq!(format!("{again:?}"), format!("{decoded:?}"), "round trip");
     let mut encoded_again = Vec::new();
-    frame::encode(&again, &mut encoded_again, DEFAULT_MAX_FRAME_BYTES).expect("encodes");
+    frame::encode(&again, &mut encoded_again, FRAME_BYTES_MAX).expect("encodes");
     assert_eq!(encoded_again, encoded, "encoding is deterministic");
 }
 

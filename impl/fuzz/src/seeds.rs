@@ -10,7 +10,8 @@ use ballot_model::{
     AcceptedEntry, Ballot, ClientRequest, ClientResponse, ClientTable, DurableUpdate, Message,
     Proposal, Request, Snapshot, Timer,
 };
-use ballot_node::frame::{self, DEFAULT_MAX_FRAME_BYTES};
+use ballot_node::frame;
+use ballot_node::limits::FRAME_BYTES_MAX;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
 use ballot_node::node::PeerFrame;
 use ballot_node::resp::Value;
@@ -213,7 +214,7 @@ fn peer_frame() -> Vec<Seed> {
     let mut stream = Vec::new();
     for (name, frame) in &frames {
         let mut encoded = Vec::new();
-        frame::encode(frame, &mut encoded, DEFAULT_MAX_FRAME_BYTES).expect("encodes");
+        frame::encode(frame, &mut encoded, FRAME_BYTES_MAX).expect("encodes");
         seeds.push(seed("peer_frame", name, encoded[4..].to_vec()));
         stream.extend_from_slice(&encoded);
     }

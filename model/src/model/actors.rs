@@ -316,8 +316,9 @@ impl Actor for ModelActor {
                         next.target = leader;
                         send_current(*client, script, &next, o);
                     }
-                    // No better hint: wait for the retry timer.
-                    ClientResponse::Redirect { .. } => return,
+                    // No better hint, or a leader too busy to queue it: wait for the
+                    // retry timer.
+                    ClientResponse::Redirect { .. } | ClientResponse::Refused { .. } => return,
                 }
                 *state = Cow::Owned(ModelActorState::Client(next));
             }

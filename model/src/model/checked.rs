@@ -305,7 +305,11 @@ impl BallotModel {
             {
                 (Some(ModelActorState::Client(client)), ModelMsg::Response(response)) => {
                     response.seq() <= client.op_index as u64
-                        || matches!(response, ClientResponse::Redirect { leader: None, .. })
+                        || matches!(
+                            response,
+                            ClientResponse::Redirect { leader: None, .. }
+                                | ClientResponse::Refused { .. }
+                        )
                 }
                 (Some(ModelActorState::Server(server)), ModelMsg::Peer(message)) => {
                     server.replica.is_obsolete(message)

@@ -108,7 +108,7 @@ pub fn record_return(
             next.read_replies.insert((client, seq), *output);
             RegisterRet::ReadOk(*output)
         }
-        ClientResponse::Redirect { .. } => return None,
+        ClientResponse::Redirect { .. } | ClientResponse::Refused { .. } => return None,
     };
     let _ = next.linearizability.on_return(client, ret);
     next.returned.insert(client, seq);
