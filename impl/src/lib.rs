@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod kv;
