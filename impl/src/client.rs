@@ -10,7 +10,7 @@ pub enum ClientError {
     /// The connection failed or closed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
-    /// The server sent something that is not RESP2.
+    /// The server sent something that is not RESP.
     #[error("bad reply: {0}")]
     Protocol(String),
 }
@@ -67,11 +67,15 @@ impl Client {
         &mut self,
     ) -> Result<std::collections::BTreeMap<String, String>, ClientError> {
         match self.call(&["INFO"]).await? {
-            Value::Bulk(bytes) => Ok(String::from_utf8_lossy(&bytes)
-                .lines()
-                .filter_map(|line| line.split_once(':'))
-                .map(|(field, value)| (field.to_string(), value.to_string()))
-                .collect()),
+            // A bulk string in RESP2, which this client speaks; verbatim text would
+            // come from a connection switched to RESP3.
+            Value::Bulk(bytes) | Value::Verbatim { text: bytes, .. } => {
+                Ok(String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter_map(|line| line.split_once(':'))
+                    .map(|(field, value)| (field.to_string(), value.to_string()))
+                    .collect())
+            }
             other => Err(ClientError::Protocol(format!("INFO answered {other:?}"))),
         }
     }

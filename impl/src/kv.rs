@@ -2,10 +2,12 @@
 //!
 //! [`parse_command`] turns a RESP command into a [`KvRequest`]: writes become
 //! [`KvCommand`]s that go through the log, reads become [`KvQuery`]s served by
-//! read-index, and connection-level commands (`PING`, `QUIT`, ...) are answered by the
-//! server itself. All argument checking happens here, before anything is proposed, so
-//! the log only ever carries well-formed commands; [`KvStore::apply`] still never
-//! panics, because a replica must survive whatever the log holds.
+//! read-index, and `PING`, `ECHO`, `INFO` and `QUIT` are answered by the server
+//! itself (the commands about the connection's own state, `HELLO`, `CLIENT`,
+//! `SELECT`, `COMMAND`, ..., are [`crate::connection`]'s). All argument checking
+//! happens here, before anything is proposed, so the log only ever carries
+//! well-formed commands; [`KvStore::apply`] still never panics, because a replica
+//! must survive whatever the log holds.
 //!
 //! Error texts copy Redis 7's so existing clients and tests recognise them.
 //!
@@ -33,7 +35,7 @@ use ballot_model::StateMachine;
 use serde::{Deserialize, Serialize};
 
 /// Redis's reply when a value or an argument is not a 64-bit integer.
-const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+pub(crate) const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 
 /// Redis's reply when `INCRBY`/`DECRBY` would leave the i64 range.
 const OVERFLOW: &str = "ERR increment or decrement would overflow";
@@ -325,9 +327,6 @@ pub enum KvRequest {
     Ping(Option<Vec<u8>>),
     /// `ECHO message`: the message as a bulk string.
     Echo(Vec<u8>),
-    /// `COMMAND [subcommand ...]`: client libraries probe it on connect; the server
-    /// may answer with an empty array.
-    Command,
     /// `QUIT`: reply `+OK` and close the connection.
     Quit,
     /// `INFO [section ...]`: the sections asked for, joined by spaces, if any.
@@ -342,7 +341,7 @@ const SET_OPTIONS: &[&[u8]] = &[
 
 /// Redis's arity rule: a positive arity is the exact argument count (command name
 /// included), a negative one the minimum.
-fn arity_ok(arity: i32, argc: usize) -> bool {
+pub(crate) fn arity_ok(arity: i32, argc: usize) -> bool {
     let needed = usize::try_from(arity.unsigned_abs()).unwrap_or(usize::MAX);
     if arity >= 0 {
         argc == needed
@@ -352,7 +351,7 @@ fn arity_ok(arity: i32, argc: usize) -> bool {
 }
 
 /// Redis's wrong-arity reply, naming the command in lower case.
-fn wrong_arity(name: &str) -> String {
+pub(crate) fn wrong_arity(name: &str) -> String {
     format!("ERR wrong number of arguments for '{name}' command")
 }
 
@@ -427,7 +426,6 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         b"strlen" => ("strlen", 2),
         b"dbsize" => ("dbsize", 1),
         b"info" => ("info", -1),
-        b"command" => ("command", -1),
         b"quit" => ("quit", -1),
         _ => return Err(unknown_command(args)),
     };
@@ -484,7 +482,7 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         }
         "mget" => KvRequest::Read(KvQuery::MGet(rest())),
         "mset" => {
-            if args.len() % 2 == 0 {
+            if args.len().is_multiple_of(2) {
                 return Err(wrong_arity(name));
             }
             let pairs = args[1..]
@@ -508,7 +506,6 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         } else {
             None
         }),
-        "command" => KvRequest::Command,
         _ => KvRequest::Quit,
     };
     Ok(request)
@@ -750,8 +747,6 @@ mod tests {
             Err("ERR wrong number of arguments for 'ping' command".into())
         );
         assert_eq!(p(&["ECHO", "x"]), Ok(KvRequest::Echo(b("x"))));
-        assert_eq!(p(&["COMMAND"]), Ok(KvRequest::Command));
-        assert_eq!(p(&["command", "DOCS", "get"]), Ok(KvRequest::Command));
         assert_eq!(p(&["QUIT"]), Ok(KvRequest::Quit));
         assert_eq!(p(&["INFO"]), Ok(KvRequest::Info(None)));
         assert_eq!(

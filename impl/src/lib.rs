@@ -61,6 +61,7 @@
 
 mod byte_strings;
 pub mod client;
+pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod kv;

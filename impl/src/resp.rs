@@ -1,4 +1,4 @@
-//! RESP2, the Redis wire protocol, as pure functions on byte buffers.
+//! RESP, the Redis wire protocol (RESP2 and RESP3), as pure functions on byte buffers.
 //!
 //! The server side is [`parse_request`]: it takes whatever bytes have arrived so far
 //! and returns either one complete command (its arguments and how many bytes it used)
@@ -6,9 +6,15 @@
 //! keeps unconsumed bytes and calls again after the next read. Both forms a Redis
 //! server accepts are understood: arrays of bulk strings (what client libraries send)
 //! and inline commands (`SET a "b c"\r\n`, what `redis-cli` pipes and telnet send).
+//! Requests look the same in both protocol versions; only replies differ.
 //!
-//! The client side is [`parse_value`], which reads any RESP2 reply, and
-//! [`Value::encode`], which writes one.
+//! Replies are [`Value`]s, written with [`Value::encode_as`] in the [`Protocol`] the
+//! connection negotiated (`HELLO 3` switches a connection to RESP3). A value is one
+//! description of a reply for both versions: RESP3's richer types (maps, sets,
+//! doubles, booleans, verbatim strings, one null) are written as RESP2 writes them
+//! when the client speaks RESP2, the way Redis downgrades its own replies.
+//!
+//! The client side is [`parse_value`], which reads any RESP2 or RESP3 reply.
 //!
 //! Bad input never panics and never makes the parser reserve memory for lengths the
 //! peer merely claims: buffers are allocated only for bytes that are present, and
@@ -16,7 +22,7 @@
 //! wording so clients see what they would see from Redis.
 //!
 //! ```
-//! use ballot_node::resp::{parse_request, Limits, Value};
+//! use ballot_node::resp::{parse_request, Limits, Protocol, Value};
 //!
 //! let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
 //! let (args, used) = parse_request(wire, &Limits::default()).unwrap().unwrap();
@@ -28,36 +34,166 @@
 //! let mut out = Vec::new();
 //! Value::Simple("OK".into()).encode(&mut out);
 //! assert_eq!(out, b"+OK\r\n");
+//!
+//! // The same reply, as each protocol version writes it.
+//! let reply = Value::Map(vec![(Value::Bulk(b"proto".to_vec()), Value::Integer(3))]);
+//! let mut resp2 = Vec::new();
+//! reply.encode_as(Protocol::Resp2, &mut resp2);
+//! assert_eq!(resp2, b"*2\r\n$5\r\nproto\r\n:3\r\n");
+//! let mut resp3 = Vec::new();
+//! reply.encode_as(Protocol::Resp3, &mut resp3);
+//! assert_eq!(resp3, b"%1\r\n$5\r\nproto\r\n:3\r\n");
 //! ```
 
+use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 
-/// One RESP2 value, as sent in replies (and, as an array of bulk strings, in requests).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The version of the wire protocol a connection speaks: RESP2 until the client sends
+/// `HELLO 3`, as in Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// RESP2, what every connection starts with.
+    #[default]
+    Resp2,
+    /// RESP3, negotiated with `HELLO 3`.
+    Resp3,
+}
+
+impl Protocol {
+    /// The protocol with version number `version` (2 or 3), as `HELLO` names it.
+    pub fn from_version(version: i64) -> Option<Protocol> {
+        match version {
+            2 => Some(Protocol::Resp2),
+            3 => Some(Protocol::Resp3),
+            _ => None,
+        }
+    }
+
+    /// The version number, as `HELLO` reports it in `proto`.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// One reply value (and, as an array of bulk strings, a request).
+///
+/// The RESP3-only types are written in RESP2 as Redis writes them for a RESP2 client:
+/// see [`Value::encode_as`]. Values compare and hash doubles by their bits, so a
+/// parsed `nan` equals itself and `Value` can be `Eq`.
+#[derive(Clone, Debug)]
 pub enum Value {
     /// A simple string, `+OK\r\n`.
     Simple(String),
     /// An error, `-ERR message\r\n`; by convention the first word is the error code.
+    /// RESP3's blob errors (`!<len>\r\n...`) are read into this too.
     Error(String),
     /// An integer, `:42\r\n`.
     Integer(i64),
     /// A binary-safe bulk string, `$3\r\nfoo\r\n`.
     Bulk(Vec<u8>),
-    /// The null bulk string, `$-1\r\n` (e.g. `GET` of a missing key).
+    /// Null (e.g. `GET` of a missing key): `$-1\r\n` in RESP2, `_\r\n` in RESP3.
     Null,
     /// An array of values, `*2\r\n...`.
     Array(Vec<Value>),
-    /// The null array, `*-1\r\n`.
+    /// The null array: `*-1\r\n` in RESP2, `_\r\n` in RESP3 (which has one null, read
+    /// back as [`Value::Null`]).
     NullArray,
+    /// A RESP3 map, `%1\r\n<key><value>`, its pairs in order; in RESP2 a flat array
+    /// of keys and values.
+    Map(Vec<(Value, Value)>),
+    /// A RESP3 set, `~2\r\n...`; in RESP2 an array.
+    Set(Vec<Value>),
+    /// A RESP3 double, `,1.5\r\n` (also `inf`, `-inf`, `nan`); in RESP2 a bulk string
+    /// holding the same text.
+    Double(f64),
+    /// A RESP3 boolean, `#t\r\n`; in RESP2 the integer 1 or 0.
+    Boolean(bool),
+    /// A RESP3 verbatim string, `=<len>\r\n<format>:<text>\r\n`, whose three-byte
+    /// format says how to show it (`txt`, `mkd`); in RESP2 a bulk string of the text.
+    Verbatim {
+        /// The format, such as `*b"txt"`.
+        format: [u8; 3],
+        /// The text itself.
+        text: Vec<u8>,
+    },
+    /// A RESP3 big number, `(12345678901234567890\r\n`: an optional sign and decimal
+    /// digits; in RESP2 a bulk string of the digits. Only read, never sent by ballot.
+    BigNumber(String),
+    /// A RESP3 push, `>2\r\n...`, data the server sends unasked; in RESP2 an array.
+    /// Only read, never sent by ballot.
+    Push(Vec<Value>),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        use Value::*;
+        match (self, other) {
+            (Simple(a), Simple(b)) | (Error(a), Error(b)) | (BigNumber(a), BigNumber(b)) => a == b,
+            (Integer(a), Integer(b)) => a == b,
+            (Bulk(a), Bulk(b)) => a == b,
+            (Null, Null) | (NullArray, NullArray) => true,
+            (Array(a), Array(b)) | (Set(a), Set(b)) | (Push(a), Push(b)) => a == b,
+            (Map(a), Map(b)) => a == b,
+            (Double(a), Double(b)) => a.to_bits() == b.to_bits(),
+            (Boolean(a), Boolean(b)) => a == b,
+            (
+                Verbatim { format, text },
+                Verbatim {
+                    format: other_format,
+                    text: other_text,
+                },
+            ) => format == other_format && text == other_text,
+            _ => false,
+        }
+    }
+}
+
+// Sound: `eq` compares doubles by their bits, which is reflexive.
+impl Eq for Value {}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Value::Simple(text) | Value::Error(text) | Value::BigNumber(text) => text.hash(state),
+            Value::Integer(n) => n.hash(state),
+            Value::Bulk(bytes) => bytes.hash(state),
+            Value::Null | Value::NullArray => {}
+            Value::Array(items) | Value::Set(items) | Value::Push(items) => items.hash(state),
+            Value::Map(pairs) => pairs.hash(state),
+            Value::Double(x) => x.to_bits().hash(state),
+            Value::Boolean(b) => b.hash(state),
+            Value::Verbatim { format, text } => {
+                format.hash(state);
+                text.hash(state);
+            }
+        }
+    }
 }
 
 impl Value {
-    /// Appends this value's RESP2 encoding to `out`.
+    /// Appends this value's RESP2 encoding to `out`: the same as
+    /// [`encode_as`](Value::encode_as) with [`Protocol::Resp2`], what a connection that
+    /// never sent `HELLO 3` reads, and how requests are written.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_as(Protocol::Resp2, out);
+    }
+
+    /// Appends this value's encoding in `protocol` to `out`.
+    ///
+    /// In RESP2, RESP3's types are downgraded as Redis does: a map becomes a flat
+    /// array of keys and values, a set or push an array, a boolean the integer 1 or 0,
+    /// a double, big number or verbatim string a bulk string of its text. In RESP3,
+    /// both nulls are `_`.
     ///
     /// Simple strings and errors cannot carry CR or LF on the wire (they are
     /// line-terminated), so those bytes are replaced by spaces, as Redis does for its
     /// own error replies; everything else is encoded byte for byte.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode_as(&self, protocol: Protocol, out: &mut Vec<u8>) {
+        let resp3 = protocol == Protocol::Resp3;
         match self {
             Value::Simple(text) => {
                 out.push(b'+');
@@ -71,22 +207,86 @@ impl Value {
                 out.push(b':');
                 push_number(out, *n);
             }
-            Value::Bulk(bytes) => {
-                out.push(b'$');
-                push_number(out, bytes.len());
-                out.extend_from_slice(bytes);
-                out.extend_from_slice(b"\r\n");
-            }
+            Value::Bulk(bytes) => push_bulk(out, b'$', &[bytes]),
+            Value::Null if resp3 => out.extend_from_slice(b"_\r\n"),
             Value::Null => out.extend_from_slice(b"$-1\r\n"),
-            Value::Array(items) => {
-                out.push(b'*');
-                push_number(out, items.len());
-                for item in items {
-                    item.encode(out);
+            Value::NullArray if resp3 => out.extend_from_slice(b"_\r\n"),
+            Value::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            Value::Array(items) => push_aggregate(out, protocol, b'*', items),
+            Value::Set(items) => {
+                push_aggregate(out, protocol, if resp3 { b'~' } else { b'*' }, items)
+            }
+            Value::Push(items) => {
+                push_aggregate(out, protocol, if resp3 { b'>' } else { b'*' }, items)
+            }
+            Value::Map(pairs) => {
+                if resp3 {
+                    out.push(b'%');
+                    push_number(out, pairs.len());
+                } else {
+                    out.push(b'*');
+                    push_number(out, pairs.len().saturating_mul(2));
+                }
+                for (key, value) in pairs {
+                    key.encode_as(protocol, out);
+                    value.encode_as(protocol, out);
                 }
             }
-            Value::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            Value::Double(x) => {
+                let text = double_text(*x);
+                if resp3 {
+                    out.push(b',');
+                    push_line(out, text.as_bytes());
+                } else {
+                    push_bulk(out, b'$', &[text.as_bytes()]);
+                }
+            }
+            Value::Boolean(b) if resp3 => {
+                out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" })
+            }
+            Value::Boolean(b) => out.extend_from_slice(if *b { b":1\r\n" } else { b":0\r\n" }),
+            Value::Verbatim { format, text } if resp3 => {
+                push_bulk(out, b'=', &[format, b":", text]);
+            }
+            Value::Verbatim { text, .. } => push_bulk(out, b'$', &[text]),
+            Value::BigNumber(digits) if resp3 => {
+                out.push(b'(');
+                push_line(out, digits.as_bytes());
+            }
+            Value::BigNumber(digits) => push_bulk(out, b'$', &[digits.as_bytes()]),
         }
+    }
+}
+
+/// The text of a double as RESP3 writes it: `inf`, `-inf` and `nan` by name, finite
+/// numbers in Rust's shortest round-trip form (`1.5`, `1e300`), which RESP3's grammar
+/// and every client's float parser accept.
+fn double_text(x: f64) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+/// Writes a length-prefixed string (`$`, `=`) whose content is `parts` joined.
+fn push_bulk(out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
+    out.push(kind);
+    push_number(out, parts.iter().map(|part| part.len()).sum::<usize>());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an aggregate header and its items.
+fn push_aggregate(out: &mut Vec<u8>, protocol: Protocol, kind: u8, items: &[Value]) {
+    out.push(kind);
+    push_number(out, items.len());
+    for item in items {
+        item.encode_as(protocol, out);
     }
 }
 
@@ -143,7 +343,7 @@ pub const MAX_REPLY_BULK_BYTES: usize = 512 << 20;
 /// reply of nested array headers cannot exhaust the stack.
 pub const MAX_REPLY_DEPTH: usize = 128;
 
-/// Why bytes are not valid RESP2. The `Display` text is Redis's wording (without the
+/// Why bytes are not valid RESP. The `Display` text is Redis's wording (without the
 /// `ERR ` code), so the server replies `-ERR <message>` and closes the connection.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RespError {
@@ -157,7 +357,7 @@ pub enum RespError {
     /// An element of a request array that is not a bulk string.
     #[error("Protocol error: expected '$', got '{}'", .0.escape_ascii())]
     ExpectedBulk(u8),
-    /// A reply that starts with a byte that is no RESP2 type.
+    /// A reply that starts with a byte that is no RESP2 or RESP3 type.
     #[error("Protocol error: invalid type byte '{}'", .0.escape_ascii())]
     InvalidTypeByte(u8),
     /// An integer reply that is not a 64-bit decimal integer.
@@ -200,6 +400,21 @@ pub enum RespError {
         /// [`parse_request`] was given, then what arrives next).
         discard: Discard,
     },
+    /// A RESP3 double that is not a number, `inf`, `-inf` or `nan`.
+    #[error("Protocol error: invalid double")]
+    InvalidDouble,
+    /// A RESP3 boolean other than `#t` or `#f`.
+    #[error("Protocol error: invalid boolean")]
+    InvalidBoolean,
+    /// A RESP3 big number that is not an optional sign followed by decimal digits.
+    #[error("Protocol error: invalid big number")]
+    InvalidBigNumber,
+    /// A RESP3 null (`_`) with something before its line end.
+    #[error("Protocol error: invalid null")]
+    InvalidNull,
+    /// A RESP3 verbatim string shorter than its `xxx:` format prefix.
+    #[error("Protocol error: invalid verbatim string")]
+    InvalidVerbatim,
 }
 
 /// The unread rest of a refused request, to be skipped without buffering it: some raw
@@ -549,9 +764,15 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// Parses one reply from the start of `buf`: the value and the number of bytes it
 /// occupied, or `Ok(None)` if `buf` holds only a prefix of it.
 ///
-/// Bulk strings up to [`MAX_REPLY_BULK_BYTES`], arrays up to the default
-/// [`Limits::max_array_len`] elements nested at most [`MAX_REPLY_DEPTH`] deep, and
-/// lines up to the default [`Limits::max_inline_bytes`] are accepted.
+/// Every RESP2 and RESP3 type is read. A RESP3 null (`_`) reads as [`Value::Null`],
+/// and a blob error (`!`) as [`Value::Error`]. A RESP3 attribute (`|`), metadata a
+/// server may send ahead of a reply, is read and dropped: the reply after it is
+/// returned, and the bytes used include the attribute's.
+///
+/// Bulk strings up to [`MAX_REPLY_BULK_BYTES`], aggregates up to the default
+/// [`Limits::max_array_len`] elements (or pairs, for maps) nested at most
+/// [`MAX_REPLY_DEPTH`] deep, and lines up to the default [`Limits::max_inline_bytes`]
+/// are accepted.
 ///
 /// ```
 /// use ballot_node::resp::{parse_value, Value};
@@ -559,6 +780,10 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// let (value, used) = parse_value(b"*2\r\n$1\r\na\r\n$-1\r\n").unwrap().unwrap();
 /// assert_eq!(value, Value::Array(vec![Value::Bulk(b"a".to_vec()), Value::Null]));
 /// assert_eq!(used, 16);
+///
+/// let (value, _) = parse_value(b"%1\r\n+proto\r\n:3\r\n").unwrap().unwrap();
+/// assert_eq!(value, Value::Map(vec![(Value::Simple("proto".into()), Value::Integer(3))]));
+/// assert_eq!(parse_value(b"_\r\n").unwrap(), Some((Value::Null, 3)));
 /// ```
 ///
 /// # Errors
@@ -572,81 +797,187 @@ pub fn parse_value(buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
     value_at(buf, 0, &limits, 0)
 }
 
+/// What the value parsers yield: a value and the position after it, or `None` while
+/// the buffer holds only a prefix of it.
+type Parsed<T> = Result<Option<(T, usize)>, RespError>;
+
 /// Parses the value starting at `pos`; returns it and the position after it.
-fn value_at(
+fn value_at(buf: &[u8], mut pos: usize, limits: &Limits, depth: usize) -> Parsed<Value> {
+    // Attributes annotate the reply that follows them: skip each (each is at least
+    // `|0\r\n`, so the loop moves forward and ends with the buffer).
+    loop {
+        let Some(&kind) = buf.get(pos) else {
+            return Ok(None);
+        };
+        if !matches!(
+            kind,
+            b'+' | b'-'
+                | b':'
+                | b'$'
+                | b'*'
+                | b'_'
+                | b','
+                | b'#'
+                | b'('
+                | b'!'
+                | b'='
+                | b'%'
+                | b'~'
+                | b'>'
+                | b'|'
+        ) {
+            return Err(RespError::InvalidTypeByte(kind));
+        }
+        let Some((end, next)) =
+            find_line(buf, pos + 1, limits.max_inline_bytes, RespError::TooBigLine)?
+        else {
+            return Ok(None);
+        };
+        let line = &buf[pos + 1..end];
+        if kind == b'|' {
+            let Some((_, after)) = items_at(buf, next, line, 2, limits, depth)? else {
+                return Ok(None);
+            };
+            pos = after;
+            continue;
+        }
+        return scalar_or_aggregate(buf, kind, line, next, limits, depth);
+    }
+}
+
+/// Parses the value of type `kind` whose header line is `line`, its body (if any)
+/// starting at `next`.
+fn scalar_or_aggregate(
     buf: &[u8],
-    pos: usize,
+    kind: u8,
+    line: &[u8],
+    next: usize,
     limits: &Limits,
     depth: usize,
-) -> Result<Option<(Value, usize)>, RespError> {
-    let Some(&kind) = buf.get(pos) else {
-        return Ok(None);
-    };
-    if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
-        return Err(RespError::InvalidTypeByte(kind));
-    }
-    let Some((end, next)) =
-        find_line(buf, pos + 1, limits.max_inline_bytes, RespError::TooBigLine)?
-    else {
-        return Ok(None);
-    };
-    let line = &buf[pos + 1..end];
+) -> Parsed<Value> {
     let text = || String::from_utf8_lossy(line).into_owned();
     let value = match kind {
-        b'+' => (Value::Simple(text()), next),
-        b'-' => (Value::Error(text()), next),
-        b':' => (
-            Value::Integer(parse_redis_int(line).ok_or(RespError::InvalidInteger)?),
-            next,
-        ),
-        b'$' => {
-            let len = parse_redis_int(line).ok_or(RespError::InvalidBulkLength)?;
-            if len == -1 {
-                return Ok(Some((Value::Null, next)));
-            }
-            let len = usize::try_from(len)
+        b'+' => Value::Simple(text()),
+        b'-' => Value::Error(text()),
+        b':' => Value::Integer(parse_redis_int(line).ok_or(RespError::InvalidInteger)?),
+        b'_' if line.is_empty() => Value::Null,
+        b'_' => return Err(RespError::InvalidNull),
+        b'#' => match line {
+            b"t" => Value::Boolean(true),
+            b"f" => Value::Boolean(false),
+            _ => return Err(RespError::InvalidBoolean),
+        },
+        b',' => Value::Double(
+            std::str::from_utf8(line)
                 .ok()
-                .filter(|&n| n <= limits.max_bulk_bytes)
-                .ok_or(RespError::InvalidBulkLength)?;
-            let data_end = next.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
-            let after = data_end
-                .checked_add(2)
-                .ok_or(RespError::InvalidBulkLength)?;
-            if buf.len() < after {
+                .and_then(|text| text.parse::<f64>().ok())
+                .ok_or(RespError::InvalidDouble)?,
+        ),
+        b'(' => {
+            let digits = line
+                .strip_prefix(b"-")
+                .or(line.strip_prefix(b"+"))
+                .unwrap_or(line);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(RespError::InvalidBigNumber);
+            }
+            Value::BigNumber(text())
+        }
+        b'$' if line == b"-1" => Value::Null,
+        b'$' | b'!' | b'=' => {
+            let Some((data, after)) = bulk_at(buf, next, line, limits)? else {
                 return Ok(None);
+            };
+            let value = match kind {
+                b'$' => Value::Bulk(data.to_vec()),
+                b'!' => Value::Error(String::from_utf8_lossy(data).into_owned()),
+                _ => match data {
+                    [a, b, c, b':', text @ ..] => Value::Verbatim {
+                        format: [*a, *b, *c],
+                        text: text.to_vec(),
+                    },
+                    _ => return Err(RespError::InvalidVerbatim),
+                },
+            };
+            return Ok(Some((value, after)));
+        }
+        b'*' if line == b"-1" => Value::NullArray,
+        b'%' => {
+            let Some((items, after)) = items_at(buf, next, line, 2, limits, depth)? else {
+                return Ok(None);
+            };
+            let mut items = items.into_iter();
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            while let (Some(key), Some(value)) = (items.next(), items.next()) {
+                pairs.push((key, value));
             }
-            if &buf[data_end..after] != b"\r\n" {
-                return Err(RespError::ExpectedCrlf);
-            }
-            (Value::Bulk(buf[next..data_end].to_vec()), after)
+            return Ok(Some((Value::Map(pairs), after)));
         }
         _ => {
-            let count = parse_redis_int(line).ok_or(RespError::InvalidMultibulkLength)?;
-            if count == -1 {
-                return Ok(Some((Value::NullArray, next)));
-            }
-            let count = usize::try_from(count)
-                .ok()
-                .filter(|&n| n <= limits.max_array_len)
-                .ok_or(RespError::InvalidMultibulkLength)?;
-            if count > 0 && depth >= MAX_REPLY_DEPTH {
-                return Err(RespError::TooDeep);
-            }
-            // Every element takes at least 3 bytes (`+\r\n`): reserve no more than
-            // the bytes present could hold.
-            let mut items = Vec::with_capacity(count.min((buf.len() - next) / 3));
-            let mut at = next;
-            for _ in 0..count {
-                let Some((item, after)) = value_at(buf, at, limits, depth + 1)? else {
-                    return Ok(None);
-                };
-                items.push(item);
-                at = after;
-            }
-            (Value::Array(items), at)
+            let Some((items, after)) = items_at(buf, next, line, 1, limits, depth)? else {
+                return Ok(None);
+            };
+            let value = match kind {
+                b'~' => Value::Set(items),
+                b'>' => Value::Push(items),
+                _ => Value::Array(items),
+            };
+            return Ok(Some((value, after)));
         }
     };
-    Ok(Some(value))
+    Ok(Some((value, next)))
+}
+
+/// Reads the data of a length-prefixed string whose length line is `line`, starting
+/// at `next`; returns the data and the position after its CRLF.
+fn bulk_at<'a>(buf: &'a [u8], next: usize, line: &[u8], limits: &Limits) -> Parsed<&'a [u8]> {
+    let len = parse_redis_int(line)
+        .and_then(|len| usize::try_from(len).ok())
+        .filter(|&len| len <= limits.max_bulk_bytes)
+        .ok_or(RespError::InvalidBulkLength)?;
+    let data_end = next.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
+    let after = data_end
+        .checked_add(2)
+        .ok_or(RespError::InvalidBulkLength)?;
+    if buf.len() < after {
+        return Ok(None);
+    }
+    if &buf[data_end..after] != b"\r\n" {
+        return Err(RespError::ExpectedCrlf);
+    }
+    Ok(Some((&buf[next..data_end], after)))
+}
+
+/// Reads the elements of an aggregate whose count line is `line`, starting at `next`:
+/// `count * per_entry` values (2 per entry for maps and attributes).
+fn items_at(
+    buf: &[u8],
+    next: usize,
+    line: &[u8],
+    per_entry: usize,
+    limits: &Limits,
+    depth: usize,
+) -> Parsed<Vec<Value>> {
+    let count = parse_redis_int(line)
+        .and_then(|count| usize::try_from(count).ok())
+        .filter(|&count| count <= limits.max_array_len)
+        .ok_or(RespError::InvalidMultibulkLength)?;
+    if count > 0 && depth >= MAX_REPLY_DEPTH {
+        return Err(RespError::TooDeep);
+    }
+    let total = count.saturating_mul(per_entry);
+    // Every element takes at least 3 bytes (`+\r\n`): reserve no more than the bytes
+    // present could hold.
+    let mut items = Vec::with_capacity(total.min(buf.len().saturating_sub(next) / 3));
+    let mut at = next;
+    for _ in 0..total {
+        let Some((item, after)) = value_at(buf, at, limits, depth + 1)? else {
+            return Ok(None);
+        };
+        items.push(item);
+        at = after;
+    }
+    Ok(Some((items, at)))
 }
 
 #[cfg(test)]
@@ -1059,9 +1390,10 @@ mod tests {
         );
         assert_eq!(parse_value(b"$1\r\nabc"), Err(RespError::ExpectedCrlf));
         assert_eq!(parse_value(b"+OK\rx"), Err(RespError::ExpectedCrlf));
+        // (`!` would start a RESP3 blob error.)
         assert_eq!(
-            parse_value(b"*1\r\n!"),
-            Err(RespError::InvalidTypeByte(b'!'))
+            parse_value(b"*1\r\n@"),
+            Err(RespError::InvalidTypeByte(b'@'))
         );
         let long = [b"+".as_slice(), &[b'a'; 70_000]].concat();
         assert_eq!(parse_value(&long), Err(RespError::TooBigLine));
@@ -1074,6 +1406,306 @@ mod tests {
             parse_value(b"*1048577\r\n"),
             Err(RespError::InvalidMultibulkLength)
         );
+    }
+
+    fn encode3(value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        value.encode_as(Protocol::Resp3, &mut out);
+        out
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::Bulk(text.as_bytes().to_vec())
+    }
+
+    /// One of every RESP3 type, nested, as a server might send them.
+    fn resp3_values() -> Vec<Value> {
+        vec![
+            Value::Null,
+            Value::Boolean(true),
+            Value::Boolean(false),
+            Value::Double(1.5),
+            Value::Double(-0.0),
+            Value::Double(1e300),
+            Value::Double(f64::INFINITY),
+            Value::Double(f64::NEG_INFINITY),
+            Value::Double(f64::NAN),
+            Value::BigNumber("-123456789012345678901234567890".into()),
+            Value::Verbatim {
+                format: *b"txt",
+                text: b"line one\r\nline two\r\n".to_vec(),
+            },
+            Value::Verbatim {
+                format: *b"mkd",
+                text: Vec::new(),
+            },
+            Value::Map(vec![]),
+            Value::Map(vec![
+                (bulk("server"), bulk("ballot")),
+                (bulk("proto"), Value::Integer(3)),
+                (bulk("modules"), Value::Array(vec![])),
+                (
+                    Value::Integer(1),
+                    Value::Set(vec![Value::Null, Value::Boolean(true)]),
+                ),
+            ]),
+            Value::Set(vec![bulk("a"), Value::Double(2.0)]),
+            Value::Push(vec![bulk("message"), bulk("channel"), bulk("hi")]),
+            Value::Array(vec![
+                Value::Null,
+                Value::Map(vec![(bulk("k"), Value::Null)]),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn protocol_versions_are_two_and_three() {
+        assert_eq!(Protocol::from_version(2), Some(Protocol::Resp2));
+        assert_eq!(Protocol::from_version(3), Some(Protocol::Resp3));
+        for other in [0, 1, 4, -2, i64::MAX] {
+            assert_eq!(Protocol::from_version(other), None, "{other}");
+        }
+        assert_eq!(Protocol::Resp2.version(), 2);
+        assert_eq!(Protocol::Resp3.version(), 3);
+        assert_eq!(Protocol::default(), Protocol::Resp2);
+    }
+
+    #[test]
+    fn encodes_resp3_types_in_each_protocol() {
+        // (value, RESP2 bytes, RESP3 bytes)
+        let cases: Vec<(Value, &[u8], &[u8])> = vec![
+            (Value::Null, b"$-1\r\n", b"_\r\n"),
+            (Value::NullArray, b"*-1\r\n", b"_\r\n"),
+            (Value::Boolean(true), b":1\r\n", b"#t\r\n"),
+            (Value::Boolean(false), b":0\r\n", b"#f\r\n"),
+            (Value::Double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n"),
+            (Value::Double(1e300), b"$5\r\n1e300\r\n", b",1e300\r\n"),
+            (Value::Double(f64::INFINITY), b"$3\r\ninf\r\n", b",inf\r\n"),
+            (
+                Value::Double(f64::NEG_INFINITY),
+                b"$4\r\n-inf\r\n",
+                b",-inf\r\n",
+            ),
+            (Value::Double(f64::NAN), b"$3\r\nnan\r\n", b",nan\r\n"),
+            (
+                Value::BigNumber("-12".into()),
+                b"$3\r\n-12\r\n",
+                b"(-12\r\n",
+            ),
+            (
+                Value::Verbatim {
+                    format: *b"txt",
+                    text: b"a\r\nb".to_vec(),
+                },
+                b"$4\r\na\r\nb\r\n",
+                b"=8\r\ntxt:a\r\nb\r\n",
+            ),
+            (
+                Value::Map(vec![
+                    (bulk("proto"), Value::Integer(3)),
+                    (bulk("id"), Value::Null),
+                ]),
+                b"*4\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n$-1\r\n",
+                b"%2\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n_\r\n",
+            ),
+            (Value::Map(vec![]), b"*0\r\n", b"%0\r\n"),
+            (
+                Value::Set(vec![Value::Boolean(true)]),
+                b"*1\r\n:1\r\n",
+                b"~1\r\n#t\r\n",
+            ),
+            (
+                Value::Push(vec![bulk("x")]),
+                b"*1\r\n$1\r\nx\r\n",
+                b">1\r\n$1\r\nx\r\n",
+            ),
+            // Nulls inside an array follow the protocol too (MGET of a missing key).
+            (
+                Value::Array(vec![bulk("v"), Value::Null]),
+                b"*2\r\n$1\r\nv\r\n$-1\r\n",
+                b"*2\r\n$1\r\nv\r\n_\r\n",
+            ),
+            // Types both versions share are written alike.
+            (Value::Simple("OK".into()), b"+OK\r\n", b"+OK\r\n"),
+            (Value::Error("ERR x".into()), b"-ERR x\r\n", b"-ERR x\r\n"),
+            (Value::Integer(-1), b":-1\r\n", b":-1\r\n"),
+        ];
+        for (value, resp2, resp3) in cases {
+            let mut out = Vec::new();
+            value.encode_as(Protocol::Resp2, &mut out);
+            assert_eq!(out, resp2, "{value:?} in RESP2");
+            assert_eq!(encode(&value), resp2, "{value:?}: encode is RESP2");
+            assert_eq!(encode3(&value), resp3, "{value:?} in RESP3");
+        }
+    }
+
+    #[test]
+    fn resp3_replies_round_trip_and_every_prefix_is_incomplete() {
+        let values = resp3_values();
+        let mut wire = Vec::new();
+        for value in &values {
+            let one = encode3(value);
+            assert_eq!(
+                parse_value(&one),
+                Ok(Some((value.clone(), one.len()))),
+                "{value:?}"
+            );
+            for cut in 0..one.len() {
+                assert_eq!(parse_value(&one[..cut]), Ok(None), "{value:?} cut at {cut}");
+            }
+            wire.extend(one);
+        }
+        let mut rest = &wire[..];
+        for value in &values {
+            let (parsed, used) = parse_value(rest).unwrap().unwrap();
+            assert_eq!(&parsed, value);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        // RESP3 has a single null: the null array comes back as the null.
+        assert_eq!(
+            parse_value(&encode3(&Value::NullArray)),
+            Ok(Some((Value::Null, 3)))
+        );
+    }
+
+    #[test]
+    fn resp2_downgrades_read_back_as_resp2_types() {
+        let pairs = vec![
+            (
+                Value::Map(vec![(bulk("a"), Value::Integer(1))]),
+                Value::Array(vec![bulk("a"), Value::Integer(1)]),
+            ),
+            (Value::Set(vec![bulk("a")]), Value::Array(vec![bulk("a")])),
+            (Value::Boolean(true), Value::Integer(1)),
+            (Value::Double(0.25), bulk("0.25")),
+            (
+                Value::Verbatim {
+                    format: *b"txt",
+                    text: b"role:leader".to_vec(),
+                },
+                bulk("role:leader"),
+            ),
+        ];
+        for (value, downgraded) in pairs {
+            let wire = encode(&value);
+            assert_eq!(
+                parse_value(&wire),
+                Ok(Some((downgraded, wire.len()))),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn doubles_compare_by_their_bits() {
+        assert_eq!(Value::Double(f64::NAN), Value::Double(f64::NAN));
+        assert_ne!(Value::Double(0.0), Value::Double(-0.0));
+        assert_ne!(Value::Double(1.0), Value::Integer(1));
+        let hash = |value: &Value| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            value.hash(&mut hasher);
+            hasher.finish()
+        };
+        assert_eq!(
+            hash(&Value::Double(f64::NAN)),
+            hash(&Value::Double(f64::NAN))
+        );
+        for value in resp3_values() {
+            assert_eq!(value, value.clone());
+            assert_eq!(hash(&value), hash(&value.clone()));
+        }
+    }
+
+    #[test]
+    fn resp3_scalars_from_other_servers_parse() {
+        assert_eq!(parse_value(b",10\r\n"), Ok(Some((Value::Double(10.0), 5))));
+        assert_eq!(
+            parse_value(b",1.23E+10\r\n").unwrap().unwrap().0,
+            Value::Double(1.23e10)
+        );
+        assert_eq!(
+            parse_value(b"(+7\r\n").unwrap().unwrap().0,
+            Value::BigNumber("+7".into())
+        );
+        assert_eq!(
+            parse_value(b"!21\r\nSYNTAX invalid syntax\r\n"),
+            Ok(Some((Value::Error("SYNTAX invalid syntax".into()), 28)))
+        );
+    }
+
+    #[test]
+    fn attributes_are_skipped() {
+        let wire = b"|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n:42\r\n";
+        assert_eq!(
+            parse_value(wire),
+            Ok(Some((Value::Integer(42), wire.len())))
+        );
+        for cut in 0..wire.len() {
+            assert_eq!(parse_value(&wire[..cut]), Ok(None), "cut at {cut}");
+        }
+        let inside = b"*2\r\n|0\r\n:1\r\n|0\r\n|0\r\n:2\r\n";
+        assert_eq!(
+            parse_value(inside),
+            Ok(Some((
+                Value::Array(vec![Value::Integer(1), Value::Integer(2)]),
+                inside.len()
+            )))
+        );
+        // A long run of attributes is a loop, not a recursion.
+        let mut many = b"|0\r\n".repeat(200_000);
+        many.extend(b":7\r\n");
+        assert_eq!(parse_value(&many).unwrap().unwrap().0, Value::Integer(7));
+    }
+
+    #[test]
+    fn bad_resp3_replies_are_errors() {
+        let cases: &[(&[u8], RespError)] = &[
+            (b"_x\r\n", RespError::InvalidNull),
+            (b"#x\r\n", RespError::InvalidBoolean),
+            (b"#\r\n", RespError::InvalidBoolean),
+            (b"#tt\r\n", RespError::InvalidBoolean),
+            (b",\r\n", RespError::InvalidDouble),
+            (b",1.5x\r\n", RespError::InvalidDouble),
+            (b",\xff\r\n", RespError::InvalidDouble),
+            (b"(\r\n", RespError::InvalidBigNumber),
+            (b"(-\r\n", RespError::InvalidBigNumber),
+            (b"(12a\r\n", RespError::InvalidBigNumber),
+            (b"=3\r\ntxt\r\n", RespError::InvalidVerbatim),
+            (b"=4\r\ntxt-\r\n", RespError::InvalidVerbatim),
+            (b"=-1\r\n", RespError::InvalidBulkLength),
+            (b"!-1\r\n", RespError::InvalidBulkLength),
+            (b"%-1\r\n", RespError::InvalidMultibulkLength),
+            (b"~-1\r\n", RespError::InvalidMultibulkLength),
+            (b">x\r\n", RespError::InvalidMultibulkLength),
+            (b"|-1\r\n", RespError::InvalidMultibulkLength),
+            (b"%1048577\r\n", RespError::InvalidMultibulkLength),
+            (b"=4\r\ntxt:abc", RespError::ExpectedCrlf),
+            (b"%1\r\n?\r\n", RespError::InvalidTypeByte(b'?')),
+        ];
+        for (wire, error) in cases {
+            assert_eq!(parse_value(wire).as_ref(), Err(error), "{wire:?}");
+        }
+        // Claims within the limits wait for the bytes, reserving nothing for them.
+        assert_eq!(parse_value(b"%1048576\r\n"), Ok(None));
+        assert_eq!(parse_value(b"~1048576\r\n$1\r\na\r\n"), Ok(None));
+        assert_eq!(parse_value(b"=536870912\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn nested_resp3_aggregates_are_refused_past_the_depth_limit() {
+        for header in [
+            &b"%1\r\n+k\r\n"[..],
+            b"~1\r\n",
+            b">1\r\n",
+            b"|1\r\n+k\r\n*1\r\n",
+        ] {
+            let deep = header.repeat(MAX_REPLY_DEPTH + 1);
+            assert_eq!(parse_value(&deep), Err(RespError::TooDeep), "{header:?}");
+        }
+        let mut ok = b"%1\r\n+k\r\n".repeat(MAX_REPLY_DEPTH);
+        ok.extend(b"#t\r\n");
+        assert!(parse_value(&ok).unwrap().is_some());
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The reference application: a replicated key-value store speaking RESP2, so
-//! `redis-cli`, `redis-benchmark` and Redis client libraries work against any node.
+//! The reference application: a replicated key-value store speaking RESP2 and RESP3,
+//! so `redis-cli`, `redis-benchmark` and Redis client libraries work against any node.
 //! Writes go through the log; reads are linearizable (read-index through the core);
 //! any node accepts clients and forwards to the leader.
 
+use crate::connection::Connection;
 use crate::kv::{parse_command, KvRequest, KvStore};
 use crate::node::{Node, NodeError};
 use crate::resp::{parse_request, Discard, Limits, RespError, Value};
@@ -66,6 +67,7 @@ async fn serve_client(
     info: &ServerInfo,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let mut connection = Connection::accept(stream.peer_addr().ok(), stream.local_addr().ok());
     let limits = Limits::default();
     let mut discard: Option<Discard> = None;
     let mut input = Vec::with_capacity(16 << 10);
@@ -108,8 +110,12 @@ async fn serve_client(
                     if args.is_empty() {
                         continue;
                     }
-                    let (reply, last) = execute(&node, info, &args).await;
-                    reply.encode(&mut output);
+                    let (reply, last) = match connection.handle(&args) {
+                        Some(reply) => (reply, false),
+                        None => execute(&node, info, &args).await,
+                    };
+                    // After the command: `HELLO`'s reply is in the protocol it chose.
+                    reply.encode_as(connection.protocol(), &mut output);
                     if last {
                         quit = true;
                         break;
@@ -159,9 +165,11 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
         KvRequest::Read(query) => outcome(node.read(query).await),
         KvRequest::Ping(None) => Value::Simple("PONG".into()),
         KvRequest::Ping(Some(message)) | KvRequest::Echo(message) => Value::Bulk(message),
-        KvRequest::Command => Value::Array(Vec::new()),
         KvRequest::Quit => return (Value::Simple("OK".into()), true),
-        KvRequest::Info(_) => Value::Bulk(info_text(node, info).into_bytes()),
+        KvRequest::Info(_) => Value::Verbatim {
+            format: *b"txt",
+            text: info_text(node, info).into_bytes(),
+        },
     };
     (reply, false)
 }

@@ -785,14 +785,14 @@ async fn call_on(client: &mut Client, args: &[&[u8]]) -> Result<Value, String> {
 
 /// A request over the size limit (one 17 MiB value, or sixteen 600 KiB values in one
 /// MSET), to the leader and to a follower, gets an error that names the limit, on a
-/// connection that then goes on serving; 16 clients writing 200 KiB values at once
-/// (no request oversized, their sum three slots' worth of 1 MiB) all succeed, because
-/// the leader closes a batch at its byte bound; every node stays up.
+/// connection that then goes on serving; 16 clients writing 100 KiB values at once
+/// (no request oversized, their sum three slots' worth of 512 KiB) all succeed,
+/// because the leader closes a batch at its byte bound; every node stays up.
 #[test]
 fn oversized_requests_are_refused_and_large_batches_commit() {
     let mut cluster = Cluster::new("limits", 3);
-    // Slots of 1 MiB, so that a few 200 KiB writes fill more than one.
-    cluster.configure("batch_bytes_max = 1048576");
+    // Slots of 512 KiB, so that a few 100 KiB writes fill more than one.
+    cluster.configure("batch_bytes_max = 524288");
     for id in 0..3 {
         cluster.start(id);
     }
@@ -821,7 +821,7 @@ fn oversized_requests_are_refused_and_large_batches_commit() {
 
         // A batch of large values in one request: over the limit as a whole.
         let value = vec![b'v'; 600 << 10];
-        let small_value = vec![b'v'; 200 << 10];
+        let small_value = vec![b'v'; 100 << 10];
         let mut mset: Vec<&[u8]> = vec![b"MSET"];
         let keys: Vec<String> = (0..16).map(|k| format!("many:{k}")).collect();
         for key in &keys {
@@ -857,7 +857,7 @@ fn oversized_requests_are_refused_and_large_batches_commit() {
         }
         for c in [0usize, 7, 15] {
             let got = get(cluster.clients[c % 3], &format!("large:{c}")).await;
-            assert_eq!(got.map(|v| v.map(|v| v.len())), Ok(Some(200 << 10)));
+            assert_eq!(got.map(|v| v.map(|v| v.len())), Ok(Some(100 << 10)));
         }
         set(cluster.clients[follower], "after", "1")
             .await

@@ -419,7 +419,7 @@ pub fn check_conformance<S: StateMachine>(
                             ));
                         }
                         let log_len = run_state.replica.durable().accepted.len();
-                        if merged_steps % (log_len / CHECK_EVERY_STEP_UP_TO).max(1) == 0 {
+                        if merged_steps.is_multiple_of((log_len / CHECK_EVERY_STEP_UP_TO).max(1)) {
                             invariants::check_replica(&run_state.replica)
                                 .map_err(|v| fail("replica-invariants", node, v.to_string()))?;
                         }

@@ -237,7 +237,7 @@ impl ModelConfig {
         (0..self.ops_per_client)
             .map(|k| {
                 let write = match self.script {
-                    ClientScript::Alternating => (client + k) % 2 == 0,
+                    ClientScript::Alternating => (client + k).is_multiple_of(2),
                     ClientScript::WritesOnly => true,
                 };
                 if write {
