@@ -44,9 +44,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// The first pause before asking a busy leader again; it doubles up to the heartbeat
-/// interval.
-const BUSY_BACKOFF_MIN: Duration = Duration::from_millis(1);
+/// The first pause before asking a busy leader (or a node that redirects to itself)
+/// again; it doubles up to the heartbeat interval.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(1);
 
 /// Most inputs stepped between two fsyncs.
 const MAX_BATCH_INPUTS: usize = 4096;
@@ -318,26 +318,53 @@ enum Event<S: StateMachine> {
 /// Where frames from peers enter a node: the transport (or a simulated network) hands
 /// each decoded frame to [`PeerInbox::deliver`]. Cheap to clone.
 pub struct PeerInbox<S: StateMachine> {
+    id: NodeId,
     events: mpsc::Sender<Event<S>>,
+    waiters: Arc<Waiters<Response<S>>>,
 }
 
 impl<S: StateMachine> Clone for PeerInbox<S> {
     fn clone(&self) -> Self {
         PeerInbox {
+            id: self.id,
             events: self.events.clone(),
+            waiters: self.waiters.clone(),
         }
     }
 }
 
 impl<S: StateMachine> PeerInbox<S> {
-    fn new() -> (Self, mpsc::Receiver<Event<S>>) {
+    fn new(id: NodeId) -> (Self, mpsc::Receiver<Event<S>>) {
         let (events, receiver) = mpsc::channel(INPUT_QUEUE);
-        (PeerInbox { events }, receiver)
+        let waiters = Arc::new(Waiters::default());
+        (
+            PeerInbox {
+                id,
+                events,
+                waiters,
+            },
+            receiver,
+        )
     }
 
-    /// Queues `frame` from peer `from` for the node's loop. A full queue drops it
-    /// (Paxos retransmits); returns false once the node has stopped.
+    /// Hands `frame` from peer `from` on: a leader's answer to a request this node
+    /// forwarded goes straight to the request that waits for it (it is no input to
+    /// the core, so it need not queue behind the loop's fsync); anything else is
+    /// queued for the node's loop, where a full queue drops it (Paxos retransmits).
+    /// Returns false once the node has stopped.
     pub fn deliver(&self, from: NodeId, frame: PeerFrame<S>) -> bool {
+        if let PeerFrame::ForwardReply { client, response } = frame {
+            if client_node(client) == self.id {
+                self.waiters.complete(client, response.seq(), response);
+            } else {
+                tracing::warn!(
+                    from,
+                    client,
+                    "dropped a forwarded reply for another node's client"
+                );
+            }
+            return !self.events.is_closed();
+        }
         match self.events.try_send(Event::Peer(from, frame)) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -470,7 +497,7 @@ impl<S: Replicated> Node<S> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| NodeError::Bind { addr, source })?;
-        let (inbox, events_rx) = PeerInbox::new();
+        let (inbox, events_rx) = PeerInbox::new(config.id);
         let mut tasks = JoinSet::new();
         let deliver = {
             let inbox = inbox.clone();
@@ -514,7 +541,7 @@ impl<S: Replicated> Node<S> {
         network: std::sync::Arc<dyn PeerNetwork>,
     ) -> Result<(Self, PeerInbox<S>), NodeError> {
         Self::check_config(&config)?;
-        let (inbox, events_rx) = PeerInbox::new();
+        let (inbox, events_rx) = PeerInbox::new(config.id);
         let node = Self::launch(
             config,
             snapshot,
@@ -609,7 +636,7 @@ impl<S: Replicated> Node<S> {
             writer.flush();
             writer
         });
-        let waiters = Arc::new(Waiters::default());
+        let waiters = inbox.waiters.clone();
         let (status_tx, status_rx) = watch::channel(Status::default());
         let incarnation = rand::rng().random_range(0..1u64 << 24);
         let driver = Driver {
@@ -780,9 +807,11 @@ impl<S: Replicated> Node<S> {
         let request = make(client, seq);
         let deadline = Instant::now() + shared.config.request_timeout;
         let attempt = shared.config.election_timeout_max * 2;
-        let mut target = shared.config.id;
+        // Straight to the leader the core names, if any: asking this node first would
+        // cost a redirect that waits for this node's own fsync.
+        let mut target = shared.status.borrow().leader.unwrap_or(shared.config.id);
         let mut status = shared.status.clone();
-        let mut busy_backoff = BUSY_BACKOFF_MIN;
+        let mut backoff = RETRY_BACKOFF_MIN;
         loop {
             if Instant::now() >= deadline {
                 return Err(NodeError::Timeout(shared.config.request_timeout));
@@ -821,7 +850,14 @@ impl<S: Replicated> Node<S> {
                 Ok(Some(ClientResponse::Redirect { leader, .. })) => {
                     target = match leader {
                         Some(leader) if leader != target => leader,
-                        _ => {
+                        Some(_) => {
+                            // Sent here by an earlier attempt's late redirect, which
+                            // answered this one: ask the same node again.
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(shared.config.heartbeat_interval);
+                            target
+                        }
+                        None => {
                             // No leader known yet (an election is running): wait a
                             // little, then ask this node again.
                             tokio::time::sleep(shared.config.election_timeout_min / 4).await;
@@ -839,8 +875,8 @@ impl<S: Replicated> Node<S> {
                 })) => {
                     // Backpressure: the leader's queue is full. Ask it again, later
                     // each time, with the same (client, seq).
-                    tokio::time::sleep(busy_backoff).await;
-                    busy_backoff = (busy_backoff * 2).min(shared.config.heartbeat_interval);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(shared.config.heartbeat_interval);
                 }
                 Ok(Some(response)) => return Ok(response),
                 Ok(None) => return Err(self.stopped_error()),
@@ -967,17 +1003,8 @@ impl<S: Replicated> Driver<S> {
                 }
                 Input::Client(request)
             }
-            Event::Peer(from, PeerFrame::ForwardReply { client, response }) => {
-                if client_node(client) == self.config.id {
-                    self.waiters.complete(client, response.seq(), response);
-                } else {
-                    tracing::warn!(
-                        from,
-                        client,
-                        "dropped a forwarded reply for another node's client"
-                    );
-                }
-                return;
+            Event::Peer(_, PeerFrame::ForwardReply { .. }) => {
+                unreachable!("the inbox hands forwarded replies to their waiters")
             }
             Event::SnapshotSaved(saved) => {
                 self.snapshotting = false;
@@ -1265,12 +1292,15 @@ impl<S: Replicated> Driver<S> {
 /// Resolves, with the new leader, the next time this node's known leader changes to
 /// someone other than `from`. Changes already seen do not count: only news does.
 async fn leader_moves(status: &mut watch::Receiver<Status>, from: NodeId) -> NodeId {
-    status.borrow_and_update();
+    // The status changes with every batch (commit index, counters): only a leader other
+    // than the one known now, and other than `from`, is news.
+    let known = status.borrow_and_update().leader;
     loop {
         if status.changed().await.is_err() {
             return std::future::pending().await; // the node stopped; the reply says so
         }
-        if let Some(leader) = status.borrow_and_update().leader.filter(|l| *l != from) {
+        let leader = status.borrow_and_update().leader;
+        if let Some(leader) = leader.filter(|l| *l != from && Some(*l) != known) {
             return leader;
         }
     }
