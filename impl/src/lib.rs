@@ -59,6 +59,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 mod byte_strings;
 pub mod client;
 pub mod connection;

@@ -1,16 +1,16 @@
 //! `ballot`: run a replicated key-value node, a local cluster, or a benchmark.
 
+use ballot_node::bench::{leader_and_follower, run_load, Load};
 use ballot_node::client::Client;
 use ballot_node::kv::KvStore;
 use ballot_node::node::{Node, NodeConfig};
-use ballot_node::resp::Value;
 use ballot_node::server::{self, ServerInfo};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A replicated key-value store on verified Multi-Paxos, speaking the Redis protocol.
 #[derive(Parser, Debug)]
@@ -75,9 +75,9 @@ struct BenchArgs {
     /// Client addresses to spread connections over (comma-separated).
     #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
     addr: Vec<String>,
-    /// Concurrent closed-loop clients.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
+    /// Concurrent closed-loop clients; a list (`1,16,64`) runs one load per count.
+    #[arg(long, default_value = "64", value_delimiter = ',')]
+    clients: Vec<usize>,
     /// How long to run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -90,6 +90,10 @@ struct BenchArgs {
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
+    /// At each client count, load the leader, then a follower (found among `--addr`:
+    /// pass every node's address), and print both rows and the follower/leader ratio.
+    #[arg(long)]
+    leader_vs_follower: bool,
 }
 
 /// A node's configuration file.
@@ -452,73 +456,64 @@ async fn cluster_status(dir: &Path) -> Result<(), String> {
 }
 
 async fn bench(args: BenchArgs) -> Result<(), String> {
-    if args.clients == 0 || args.addr.is_empty() {
-        return Err("need at least one client and one address".into());
-    }
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let value = vec![b'x'; args.value_size];
-    let mut tasks = Vec::new();
-    for c in 0..args.clients {
-        let addr = args.addr[c % args.addr.len()].clone();
-        let value = value.clone();
-        let (keys, read_ratio) = (args.keys.max(1), args.read_ratio);
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(&addr)
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            let mut n = c as u64;
-            while Instant::now() < deadline {
-                n = n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let key = format!("key:{}", (n >> 33) as usize % keys);
-                let read = ((n >> 11) as f64 / (1u64 << 53) as f64) < read_ratio;
-                let start = Instant::now();
-                let reply = if read {
-                    client.call(&[b"GET".as_slice(), key.as_bytes()]).await
-                } else {
-                    client
-                        .call(&[b"SET".as_slice(), key.as_bytes(), &value])
-                        .await
-                };
-                match reply {
-                    Ok(Value::Error(_)) => errors += 1,
-                    Ok(_) => latencies.push(start.elapsed()),
-                    Err(e) => return Err(format!("{addr}: {e}")),
-                }
-            }
-            Ok::<_, String>((latencies, errors))
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (latencies, errs) = task.await.map_err(|e| e.to_string())??;
-        all.extend(latencies);
-        errors += errs;
-    }
-    all.sort();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
-        all[i].as_secs_f64() * 1e3
+    let load = |clients: usize| Load {
+        clients,
+        seconds: args.seconds,
+        value_size: args.value_size,
+        read_ratio: args.read_ratio,
+        keys: args.keys,
     };
+    if !args.leader_vs_follower {
+        for &clients in &args.clients {
+            let result = run_load(&args.addr, &load(clients)).await?;
+            println!(
+                "clients={} seconds={} value_size={} read_ratio={}: {} ops, {:.0} ops/s, errors {}, latency ms p50 {:.3} p99 {:.3} p999 {:.3}",
+                clients,
+                args.seconds,
+                args.value_size,
+                args.read_ratio,
+                result.latencies.len(),
+                result.ops_per_second(),
+                result.errors,
+                result.latency_ms(0.50),
+                result.latency_ms(0.99),
+                result.latency_ms(0.999)
+            );
+        }
+        return Ok(());
+    }
+    let (leader, follower) = leader_and_follower(&args.addr).await?;
     println!(
-        "clients={} seconds={} value_size={} read_ratio={}: {} ops, {:.0} ops/s, errors {}, latency ms p50 {:.3} p99 {:.3} p999 {:.3}",
-        args.clients,
-        args.seconds,
-        args.value_size,
-        args.read_ratio,
-        all.len(),
-        all.len() as f64 / args.seconds as f64,
-        errors,
-        pct(0.50),
-        pct(0.99),
-        pct(0.999)
+        "leader {leader}, follower {follower}: {} s per load, {}-byte values, read ratio {}",
+        args.seconds, args.value_size, args.read_ratio
     );
+    println!(
+        "{:>7} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>11} {:>9}",
+        "clients",
+        "leader/s",
+        "p50 ms",
+        "p99 ms",
+        "follower/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio ops/s",
+        "ratio p99"
+    );
+    for &clients in &args.clients {
+        let via_leader = run_load(std::slice::from_ref(&leader), &load(clients)).await?;
+        let via_follower = run_load(std::slice::from_ref(&follower), &load(clients)).await?;
+        println!(
+            "{:>7} | {:>10.0} {:>8.3} {:>8.3} | {:>10.0} {:>8.3} {:>8.3} | {:>11.2} {:>9.2}",
+            clients,
+            via_leader.ops_per_second(),
+            via_leader.latency_ms(0.50),
+            via_leader.latency_ms(0.99),
+            via_follower.ops_per_second(),
+            via_follower.latency_ms(0.50),
+            via_follower.latency_ms(0.99),
+            via_follower.ops_per_second() / via_leader.ops_per_second().max(1.0),
+            via_follower.latency_ms(0.99) / via_leader.latency_ms(0.99).max(1e-3),
+        );
+    }
     Ok(())
 }
