@@ -102,6 +102,11 @@ pub struct ModelArgs {
     /// Client requests per slot.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
     pub batch: u8,
+    /// Writes a leader queues while its pipeline is full; past it, it refuses new ones
+    /// as busy and their clients retry (0: refuse whenever the pipeline is full)
+    /// [default: no bound].
+    #[arg(long)]
+    pub queue_max: Option<u8>,
     /// Servers compact their logs as soon as they apply a slot (snapshots replace the
     /// log; lagging nodes catch up by snapshot transfer).
     #[arg(long)]
@@ -179,6 +184,7 @@ impl ModelArgs {
             client_retries: self.retries.0,
             pipeline_depth: self.pipeline as usize,
             max_batch: self.batch as usize,
+            queue_requests_max: self.queue_max.map(usize::from),
             compaction: self.compaction,
             mutant: self.mutant,
             ..base

@@ -385,12 +385,17 @@ impl<S: StateMachine> Replica<S> {
                 bytes,
                 max: self.config.batch_bytes_max,
             })
-        } else if leadership.queue.len() >= self.config.queue_requests_max {
+        } else if leadership.in_flight.len() >= self.config.pipeline_depth
+            && leadership.queue.len() >= self.config.queue_requests_max
+        {
             Some(Refusal::Busy)
         } else {
             None
         };
         if let Some(reason) = refusal {
+            if reason == Refusal::Busy {
+                self.refused_busy.0 += 1;
+            }
             effects.push(Effect::Reply {
                 client,
                 response: ClientResponse::Refused { seq, reason },
@@ -417,6 +422,7 @@ impl<S: StateMachine> Replica<S> {
         // A client has one request outstanding: its newer read replaces its older one.
         leadership.reads.retain(|read| read.client != client);
         if leadership.reads.len() >= self.config.reads_pending_max {
+            self.refused_busy.0 += 1;
             effects.push(Effect::Reply {
                 client,
                 response: ClientResponse::Refused {

@@ -36,9 +36,9 @@ pub struct ClusterConfig {
     /// the driver's log record and peer frame. A single request over it is refused
     /// ([`Refusal::TooLarge`](crate::Refusal::TooLarge)), never proposed. At least 1.
     pub batch_bytes_max: usize,
-    /// Most write requests a leader holds queued for room in its pipeline; past it, a
-    /// new request is refused ([`Refusal::Busy`](crate::Refusal::Busy)) and its client retries later. At
-    /// least 1.
+    /// Most write requests a leader holds queued while its pipeline is full; past it,
+    /// a new request is refused ([`Refusal::Busy`](crate::Refusal::Busy)) and its
+    /// client retries later. Zero refuses every write that finds the pipeline full.
     pub queue_requests_max: usize,
     /// Most reads a leader holds waiting for leadership confirmation; past it, a new
     /// read is refused ([`Refusal::Busy`](crate::Refusal::Busy)). At least 1.
@@ -110,7 +110,7 @@ impl ClusterConfig {
     /// assert_eq!(c.queue_requests_max, 100);
     /// ```
     pub fn with_queue_requests_max(mut self, queue_requests_max: usize) -> Self {
-        self.queue_requests_max = queue_requests_max.max(1);
+        self.queue_requests_max = queue_requests_max;
         self
     }
 
@@ -317,6 +317,9 @@ pub struct Replica<S: StateMachine> {
     pub(crate) deduplicated: MetricCounter,
     /// Snapshots installed from peers (for metrics, and the model's reachability check).
     pub(crate) installed: MetricCounter,
+    /// Requests this node refused as a busy leader (a metric, no part of identity):
+    /// for the model's "a busy leader refused a write" reachability check.
+    pub(crate) refused_busy: MetricCounter,
     /// The node whose ballot we promised, or whose leadership we accepted, since our
     /// election timer last fired. While set, we refuse to promise anyone else's ballot
     /// (leader stickiness): see `on_prepare`.
@@ -425,6 +428,7 @@ impl<S: StateMachine> Replica<S> {
             waiters: BTreeMap::new(),
             deduplicated: MetricCounter::default(),
             installed: MetricCounter::default(),
+            refused_busy: MetricCounter::default(),
             backing: None,
             released: false,
         };
@@ -1017,6 +1021,11 @@ impl<S: StateMachine> Replica<S> {
     /// How many retried requests were answered without being applied again.
     pub fn deduplicated_count(&self) -> u64 {
         self.deduplicated.0
+    }
+
+    /// How many requests this node refused because its queue was full.
+    pub fn refused_busy_count(&self) -> u64 {
+        self.refused_busy.0
     }
 
     /// How many snapshots from peers this node installed.

@@ -185,3 +185,33 @@ fn write_commits_discovery_replays() {
     // Stateright's own replay check agrees.
     checker.assert_discovery(WRITE_COMMITS, actions);
 }
+
+/// Two clients write into a pipeline of one slot with no queue behind it: the leader
+/// refuses the second write as busy, its client retries, and every safety property
+/// still holds (the CLI check of the same configuration, in CI, adds liveness: the
+/// refused client is answered in the end).
+#[test]
+fn a_busy_leader_refuses_writes_without_breaking_safety() {
+    use ballot_model::model::properties::BUSY_REFUSED;
+    use ballot_model::model::ClientScript;
+    let checker = check(ModelConfig {
+        clients: 2,
+        ops_per_client: 1,
+        script: ClientScript::WritesOnly,
+        pipeline_depth: 1,
+        queue_requests_max: Some(0),
+        max_crashes: 0,
+        max_elections: 1,
+        ..ModelConfig::default()
+    });
+    assert!(checker.is_done(), "exploration incomplete");
+    for name in SAFETY {
+        checker.assert_no_discovery(name);
+    }
+    assert!(
+        checker.discovery(BUSY_REFUSED).is_some(),
+        "the leader refuses a write as busy"
+    );
+    assert!(checker.discovery(WRITE_COMMITS).is_some());
+    assert_eq!(checker.unique_state_count(), 14_323);
+}

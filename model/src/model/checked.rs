@@ -46,6 +46,8 @@ pub struct Ledger {
     pub deduplicated: bool,
     /// Some server installed a snapshot from a peer (a promise's or a leader's).
     pub installed_snapshot: bool,
+    /// Some leader refused a request because its queue was full.
+    pub refused_busy: bool,
     /// A scripted opening ([`Opening::Elected`]) is over: cut links are cut for good.
     pub opened: bool,
 }
@@ -402,6 +404,7 @@ impl Model for BallotModel {
         };
         ledger.deduplicated = ledger.deduplicated || rose(Replica::deduplicated_count);
         ledger.installed_snapshot = ledger.installed_snapshot || rose(Replica::snapshots_installed);
+        ledger.refused_busy = ledger.refused_busy || rose(Replica::refused_busy_count);
         refine(&mut ledger, self.config.servers, &system);
         Some(BallotState { system, ledger })
     }

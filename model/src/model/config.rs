@@ -175,6 +175,9 @@ pub struct ModelConfig {
     pub pipeline_depth: usize,
     /// Requests per slot.
     pub max_batch: usize,
+    /// Writes a leader queues while its pipeline is full before it refuses new ones as
+    /// busy; `None` for no bound.
+    pub queue_requests_max: Option<usize>,
     /// Messages one ordered channel holds (only for [`NetworkKind::Ordered`]).
     pub channel_capacity: usize,
     /// Servers compact their logs: after every step, a server that applied a slot it
@@ -204,6 +207,7 @@ impl Default for ModelConfig {
             opening: Opening::Cold,
             pipeline_depth: 2,
             max_batch: 1,
+            queue_requests_max: None,
             channel_capacity: 3,
             compaction: false,
             #[cfg(feature = "mutants")]
@@ -218,6 +222,10 @@ impl ModelConfig {
         let config = ClusterConfig::new(self.servers)
             .with_pipeline_depth(self.pipeline_depth)
             .with_max_batch(self.max_batch);
+        let config = match self.queue_requests_max {
+            Some(max) => config.with_queue_requests_max(max),
+            None => config,
+        };
         #[cfg(feature = "mutants")]
         let config = config.with_mutant(self.mutant);
         config
@@ -313,6 +321,9 @@ impl ModelConfig {
             self.pipeline_depth,
             self.max_batch,
         );
+        if let Some(max) = self.queue_requests_max {
+            text.push_str(&format!(" queue-max={max}"));
+        }
         #[cfg(feature = "mutants")]
         if let Some(mutant) = self.mutant {
             text.push_str(&format!(" mutant={}", mutant.name()));

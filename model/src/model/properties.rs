@@ -39,6 +39,10 @@ pub const DUPLICATE_DEDUPLICATED: &str = "duplicate request deduplicated";
 /// Reachability (with compaction on): a lagging node installs a peer's snapshot.
 pub const SNAPSHOT_INSTALLED: &str = "snapshot installed from a peer";
 
+/// Reachability (with a bounded leader queue): a busy leader refuses a write, and its
+/// client is answered later all the same (liveness).
+pub const BUSY_REFUSED: &str = "busy leader refuses a request";
+
 /// Every property for `config`, safety first.
 pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     let mut properties = vec![
@@ -57,6 +61,9 @@ pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     ];
     if config.compaction {
         properties.push(Property::sometimes(SNAPSHOT_INSTALLED, snapshot_installed));
+    }
+    if config.queue_requests_max.is_some() {
+        properties.push(Property::sometimes(BUSY_REFUSED, busy_refused));
     }
     properties
 }
@@ -202,6 +209,10 @@ fn read_served(_: &BallotModel, state: &BallotState) -> bool {
 
 fn snapshot_installed(_: &BallotModel, state: &BallotState) -> bool {
     state.ledger.installed_snapshot
+}
+
+fn busy_refused(_: &BallotModel, state: &BallotState) -> bool {
+    state.ledger.refused_busy
 }
 
 fn duplicate_deduplicated(_: &BallotModel, state: &BallotState) -> bool {
