@@ -70,6 +70,10 @@ pub const FRAME_BYTES_MAX: usize = 1 << 30;
 /// A frame is always taken by an empty queue, whatever its size.
 pub const SEND_QUEUE_BYTES_MAX: usize = 64 << 20;
 
+/// Bytes of peer frames waiting for a node's event loop; past it, new frames are
+/// dropped (Paxos retransmits). An empty inbox takes any frame.
+pub const INBOX_BYTES_MAX: usize = 256 << 20;
+
 /// Client connections one node serves at once, by default; the next is told
 /// `-ERR max number of clients reached` and closed, as Redis does.
 pub const CONNECTIONS_MAX: usize = 10_000;
@@ -113,6 +117,8 @@ const _: () = assert!(VALUE_BYTES_MAX < REPLY_BYTES_MAX);
 const _: () = assert!(slot_bytes_max(BATCH_REQUESTS_MAX) <= RECORD_BYTES_MAX);
 const _: () = assert!(slot_bytes_max(BATCH_REQUESTS_MAX) <= FRAME_BYTES_MAX);
 const _: () = assert!(slot_bytes_max(BATCH_REQUESTS_MAX) <= SEND_QUEUE_BYTES_MAX);
+// A node's inbox holds a full slot's frame with room to spare.
+const _: () = assert!(slot_bytes_max(BATCH_REQUESTS_MAX) <= INBOX_BYTES_MAX);
 // A forwarded request and a forwarded reply each fit a frame.
 const _: () = assert!(REQUEST_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
 const _: () = assert!(REPLY_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX);

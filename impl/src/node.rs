@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -308,7 +308,8 @@ pub const FSYNC_BUCKETS_US: [u64; 10] = [
 ];
 
 enum Event<S: StateMachine> {
-    Peer(NodeId, Frame<S>),
+    /// A frame from a peer, and its encoded size (counted against the inbox's bytes).
+    Peer(NodeId, Frame<S>, usize),
     Local(Request_<S>),
     /// A background snapshot save finished (the slot it saved, or why it failed).
     SnapshotSaved(Result<Slot, String>),
@@ -321,6 +322,10 @@ pub struct PeerInbox<S: StateMachine> {
     id: NodeId,
     events: mpsc::Sender<Event<S>>,
     waiters: Arc<Waiters<Response<S>>>,
+    /// Encoded bytes of the peer frames queued for the loop (it takes them off).
+    queued_bytes: std::sync::Arc<AtomicUsize>,
+    /// Frames dropped because the queue was full, in frames or in bytes.
+    dropped: std::sync::Arc<AtomicU64>,
 }
 
 impl<S: StateMachine> Clone for PeerInbox<S> {
@@ -329,6 +334,8 @@ impl<S: StateMachine> Clone for PeerInbox<S> {
             id: self.id,
             events: self.events.clone(),
             waiters: self.waiters.clone(),
+            queued_bytes: self.queued_bytes.clone(),
+            dropped: self.dropped.clone(),
         }
     }
 }
@@ -342,17 +349,20 @@ impl<S: StateMachine> PeerInbox<S> {
                 id,
                 events,
                 waiters,
+                queued_bytes: Default::default(),
+                dropped: Default::default(),
             },
             receiver,
         )
     }
 
-    /// Hands `frame` from peer `from` on: a leader's answer to a request this node
-    /// forwarded goes straight to the request that waits for it (it is no input to
-    /// the core, so it need not queue behind the loop's fsync); anything else is
-    /// queued for the node's loop, where a full queue drops it (Paxos retransmits).
-    /// Returns false once the node has stopped.
-    pub fn deliver(&self, from: NodeId, frame: PeerFrame<S>) -> bool {
+    /// Hands `frame` from peer `from`, `bytes` long as encoded, on: a leader's answer to
+    /// a request this node forwarded goes straight to the request that waits for it
+    /// (it is no input to the core, so it need not queue behind the loop's fsync);
+    /// anything else is queued for the node's loop. A queue holding
+    /// [`limits::INBOX_BYTES_MAX`] bytes (an empty one takes any frame) or its most
+    /// frames drops it: Paxos retransmits. Returns false once the node has stopped.
+    pub fn deliver(&self, from: NodeId, frame: PeerFrame<S>, bytes: usize) -> bool {
         if let PeerFrame::ForwardReply { client, response } = frame {
             if client_node(client) == self.id {
                 self.waiters.complete(client, response.seq(), response);
@@ -365,9 +375,19 @@ impl<S: StateMachine> PeerInbox<S> {
             }
             return !self.events.is_closed();
         }
-        match self.events.try_send(Event::Peer(from, frame)) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if queued > 0 && queued + bytes > limits::INBOX_BYTES_MAX {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return !self.events.is_closed();
+        }
+        match self.events.try_send(Event::Peer(from, frame, bytes)) {
+            Ok(()) => true,
+            Err(refused) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                matches!(refused, mpsc::error::TrySendError::Full(_))
+            }
         }
     }
 }
@@ -392,6 +412,8 @@ struct Shared<S: Replicated> {
     waiters: Arc<Waiters<Response<S>>>,
     network: std::sync::Arc<dyn PeerNetwork>,
     status: watch::Receiver<Status>,
+    /// Frames the inbox dropped.
+    inbox_dropped: std::sync::Arc<AtomicU64>,
     sessions: crate::sync::Mutex<Vec<(ClientId, u64)>>,
     next_session: AtomicU64,
     /// Client ids are `node (16 bits) | incarnation (24 bits) | session (24 bits)`: the
@@ -501,7 +523,7 @@ impl<S: Replicated> Node<S> {
         let mut tasks = JoinSet::new();
         let deliver = {
             let inbox = inbox.clone();
-            move |from: NodeId, frame: Frame<S>| inbox.deliver(from, frame)
+            move |from: NodeId, frame: Frame<S>, bytes: usize| inbox.deliver(from, frame, bytes)
         };
         let transport = transport::start::<Frame<S>, _>(
             TransportConfig {
@@ -650,6 +672,7 @@ impl<S: Replicated> Node<S> {
             counters: Status::default(),
             scratch: Vec::new(),
             events: inbox.events.clone(),
+            inbox_bytes: inbox.queued_bytes.clone(),
             snapshotting: false,
             trace,
         };
@@ -662,6 +685,7 @@ impl<S: Replicated> Node<S> {
                 waiters,
                 network,
                 status: status_rx,
+                inbox_dropped: inbox.dropped.clone(),
                 sessions: crate::sync::Mutex::new(Vec::new()),
                 next_session: AtomicU64::new(1),
                 tasks: crate::sync::Mutex::new(Some(tasks)),
@@ -771,9 +795,10 @@ impl<S: Replicated> Node<S> {
         self.shared.waiters.len()
     }
 
-    /// Peer frames dropped because a peer's send queue was full.
+    /// Peer frames dropped because a queue was full: a peer's send queue, or this
+    /// node's inbox.
     pub fn dropped_frames(&self) -> u64 {
-        self.shared.network.dropped_frames()
+        self.shared.network.dropped_frames() + self.shared.inbox_dropped.load(Ordering::Relaxed)
     }
 
     fn session(&self) -> (ClientId, u64) {
@@ -919,6 +944,8 @@ struct Driver<S: Replicated> {
     scratch: Vec<u8>,
     /// The loop's own input queue, for background work to report back on.
     events: mpsc::Sender<Event<S>>,
+    /// The inbox's count of queued peer-frame bytes: taken off as frames are taken.
+    inbox_bytes: std::sync::Arc<AtomicUsize>,
     /// A background snapshot save is running: start no other.
     snapshotting: bool,
     /// The trace being recorded, if any (see [`crate::trace`]).
@@ -990,20 +1017,23 @@ impl<S: Replicated> Driver<S> {
     }
 
     fn on_event(&mut self, event: Event<S>, effects: &mut Vec<Effect<S>>) {
+        if let Event::Peer(_, _, bytes) = &event {
+            self.inbox_bytes.fetch_sub(*bytes, Ordering::Relaxed);
+        }
         let input = match event {
-            Event::Peer(from, PeerFrame::Paxos(message)) => {
+            Event::Peer(from, PeerFrame::Paxos(message), _) => {
                 if self.replica.is_obsolete(&message) {
                     return; // answers to a round we left: inert, see `is_obsolete`
                 }
                 Input::Message { from, message }
             }
-            Event::Peer(_, PeerFrame::Forward(request)) | Event::Local(request) => {
+            Event::Peer(_, PeerFrame::Forward(request), _) | Event::Local(request) => {
                 if matches!(request, ClientRequest::Write(_)) {
                     self.counters.proposals += 1;
                 }
                 Input::Client(request)
             }
-            Event::Peer(_, PeerFrame::ForwardReply { .. }) => {
+            Event::Peer(_, PeerFrame::ForwardReply { .. }, _) => {
                 unreachable!("the inbox hands forwarded replies to their waiters")
             }
             Event::SnapshotSaved(saved) => {

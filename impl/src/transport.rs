@@ -89,7 +89,7 @@ impl crate::world::PeerNetwork for Transport {
 }
 
 /// Starts the listener and one writer task per peer on `tasks`. Authenticated inbound
-/// frames are decoded as `F` and handed to `deliver(from, frame)`; an undecodable or
+/// frames are decoded as `F` and handed to `deliver(from, frame, encoded_bytes)`; an undecodable or
 /// oversized frame closes that connection with a logged reason.
 pub fn start<F, D>(
     config: TransportConfig,
@@ -99,7 +99,7 @@ pub fn start<F, D>(
 ) -> Arc<Transport>
 where
     F: DeserializeOwned + Send + 'static,
-    D: Fn(NodeId, F) -> bool + Send + Sync + Clone + 'static,
+    D: Fn(NodeId, F, usize) -> bool + Send + Sync + Clone + 'static,
 {
     let mut queues = Vec::new();
     for (peer, addr) in config.peers.iter().enumerate() {
@@ -243,7 +243,7 @@ async fn connect(
 async fn accept_loop<F, D>(config: TransportConfig, listener: TcpListener, deliver: D)
 where
     F: DeserializeOwned + Send + 'static,
-    D: Fn(NodeId, F) -> bool + Send + Sync + Clone + 'static,
+    D: Fn(NodeId, F, usize) -> bool + Send + Sync + Clone + 'static,
 {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -271,7 +271,7 @@ async fn serve_inbound<F, D>(
 ) -> Result<(), String>
 where
     F: DeserializeOwned,
-    D: Fn(NodeId, F) -> bool,
+    D: Fn(NodeId, F, usize) -> bool,
 {
     let _ = stream.set_nodelay(true);
     let peer = tokio::time::timeout(
@@ -298,8 +298,50 @@ where
             Err(e) => return Err(format!("from node {peer}: {e}")),
         }
         let message: F = frame::decode(&buf).map_err(|e| format!("from node {peer}: {e}"))?;
-        if !deliver(peer, message) {
+        if !deliver(peer, message, buf.len()) {
             return Ok(()); // the node is shutting down
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_queue_takes_any_frame_when_empty_and_drops_past_its_byte_bound() {
+        let (frames, receiver) = mpsc::channel(16);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let transport = Transport {
+            queues: vec![
+                None,
+                Some(PeerQueue {
+                    frames,
+                    bytes: bytes.clone(),
+                }),
+            ],
+            send_queue_bytes_max: 10,
+            dropped: AtomicU64::new(0),
+        };
+        transport.send(1, vec![0; 25]); // larger than the bound, but the queue is empty
+        transport.send(1, vec![0; 1]); // over the bound now: dropped
+        assert_eq!(transport.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(bytes.load(Ordering::Relaxed), 25);
+        let mut dequeue = Dequeue {
+            frames: receiver,
+            bytes: bytes.clone(),
+        };
+        assert_eq!(dequeue.try_recv().map(|f| f.len()), Ok(25));
+        assert_eq!(
+            bytes.load(Ordering::Relaxed),
+            0,
+            "taking a frame frees its bytes"
+        );
+        transport.send(1, vec![0; 6]);
+        transport.send(1, vec![0; 4]); // exactly at the bound: taken
+        transport.send(1, vec![0; 1]);
+        assert_eq!(transport.dropped.load(Ordering::Relaxed), 2);
+        transport.send(7, vec![0; 1]); // no such peer: ignored
+        assert_eq!(bytes.load(Ordering::Relaxed), 10);
     }
 }

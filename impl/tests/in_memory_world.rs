@@ -107,7 +107,7 @@ impl PeerNetwork for ChannelNetwork {
             return;
         }
         let frame: Frame = frame::decode(&bytes[4..]).expect("frames this node encoded decode");
-        inboxes[to].deliver(self.me, frame);
+        inboxes[to].deliver(self.me, frame, bytes.len());
     }
 
     fn dropped_frames(&self) -> u64 {
