@@ -88,7 +88,7 @@ pub enum WalError {
         /// What was wrong there.
         reason: String,
     },
-    /// An update encodes to more than [`RECORD_BYTES_MAX`](crate::limits::RECORD_BYTES_MAX).
+    /// An update encodes to more than [`RECORD_BYTES_MAX`].
     #[error(
         "write-ahead log record of {bytes} bytes exceeds the limit of {RECORD_BYTES_MAX} bytes"
     )]
@@ -218,7 +218,7 @@ impl Wal {
     /// offset, and the file is left untouched: a bad header checksum followed by
     /// non-zero bytes, a payload checksum failure with more data after the record, a
     /// checksummed payload that does not decode (or has bytes left over), a length field
-    /// above [`RECORD_BYTES_MAX`](crate::limits::RECORD_BYTES_MAX), or a bad magic number or format version. Such damage
+    /// above [`RECORD_BYTES_MAX`], or a bad magic number or format version. Such damage
     /// is not what a crash produces, and "repairing" it could silently drop a record a
     /// peer was told was durable — a promise or a vote — which would break Paxos's
     /// safety. An operator has to look.
@@ -346,7 +346,7 @@ impl Wal {
     ///
     /// [`WalError::Poisoned`] after a failed write or fsync;
     /// [`WalError::RecordTooLarge`] if the update encodes to more than
-    /// [`RECORD_BYTES_MAX`](crate::limits::RECORD_BYTES_MAX); [`WalError::Encode`] if it cannot be encoded. On the last
+    /// [`RECORD_BYTES_MAX`]; [`WalError::Encode`] if it cannot be encoded. On the last
     /// two the log is unchanged and still usable.
     pub fn append<C: Serialize>(&mut self, update: &DurableUpdate<C>) -> Result<(), WalError> {
         if self.poisoned {
