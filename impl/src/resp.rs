@@ -564,88 +564,185 @@ pub type ParsedRequest = Option<(Vec<Vec<u8>>, usize)>;
 /// An empty array (`*0`, `*-1`) or a blank line yields an empty argument list, which
 /// the caller should skip, as Redis does.
 ///
+/// Each call starts from the first byte; a connection that calls again as more bytes
+/// arrive uses a [`RequestParser`], which goes on from where it stopped.
+///
 /// # Errors
 ///
 /// A [`RespError`] for input that can never become a valid command; the connection
 /// should then be closed, since the stream cannot be resynchronised.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+    RequestParser::default().parse(buf, limits)
+}
+
+/// [`parse_request`] for a connection's input as it arrives: it remembers how far it
+/// got into a partly received array, so each call costs the bytes that are new since
+/// the last one rather than the whole request again.
+///
+/// Parsing from the first byte on every read made a request of many short arguments
+/// (up to [`Limits::max_array_len`], a million, in 6 MiB) arriving in a hundred reads
+/// cost a hundred parses of a growing prefix: seconds of a server thread for one
+/// request, and a client sending a few bytes at a time could keep a thread busy for as
+/// long as it liked.
+///
+/// The caller's side of the contract: every call passes a buffer that starts at the
+/// same request's first byte and holds at least what the previous call saw, until a
+/// call returns a request or an error; the parser is then fresh for the next request.
+///
+/// ```
+/// use ballot_node::resp::{Limits, RequestParser};
+///
+/// let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+/// let mut parser = RequestParser::default();
+/// assert_eq!(parser.parse(&wire[..20], &Limits::default()), Ok(None));
+/// // On from the second argument: the first is not looked at again.
+/// let (args, used) = parser.parse(wire, &Limits::default()).unwrap().unwrap();
+/// assert_eq!(args, vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()]);
+/// assert_eq!(used, wire.len());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RequestParser {
+    /// The array the buffer starts with, while only part of it has arrived.
+    partial: Option<PartialArray>,
+}
+
+/// How far a partly received array has been parsed.
+#[derive(Clone, Debug)]
+struct PartialArray {
+    /// The arguments the array claims: `1..=max_array_len`.
+    count: usize,
+    /// Where each complete argument lies, from the request's first byte; fewer than
+    /// `count` of them while the array is partial.
+    ranges: Vec<std::ops::Range<usize>>,
+    /// Where the next argument's `$` header starts, from the request's first byte.
+    next: usize,
+}
+
+impl RequestParser {
+    /// Parses the command at the start of `buf`, going on from the previous call if
+    /// that one ended in `Ok(None)`; answers as [`parse_request`] would on `buf`.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse_request`].
+    pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespError> {
+        match (self.partial.take(), buf.first()) {
+            (Some(partial), _) => self.parse_arguments(buf, partial, limits),
+            (None, None) => Ok(None),
+            (None, Some(b'*')) => match parse_array_header(buf, limits)? {
+                ArrayHeader::Incomplete => Ok(None),
+                ArrayHeader::Empty { used } => Ok(Some((Vec::new(), used))),
+                ArrayHeader::Arguments(partial) => self.parse_arguments(buf, partial, limits),
+            },
+            (None, Some(_)) => parse_inline(buf, limits),
+        }
+    }
+
+    /// Parses the array's arguments from `partial.next` on; keeps the progress made if
+    /// the buffer ends first.
+    fn parse_arguments(
+        &mut self,
+        buf: &[u8],
+        mut partial: PartialArray,
+        limits: &Limits,
+    ) -> Result<ParsedRequest, RespError> {
+        debug_assert!(partial.ranges.len() < partial.count);
+        debug_assert!(partial.next <= buf.len(), "the buffer lost bytes it had");
+        while partial.ranges.len() < partial.count {
+            let index = partial.ranges.len();
+            let pos = partial.next;
+            let Some(&kind) = buf.get(pos) else {
+                self.partial = Some(partial);
+                return Ok(None);
+            };
+            if kind != b'$' {
+                return Err(RespError::ExpectedBulk(kind));
+            }
+            let Some((end, start)) = find_line(
+                buf,
+                pos + 1,
+                limits.max_inline_bytes,
+                RespError::TooBigBulkCount,
+            )?
+            else {
+                self.partial = Some(partial);
+                return Ok(None);
+            };
+            let len = parse_redis_int(&buf[pos + 1..end])
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n <= limits.max_bulk_bytes)
+                .ok_or(RespError::InvalidBulkLength)?;
+            let data_end = start.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
+            let after = data_end
+                .checked_add(2)
+                .ok_or(RespError::InvalidBulkLength)?;
+            if after > limits.max_request_bytes {
+                // Known too large before its bytes arrive: refuse it now, and tell the
+                // caller how to skip the rest rather than buffer it.
+                return Err(RespError::RequestTooLarge {
+                    bytes: after,
+                    max: limits.max_request_bytes,
+                    discard: Discard {
+                        bytes: after,
+                        bulks: partial.count - index - 1,
+                    },
+                });
+            }
+            if buf.len() < after {
+                self.partial = Some(partial);
+                return Ok(None);
+            }
+            if &buf[data_end..after] != b"\r\n" {
+                return Err(RespError::ExpectedCrlf);
+            }
+            partial.ranges.push(start..data_end);
+            partial.next = after;
+        }
+        let args = partial
+            .ranges
+            .into_iter()
+            .map(|range| buf[range].to_vec())
+            .collect();
+        Ok(Some((args, partial.next)))
     }
 }
 
-/// Parses `*<n>\r\n` followed by `n` bulk strings.
-fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<ParsedRequest, RespError> {
-    let Some((end, mut pos)) = find_line(
+/// What an array's `*<n>\r\n` header says.
+enum ArrayHeader {
+    /// The line has not all arrived.
+    Incomplete,
+    /// `*0` or `*-1`: no command, `used` bytes long.
+    Empty { used: usize },
+    /// Arguments follow.
+    Arguments(PartialArray),
+}
+
+/// Parses the `*<n>\r\n` at the start of `buf`.
+fn parse_array_header(buf: &[u8], limits: &Limits) -> Result<ArrayHeader, RespError> {
+    let Some((end, next)) = find_line(
         buf,
         1,
         limits.max_inline_bytes,
         RespError::TooBigMultibulkCount,
     )?
     else {
-        return Ok(None);
+        return Ok(ArrayHeader::Incomplete);
     };
     let count = parse_redis_int(&buf[1..end]).ok_or(RespError::InvalidMultibulkLength)?;
     if count < -1 || usize::try_from(count).is_ok_and(|n| n > limits.max_array_len) {
         return Err(RespError::InvalidMultibulkLength);
     }
     if count <= 0 {
-        return Ok(Some((Vec::new(), pos)));
+        return Ok(ArrayHeader::Empty { used: next });
     }
     let count = usize::try_from(count).map_err(|_| RespError::InvalidMultibulkLength)?;
-    // First locate every argument without copying, so a large request arriving in
-    // many reads is not copied again on each one; every bulk takes at least 6 bytes
-    // (`$0\r\n\r\n`), which bounds the reservation by what is actually present.
-    let mut ranges = Vec::with_capacity(count.min(buf.len() / 6 + 1));
-    for index in 0..count {
-        let Some(&kind) = buf.get(pos) else {
-            return Ok(None);
-        };
-        if kind != b'$' {
-            return Err(RespError::ExpectedBulk(kind));
-        }
-        let Some((end, start)) = find_line(
-            buf,
-            pos + 1,
-            limits.max_inline_bytes,
-            RespError::TooBigBulkCount,
-        )?
-        else {
-            return Ok(None);
-        };
-        let len = parse_redis_int(&buf[pos + 1..end])
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n <= limits.max_bulk_bytes)
-            .ok_or(RespError::InvalidBulkLength)?;
-        let data_end = start.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
-        let after = data_end
-            .checked_add(2)
-            .ok_or(RespError::InvalidBulkLength)?;
-        if after > limits.max_request_bytes {
-            // Known too large before its bytes arrive: refuse it now, and tell the
-            // caller how to skip the rest rather than buffer it.
-            return Err(RespError::RequestTooLarge {
-                bytes: after,
-                max: limits.max_request_bytes,
-                discard: Discard {
-                    bytes: after,
-                    bulks: count - index - 1,
-                },
-            });
-        }
-        if buf.len() < after {
-            return Ok(None);
-        }
-        if &buf[data_end..after] != b"\r\n" {
-            return Err(RespError::ExpectedCrlf);
-        }
-        ranges.push(start..data_end);
-        pos = after;
-    }
-    let args = ranges.into_iter().map(|r| buf[r].to_vec()).collect();
-    Ok(Some((args, pos)))
+    Ok(ArrayHeader::Arguments(PartialArray {
+        count,
+        // Every bulk takes at least 6 bytes (`$0\r\n\r\n`), which bounds the reservation
+        // by what is actually present, not by what the count claims.
+        ranges: Vec::with_capacity(count.min(buf.len() / 6 + 1)),
+        next,
+    }))
 }
 
 /// Parses an inline command: one line ended by LF (an optional CR before it is

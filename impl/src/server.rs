@@ -6,7 +6,7 @@
 use crate::connection::Connection;
 use crate::kv::{parse_command, KvRequest, KvStore};
 use crate::node::{Node, NodeError};
-use crate::resp::{parse_request, Discard, Limits, RespError, Value};
+use crate::resp::{Discard, Limits, RequestParser, RespError, Value};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -69,6 +69,9 @@ async fn serve_client(
     let _ = stream.set_nodelay(true);
     let mut connection = Connection::accept(stream.peer_addr().ok(), stream.local_addr().ok());
     let limits = Limits::default();
+    // The request at the front of `input` is parsed on from where the last read left
+    // it, never again from its first byte.
+    let mut parser = RequestParser::default();
     let mut discard: Option<Discard> = None;
     let mut input = Vec::with_capacity(16 << 10);
     let mut output = Vec::with_capacity(16 << 10);
@@ -104,7 +107,7 @@ async fn serve_client(
                 stream.write_all(&output).await?;
                 output.clear();
             }
-            match parse_request(&input[consumed..], &limits) {
+            match parser.parse(&input[consumed..], &limits) {
                 Ok(Some((args, used))) => {
                     consumed += used;
                     if args.is_empty() {

@@ -125,7 +125,7 @@ where
         }
         let start = self.buffer.len();
         self.buffer.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-        match postcard::to_extend(record, std::mem::take(&mut self.buffer)) {
+        match crate::frame::append_encoded(record, std::mem::take(&mut self.buffer)) {
             Ok(buffer) => self.buffer = buffer,
             Err(error) => {
                 tracing::error!(%error, "could not encode a trace record; tracing stops");

@@ -136,6 +136,41 @@ proptest! {
     }
 
     #[test]
+    fn resp_requests_parse_alike_whole_or_resumed_in_pieces(
+        args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 1..8),
+        noise in proptest::collection::vec(any::<u8>(), 0..16),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        small in any::<bool>(),
+    ) {
+        // A request (or, with noise after a cut, bytes that may not be one), fed to
+        // one parser a prefix at a time as a connection would: every answer matches
+        // parsing that prefix afresh, and the first one that is not "incomplete" ends
+        // the request.
+        let limits = if small {
+            Limits { max_request_bytes: 64, max_inline_bytes: 16, ..Limits::default() }
+        } else {
+            Limits::default()
+        };
+        let mut wire = Vec::new();
+        Value::Array(args.iter().cloned().map(Value::Bulk).collect()).encode(&mut wire);
+        if let Some(&cut) = cuts.first() {
+            let at = cut % (wire.len() + 1);
+            wire.splice(at..at, noise);
+        }
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+        ends.push(wire.len());
+        ends.sort_unstable();
+        let mut parser = resp::RequestParser::default();
+        for end in ends {
+            let resumed = parser.parse(&wire[..end], &limits);
+            prop_assert_eq!(&resumed, &resp::parse_request(&wire[..end], &limits), "prefix of {}", end);
+            if !matches!(resumed, Ok(None)) {
+                break;
+            }
+        }
+    }
+
+    #[test]
     fn resp_requests_round_trip(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 1..6)) {
         let request = Value::Array(args.iter().cloned().map(Value::Bulk).collect());
         let mut out = Vec::new();

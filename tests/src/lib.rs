@@ -2,7 +2,9 @@
 //! real clusters of `ballot` processes under injected faults ([`nemesis`], run with
 //! `cargo run -p ballot-tests --release -- nemesis`), whose clients' histories are
 //! checked for linearizability ([`linearizability`] against the [`kv_spec`] of one
-//! key) and whose nodes' traces are checked against the model.
+//! key) and whose nodes' traces are checked against the model, while [`abuser`]s send
+//! them bad requests.
+pub mod abuser;
 pub mod fault_proxy;
 pub mod kv_spec;
 pub mod linearizability;

@@ -71,6 +71,10 @@ struct NemesisArgs {
     /// Linearizability search steps per key before giving up.
     #[arg(long, default_value_t = 20_000_000)]
     search_budget: usize,
+    /// Clients sending oversized, malformed, cut-off and random requests to any node
+    /// beside the workload (outside the history; a wrong answer is an anomaly).
+    #[arg(long, default_value_t = 1)]
+    abusers: usize,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +168,7 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
         mutant: args.mutant.clone(),
         keep: args.keep,
         search_budget: args.search_budget,
+        abusers: args.abusers,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -176,11 +181,12 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
         });
     }
     eprintln!(
-        "nemesis: {} runs of {} s on {} nodes, {} clients, {} keys + counter, faults {}, first seed {seed}{}",
+        "nemesis: {} runs of {} s on {} nodes, {} clients, {} abusers, {} keys + counter, faults {}, first seed {seed}{}",
         args.runs,
         config.seconds,
         nodes,
         config.clients,
+        config.abusers,
         config.keys,
         config
             .faults
@@ -205,10 +211,13 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
             Ok(report) => {
                 let faults: usize = report.faults.values().sum();
                 eprintln!(
-                    "run {run} (seed {run_seed}): {} ok, {} failed, {} unknown, {faults} faults, {} anomalies, {:.1} s",
+                    "run {run} (seed {run_seed}): {} ok, {} failed, {} unknown, {faults} faults, {} bad requests ({} error replies, {} unanswered), {} anomalies, {:.1} s",
                     report.ok,
                     report.failed,
                     report.unknown,
+                    report.abuse.requests,
+                    report.abuse.errors,
+                    report.abuse.unanswered,
                     report.anomalies.len(),
                     started.elapsed().as_secs_f64()
                 );

@@ -8,7 +8,14 @@
 //! partitions (the leader isolated, a random minority cut from the majority, a
 //! bridge: two halves that only one node hears both of), and message delay on every
 //! link. Every choice comes from the run's seed.
+//!
+//! Beside the workload's clients, [`crate::abuser`]s send oversized, malformed, cut-off
+//! and random requests to any node throughout; their operations are not in the
+//! history, but an answer that breaks the server's contract is an anomaly, and so is
+//! a node that panics (a panic in a connection's task would not stop the process, so
+//! the nodes' logs are read for one).
 
+use crate::abuser::{run_abusers, AbuseCounts, AbuserConfig};
 use crate::fault_proxy::Proxies;
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
@@ -109,6 +116,8 @@ pub struct NemesisConfig {
     pub keep: bool,
     /// Search steps the linearizability check may take per key.
     pub search_budget: usize,
+    /// Clients sending bad requests (see [`crate::abuser`]) beside the workload's.
+    pub abusers: usize,
 }
 
 /// What one run found.
@@ -137,6 +146,8 @@ pub struct RunReport {
     pub keys_gave_up: usize,
     /// Trace steps replayed by the conformance check (0 if not run).
     pub conform_steps: usize,
+    /// What the abusers sent and got.
+    pub abuse: AbuseCounts,
     /// Everything wrong, one line each.
     pub anomalies: Vec<String>,
     /// Where the run's files are (kept when it found anomalies).
@@ -227,16 +238,28 @@ pub async fn run_once(
     let epoch = Instant::now();
     let history: History = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
+    let workload_seed: u64 = rng.random();
     let clients = tokio::spawn(run_clients(
         WorkloadConfig {
             nodes: cluster.clients.clone(),
             clients: config.clients,
             keys: config.keys,
             op_timeout: config.op_timeout,
-            seed: rng.random(),
+            seed: workload_seed,
         },
         epoch,
         history.clone(),
+        stop.clone(),
+    ));
+    // Seeded from the workload's seed rather than drawn from `rng`, so that a seed
+    // injects the same faults with or without abusers.
+    let abusers = tokio::spawn(run_abusers(
+        AbuserConfig {
+            nodes: cluster.clients.clone(),
+            abusers: config.abusers,
+            keys: config.keys,
+            seed: workload_seed ^ 0x6162_7573_6572_7321,
+        },
         stop.clone(),
     ));
     let end = epoch + Duration::from_secs(config.seconds);
@@ -277,6 +300,10 @@ pub async fn run_once(
     }
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
+    report.abuse = abusers.await.unwrap_or_default();
+    for wrong in &report.abuse.wrong {
+        report.anomalies.push(format!("abuser: {wrong}"));
+    }
     proxies.heal_all();
     cluster.heal().map_err(io)?;
 
@@ -356,6 +383,13 @@ pub async fn run_once(
         report
             .anomalies
             .push(format!("node {id} did not exit cleanly on SIGTERM"));
+    }
+    for id in 0..config.nodes {
+        if let Some(panic) = cluster.log_panic(id) {
+            report
+                .anomalies
+                .push(format!("node {id} panicked: {panic}"));
+        }
     }
     proxies.shutdown().await;
 
@@ -541,7 +575,7 @@ fn failover_times(history: &[Event], injected: &[Injected]) -> Vec<u64> {
 /// Prints one line per run and a total: the summary table.
 pub fn print_table(reports: &[RunReport]) {
     println!(
-        "{:>4} {:>20} {:>8} {:>7} {:>8} {:>7} {:>10} {:>12} {:>8} {:>9} {:>9}",
+        "{:>4} {:>20} {:>8} {:>7} {:>8} {:>7} {:>10} {:>12} {:>8} {:>9} {:>10} {:>10} {:>9}",
         "run",
         "seed",
         "ok",
@@ -552,13 +586,15 @@ pub fn print_table(reports: &[RunReport]) {
         "failover ms",
         "heal ms",
         "conform",
+        "abuse req",
+        "abuse err",
         "anomalies"
     );
     for r in reports {
         let faults: usize = r.faults.values().sum();
         let failover = median_max(&r.failover_ms);
         println!(
-            "{:>4} {:>20} {:>8} {:>7} {:>8} {:>7} {:>10} {:>12} {:>8} {:>9} {:>9}",
+            "{:>4} {:>20} {:>8} {:>7} {:>8} {:>7} {:>10} {:>12} {:>8} {:>9} {:>10} {:>10} {:>9}",
             r.run,
             r.seed,
             r.ok,
@@ -573,6 +609,8 @@ pub fn print_table(reports: &[RunReport]) {
             } else {
                 "-".to_string()
             },
+            r.abuse.requests,
+            r.abuse.errors,
             r.anomalies.len()
         );
     }
@@ -584,9 +622,11 @@ pub fn print_table(reports: &[RunReport]) {
         }
     }
     let failovers: Vec<u64> = reports.iter().flat_map(|r| r.failover_ms.clone()).collect();
+    let abuse = |f: fn(&AbuseCounts) -> u64| reports.iter().map(|r| f(&r.abuse)).sum::<u64>();
     println!(
         "total: {} runs, {} ok, {} failed, {} unknown, {} faults ({}), failover ms median/max {}, \
-         {} keys checked ({} gave up), {} trace steps conformed, {} anomalies",
+         {} keys checked ({} gave up), {} trace steps conformed, \
+         {} bad requests ({} error replies, {} unanswered), {} anomalies",
         reports.len(),
         total(|r| r.ok),
         total(|r| r.failed),
@@ -601,6 +641,9 @@ pub fn print_table(reports: &[RunReport]) {
         total(|r| r.keys_checked),
         total(|r| r.keys_gave_up),
         total(|r| r.conform_steps),
+        abuse(|a| a.requests),
+        abuse(|a| a.errors),
+        abuse(|a| a.unanswered),
         total(|r| r.anomalies.len()),
     );
 }

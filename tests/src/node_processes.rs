@@ -208,6 +208,17 @@ impl NodeProcesses {
         unclean
     }
 
+    /// The first line of node `id`'s log that reports a panic, if any: a panic in one
+    /// of its tasks (a client's connection, say) is caught by the runtime and does
+    /// not end the process, so only the log tells.
+    pub fn log_panic(&self, id: usize) -> Option<String> {
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("node-{id}.log"))).unwrap_or_default();
+        text.lines()
+            .find(|line| line.contains("panicked at"))
+            .map(str::to_string)
+    }
+
     /// The tail of node `id`'s log, for reports.
     pub fn log_tail(&self, id: usize, lines: usize) -> String {
         let text =
