@@ -10,17 +10,16 @@
 //! Every wait is bounded; the cluster shuts down and its directory is removed when a
 //! test ends.
 
+mod common;
+
 use ballot_node::kv::KvStore;
-use ballot_node::node::{Node, NodeConfig};
+use ballot_node::node::Node;
 use ballot_node::resp::parse_value;
-use ballot_node::server::{self, ServerInfo};
 use redis::Value as Reply;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-const SECRET: &[u8] = b"a-test-cluster-secret-0123456789";
+use std::time::Duration;
 
 /// How long any one client call may take before the test fails instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,48 +42,8 @@ impl Cluster {
             .expect("a tokio runtime");
         let dir = std::env::temp_dir().join(format!("ballot-redis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (nodes, clients) = runtime.block_on(async {
-            let mut peers = Vec::new();
-            for _ in 0..3 {
-                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-                peers.push(probe.local_addr().expect("peer address"));
-            }
-            let mut listeners = Vec::new();
-            for _ in 0..3 {
-                listeners.push(
-                    tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind a client port"),
-                );
-            }
-            let clients: Vec<SocketAddr> = listeners
-                .iter()
-                .map(|l| l.local_addr().expect("client address"))
-                .collect();
-            let mut nodes = Vec::new();
-            for id in 0..3 {
-                let config =
-                    NodeConfig::new(id, peers.clone(), dir.join(id.to_string()), SECRET.to_vec());
-                nodes.push(
-                    Node::start(config, KvStore::default())
-                        .await
-                        .expect("node starts"),
-                );
-            }
-            let info = ServerInfo {
-                client_addrs: clients.iter().map(ToString::to_string).collect(),
-                peer_addrs: peers.iter().map(ToString::to_string).collect(),
-            };
-            for (node, listener) in nodes.iter().zip(listeners) {
-                tokio::spawn(server::serve(
-                    listener,
-                    node.clone(),
-                    info.clone(),
-                    ballot_node::limits::CONNECTIONS_MAX,
-                ));
-            }
-            (nodes, clients)
-        });
+        let (nodes, clients) =
+            common::start_nodes(&runtime, &dir, ballot_node::limits::CONNECTIONS_MAX);
         Cluster {
             runtime,
             nodes,
@@ -95,23 +54,7 @@ impl Cluster {
 
     /// The leader every node agrees on, waiting at most 10 s for one.
     fn leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let leaders: Vec<Option<usize>> =
-                self.nodes.iter().map(|n| n.status().leader).collect();
-            if let Some(leader) = leaders[0] {
-                if leaders.iter().all(|l| *l == Some(leader))
-                    && self.nodes[leader].status().role == "leader"
-                {
-                    return leader;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader within 10 s: {leaders:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::agreed_leader(&self.nodes)
     }
 
     fn follower(&self) -> usize {
