@@ -464,24 +464,9 @@ impl Discard {
             if self.bulks == 0 {
                 return Ok((pos, true));
             }
-            let Some(&kind) = buf.get(pos) else {
+            let Some((len, start)) = bulk_header(buf, pos, limits)? else {
                 return Ok((pos, false));
             };
-            if kind != b'$' {
-                return Err(RespError::ExpectedBulk(kind));
-            }
-            let Some((end, start)) = find_line(
-                buf,
-                pos + 1,
-                limits.max_inline_bytes,
-                RespError::TooBigBulkCount,
-            )?
-            else {
-                return Ok((pos, false));
-            };
-            let len = parse_redis_int(&buf[pos + 1..end])
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or(RespError::InvalidBulkLength)?;
             self.bytes = len.checked_add(2).ok_or(RespError::InvalidBulkLength)?;
             self.bulks -= 1;
             pos = start;
@@ -549,6 +534,37 @@ fn find_line(
         None if rest.len() > max => Err(too_long),
         None => Ok(None),
     }
+}
+
+/// Reads the bulk string header `$<len>\r\n` at `pos`: the length (at most the
+/// protocol's `max_bulk_bytes`) and where the data starts, or `None` if the header
+/// has not wholly arrived. One reading of the header for requests parsed and
+/// requests skipped, so both refuse the same things.
+fn bulk_header(
+    buf: &[u8],
+    pos: usize,
+    limits: &Limits,
+) -> Result<Option<(usize, usize)>, RespError> {
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(None);
+    };
+    if kind != b'$' {
+        return Err(RespError::ExpectedBulk(kind));
+    }
+    let Some((end, start)) = find_line(
+        buf,
+        pos + 1,
+        limits.max_inline_bytes,
+        RespError::TooBigBulkCount,
+    )?
+    else {
+        return Ok(None);
+    };
+    let len = parse_redis_int(&buf[pos + 1..end])
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n <= limits.max_bulk_bytes)
+        .ok_or(RespError::InvalidBulkLength)?;
+    Ok(Some((len, start)))
 }
 
 /// What [`parse_request`] yields: a command's arguments and the number of bytes it
@@ -651,27 +667,10 @@ impl RequestParser {
         while partial.ranges.len() < partial.count {
             let index = partial.ranges.len();
             let pos = partial.next;
-            let Some(&kind) = buf.get(pos) else {
+            let Some((len, start)) = bulk_header(buf, pos, limits)? else {
                 self.partial = Some(partial);
                 return Ok(None);
             };
-            if kind != b'$' {
-                return Err(RespError::ExpectedBulk(kind));
-            }
-            let Some((end, start)) = find_line(
-                buf,
-                pos + 1,
-                limits.max_inline_bytes,
-                RespError::TooBigBulkCount,
-            )?
-            else {
-                self.partial = Some(partial);
-                return Ok(None);
-            };
-            let len = parse_redis_int(&buf[pos + 1..end])
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n <= limits.max_bulk_bytes)
-                .ok_or(RespError::InvalidBulkLength)?;
             let data_end = start.checked_add(len).ok_or(RespError::InvalidBulkLength)?;
             let after = data_end
                 .checked_add(2)

@@ -11,71 +11,30 @@
 //! test ends.
 
 mod common;
+use common::Cluster;
 
-use ballot_node::kv::KvStore;
-use ballot_node::node::Node;
 use ballot_node::resp::parse_value;
 use redis::Value as Reply;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpStream;
 use std::time::Duration;
 
 /// How long any one client call may take before the test fails instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Three nodes and their RESP servers, on a runtime of their own so the tests can
-/// use the crate's blocking client from the test thread.
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    nodes: Vec<Node<KvStore>>,
-    clients: Vec<SocketAddr>,
-    dir: PathBuf,
+/// A cluster whose servers take the default number of clients.
+fn start(name: &str) -> Cluster {
+    Cluster::start(
+        &format!("redis-{name}"),
+        "redis-clients-node",
+        ballot_node::limits::CONNECTIONS_MAX,
+    )
 }
 
-impl Cluster {
-    fn start(name: &str) -> Cluster {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        let dir = std::env::temp_dir().join(format!("ballot-redis-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (nodes, clients) =
-            common::start_nodes(&runtime, &dir, ballot_node::limits::CONNECTIONS_MAX);
-        Cluster {
-            runtime,
-            nodes,
-            clients,
-            dir,
-        }
-    }
-
-    /// The leader every node agrees on, waiting at most 10 s for one.
-    fn leader(&self) -> usize {
-        common::agreed_leader(&self.nodes)
-    }
-
-    fn follower(&self) -> usize {
-        (self.leader() + 1) % self.nodes.len()
-    }
-
-    fn url(&self, node: usize, resp3: bool) -> String {
-        let query = if resp3 { "/?protocol=resp3" } else { "" };
-        format!("redis://{}{query}", self.clients[node])
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.runtime.block_on(async {
-            for node in &self.nodes {
-                node.shutdown().await;
-            }
-        });
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The `redis` crate's address of `node`, over RESP3 if `resp3`.
+fn url(cluster: &Cluster, node: usize, resp3: bool) -> String {
+    let query = if resp3 { "/?protocol=resp3" } else { "" };
+    format!("redis://{}{query}", cluster.clients[node])
 }
 
 /// A connection through the crate, its default settings apart from timeouts.
@@ -273,30 +232,30 @@ fn exercise(url: &str, resp3: bool) {
 
 #[test]
 fn resp2_through_a_follower() {
-    let cluster = Cluster::start("resp2-follower");
-    exercise(&cluster.url(cluster.follower(), false), false);
+    let cluster = start("resp2-follower");
+    exercise(&url(&cluster, cluster.follower(), false), false);
 }
 
 #[test]
 fn resp3_through_a_follower() {
-    let cluster = Cluster::start("resp3-follower");
-    exercise(&cluster.url(cluster.follower(), true), true);
+    let cluster = start("resp3-follower");
+    exercise(&url(&cluster, cluster.follower(), true), true);
 }
 
 #[test]
 fn resp2_and_resp3_through_the_leader() {
-    let cluster = Cluster::start("leader");
+    let cluster = start("leader");
     let leader = cluster.leader();
-    exercise(&cluster.url(leader, false), false);
+    exercise(&url(&cluster, leader, false), false);
     // The same keys again: the first run's writes are there for the second to see.
-    let mut con = connect(&cluster.url(leader, true));
+    let mut con = connect(&url(&cluster, leader, true));
     let deleted: i64 = redis::cmd("DEL")
         .arg("counter")
         .arg("piped")
         .query(&mut con)
         .expect("DEL");
     assert_eq!(deleted, 2);
-    exercise(&cluster.url(leader, true), true);
+    exercise(&url(&cluster, leader, true), true);
 }
 
 /// Reads one whole reply from `stream` and returns its bytes.
@@ -314,7 +273,7 @@ fn read_reply(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn resp3_replies_use_resp3_nulls_on_the_wire() {
-    let cluster = Cluster::start("raw");
+    let cluster = start("raw");
     let mut stream = TcpStream::connect(cluster.clients[cluster.follower()]).expect("connect");
     stream
         .set_read_timeout(Some(CALL_TIMEOUT))
