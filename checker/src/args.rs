@@ -107,6 +107,11 @@ pub struct ModelArgs {
     /// [default: no bound].
     #[arg(long)]
     pub queue_max: Option<u8>,
+    /// Client sessions the replicated state holds; opening one more expires the least
+    /// recently active, and a request of an expired session is refused (its client
+    /// stops) [default: no bound].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    pub sessions_max: Option<u8>,
     /// Servers compact their logs as soon as they apply a slot (snapshots replace the
     /// log; lagging nodes catch up by snapshot transfer).
     #[arg(long)]
@@ -185,6 +190,7 @@ impl ModelArgs {
             pipeline_depth: self.pipeline as usize,
             max_batch: self.batch as usize,
             queue_requests_max: self.queue_max.map(usize::from),
+            sessions_max: self.sessions_max.map(usize::from),
             compaction: self.compaction,
             mutant: self.mutant,
             ..base

@@ -53,6 +53,17 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             ..base
         },
         Mutant::MinorityCommit | Mutant::RecoveredForgetsPromise => base,
+        // One session at most: the second client's write expires the first client's
+        // session, and the first client's retry of its applied write (sent early: an
+        // impatient client) must be refused.
+        Mutant::ExpiryForgetsFloor => ModelConfig {
+            script: ClientScript::WritesOnly,
+            timing: Timing::ImpatientClients,
+            sessions_max: Some(1),
+            max_crashes: 0,
+            max_elections: 1,
+            ..base
+        },
         // Liveness bugs: real clients (unlimited retries). A slot the new leader never
         // re-proposes needs a crash after one acceptor voted: the default model.
         Mutant::IgnoreRecoveredSlots => ModelConfig {

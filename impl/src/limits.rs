@@ -83,6 +83,16 @@ pub const CONNECTIONS_MAX: usize = 10_000;
 /// anything is sent.
 pub const WAITERS_MAX: usize = 65_536;
 
+/// Client sessions the replicated state remembers, by default (the core's
+/// [`sessions_max`](ballot_model::ClusterConfig::sessions_max)); opening one more
+/// expires the least recently active. Each node lends at most `waiters_max` sessions
+/// at once, so only sessions no node uses any more (a restarted node's) expire.
+pub const SESSIONS_MAX: usize = 1 << 20;
+
+/// The largest cluster whose nodes can all have [`WAITERS_MAX`] requests in flight
+/// under the default [`SESSIONS_MAX`] with no session in use expiring.
+pub const SESSIONS_NODES_MAX: usize = 16;
+
 /// Writes a leader queues for room in its pipeline, by default (the core's
 /// [`queue_requests_max`](ballot_model::ClusterConfig::queue_requests_max)).
 pub const QUEUE_REQUESTS_MAX: usize = 16_384;
@@ -124,6 +134,8 @@ const _: () = assert!(REQUEST_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX
 const _: () = assert!(REPLY_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
 // Every RESP client can have a request waiting without the waiter table refusing it.
 const _: () = assert!(CONNECTIONS_MAX <= WAITERS_MAX);
+// The default session table holds every session a full cluster can be using.
+const _: () = assert!(SESSIONS_MAX >= WAITERS_MAX * SESSIONS_NODES_MAX);
 // A line never outgrows a request.
 const _: () = assert!(LINE_BYTES_MAX <= REQUEST_BYTES_MAX);
 // Frame lengths travel as u32.

@@ -138,6 +138,13 @@ struct NodeFile {
     /// Most client connections served at once; default 10000.
     #[serde(default)]
     connections_max: Option<usize>,
+    /// Most requests waiting for an answer on this node; default 65536.
+    #[serde(default)]
+    waiters_max: Option<usize>,
+    /// Most client sessions the replicated state remembers (the same on every node,
+    /// and at least waiters_max times the cluster size); default 1048576.
+    #[serde(default)]
+    sessions_max: Option<usize>,
     /// Record a conformance trace into this directory (`ballot-check conform DIR`).
     #[serde(default)]
     trace_dir: Option<PathBuf>,
@@ -236,6 +243,12 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     }
     if let Some(batch_bytes_max) = file.batch_bytes_max {
         config.batch_bytes_max = batch_bytes_max;
+    }
+    if let Some(waiters_max) = file.waiters_max {
+        config.waiters_max = waiters_max.max(1);
+    }
+    if let Some(sessions_max) = file.sessions_max {
+        config.sessions_max = sessions_max;
     }
     if let Some(snapshot_log_bytes) = file.snapshot_log_bytes {
         config.snapshot_log_bytes = snapshot_log_bytes;
@@ -361,6 +374,8 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             snapshot_log_bytes: None,
             batch_bytes_max: None,
             connections_max: None,
+            waiters_max: None,
+            sessions_max: None,
             trace_dir: trace.then(|| dir.join("traces")),
             mutant: None,
         };

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
     let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
-    let metrics: [(&str, &str, &str, String); 12] = [
+    let metrics: [(&str, &str, &str, String); 14] = [
         (
             "ballot_commit_index",
             "gauge",
@@ -51,6 +51,18 @@ pub fn render(status: &Status, dropped_frames: u64) -> String {
             "counter",
             "Snapshots installed from a peer.",
             status.snapshots_installed.to_string(),
+        ),
+        (
+            "ballot_sessions",
+            "gauge",
+            "Client sessions in the applied state (at most sessions_max).",
+            status.sessions.to_string(),
+        ),
+        (
+            "ballot_session_floor",
+            "gauge",
+            "Requests of expired client sessions are numbered at or below this.",
+            status.session_floor.to_string(),
         ),
         (
             "ballot_is_leader",

@@ -97,6 +97,11 @@ pub struct NodeConfig {
     /// Requests waiting for an answer on this node; past it, a new request fails at
     /// once with [`NodeError::Busy`], before anything is sent.
     pub waiters_max: usize,
+    /// Client sessions the replicated state remembers; opening one more expires the
+    /// least recently active. Must be the same on every node, and at least
+    /// `waiters_max` times the cluster size, so that no session a node is using can
+    /// expire ([`Node::start`] checks).
+    pub sessions_max: usize,
     /// Once the write-ahead log is larger than this many bytes, the node saves a
     /// snapshot of its applied state (in the background) and compacts the log to it.
     pub snapshot_log_bytes: u64,
@@ -139,6 +144,7 @@ impl NodeConfig {
             queue_requests_max: limits::QUEUE_REQUESTS_MAX,
             reads_pending_max: limits::READS_PENDING_MAX,
             waiters_max: limits::WAITERS_MAX,
+            sessions_max: limits::SESSIONS_MAX,
             snapshot_log_bytes: 64 << 20,
             trace_dir: None,
             mutant: None,
@@ -199,6 +205,11 @@ pub enum NodeError {
         /// The bound.
         max: usize,
     },
+    /// The client session the request was sent under expired before it was answered
+    /// (the cluster holds more sessions than `sessions_max`): the request may or may
+    /// not have taken effect.
+    #[error("the client session expired while the request was in flight (the outcome is unknown)")]
+    SessionExpired,
     /// The node's storage failed: it cannot promise anything any more and has stopped.
     #[error("the node stopped because its storage failed: {0}")]
     StorageFailed(String),
@@ -300,6 +311,11 @@ pub struct Status {
     /// Why the node stopped serving, if its storage failed: it can promise nothing
     /// more, so it stops (and a server process built on it should exit).
     pub storage_failure: Option<String>,
+    /// Client sessions in the applied state (at most `sessions_max`).
+    pub sessions: usize,
+    /// The applied state's session floor: a new session numbers its requests above it
+    /// ([`ballot_model::ClientTable::floor`]).
+    pub session_floor: u64,
 }
 
 /// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
@@ -611,6 +627,15 @@ impl<S: Replicated> Node<S> {
                 config.batch_bytes_max, config.max_batch
             )));
         }
+        // Every node lends at most `waiters_max` sessions at once, so a table this large
+        // only ever expires sessions no node is using (a restarted node's old ones).
+        let sessions_needed = config.waiters_max.saturating_mul(node_count);
+        if config.sessions_max < sessions_needed {
+            return Err(NodeError::Config(format!(
+                "sessions_max is {}; with waiters_max {} on {node_count} nodes it must be at least {sessions_needed}, or sessions in use could expire",
+                config.sessions_max, config.waiters_max
+            )));
+        }
         Ok(())
     }
 
@@ -629,7 +654,8 @@ impl<S: Replicated> Node<S> {
                 .with_max_batch(config.max_batch.max(1))
                 .with_batch_bytes_max(config.batch_bytes_max)
                 .with_queue_requests_max(config.queue_requests_max)
-                .with_reads_pending_max(config.reads_pending_max),
+                .with_reads_pending_max(config.reads_pending_max)
+                .with_sessions_max(config.sessions_max),
             config.mutant.as_deref(),
         )?;
         let mut trace = match &config.trace_dir {
@@ -651,6 +677,7 @@ impl<S: Replicated> Node<S> {
                 batch_bytes_max: cluster.batch_bytes_max,
                 queue_requests_max: cluster.queue_requests_max,
                 reads_pending_max: cluster.reads_pending_max,
+                sessions_max: cluster.sessions_max,
                 snapshot,
                 durable,
                 effects: effects.clone(),
@@ -809,6 +836,22 @@ impl<S: Replicated> Node<S> {
         (self.shared.client_prefix | index, 1)
     }
 
+    /// The lowest seq a request should carry now: above the session floor this node
+    /// last saw, and above `(commit index + 1) << 16`. Sequence numbers only need to
+    /// grow per session, so every session numbers its requests by the log position
+    /// it last saw: an expired session's last seq is then below the next seq of every
+    /// node whose commit index has caught up with when that session last sent, and a
+    /// new or long-idle session is not refused for a floor that rose since this node
+    /// last applied (SPEC §2.6).
+    fn seq_at_least(&self) -> u64 {
+        let status = self.shared.status.borrow();
+        let by_position = status
+            .commit_index
+            .saturating_add(1)
+            .saturating_mul(1 << 16);
+        status.session_floor.saturating_add(1).max(by_position)
+    }
+
     /// Sends a request under a pooled client session until it is answered: to this
     /// node first, then wherever the answers redirect it; retries keep the same
     /// `(client, seq)`, so the leader deduplicates them.
@@ -822,14 +865,21 @@ impl<S: Replicated> Node<S> {
             return Err(NodeError::Busy { waiting });
         }
         let (client, seq) = self.session();
+        let seq = seq.max(self.seq_at_least());
         // Returns the session and forgets the waiter however this ends, including the
         // caller dropping this future mid-request (a client that hung up).
-        let _session = SessionGuard {
+        let mut session = SessionGuard {
             shared,
             client,
             seq,
         };
-        let request = make(client, seq);
+        let mut request = make(client, seq);
+        // One send is outstanding at a time, and each answer consumed is its answer,
+        // unless a send was abandoned (timed out, or overtaken by news of a new leader).
+        // Until then every earlier send was answered "not taken" (a redirect, a busy
+        // leader), so a session-expired refusal proves the request will never be
+        // applied and it may be renumbered and sent again.
+        let mut abandoned = false;
         let deadline = Instant::now() + shared.config.request_timeout;
         let attempt = shared.config.election_timeout_max * 2;
         // Straight to the leader the core names, if any: asking this node first would
@@ -841,6 +891,7 @@ impl<S: Replicated> Node<S> {
             if Instant::now() >= deadline {
                 return Err(NodeError::Timeout(shared.config.request_timeout));
             }
+            let seq = session.seq;
             let reply = shared.waiters.register(client, seq);
             if target == shared.config.id {
                 if shared
@@ -867,6 +918,7 @@ impl<S: Replicated> Node<S> {
                     // attempt. The same (client, seq) is deduplicated if the first
                     // attempt did get through.
                     shared.waiters.cancel(client, seq);
+                    abandoned = true;
                     target = leader;
                     continue;
                 }
@@ -895,6 +947,21 @@ impl<S: Replicated> Node<S> {
                     ..
                 })) => return Err(NodeError::TooLarge { bytes, max }),
                 Ok(Some(ClientResponse::Refused {
+                    reason: Refusal::SessionExpired { floor },
+                    ..
+                })) => {
+                    if abandoned {
+                        // An abandoned send may have been applied before the session
+                        // expired: the outcome is unknown.
+                        return Err(NodeError::SessionExpired);
+                    }
+                    // Nothing we sent was taken, and this refusal means it never will
+                    // be (the floor only rises): open a new session above the floor
+                    // and send again.
+                    session.seq = floor.max(seq) + 1;
+                    request = make(client, session.seq);
+                }
+                Ok(Some(ClientResponse::Refused {
                     reason: Refusal::Busy,
                     ..
                 })) => {
@@ -907,6 +974,7 @@ impl<S: Replicated> Node<S> {
                 Ok(None) => return Err(self.stopped_error()),
                 Err(_) => {
                     shared.waiters.cancel(client, seq);
+                    abandoned = true;
                     target = shared.config.id;
                 }
             }
@@ -1309,6 +1377,8 @@ impl<S: Replicated> Driver<S> {
             commit_index: replica.commit_index(),
             applied_index: replica.applied_index(),
             compacted_index: replica.durable().compacted,
+            sessions: replica.client_table().session_count(),
+            session_floor: replica.client_table().floor(),
             ..self.counters.clone()
         };
         self.status.send_if_modified(|current| {

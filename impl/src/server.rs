@@ -199,7 +199,7 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         .and_then(|l| info.client_addrs.get(l).cloned())
         .unwrap_or_default();
     format!(
-        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nelections:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
+        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nelections:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
         status.role,
         status.id,
         leader,
@@ -211,6 +211,8 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         status.log_bytes,
         status.snapshots_saved,
         status.snapshots_installed,
+        status.sessions,
+        status.session_floor,
         status.elections,
         status.fsyncs,
         status.persists,

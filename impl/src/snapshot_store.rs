@@ -10,7 +10,7 @@
 //! # On-disk format
 //!
 //! ```text
-//! header  : b"BALLOTSN" (8 bytes) | format version, u32 LE (= 1)
+//! header  : b"BALLOTSN" (8 bytes) | format version, u32 LE (= 2)
 //!         | slot, u64 LE | payload length, u64 LE | crc32c(payload), u32 LE
 //! payload : postcard(Snapshot<S>)
 //! ```
@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"BALLOTSN";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 4;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".bin";
@@ -277,11 +277,14 @@ mod tests {
 
     fn snapshot(slot: Slot, value: u8) -> Snapshot<Register> {
         let mut table = ClientTable::new(Register::default());
-        table.apply(&Request {
-            client: 1,
-            seq: 1,
-            command: value,
-        });
+        table.apply(
+            &Request {
+                client: 1,
+                seq: 1,
+                command: value,
+            },
+            usize::MAX,
+        );
         Snapshot { slot, table }
     }
 

@@ -956,3 +956,106 @@ fn a_node_whose_log_write_fails_exits_non_zero_promptly_and_loses_nothing() {
 async fn leader_of(cluster: &Cluster) -> usize {
     leader(cluster, &(0..cluster.children.len()).collect::<Vec<_>>()).await
 }
+
+/// Client sessions expire through the log: with room for 12 sessions (4 requests in
+/// flight on each of 3 nodes), every restart gives a node a fresh set of client ids, so
+/// the replicated table must expire old sessions to take the new ones. Clients of
+/// every node run different numbers of increments each round, so expired sessions
+/// leave different floors behind and reused sessions find their numbers refused and
+/// start over above the floor. No increment is applied twice: the counter is at least
+/// the acknowledged increments and at most those plus the ones whose outcome the node
+/// called unknown (a session that expired while a timed-out attempt was in flight: at
+/// this table size, under load, it happens); every node's table stays within its bound,
+/// and every node expired sessions.
+#[test]
+fn client_sessions_expire_through_the_log_and_increments_apply_exactly_once() {
+    const CLIENTS_PER_NODE: usize = 4;
+    let mut cluster = Cluster::new("sessions", 3);
+    cluster.configure(&format!(
+        "waiters_max = {CLIENTS_PER_NODE}\nsessions_max = {}",
+        3 * CLIENTS_PER_NODE
+    ));
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    let rt = runtime();
+    rt.block_on(leader(&cluster, &[0, 1, 2]));
+    let (mut acked, mut unknown) = (0u64, 0u64);
+    for round in 0..4usize {
+        if round > 0 {
+            let id = (round - 1) % 3;
+            cluster.stop(id);
+            cluster.start(id);
+            rt.block_on(async {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while info(cluster.clients[id]).await.is_none() {
+                    assert!(Instant::now() < deadline, "node {id} did not come back");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                leader(&cluster, &[0, 1, 2]).await
+            });
+        }
+        let addrs = cluster.clients.clone();
+        let (round_acked, round_unknown) = rt.block_on(async move {
+            let mut clients = tokio::task::JoinSet::new();
+            for (node, addr) in addrs.into_iter().enumerate() {
+                for k in 0..CLIENTS_PER_NODE {
+                    let increments = 1 + (node + k + round) % 4;
+                    clients.spawn(async move {
+                        let mut client = Client::connect(&addr.to_string()).await.expect("connect");
+                        let (mut acked, mut unknown) = (0, 0);
+                        for _ in 0..increments {
+                            match call_on(&mut client, &[b"INCR", b"counter"]).await {
+                                Ok(Value::Integer(_)) => acked += 1,
+                                Ok(Value::Error(e)) if e.contains("outcome is unknown") => {
+                                    unknown += 1
+                                }
+                                other => panic!("INCR through node {node}: {other:?}"),
+                            }
+                        }
+                        (acked, unknown)
+                    });
+                }
+            }
+            let (mut acked, mut unknown) = (0, 0);
+            while let Some(result) = clients.join_next().await {
+                let (a, u) = result.expect("client task");
+                acked += a;
+                unknown += u;
+            }
+            (acked, unknown)
+        });
+        acked += round_acked;
+        unknown += round_unknown;
+    }
+    rt.block_on(async {
+        let counter = match call(cluster.clients[0], &[b"GET", b"counter"]).await {
+            Ok(Value::Bulk(bytes)) => String::from_utf8(bytes).unwrap().parse::<u64>().unwrap(),
+            other => panic!("GET counter: {other:?}"),
+        };
+        eprintln!("acknowledged {acked}, unknown {unknown}, counter {counter}");
+        assert!(
+            acked <= counter && counter <= acked + unknown,
+            "acknowledged {acked}, unknown {unknown}, but the counter is {counter}"
+        );
+        for (id, addr) in cluster.clients.iter().enumerate() {
+            // Wait for the node to apply the last increment before reading its table.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let info = loop {
+                let info = info(*addr).await.expect("INFO");
+                if info["applied_index"] == info["commit_index"] || Instant::now() > deadline {
+                    break info;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let sessions: usize = info["sessions"].parse().unwrap();
+            let floor: u64 = info["session_floor"].parse().unwrap();
+            eprintln!("node {id}: {sessions} sessions, floor {floor}");
+            assert!(
+                sessions <= 3 * CLIENTS_PER_NODE,
+                "node {id} holds {sessions} sessions"
+            );
+            assert!(floor > 0, "node {id} expired no session");
+        }
+    });
+}

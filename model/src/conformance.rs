@@ -74,6 +74,8 @@ pub enum TraceRecord<S: StateMachine> {
         queue_requests_max: usize,
         /// The core's bound on a leader's pending reads.
         reads_pending_max: usize,
+        /// The core's bound on client sessions.
+        sessions_max: usize,
         /// The snapshot it loaded.
         snapshot: Snapshot<S>,
         /// The durable state it loaded.
@@ -236,7 +238,7 @@ struct RunState<S: StateMachine> {
 /// let start = TraceRecord::<Register>::Start {
 ///     at: 1, node: 0, node_count: 3, pipeline_depth: 4, max_batch: 64,
 ///     batch_bytes_max: usize::MAX, queue_requests_max: usize::MAX, reads_pending_max: usize::MAX,
-///     snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
+///     sessions_max: usize::MAX, snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
 /// };
 /// let report = check_conformance(vec![NodeRun { source: "n0".into(), records: vec![start] }]).unwrap();
 /// assert_eq!((report.nodes, report.runs), (1, 1));
@@ -299,6 +301,7 @@ pub fn check_conformance<S: StateMachine>(
                 batch_bytes_max,
                 queue_requests_max,
                 reads_pending_max,
+                sessions_max,
                 snapshot,
                 durable,
                 effects,
@@ -327,7 +330,8 @@ pub fn check_conformance<S: StateMachine>(
                     .with_max_batch(*max_batch)
                     .with_batch_bytes_max(*batch_bytes_max)
                     .with_queue_requests_max(*queue_requests_max)
-                    .with_reads_pending_max(*reads_pending_max);
+                    .with_reads_pending_max(*reads_pending_max)
+                    .with_sessions_max(*sessions_max);
                 let (replica, replayed) =
                     Replica::restore(*node, config, snapshot.clone(), durable.clone()).map_err(
                         |error| fail("replays-identically", Some(*node), error.to_string()),

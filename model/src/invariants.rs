@@ -278,7 +278,7 @@ pub fn applied_state_matches_log<'a, S: StateMachine + 'a>(
     let mut replayed: Slot = 0;
     for proposal in log.into_iter().take(replica.applied as usize) {
         for request in proposal.requests() {
-            replay.apply(request);
+            replay.apply(request, replica.config.sessions_max);
         }
         replayed += 1;
     }

@@ -356,8 +356,9 @@ impl<S: StateMachine> Replica<S> {
         if !mutant!(self.config, NoDedup) {
             match self.table.lookup(client, seq) {
                 Some(ApplyOutcome::Stale) => return, // The client has moved on.
-                Some(outcome @ ApplyOutcome::Duplicate(_)) => {
-                    // Already applied: answer from the table, do not propose again.
+                Some(outcome @ (ApplyOutcome::Duplicate(_) | ApplyOutcome::Expired { .. })) => {
+                    // Already applied, or of an expired session: answer from the
+                    // table, do not propose.
                     self.waiters.insert(client, seq);
                     self.answer_waiter(client, seq, outcome, effects);
                     return;

@@ -12,7 +12,7 @@ pub struct Request<C> {
     /// Who sent it.
     pub client: ClientId,
     /// The client's sequence number; a client has at most one request outstanding and
-    /// numbers them 1, 2, 3, ….
+    /// numbers them in increasing order (1, 2, 3, …, or with gaps).
     pub seq: u64,
     /// The state machine command.
     pub command: C,
@@ -257,6 +257,15 @@ pub enum Refusal {
         /// The bound.
         max: usize,
     },
+    /// The client has no session and the request's seq is at or below the sessions'
+    /// floor ([`ClientTable::floor`](crate::ClientTable::floor)): it may belong to a
+    /// session that expired. This attempt will never be applied; an earlier attempt of
+    /// the same request may have been. A client whose only attempt this was may number
+    /// the request above `floor` and send it again.
+    SessionExpired {
+        /// Every seq of an expired session is at or below this.
+        floor: u64,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -269,6 +278,11 @@ impl std::fmt::Display for Refusal {
             Refusal::TooLarge { bytes, max } => write!(
                 f,
                 "the command counts {bytes} bytes, over batch_bytes_max ({max} bytes)"
+            ),
+            Refusal::SessionExpired { floor } => write!(
+                f,
+                "the client session expired (requests at or below {floor} are refused); \
+                 the request may or may not have been applied"
             ),
         }
     }

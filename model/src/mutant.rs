@@ -37,12 +37,15 @@ pub enum Mutant {
     /// snapshot: the candidate sees no vote there and may fill a chosen slot with a
     /// no-op.
     PromiseOmitsSnapshot,
+    /// Expiring a client session does not raise the sessions' floor: a late retry of
+    /// the expired session's last request opens a new session and is applied again.
+    ExpiryForgetsFloor,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 13] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -55,6 +58,7 @@ impl Mutant {
         Mutant::IgnoreRecoveredSlots,
         Mutant::CandidateIgnoresHigherBallot,
         Mutant::PromiseOmitsSnapshot,
+        Mutant::ExpiryForgetsFloor,
     ];
 
     /// A kebab-case name for the CLI.
@@ -72,6 +76,7 @@ impl Mutant {
             Mutant::IgnoreRecoveredSlots => "ignore-recovered-slots",
             Mutant::CandidateIgnoresHigherBallot => "candidate-ignores-higher-ballot",
             Mutant::PromiseOmitsSnapshot => "promise-omits-snapshot",
+            Mutant::ExpiryForgetsFloor => "expiry-forgets-floor",
         }
     }
 }

@@ -5,10 +5,10 @@
 //! file holds the state, dispatch, elections and the apply loop shared by all roles.
 
 use crate::ballot::{quorum, Ballot, ClientId, NodeId, Slot};
-use crate::client_table::{ApplyOutcome, ClientTable};
+use crate::client_table::{ApplyOutcome, ClientTable, Expiry};
 use crate::durable::{DurableState, DurableUpdate};
 use crate::effect::{Effect, Input, Timer};
-use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Request};
+use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Refusal, Request};
 use crate::mutant::mutant;
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
@@ -34,15 +34,19 @@ pub struct ClusterConfig {
     /// Most bytes one slot's batch carries, counted by [`StateMachine::command_bytes`]:
     /// a batch closes at this bound as well as at `max_batch`, so one slot always fits
     /// the driver's log record and peer frame. A single request over it is refused
-    /// ([`Refusal::TooLarge`](crate::Refusal::TooLarge)), never proposed. At least 1.
+    /// ([`Refusal::TooLarge`]), never proposed. At least 1.
     pub batch_bytes_max: usize,
     /// Most write requests a leader holds queued while its pipeline is full; past it,
-    /// a new request is refused ([`Refusal::Busy`](crate::Refusal::Busy)) and its
+    /// a new request is refused ([`Refusal::Busy`]) and its
     /// client retries later. Zero refuses every write that finds the pipeline full.
     pub queue_requests_max: usize,
     /// Most reads a leader holds waiting for leadership confirmation; past it, a new
-    /// read is refused ([`Refusal::Busy`](crate::Refusal::Busy)). At least 1.
+    /// read is refused ([`Refusal::Busy`]). At least 1.
     pub reads_pending_max: usize,
+    /// Most client sessions the replicated state holds; opening one more expires the
+    /// least recently active (see [`ClientTable`]). Part of the replicated state
+    /// machine's definition: it must be the same on every server. At least 1.
+    pub sessions_max: usize,
     /// Which broken variant to run (only with the `mutants` feature).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutant::Mutant>,
@@ -67,6 +71,7 @@ impl ClusterConfig {
             batch_bytes_max: usize::MAX,
             queue_requests_max: usize::MAX,
             reads_pending_max: usize::MAX,
+            sessions_max: usize::MAX,
             #[cfg(feature = "mutants")]
             mutant: None,
         }
@@ -122,6 +127,17 @@ impl ClusterConfig {
     /// ```
     pub fn with_reads_pending_max(mut self, reads_pending_max: usize) -> Self {
         self.reads_pending_max = reads_pending_max.max(1);
+        self
+    }
+
+    /// Sets the bound on client sessions.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(3).with_sessions_max(1000);
+    /// assert_eq!(c.sessions_max, 1000);
+    /// ```
+    pub fn with_sessions_max(mut self, sessions_max: usize) -> Self {
+        self.sessions_max = sessions_max.max(1);
         self
     }
 
@@ -320,6 +336,9 @@ pub struct Replica<S: StateMachine> {
     /// Requests this node refused as a busy leader (a metric, no part of identity):
     /// for the model's "a busy leader refused a write" reachability check.
     pub(crate) refused_busy: MetricCounter,
+    /// Requests refused because their session expired (a metric): for the model's
+    /// "a request of an expired session is refused" reachability check.
+    pub(crate) refused_expired: MetricCounter,
     /// The node whose ballot we promised, or whose leadership we accepted, since our
     /// election timer last fired. While set, we refuse to promise anyone else's ballot
     /// (leader stickiness): see `on_prepare`.
@@ -429,6 +448,7 @@ impl<S: StateMachine> Replica<S> {
             deduplicated: MetricCounter::default(),
             installed: MetricCounter::default(),
             refused_busy: MetricCounter::default(),
+            refused_expired: MetricCounter::default(),
             backing: None,
             released: false,
         };
@@ -871,8 +891,12 @@ impl<S: StateMachine> Replica<S> {
             for request in &requests {
                 let outcome = if mutant!(self.config, NoDedup) {
                     self.table.apply_unconditionally(request)
+                } else if mutant!(self.config, ExpiryForgetsFloor) {
+                    let sessions_max = self.config.sessions_max;
+                    self.table
+                        .apply_with(request, sessions_max, Expiry::ForgetFloor)
                 } else {
-                    self.table.apply(request)
+                    self.table.apply(request, self.config.sessions_max)
                 };
                 self.answer_waiter(request.client, request.seq, outcome, effects);
             }
@@ -890,20 +914,24 @@ impl<S: StateMachine> Replica<S> {
         outcome: ApplyOutcome<S::Output>,
         effects: &mut Vec<Effect<S>>,
     ) {
-        let output = match outcome {
-            ApplyOutcome::Applied(output) => output,
+        let response = match outcome {
+            ApplyOutcome::Applied(output) => ClientResponse::Written { seq, output },
             ApplyOutcome::Duplicate(output) => {
                 self.deduplicated.0 += 1;
-                output
+                ClientResponse::Written { seq, output }
+            }
+            ApplyOutcome::Expired { floor } => {
+                self.refused_expired.0 += 1;
+                ClientResponse::Refused {
+                    seq,
+                    reason: Refusal::SessionExpired { floor },
+                }
             }
             ApplyOutcome::Stale => return,
         };
         if self.waiters.get(&client) == Some(&seq) {
             self.waiters.remove(&client);
-            effects.push(Effect::Reply {
-                client,
-                response: ClientResponse::Written { seq, output },
-            });
+            effects.push(Effect::Reply { client, response });
         }
     }
 
@@ -1026,6 +1054,11 @@ impl<S: StateMachine> Replica<S> {
     /// How many requests this node refused because its queue was full.
     pub fn refused_busy_count(&self) -> u64 {
         self.refused_busy.0
+    }
+
+    /// Requests this node refused because their client's session had expired.
+    pub fn refused_expired_count(&self) -> u64 {
+        self.refused_expired.0
     }
 
     /// How many snapshots from peers this node installed.

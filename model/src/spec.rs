@@ -62,6 +62,18 @@ pub enum SpecViolation {
         /// What the chosen prefix gives (`None` if the write is not in it).
         expected: Option<Option<u8>>,
     },
+    /// A replica's applied register differs from the replay of the chosen prefix it
+    /// applied.
+    AppliedStateDiffers {
+        /// The replica.
+        node: usize,
+        /// Slots it applied.
+        applied: u64,
+        /// Its register's value.
+        value: Option<u8>,
+        /// The replay's value (`None` inside if the prefix is not chosen that far).
+        expected: Option<Option<u8>>,
+    },
     /// A read returned a value that no prefix of the chosen log produces.
     ReadNotFromPrefix {
         /// The client.
@@ -90,9 +102,21 @@ impl fmt::Display for SpecViolation {
 pub struct ConsensusSpec {
     /// Per slot: the lowest ballot it was seen chosen at, and the value.
     chosen: BTreeMap<u64, (SpecBallot, SpecValue)>,
+    /// Client sessions remembered at once; `None` for no bound.
+    sessions_max: Option<usize>,
 }
 
 impl ConsensusSpec {
+    /// A spec under which at most `sessions_max` client sessions are remembered (`None`
+    /// for no bound): opening one more forgets the one whose last write is oldest, and
+    /// no write numbered at or below any forgotten session's last write opens a new one.
+    pub fn with_sessions_max(sessions_max: Option<usize>) -> Self {
+        ConsensusSpec {
+            chosen: BTreeMap::new(),
+            sessions_max,
+        }
+    }
+
     /// The abstract step "`value` is chosen for `slot` at `ballot`".
     pub fn choose(
         &mut self,
@@ -162,7 +186,9 @@ impl ConsensusSpec {
     }
 
     /// Replays the chosen prefix: a register whose write returns the previous value,
-    /// where a client's write with a seq not above its last applied one is skipped.
+    /// where a client's write with a seq not above its last applied one is skipped, and
+    /// so is a write of a client with no remembered session numbered at or below the
+    /// highest last seq of any forgotten session.
     /// Calls `visit(client, seq, output)` for each applied write and `state(value)` for
     /// the register's value after each slot (and initially).
     fn replay(
@@ -171,14 +197,29 @@ impl ConsensusSpec {
         mut state: impl FnMut(Option<u8>),
     ) {
         let mut register: Option<u8> = None;
-        let mut last_seq: BTreeMap<u64, u64> = BTreeMap::new();
+        // Remembered sessions, least recently written first: (client, last seq).
+        let mut sessions: Vec<(u64, u64)> = Vec::new();
+        let mut forgotten_up_to = 0;
         state(register);
         for (_, writes) in self.chosen_prefix() {
             for &(client, seq, value) in writes {
-                if last_seq.get(&client).is_some_and(|last| seq <= *last) {
-                    continue;
+                match sessions.iter().position(|(c, _)| *c == client) {
+                    Some(at) if seq <= sessions[at].1 => continue,
+                    Some(at) => {
+                        sessions.remove(at);
+                    }
+                    None if seq <= forgotten_up_to => continue,
+                    None => {
+                        if self
+                            .sessions_max
+                            .is_some_and(|max| sessions.len() >= max.max(1))
+                        {
+                            let (_, last) = sessions.remove(0);
+                            forgotten_up_to = forgotten_up_to.max(last);
+                        }
+                    }
                 }
-                last_seq.insert(client, seq);
+                sessions.push((client, seq));
                 visit(client, seq, register);
                 register = Some(value);
             }
@@ -216,6 +257,38 @@ impl ConsensusSpec {
             client,
             seq,
             replied,
+            expected,
+        })
+    }
+
+    /// Checks a replica's register after applying slots `1..=applied` against the
+    /// replay of the chosen prefix that far.
+    pub fn check_applied_state(
+        &self,
+        node: usize,
+        applied: u64,
+        value: Option<u8>,
+    ) -> Result<(), SpecViolation> {
+        // `state` is called once initially and once per slot: the `applied + 1`-th call
+        // is the value after slot `applied`.
+        let mut calls = 0;
+        let mut expected = None;
+        self.replay(
+            |_, _, _| {},
+            |register| {
+                if calls == applied {
+                    expected = Some(register);
+                }
+                calls += 1;
+            },
+        );
+        if expected == Some(value) {
+            return Ok(());
+        }
+        Err(SpecViolation::AppliedStateDiffers {
+            node,
+            applied,
+            value,
             expected,
         })
     }

@@ -44,11 +44,14 @@ fn proposal() -> impl Strategy<Value = Proposal<u8>> {
 fn snapshot() -> impl Strategy<Value = Snapshot<Register>> {
     (0u64..6, 0u8..4).prop_map(|(slot, value)| {
         let mut table = ClientTable::new(Register::default());
-        table.apply(&Request {
-            client: 9,
-            seq: 1,
-            command: value,
-        });
+        table.apply(
+            &Request {
+                client: 9,
+                seq: 1,
+                command: value,
+            },
+            usize::MAX,
+        );
         Snapshot { slot, table }
     })
 }

@@ -215,3 +215,38 @@ fn a_busy_leader_refuses_writes_without_breaking_safety() {
     assert!(checker.discovery(WRITE_COMMITS).is_some());
     assert_eq!(checker.unique_state_count(), 14_323);
 }
+
+/// One client session at most: the second client's write expires the first client's
+/// session, the first client's early retry of its applied write is refused rather than
+/// applied again, and every safety property holds (the independent spec included:
+/// its replay forgets sessions by its own rule).
+#[test]
+fn expired_sessions_are_refused_not_applied_twice() {
+    use ballot_model::model::properties::{EXPIRED_REFUSED, SESSION_EXPIRED};
+    use ballot_model::model::{ClientScript, Timing};
+    let checker = check(ModelConfig {
+        clients: 2,
+        ops_per_client: 1,
+        script: ClientScript::WritesOnly,
+        timing: Timing::ImpatientClients,
+        client_retries: Some(1),
+        pipeline_depth: 1,
+        sessions_max: Some(1),
+        max_crashes: 0,
+        max_elections: 1,
+        ..ModelConfig::default()
+    });
+    assert!(checker.is_done(), "exploration incomplete");
+    for name in SAFETY {
+        checker.assert_no_discovery(name);
+    }
+    assert!(
+        checker.discovery(SESSION_EXPIRED).is_some(),
+        "a session expires"
+    );
+    assert!(
+        checker.discovery(EXPIRED_REFUSED).is_some(),
+        "a retry of an expired session is refused"
+    );
+    assert_eq!(checker.unique_state_count(), 205_471);
+}

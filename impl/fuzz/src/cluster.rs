@@ -231,8 +231,10 @@ fn proposal(r: &mut Reader) -> Proposal<u8> {
 fn snapshot(r: &mut Reader) -> Snapshot<Register> {
     let slot = slot(r);
     let mut table = ClientTable::new(Register::default());
+    // Sometimes room for one session only, so a snapshot may carry a raised floor.
+    let sessions_max = 1 + r.below(2) as usize;
     for _ in 0..r.below(3) {
-        table.apply(&request(r));
+        table.apply(&request(r), sessions_max);
     }
     Snapshot { slot, table }
 }

@@ -8,8 +8,8 @@
 use crate::bytes::Reader;
 use ballot_model::{Ballot, DurableUpdate, Snapshot};
 use ballot_node::frame::{self, FrameError};
-use ballot_node::limits::FRAME_BYTES_MAX;
 use ballot_node::kv::{KvCommand, KvStore};
+use ballot_node::limits::FRAME_BYTES_MAX;
 use ballot_node::node::PeerFrame;
 use ballot_node::resp::{self, Limits, Value};
 use ballot_node::snapshot_store::{self, SnapshotDir, SnapshotError};

@@ -11,8 +11,8 @@ use ballot_model::{
     Proposal, Request, Snapshot, Timer,
 };
 use ballot_node::frame;
-use ballot_node::limits::FRAME_BYTES_MAX;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
+use ballot_node::limits::FRAME_BYTES_MAX;
 use ballot_node::node::PeerFrame;
 use ballot_node::resp::Value;
 use ballot_node::snapshot_store::{self, SnapshotDir};
@@ -58,19 +58,25 @@ fn set(key: &str, value: &str) -> KvCommand {
 /// A small key-value state with two clients' sessions.
 fn kv_table() -> ClientTable<KvStore> {
     let mut table = ClientTable::new(KvStore::default());
-    table.apply(&Request {
-        client: 7,
-        seq: 1,
-        command: set("k", "v"),
-    });
-    table.apply(&Request {
-        client: 8,
-        seq: 4,
-        command: KvCommand::IncrBy {
-            key: b"n".to_vec(),
-            delta: -3,
+    table.apply(
+        &Request {
+            client: 7,
+            seq: 1,
+            command: set("k", "v"),
         },
-    });
+        usize::MAX,
+    );
+    table.apply(
+        &Request {
+            client: 8,
+            seq: 4,
+            command: KvCommand::IncrBy {
+                key: b"n".to_vec(),
+                delta: -3,
+            },
+        },
+        usize::MAX,
+    );
     table
 }
 

@@ -5,7 +5,7 @@
 use crate::ballot::{ClientId, NodeId};
 use crate::durable::DurableState;
 use crate::effect::{Effect, Input, Timer};
-use crate::message::{ClientRequest, ClientResponse, Message, Proposal, Request};
+use crate::message::{ClientRequest, ClientResponse, Message, Proposal, Refusal, Request};
 use crate::register::{Register, RegisterOp, Value};
 use crate::replica::{ClusterConfig, Replica};
 use crate::snapshot::Snapshot;
@@ -315,6 +315,17 @@ impl Actor for ModelActor {
                     } if leader != current.target => {
                         next.target = leader;
                         send_current(*client, script, &next, o);
+                    }
+                    // The session expired: the operation's outcome is unknown and the
+                    // client stops (a real client would start a new session; the
+                    // history keeps the operation pending, which may or may not have
+                    // taken effect).
+                    ClientResponse::Refused {
+                        reason: Refusal::SessionExpired { .. },
+                        ..
+                    } => {
+                        next.op_index = script.len();
+                        o.cancel_timer(ModelTimer::ClientRetry);
                     }
                     // No better hint, or a leader too busy to queue it: wait for the
                     // retry timer.

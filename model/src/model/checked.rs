@@ -48,6 +48,10 @@ pub struct Ledger {
     pub installed_snapshot: bool,
     /// Some leader refused a request because its queue was full.
     pub refused_busy: bool,
+    /// Some replica expired a client session.
+    pub session_expired: bool,
+    /// Some server refused a request because its session had expired.
+    pub refused_expired: bool,
     /// A scripted opening ([`Opening::Elected`]) is over: cut links are cut for good.
     pub opened: bool,
 }
@@ -211,9 +215,8 @@ impl BallotModel {
                     ModelTimer::Server(Timer::Election | Timer::CheckQuorum) => {
                         config.timing.spurious_elections()
                     }
-                    ModelTimer::Server(Timer::Heartbeat) | ModelTimer::ClientRetry => {
-                        config.timing.early_ticks()
-                    }
+                    ModelTimer::Server(Timer::Heartbeat) => config.timing.early_heartbeats(),
+                    ModelTimer::ClientRetry => config.timing.early_client_retries(),
                 };
                 free_to_fire || self.timer_is_timely(state, *id, timer)
             }
@@ -351,7 +354,10 @@ impl Model for BallotModel {
             .init_states()
             .into_iter()
             .map(|system| {
-                let mut ledger = Ledger::default();
+                let mut ledger = Ledger {
+                    spec: ConsensusSpec::with_sessions_max(self.config.sessions_max),
+                    ..Ledger::default()
+                };
                 refine(&mut ledger, self.config.servers, &system);
                 let state = BallotState { system, ledger };
                 match self.config.opening {
@@ -405,6 +411,12 @@ impl Model for BallotModel {
         ledger.deduplicated = ledger.deduplicated || rose(Replica::deduplicated_count);
         ledger.installed_snapshot = ledger.installed_snapshot || rose(Replica::snapshots_installed);
         ledger.refused_busy = ledger.refused_busy || rose(Replica::refused_busy_count);
+        ledger.refused_expired = ledger.refused_expired || rose(Replica::refused_expired_count);
+        ledger.session_expired = ledger.session_expired
+            || system.actor_states.iter().any(|state| {
+                matches!(&**state, ModelActorState::Server(server)
+                    if server.replica.client_table().floor() > 0)
+            });
         refine(&mut ledger, self.config.servers, &system);
         Some(BallotState { system, ledger })
     }

@@ -91,26 +91,37 @@ pub enum Timing {
     /// election budget): duelling candidates, deposed leaders that still think they
     /// lead.
     SpuriousElections,
+    /// As `Stable`, but a client may re-send its operation at any moment (within its
+    /// retry budget): a client that gave up waiting while its request, or the answer,
+    /// was still on its way. The smallest way for a retry to reach a leader after the
+    /// original was applied, with no crash and one election.
+    ImpatientClients,
     /// Every armed timer may fire at any moment. Much larger state spaces.
     Asynchronous,
 }
 
 impl Timing {
     /// Every setting, with its CLI name.
-    pub const ALL: [(Timing, &'static str); 3] = [
+    pub const ALL: [(Timing, &'static str); 4] = [
         (Timing::Stable, "stable"),
         (Timing::SpuriousElections, "spurious-elections"),
+        (Timing::ImpatientClients, "impatient-clients"),
         (Timing::Asynchronous, "async"),
     ];
 
     /// True if election and quorum-check timers may fire at any moment.
     pub fn spurious_elections(self) -> bool {
-        self != Timing::Stable
+        matches!(self, Timing::SpuriousElections | Timing::Asynchronous)
     }
 
-    /// True if heartbeat and client retry timers may fire at any moment.
-    pub fn early_ticks(self) -> bool {
+    /// True if heartbeat timers may fire at any moment.
+    pub fn early_heartbeats(self) -> bool {
         self == Timing::Asynchronous
+    }
+
+    /// True if client retry timers may fire at any moment.
+    pub fn early_client_retries(self) -> bool {
+        matches!(self, Timing::ImpatientClients | Timing::Asynchronous)
     }
 }
 
@@ -178,6 +189,9 @@ pub struct ModelConfig {
     /// Writes a leader queues while its pipeline is full before it refuses new ones as
     /// busy; `None` for no bound.
     pub queue_requests_max: Option<usize>,
+    /// Client sessions the replicated state holds before the least recently active
+    /// expires; `None` for no bound.
+    pub sessions_max: Option<usize>,
     /// Messages one ordered channel holds (only for [`NetworkKind::Ordered`]).
     pub channel_capacity: usize,
     /// Servers compact their logs: after every step, a server that applied a slot it
@@ -208,6 +222,7 @@ impl Default for ModelConfig {
             pipeline_depth: 2,
             max_batch: 1,
             queue_requests_max: None,
+            sessions_max: None,
             channel_capacity: 3,
             compaction: false,
             #[cfg(feature = "mutants")]
@@ -224,6 +239,10 @@ impl ModelConfig {
             .with_max_batch(self.max_batch);
         let config = match self.queue_requests_max {
             Some(max) => config.with_queue_requests_max(max),
+            None => config,
+        };
+        let config = match self.sessions_max {
+            Some(max) => config.with_sessions_max(max),
             None => config,
         };
         #[cfg(feature = "mutants")]
@@ -323,6 +342,9 @@ impl ModelConfig {
         );
         if let Some(max) = self.queue_requests_max {
             text.push_str(&format!(" queue-max={max}"));
+        }
+        if let Some(max) = self.sessions_max {
+            text.push_str(&format!(" sessions-max={max}"));
         }
         #[cfg(feature = "mutants")]
         if let Some(mutant) = self.mutant {

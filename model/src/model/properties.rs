@@ -43,6 +43,14 @@ pub const SNAPSHOT_INSTALLED: &str = "snapshot installed from a peer";
 /// client is answered later all the same (liveness).
 pub const BUSY_REFUSED: &str = "busy leader refuses a request";
 
+/// Reachability (with a bound on client sessions): a replica expires a client's
+/// session.
+pub const SESSION_EXPIRED: &str = "a client session expires";
+
+/// Reachability (with a bound on client sessions): a request of an expired session is
+/// refused (not applied a second time).
+pub const EXPIRED_REFUSED: &str = "an expired session's request is refused";
+
 /// Every property for `config`, safety first.
 pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     let mut properties = vec![
@@ -64,6 +72,10 @@ pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     }
     if config.queue_requests_max.is_some() {
         properties.push(Property::sometimes(BUSY_REFUSED, busy_refused));
+    }
+    if config.sessions_max.is_some() {
+        properties.push(Property::sometimes(SESSION_EXPIRED, session_expired));
+        properties.push(Property::sometimes(EXPIRED_REFUSED, expired_refused));
     }
     properties
 }
@@ -213,6 +225,14 @@ fn snapshot_installed(_: &BallotModel, state: &BallotState) -> bool {
 
 fn busy_refused(_: &BallotModel, state: &BallotState) -> bool {
     state.ledger.refused_busy
+}
+
+fn session_expired(_: &BallotModel, state: &BallotState) -> bool {
+    state.ledger.session_expired
+}
+
+fn expired_refused(_: &BallotModel, state: &BallotState) -> bool {
+    state.ledger.refused_expired
 }
 
 fn duplicate_deduplicated(_: &BallotModel, state: &BallotState) -> bool {

@@ -91,7 +91,19 @@ fn refine_step(
                 .check_committed(node, slot, &abstract_value(proposal))?;
         }
     }
-    // 5. Replies carry what the chosen prefix gives.
+    // 5. What replicas applied is the replay of the chosen prefix.
+    for (node, state) in system.actor_states.iter().enumerate().take(servers) {
+        let ModelActorState::Server(server) = &**state else {
+            continue;
+        };
+        let replica = &server.replica;
+        ledger.spec.check_applied_state(
+            node,
+            replica.applied_index(),
+            replica.client_table().machine().value,
+        )?;
+    }
+    // 6. Replies carry what the chosen prefix gives.
     for ((client, seq), output) in &system.history.write_replies {
         ledger.spec.check_write_reply(*client, *seq, *output)?;
     }
