@@ -891,12 +891,14 @@ impl<S: StateMachine> Replica<S> {
             for request in &requests {
                 let outcome = if mutant!(self.config, NoDedup) {
                     self.table.apply_unconditionally(request)
-                } else if mutant!(self.config, ExpiryForgetsFloor) {
-                    let sessions_max = self.config.sessions_max;
-                    self.table
-                        .apply_with(request, sessions_max, Expiry::ForgetFloor)
                 } else {
-                    self.table.apply(request, self.config.sessions_max)
+                    let rule = if mutant!(self.config, ExpiryForgetsFloor) {
+                        Expiry::ForgetFloor
+                    } else {
+                        Expiry::RaiseFloor
+                    };
+                    self.table
+                        .apply_with(request, self.config.sessions_max, rule)
                 };
                 self.answer_waiter(request.client, request.seq, outcome, effects);
             }

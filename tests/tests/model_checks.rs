@@ -193,27 +193,45 @@ fn write_commits_discovery_replays() {
 #[test]
 fn a_busy_leader_refuses_writes_without_breaking_safety() {
     use ballot_model::model::properties::BUSY_REFUSED;
-    use ballot_model::model::ClientScript;
-    let checker = check(ModelConfig {
+    let states = two_writers_reach(
+        ModelConfig {
+            pipeline_depth: 1,
+            queue_requests_max: Some(0),
+            ..two_writers()
+        },
+        &[
+            (BUSY_REFUSED, "the leader refuses a write as busy"),
+            (WRITE_COMMITS, "a write commits"),
+        ],
+    );
+    assert_eq!(states, 14_323);
+}
+
+/// Two clients writing once each, no crash, one election: the smallest world in which
+/// one client's request meets state another's made.
+fn two_writers() -> ModelConfig {
+    ModelConfig {
         clients: 2,
         ops_per_client: 1,
-        script: ClientScript::WritesOnly,
-        pipeline_depth: 1,
-        queue_requests_max: Some(0),
+        script: ballot_model::model::ClientScript::WritesOnly,
         max_crashes: 0,
         max_elections: 1,
         ..ModelConfig::default()
-    });
+    }
+}
+
+/// Checks `config` exhaustively: every safety property holds and every `(target,
+/// what it shows)` is reached. Returns the unique state count.
+fn two_writers_reach(config: ModelConfig, targets: &[(&'static str, &str)]) -> usize {
+    let checker = check(config);
     assert!(checker.is_done(), "exploration incomplete");
     for name in SAFETY {
         checker.assert_no_discovery(name);
     }
-    assert!(
-        checker.discovery(BUSY_REFUSED).is_some(),
-        "the leader refuses a write as busy"
-    );
-    assert!(checker.discovery(WRITE_COMMITS).is_some());
-    assert_eq!(checker.unique_state_count(), 14_323);
+    for (target, shows) in targets {
+        assert!(checker.discovery(target).is_some(), "not reached: {shows}");
+    }
+    checker.unique_state_count()
 }
 
 /// One client session at most: the second client's write expires the first client's
@@ -223,30 +241,18 @@ fn a_busy_leader_refuses_writes_without_breaking_safety() {
 #[test]
 fn expired_sessions_are_refused_not_applied_twice() {
     use ballot_model::model::properties::{EXPIRED_REFUSED, SESSION_EXPIRED};
-    use ballot_model::model::{ClientScript, Timing};
-    let checker = check(ModelConfig {
-        clients: 2,
-        ops_per_client: 1,
-        script: ClientScript::WritesOnly,
-        timing: Timing::ImpatientClients,
-        client_retries: Some(1),
-        pipeline_depth: 1,
-        sessions_max: Some(1),
-        max_crashes: 0,
-        max_elections: 1,
-        ..ModelConfig::default()
-    });
-    assert!(checker.is_done(), "exploration incomplete");
-    for name in SAFETY {
-        checker.assert_no_discovery(name);
-    }
-    assert!(
-        checker.discovery(SESSION_EXPIRED).is_some(),
-        "a session expires"
+    let states = two_writers_reach(
+        ModelConfig {
+            timing: ballot_model::model::Timing::ImpatientClients,
+            client_retries: Some(1),
+            pipeline_depth: 1,
+            sessions_max: Some(1),
+            ..two_writers()
+        },
+        &[
+            (SESSION_EXPIRED, "a session expires"),
+            (EXPIRED_REFUSED, "a retry of an expired session is refused"),
+        ],
     );
-    assert!(
-        checker.discovery(EXPIRED_REFUSED).is_some(),
-        "a retry of an expired session is refused"
-    );
-    assert_eq!(checker.unique_state_count(), 205_471);
+    assert_eq!(states, 205_471);
 }
