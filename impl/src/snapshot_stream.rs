@@ -338,8 +338,8 @@ struct Assembly {
     transfer: TransferId,
     total: u64,
     checksum: u32,
-    /// Bytes `0..bytes.len()` of the message; grown as chunks arrive, never reserved on
-    /// the word of `total`.
+    /// Bytes `0..bytes.len()` of the message. Reserved as chunks arrive, not on the
+    /// word of `total`: at most twice what arrived, and never past `total`.
     bytes: Vec<u8>,
     /// CRC32C of `bytes`.
     crc: u32,
@@ -353,9 +353,14 @@ struct Assembly {
 #[derive(Debug)]
 pub struct SnapshotStreams {
     config: StreamConfig,
+    /// The transfer to each peer, if any: one at a time.
     outgoing: BTreeMap<NodeId, Outgoing>,
+    /// What each peer is streaming to us: at most one assembly.
     incoming: BTreeMap<NodeId, Incoming>,
+    /// The id the next transfer gets; increases (wrapping) by one per transfer.
     next_transfer: TransferId,
+    /// Frames to send, oldest first. The driver drains it after every call, so it
+    /// holds at most a window of chunks per transfer and an answer per chunk taken.
     transmit: VecDeque<(NodeId, StreamFrame)>,
     counters: StreamCounters,
 }
@@ -496,6 +501,8 @@ impl SnapshotStreams {
     }
 
     /// The connection from `from` closed: its partial assembly, if any, is discarded.
+    /// (If `from` had already reconnected, the assembly the new connection feeds goes
+    /// too; its next chunk then asks for the start again.)
     pub fn disconnected(&mut self, from: NodeId) {
         if let Some(incoming) = self.incoming.remove(&from) {
             if let Some(assembly) = incoming.assembly {
@@ -604,6 +611,8 @@ impl SnapshotStreams {
             self.counters.chunks_sent += 1;
             self.counters.bytes_sent += end - start;
         }
+        debug_assert!(sending.acked <= sending.next && sending.next <= total);
+        debug_assert!(sending.next - sending.acked <= window_bytes);
     }
 
     fn on_received(&mut self, from: NodeId, transfer: TransferId, received: u64, now: Instant) {
@@ -613,6 +622,7 @@ impl SnapshotStreams {
         if received > sending.total() || received <= sending.acked {
             return; // nothing new (or nonsense)
         }
+        debug_assert!(received > sending.acked && received <= sending.total());
         sending.acked = received;
         sending.next = sending.next.max(received);
         sending.progressed = now;
@@ -755,7 +765,16 @@ impl SnapshotStreams {
             }
             return Ok(None);
         }
+        // Grow by doubling, but never past the announced total: at most twice what
+        // arrived, and at most `snapshot_bytes_max`, is ever reserved.
+        let room = assembly.bytes.capacity() - assembly.bytes.len();
+        if room < chunk.bytes.len() {
+            let grow = assembly.bytes.len().max(chunk.bytes.len());
+            let left = (assembly.total - received) as usize;
+            assembly.bytes.reserve_exact(grow.min(left));
+        }
         assembly.bytes.extend_from_slice(&chunk.bytes);
+        debug_assert!(assembly.bytes.capacity() as u64 <= assembly.total);
         assembly.crc = crc32c::crc32c_append(assembly.crc, &chunk.bytes);
         incoming.asked = None;
         self.counters.chunks_received += 1;
