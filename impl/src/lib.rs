@@ -72,6 +72,7 @@ pub mod node;
 pub mod resp;
 pub mod server;
 pub mod snapshot_store;
+pub mod snapshot_stream;
 mod sync;
 pub mod trace;
 pub mod transport;

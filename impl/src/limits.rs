@@ -13,6 +13,12 @@
 //!   + SLOT_OVERHEAD_BYTES ≤ RECORD_BYTES_MAX   (any slot fits a log record)
 //!                          ≤ FRAME_BYTES_MAX    (and a peer frame)
 //!                          ≤ SEND_QUEUE_BYTES_MAX (and a peer's send queue)
+//!
+//! snapshot message (≤ snapshot_bytes_max, configurable; SNAPSHOT_BYTES_MAX by default)
+//!   streamed in chunks of ≤ SNAPSHOT_CHUNK_BYTES_MAX
+//!   + SNAPSHOT_CHUNK_OVERHEAD_BYTES ≤ FRAME_BYTES_MAX  (a chunk fits a frame)
+//!   × SNAPSHOT_CHUNKS_IN_FLIGHT_MAX ≤ SEND_QUEUE_BYTES_MAX / 4, INBOX_BYTES_MAX / 4
+//!                                    (a transfer leaves most of the queues to others)
 //! ```
 //!
 //! The runtime-configurable ones ([`crate::node::NodeConfig`]'s `max_batch`,
@@ -60,10 +66,10 @@ pub const SLOT_OVERHEAD_BYTES: usize = 128;
 /// disk claiming more is corruption.
 pub const RECORD_BYTES_MAX: usize = 16 << 20;
 
-/// The largest peer frame, sent or accepted. The largest message is a snapshot of the
-/// whole state machine, sent to a follower behind the leader's compacted log, so this
-/// bounds the state a cluster can ship. Memory is reserved as bytes arrive, never on
-/// the word of a length field.
+/// The largest peer frame, sent or accepted. Messages that carry a snapshot do not
+/// travel as one frame but in chunks ([`crate::snapshot_stream`]), so this bound no
+/// longer limits the state a cluster can ship. Memory is reserved as bytes arrive,
+/// never on the word of a length field.
 pub const FRAME_BYTES_MAX: usize = 1 << 30;
 
 /// Bytes queued for one peer before new frames to it are dropped (Paxos retransmits).
@@ -73,6 +79,25 @@ pub const SEND_QUEUE_BYTES_MAX: usize = 64 << 20;
 /// Bytes of peer frames waiting for a node's event loop; past it, new frames are
 /// dropped (Paxos retransmits). An empty inbox takes any frame.
 pub const INBOX_BYTES_MAX: usize = 256 << 20;
+
+/// The largest chunk of a streamed snapshot message: small enough that a transfer's
+/// chunks interleave with heartbeats and accepts on the peer link (one chunk delays a
+/// heartbeat by about 8 ms on a 1 Gbit/s link), large enough that each chunk's
+/// acknowledgement is cheap beside it.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// What a chunk frame adds to its bytes: the frame tags, transfer id, offset, total
+/// length, checksum and the bytes' length, all varints (generously rounded up).
+pub const SNAPSHOT_CHUNK_OVERHEAD_BYTES: usize = 64;
+
+/// Chunks of one transfer sent and not yet acknowledged: the transfer's share of a
+/// peer's send queue and of the receiver's inbox.
+pub const SNAPSHOT_CHUNKS_IN_FLIGHT_MAX: usize = 4;
+
+/// The largest message carrying a snapshot a node streams or assembles, by default
+/// (`snapshot_bytes_max`). The receiver holds the encoded message in memory while it
+/// arrives, and then the decoded state beside it.
+pub const SNAPSHOT_BYTES_MAX: u64 = 8 << 30;
 
 /// Client connections one node serves at once, by default; the next is told
 /// `-ERR max number of clients reached` and closed, as Redis does.
@@ -118,6 +143,30 @@ pub const fn slot_bytes_max(max_batch: usize) -> usize {
     BATCH_BYTES_MAX + max_batch * REQUEST_OVERHEAD_BYTES + SLOT_OVERHEAD_BYTES
 }
 
+/// The chunk size of snapshot streams over peer frames of at most `frame_bytes_max`
+/// bytes: [`SNAPSHOT_CHUNK_BYTES_MAX`], or less if a chunk frame would not fit.
+///
+/// ```
+/// use ballot_node::limits::*;
+/// assert_eq!(snapshot_chunk_bytes(FRAME_BYTES_MAX), SNAPSHOT_CHUNK_BYTES_MAX);
+/// assert_eq!(snapshot_chunk_bytes(4096), 4096 - SNAPSHOT_CHUNK_OVERHEAD_BYTES);
+/// ```
+pub const fn snapshot_chunk_bytes(frame_bytes_max: usize) -> usize {
+    let room = frame_bytes_max.saturating_sub(SNAPSHOT_CHUNK_OVERHEAD_BYTES);
+    if room < SNAPSHOT_CHUNK_BYTES_MAX {
+        room
+    } else {
+        SNAPSHOT_CHUNK_BYTES_MAX
+    }
+}
+
+/// The bytes of chunk frames one snapshot transfer has in flight, at most, over peer
+/// frames of at most `frame_bytes_max` bytes.
+pub const fn snapshot_window_bytes(frame_bytes_max: usize) -> usize {
+    SNAPSHOT_CHUNKS_IN_FLIGHT_MAX
+        * (snapshot_chunk_bytes(frame_bytes_max) + SNAPSHOT_CHUNK_OVERHEAD_BYTES)
+}
+
 // Any request the server accepts fits a slot alone.
 const _: () = assert!(REQUEST_BYTES_MAX <= BATCH_BYTES_MAX);
 // Any stored value fits a request (SET of it) and a reply (GET of it).
@@ -138,6 +187,17 @@ const _: () = assert!(CONNECTIONS_MAX <= WAITERS_MAX);
 const _: () = assert!(SESSIONS_MAX >= WAITERS_MAX * SESSIONS_NODES_MAX);
 // A line never outgrows a request.
 const _: () = assert!(LINE_BYTES_MAX <= REQUEST_BYTES_MAX);
+// A snapshot chunk fits a frame, and any frame that fits a slot fits a chunk of
+// more than the chunk frame's overhead: the node's own checks on `max_frame_bytes`
+// then leave snapshots a chunk size worth streaming.
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX + SNAPSHOT_CHUNK_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_OVERHEAD_BYTES < SLOT_OVERHEAD_BYTES);
+// A transfer's window takes at most a quarter of a peer's send queue and of the
+// receiver's inbox: heartbeats and accepts always find room beside it.
+const _: () = assert!(snapshot_window_bytes(FRAME_BYTES_MAX) <= SEND_QUEUE_BYTES_MAX / 4);
+const _: () = assert!(snapshot_window_bytes(FRAME_BYTES_MAX) <= INBOX_BYTES_MAX / 4);
+// Streaming is what lets a snapshot outgrow a frame.
+const _: () = assert!(SNAPSHOT_BYTES_MAX > FRAME_BYTES_MAX as u64);
 // Frame lengths travel as u32.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(RECORD_BYTES_MAX <= u32::MAX as usize);

@@ -135,6 +135,9 @@ struct NodeFile {
     /// Most bytes of commands per log slot; default (and most) 8 MiB.
     #[serde(default)]
     batch_bytes_max: Option<usize>,
+    /// Largest snapshot message streamed to or assembled from a peer; default 8 GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot_bytes_max: Option<u64>,
     /// Most client connections served at once; default 10000.
     #[serde(default)]
     connections_max: Option<usize>,
@@ -252,6 +255,9 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     }
     if let Some(snapshot_log_bytes) = file.snapshot_log_bytes {
         config.snapshot_log_bytes = snapshot_log_bytes;
+    }
+    if let Some(snapshot_bytes_max) = file.snapshot_bytes_max {
+        config.snapshot_bytes_max = snapshot_bytes_max;
     }
     config.trace_dir = file.trace_dir.clone();
     config.mutant = file.mutant.clone();
@@ -372,6 +378,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             max_batch: None,
             pipeline_depth: None,
             snapshot_log_bytes: None,
+            snapshot_bytes_max: None,
             batch_bytes_max: None,
             connections_max: None,
             waiters_max: None,

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
     let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
-    let metrics: [(&str, &str, &str, String); 14] = [
+    let metrics: [(&str, &str, &str, String); 19] = [
         (
             "ballot_commit_index",
             "gauge",
@@ -63,6 +63,36 @@ pub fn render(status: &Status, dropped_frames: u64) -> String {
             "gauge",
             "Requests of expired client sessions are numbered at or below this.",
             status.session_floor.to_string(),
+        ),
+        (
+            "ballot_snapshot_chunks_sent_total",
+            "counter",
+            "Chunks of snapshot streams sent to peers, re-sends included.",
+            status.snapshot_chunks_sent.to_string(),
+        ),
+        (
+            "ballot_snapshot_bytes_sent_total",
+            "counter",
+            "Bytes of snapshot stream chunks sent to peers.",
+            status.snapshot_bytes_sent.to_string(),
+        ),
+        (
+            "ballot_snapshot_chunks_received_total",
+            "counter",
+            "Chunks of snapshot streams received in order from peers.",
+            status.snapshot_chunks_received.to_string(),
+        ),
+        (
+            "ballot_snapshot_bytes_received_total",
+            "counter",
+            "Bytes of snapshot stream chunks received in order from peers.",
+            status.snapshot_bytes_received.to_string(),
+        ),
+        (
+            "ballot_snapshot_streams_failed_total",
+            "counter",
+            "Snapshot streams given up: stalled, refused, corrupt or too large.",
+            status.snapshot_streams_failed.to_string(),
         ),
         (
             "ballot_is_leader",

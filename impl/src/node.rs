@@ -14,11 +14,16 @@
 //! and routing a client's request to whichever node the core names as leader, and when
 //! to compact the log (a resource policy: once the log outgrows
 //! [`NodeConfig::snapshot_log_bytes`], the applied state is saved in the background and
-//! the core is told with `Input::Compact`).
+//! the core is told with `Input::Compact`). A message that carries a snapshot travels
+//! in chunks with flow control of its own ([`crate::snapshot_stream`]): that changes
+//! how it travels, not what the receiving core steps.
 
 use crate::frame;
 use crate::limits;
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
+use crate::snapshot_stream::{
+    self, Encoded, SnapshotKey, SnapshotStreams, StreamConfig, StreamError, StreamFrame, TransferId,
+};
 use crate::sync::Arc;
 use crate::trace::{now_nanos, TraceError, TraceWriter};
 use crate::transport::{self, TransportConfig};
@@ -73,8 +78,13 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// How long a request may take in all, across redirects and retries.
     pub request_timeout: Duration,
-    /// Largest peer frame sent or accepted.
+    /// Largest peer frame sent or accepted. A message carrying a snapshot is streamed
+    /// in chunks that fit it ([`limits::snapshot_chunk_bytes`]), so it may be larger.
     pub max_frame_bytes: usize,
+    /// Largest message carrying a snapshot this node streams to a peer or assembles
+    /// from one (the encoded state machine, client sessions included); a larger one is
+    /// refused with an error naming this bound.
+    pub snapshot_bytes_max: u64,
     /// Frames queued per peer before new ones are dropped.
     pub send_queue_frames: usize,
     /// Bytes queued per peer before new frames are dropped (an empty queue takes any
@@ -136,6 +146,7 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(40),
             request_timeout: Duration::from_secs(10),
             max_frame_bytes: limits::FRAME_BYTES_MAX,
+            snapshot_bytes_max: limits::SNAPSHOT_BYTES_MAX,
             send_queue_frames: 8192,
             send_queue_bytes_max: limits::SEND_QUEUE_BYTES_MAX,
             pipeline_depth: 32,
@@ -234,6 +245,9 @@ pub enum PeerFrame<S: StateMachine> {
         /// The answer.
         response: ClientResponse<S::Output, S::QueryOutput>,
     },
+    /// A piece of a streamed message carrying a snapshot, or its flow control
+    /// ([`crate::snapshot_stream`]).
+    Snapshot(StreamFrame),
 }
 
 type Frame<S> = PeerFrame<S>;
@@ -294,6 +308,17 @@ pub struct Status {
     pub snapshots_saved: u64,
     /// Snapshots installed from a peer (since it started).
     pub snapshots_installed: u64,
+    /// Chunks of snapshot streams sent to peers, re-sends included (since it started).
+    pub snapshot_chunks_sent: u64,
+    /// Bytes of those chunks.
+    pub snapshot_bytes_sent: u64,
+    /// Chunks of snapshot streams received in order from peers (since it started).
+    pub snapshot_chunks_received: u64,
+    /// Bytes of those chunks.
+    pub snapshot_bytes_received: u64,
+    /// Snapshot streams given up, either way: stalled, refused, corrupt or too large
+    /// (since it started).
+    pub snapshot_streams_failed: u64,
     /// Elections this node started (since it started).
     pub elections: u64,
     /// Fsyncs of the write-ahead log (since it started).
@@ -329,6 +354,14 @@ enum Event<S: StateMachine> {
     Local(Request_<S>),
     /// A background snapshot save finished (the slot it saved, or why it failed).
     SnapshotSaved(Result<Slot, String>),
+    /// A message to stream to `to` as `transfer` was encoded off the loop.
+    SnapshotEncoded {
+        to: NodeId,
+        transfer: TransferId,
+        encoded: Result<Encoded, StreamError>,
+    },
+    /// A connection from this peer closed.
+    PeerDisconnected(NodeId),
     Shutdown,
 }
 
@@ -405,6 +438,17 @@ impl<S: StateMachine> PeerInbox<S> {
                 matches!(refused, mpsc::error::TrySendError::Full(_))
             }
         }
+    }
+}
+
+impl<S: Replicated> transport::Inbox<PeerFrame<S>> for PeerInbox<S> {
+    fn deliver(&self, from: NodeId, frame: PeerFrame<S>, bytes: usize) -> bool {
+        PeerInbox::deliver(self, from, frame, bytes)
+    }
+
+    fn disconnected(&self, from: NodeId) {
+        // Best effort: if the queue is full, the partial stream idles out instead.
+        let _ = self.events.try_send(Event::PeerDisconnected(from));
     }
 }
 
@@ -537,10 +581,6 @@ impl<S: Replicated> Node<S> {
             .map_err(|source| NodeError::Bind { addr, source })?;
         let (inbox, events_rx) = PeerInbox::new(config.id);
         let mut tasks = JoinSet::new();
-        let deliver = {
-            let inbox = inbox.clone();
-            move |from: NodeId, frame: Frame<S>, bytes: usize| inbox.deliver(from, frame, bytes)
-        };
         let transport = transport::start::<Frame<S>, _>(
             TransportConfig {
                 id: config.id,
@@ -551,7 +591,7 @@ impl<S: Replicated> Node<S> {
                 send_queue_bytes_max: config.send_queue_bytes_max,
             },
             listener,
-            deliver,
+            inbox.clone(),
             &mut tasks,
         );
         Self::launch(
@@ -627,14 +667,28 @@ impl<S: Replicated> Node<S> {
                 config.batch_bytes_max, config.max_batch
             )));
         }
-        // Every node lends at most `waiters_max` sessions at once, so a table this large
-        // only ever expires sessions no node is using (a restarted node's old ones).
+        // Every node lends at most `waiters_max` sessions at once: a table this large
+        // has room for every session the cluster can be using at once (SPEC §2.6).
         let sessions_needed = config.waiters_max.saturating_mul(node_count);
         if config.sessions_max < sessions_needed {
             return Err(NodeError::Config(format!(
                 "sessions_max is {}; with waiters_max {} on {node_count} nodes it must be at least {sessions_needed}, or sessions in use could expire",
                 config.sessions_max, config.waiters_max
             )));
+        }
+        // A snapshot stream's window must leave most of a peer's send queue to
+        // heartbeats and accepts, or they would be dropped behind it.
+        let window_bytes = limits::snapshot_window_bytes(config.max_frame_bytes);
+        if window_bytes > config.send_queue_bytes_max / 2 {
+            return Err(NodeError::Config(format!(
+                "a snapshot stream keeps up to {window_bytes} bytes in flight, over half of send_queue_bytes_max ({})",
+                config.send_queue_bytes_max
+            )));
+        }
+        if config.snapshot_bytes_max == 0 {
+            return Err(NodeError::Config(
+                "snapshot_bytes_max must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -701,6 +755,10 @@ impl<S: Replicated> Node<S> {
             events: inbox.events.clone(),
             inbox_bytes: inbox.queued_bytes.clone(),
             snapshotting: false,
+            streams: SnapshotStreams::new(
+                StreamConfig::new(config.max_frame_bytes, config.snapshot_bytes_max),
+                rand::rng().random(),
+            ),
             trace,
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
@@ -1016,6 +1074,8 @@ struct Driver<S: Replicated> {
     inbox_bytes: std::sync::Arc<AtomicUsize>,
     /// A background snapshot save is running: start no other.
     snapshotting: bool,
+    /// Messages carrying snapshots, streamed to and from peers in chunks.
+    streams: SnapshotStreams,
     /// The trace being recorded, if any (see [`crate::trace`]).
     trace: Option<TraceWriter<S>>,
 }
@@ -1036,7 +1096,10 @@ impl<S: Replicated> Driver<S> {
             }
             self.maybe_snapshot();
             self.publish_status();
-            let deadline = self.timers.next_deadline();
+            let deadline = earliest(
+                self.timers.next_deadline(),
+                self.streams.next_deadline().map(Instant::from_std),
+            );
             let mut next = tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => Some(event),
@@ -1069,6 +1132,7 @@ impl<S: Replicated> Driver<S> {
                 }
             }
             self.fire_due_timers(&mut effects);
+            self.poll_streams();
             if shutdown {
                 if let Err(error) = self.execute(&mut effects).await {
                     tracing::error!(%error, "write-ahead log failed at shutdown");
@@ -1104,6 +1168,21 @@ impl<S: Replicated> Driver<S> {
             Event::Peer(_, PeerFrame::ForwardReply { .. }, _) => {
                 unreachable!("the inbox hands forwarded replies to their waiters")
             }
+            Event::Peer(from, PeerFrame::Snapshot(frame), _) => {
+                return self.on_stream_frame(from, frame);
+            }
+            Event::SnapshotEncoded {
+                to,
+                transfer,
+                encoded,
+            } => {
+                let now = Instant::now().into_std();
+                if let Err(error) = self.streams.encoded(to, transfer, encoded, now) {
+                    tracing::error!(to, %error, "could not stream a snapshot message");
+                }
+                return self.flush_streams();
+            }
+            Event::PeerDisconnected(from) => return self.streams.disconnected(from),
             Event::SnapshotSaved(saved) => {
                 self.snapshotting = false;
                 match saved {
@@ -1292,10 +1371,10 @@ impl<S: Replicated> Driver<S> {
         }
         for effect in outbox {
             match effect {
-                Effect::Send { to, message } => {
-                    let frame: Frame<S> = PeerFrame::Paxos(message);
-                    self.send(to, &frame);
-                }
+                Effect::Send { to, message } => match SnapshotKey::of(&message) {
+                    Some(key) => self.stream(to, key, message),
+                    None => self.send(to, &PeerFrame::Paxos(message)),
+                },
                 Effect::Reply { client, response } => {
                     let owner = client_node(client);
                     if owner == self.config.id {
@@ -1333,6 +1412,83 @@ impl<S: Replicated> Driver<S> {
         }
         counters.fsync_buckets[FSYNC_BUCKETS_US.len()] += 1;
         result
+    }
+
+    /// Streams `message`, which carries a snapshot, to `to` in chunks, unless the
+    /// transfer to `to` in progress covers it. It is encoded off the loop (it may be
+    /// gigabytes), and reported back as `Event::SnapshotEncoded`.
+    fn stream(&mut self, to: NodeId, key: SnapshotKey, message: Message<S>) {
+        let compacted = self.replica.durable().compacted;
+        let Some(transfer) = self.streams.offer(to, key, compacted) else {
+            return; // the transfer in progress delivers an equivalent message
+        };
+        let bytes_max = self.streams.snapshot_bytes_max();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let encoded =
+                tokio::task::spawn_blocking(move || snapshot_stream::encode(&message, bytes_max))
+                    .await
+                    .unwrap_or_else(|error| Err(StreamError::Encode(error.to_string())));
+            let _ = events
+                .send(Event::SnapshotEncoded {
+                    to,
+                    transfer,
+                    encoded,
+                })
+                .await;
+        });
+    }
+
+    /// A stream frame from `from`. A completed, verified message is decoded off the
+    /// loop and then stepped like any peer message (`Event::Peer` with no inbox bytes):
+    /// the core sees exactly the message its peer's core sent.
+    fn on_stream_frame(&mut self, from: NodeId, frame: StreamFrame) {
+        match self
+            .streams
+            .on_frame(from, frame, Instant::now().into_std())
+        {
+            Ok(None) => {}
+            Ok(Some(bytes)) => {
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    let decoded =
+                        tokio::task::spawn_blocking(move || frame::decode::<Message<S>>(&bytes))
+                            .await;
+                    match decoded {
+                        Ok(Ok(message)) => {
+                            let frame = PeerFrame::Paxos(message);
+                            let _ = events.send(Event::Peer(from, frame, 0)).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!(from, %error, "a streamed message did not decode; dropped")
+                        }
+                        Err(error) => {
+                            tracing::error!(from, %error, "decoding a streamed message failed")
+                        }
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(peer = from, %error, "snapshot stream failed"),
+        }
+        self.flush_streams();
+    }
+
+    /// Re-sends what went unacknowledged and drops what stalled, when due.
+    fn poll_streams(&mut self) {
+        let now = Instant::now().into_std();
+        if self.streams.next_deadline().is_some_and(|due| due <= now) {
+            for (peer, error) in self.streams.poll(now) {
+                tracing::warn!(peer, %error, "snapshot stream failed");
+            }
+            self.flush_streams();
+        }
+    }
+
+    /// Sends the frames the streams produced.
+    fn flush_streams(&mut self) {
+        while let Some((to, frame)) = self.streams.poll_transmit() {
+            self.send(to, &PeerFrame::Snapshot(frame));
+        }
     }
 
     fn send(&mut self, to: NodeId, frame: &Frame<S>) {
@@ -1381,6 +1537,15 @@ impl<S: Replicated> Driver<S> {
             session_floor: replica.client_table().floor(),
             ..self.counters.clone()
         };
+        let streamed = self.streams.counters();
+        let status = Status {
+            snapshot_chunks_sent: streamed.chunks_sent,
+            snapshot_bytes_sent: streamed.bytes_sent,
+            snapshot_chunks_received: streamed.chunks_received,
+            snapshot_bytes_received: streamed.bytes_received,
+            snapshot_streams_failed: streamed.failed,
+            ..status
+        };
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
@@ -1403,6 +1568,14 @@ async fn leader_moves(status: &mut watch::Receiver<Status>, from: NodeId) -> Nod
         if let Some(leader) = leader.filter(|l| *l != from && Some(*l) != known) {
             return leader;
         }
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -88,18 +88,28 @@ impl crate::world::PeerNetwork for Transport {
     }
 }
 
+/// Where a connection's inbound frames go.
+pub trait Inbox<F>: Send + Sync + Clone + 'static {
+    /// Takes one authenticated frame from peer `from`, `bytes` long as encoded. Returns
+    /// false once the node has stopped (the connection then closes).
+    fn deliver(&self, from: NodeId, frame: F, bytes: usize) -> bool;
+    /// A connection from `from` closed: whatever it was in the middle of sending (a
+    /// snapshot stream) will not be finished on it.
+    fn disconnected(&self, from: NodeId);
+}
+
 /// Starts the listener and one writer task per peer on `tasks`. Authenticated inbound
-/// frames are decoded as `F` and handed to `deliver(from, frame, encoded_bytes)`; an undecodable or
-/// oversized frame closes that connection with a logged reason.
+/// frames are decoded as `F` and handed to `inbox`; an undecodable or oversized frame
+/// closes that connection with a logged reason, and a closed connection is reported.
 pub fn start<F, D>(
     config: TransportConfig,
     listener: TcpListener,
-    deliver: D,
+    inbox: D,
     tasks: &mut JoinSet<()>,
 ) -> Arc<Transport>
 where
     F: DeserializeOwned + Send + 'static,
-    D: Fn(NodeId, F, usize) -> bool + Send + Sync + Clone + 'static,
+    D: Inbox<F>,
 {
     let mut queues = Vec::new();
     for (peer, addr) in config.peers.iter().enumerate() {
@@ -121,7 +131,7 @@ where
         ));
     }
     let send_queue_bytes_max = config.send_queue_bytes_max;
-    tasks.spawn(accept_loop(config, listener, deliver));
+    tasks.spawn(accept_loop(config, listener, inbox));
     Arc::new(Transport {
         queues,
         send_queue_bytes_max,
@@ -240,10 +250,10 @@ async fn connect(
     Ok(stream)
 }
 
-async fn accept_loop<F, D>(config: TransportConfig, listener: TcpListener, deliver: D)
+async fn accept_loop<F, D>(config: TransportConfig, listener: TcpListener, inbox: D)
 where
     F: DeserializeOwned + Send + 'static,
-    D: Fn(NodeId, F, usize) -> bool + Send + Sync + Clone + 'static,
+    D: Inbox<F>,
 {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -255,9 +265,9 @@ where
             }
         };
         let config = config.clone();
-        let deliver = deliver.clone();
+        let inbox = inbox.clone();
         tokio::spawn(async move {
-            if let Err(reason) = serve_inbound::<F, D>(&config, stream, deliver).await {
+            if let Err(reason) = serve_inbound::<F, D>(&config, stream, inbox).await {
                 tracing::warn!(%remote, %reason, "closed peer connection");
             }
         });
@@ -267,11 +277,11 @@ where
 async fn serve_inbound<F, D>(
     config: &TransportConfig,
     mut stream: TcpStream,
-    deliver: D,
+    inbox: D,
 ) -> Result<(), String>
 where
     F: DeserializeOwned,
-    D: Fn(NodeId, F, usize) -> bool,
+    D: Inbox<F>,
 {
     let _ = stream.set_nodelay(true);
     let peer = tokio::time::timeout(
@@ -288,6 +298,23 @@ where
     .map_err(|e| format!("handshake refused: {e}"))?;
     let peer = NodeId::from(peer);
     tracing::info!(peer, "peer connected");
+    let served = serve_frames(config, peer, stream, &inbox).await;
+    inbox.disconnected(peer);
+    served
+}
+
+/// Reads, decodes and delivers frames from an authenticated peer until the connection
+/// ends.
+async fn serve_frames<F, D>(
+    config: &TransportConfig,
+    peer: NodeId,
+    stream: TcpStream,
+    inbox: &D,
+) -> Result<(), String>
+where
+    F: DeserializeOwned,
+    D: Inbox<F>,
+{
     let mut reader = tokio::io::BufReader::with_capacity(64 << 10, stream);
     let mut buf = Vec::new();
     loop {
@@ -298,7 +325,7 @@ where
             Err(e) => return Err(format!("from node {peer}: {e}")),
         }
         let message: F = frame::decode(&buf).map_err(|e| format!("from node {peer}: {e}"))?;
-        if !deliver(peer, message, buf.len()) {
+        if !inbox.deliver(peer, message, buf.len()) {
             return Ok(()); // the node is shutting down
         }
     }

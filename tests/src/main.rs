@@ -75,6 +75,11 @@ struct NemesisArgs {
     /// beside the workload (outside the history; a wrong answer is an anomaly).
     #[arg(long, default_value_t = 1)]
     abusers: usize,
+    /// Nodes compact their logs past this many bytes (the nodes' `snapshot_log_bytes`),
+    /// so that nodes behind catch up by snapshot streams under the faults [default: the
+    /// node's own, 64 MiB, which a run rarely reaches].
+    #[arg(long)]
+    snapshot_log_bytes: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -169,6 +174,7 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
         keep: args.keep,
         search_budget: args.search_budget,
         abusers: args.abusers,
+        snapshot_log_bytes: args.snapshot_log_bytes,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     {

@@ -118,6 +118,9 @@ pub struct NemesisConfig {
     pub search_budget: usize,
     /// Clients sending bad requests (see [`crate::abuser`]) beside the workload's.
     pub abusers: usize,
+    /// The nodes' `snapshot_log_bytes`, if set: small values make nodes compact often
+    /// and catch up by snapshot streams.
+    pub snapshot_log_bytes: Option<u64>,
 }
 
 /// What one run found.
@@ -213,11 +216,14 @@ pub async fn run_once(
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(io)?;
     let proxies = Proxies::start(&peers).await.map_err(io)?;
-    let extra = config
+    let mut extra = config
         .mutant
         .as_ref()
         .map(|m| format!("mutant = \"{m}\"\n"))
         .unwrap_or_default();
+    if let Some(bytes) = config.snapshot_log_bytes {
+        extra.push_str(&format!("snapshot_log_bytes = {bytes}\n"));
+    }
     let mut cluster =
         NodeProcesses::configure(&config.binary, &dir, &peers, &proxies, &extra).map_err(io)?;
     for id in 0..config.nodes {

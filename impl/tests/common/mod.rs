@@ -1,6 +1,8 @@
 //! What the in-process cluster tests share: three nodes with real TCP between them
 //! and a RESP server each, on a runtime of their own so that tests can use blocking
 //! clients from their own threads.
+// Each test binary compiles its own copy and uses a part of it.
+#![allow(dead_code)]
 
 use ballot_node::kv::KvStore;
 use ballot_node::node::{Node, NodeConfig};
@@ -20,6 +22,8 @@ pub struct Cluster {
     pub nodes: Vec<Node<KvStore>>,
     /// Each node's RESP address, by id.
     pub clients: Vec<SocketAddr>,
+    /// Each node's configuration, by id.
+    pub configs: Vec<NodeConfig>,
     dir: PathBuf,
 }
 
@@ -28,6 +32,17 @@ impl Cluster {
     /// threads named `thread_name`, each server taking at most `connections_max`
     /// clients, and waits (at most 10 s) for a leader every node knows.
     pub fn start(name: &str, thread_name: &str, connections_max: usize) -> Cluster {
+        Self::start_configured(name, thread_name, connections_max, |_| {})
+    }
+
+    /// As [`Cluster::start`], with each node's configuration passed through `configure`
+    /// first.
+    pub fn start_configured(
+        name: &str,
+        thread_name: &str,
+        connections_max: usize,
+        configure: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(thread_name)
@@ -36,7 +51,7 @@ impl Cluster {
             .expect("a tokio runtime");
         let dir = std::env::temp_dir().join(format!("ballot-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (nodes, clients) = runtime.block_on(async {
+        let (nodes, clients, configs) = runtime.block_on(async {
             let mut peers = Vec::new();
             for _ in 0..3 {
                 let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -55,9 +70,12 @@ impl Cluster {
                 .map(|l| l.local_addr().expect("client address"))
                 .collect();
             let mut nodes = Vec::new();
+            let mut configs = Vec::new();
             for id in 0..3 {
-                let config =
+                let mut config =
                     NodeConfig::new(id, peers.clone(), dir.join(id.to_string()), SECRET.to_vec());
+                configure(&mut config);
+                configs.push(config.clone());
                 nodes.push(
                     Node::start(config, KvStore::default())
                         .await
@@ -76,12 +94,13 @@ impl Cluster {
                     connections_max,
                 ));
             }
-            (nodes, clients)
+            (nodes, clients, configs)
         });
         let cluster = Cluster {
             runtime,
             nodes,
             clients,
+            configs,
             dir,
         };
         cluster.leader();
@@ -107,6 +126,22 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops node `id` (its RESP server stays, answering that the node is shut down).
+    pub fn stop(&self, id: usize) {
+        self.runtime.block_on(self.nodes[id].shutdown());
+    }
+
+    /// Starts node `id` again from its data directory, as a library node only: its
+    /// RESP server still holds the stopped one.
+    pub fn restart(&mut self, id: usize) {
+        let config = self.configs[id].clone();
+        self.nodes[id] = self.runtime.block_on(async {
+            Node::start(config, KvStore::default())
+                .await
+                .expect("node restarts")
+        });
     }
 
     /// A node that follows the agreed leader.
