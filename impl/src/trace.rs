@@ -134,7 +134,23 @@ where
             }
         }
         let payload = &self.buffer[start + RECORD_HEADER_LEN..];
-        let len = payload.len() as u32;
+        // A record past the readers' bound (a multi-GB snapshot) would not be readable,
+        // and past 4 GiB its length would not even fit the header: stop tracing instead
+        // of writing a trace that cannot be checked.
+        let len = match u32::try_from(payload.len()) {
+            Ok(len) if payload.len() <= MAX_RECORD_BYTES => len,
+            _ => {
+                tracing::error!(
+                    bytes = payload.len(),
+                    limit = MAX_RECORD_BYTES,
+                    "a trace record exceeds the trace's record limit \
+                     (a snapshot this large cannot be traced); tracing stops"
+                );
+                self.buffer.truncate(start);
+                self.failed = true;
+                return;
+            }
+        };
         let crc = crc32c::crc32c(payload);
         self.buffer[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
