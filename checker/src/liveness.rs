@@ -14,7 +14,7 @@
 //!
 //! **Fairness** is data ([`FairnessSpec`]): each action is a [`Fairness::Fault`] (may
 //! happen finitely often; never part of a cycle, which is how "after the faults stop"
-//! is expressed), [`Fairness::Fair`] under a key (weak fairness: a key enabled in every
+//! is expressed), [`Fairness::Weak`] under a key (weak fairness: a key enabled in every
 //! state of a cycle must be taken in it), or [`Fairness::Free`]. With weak fairness
 //! only, a component is a witness iff it is fair as a whole: if any sub-cycle is fair,
 //! so is the component (a key enabled throughout the component is enabled throughout
@@ -37,22 +37,14 @@ use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use stateright::{Expectation, Model};
+use stateright::Model;
 
-/// What an action is to the liveness checker.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fairness<K> {
-    /// A fault: never part of the cycle of a counterexample.
-    Fault,
-    /// Weakly fair under this key: if the key stays enabled, it is eventually taken.
-    Fair(K),
-    /// Strongly fair under this key: if the key is enabled again and again, it is
-    /// eventually taken (a timer that keeps coming due fires, even if something keeps
-    /// briefly making it not due).
-    Strong(K),
-    /// Neither obliged nor a fault.
-    Free,
-}
+// The vocabulary (what an action is to the checker, the temporal operators, a property)
+// has one definition, generic over any stateright model, beside the ballot model that
+// states its fairness and properties in it; this crate depends on that one, not the
+// other way round.
+pub use ballot_model::model::fairness::Fairness;
+pub use ballot_model::model::liveness::{LivenessProperty, Temporal};
 
 /// Fairness stated as data for model `M`.
 pub trait FairnessSpec<M: Model> {
@@ -78,53 +70,7 @@ where
 {
     type Key = M::Action;
     fn classify(&self, _: &M, _: &M::State, action: &M::Action) -> Fairness<M::Action> {
-        Fairness::Fair(action.clone())
-    }
-}
-
-/// The temporal operator of a liveness property.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Temporal {
-    /// `F p`: every fair run reaches a `p`-state.
-    Eventually,
-    /// `F G p`: every fair run ends in `p`-states only.
-    EventuallyAlways,
-}
-
-impl Temporal {
-    /// Its notation in reports.
-    pub fn notation(self) -> &'static str {
-        match self {
-            Temporal::Eventually => "eventually",
-            Temporal::EventuallyAlways => "eventually always",
-        }
-    }
-}
-
-/// A liveness property of model `M`.
-pub struct LivenessProperty<M: Model> {
-    /// Its name.
-    pub name: &'static str,
-    /// How the condition must hold.
-    pub temporal: Temporal,
-    /// The state predicate.
-    pub condition: fn(&M, &M::State) -> bool,
-}
-
-impl<M: Model> LivenessProperty<M> {
-    /// The model's own `eventually` properties, checked as `F p` (soundly, unlike
-    /// stateright's checkers).
-    pub fn from_model(model: &M) -> Vec<Self> {
-        model
-            .properties()
-            .into_iter()
-            .filter(|p| p.expectation == Expectation::Eventually)
-            .map(|p| LivenessProperty {
-                name: p.name,
-                temporal: Temporal::Eventually,
-                condition: p.condition,
-            })
-            .collect()
+        Fairness::Weak(action.clone())
     }
 }
 
@@ -415,7 +361,7 @@ where
             let class = match fairness.classify(model, &state, &action) {
                 Fairness::Fault => FAULT,
                 Fairness::Free => FREE,
-                Fairness::Fair(key) => intern(key, false, &mut graph),
+                Fairness::Weak(key) => intern(key, false, &mut graph),
                 Fairness::Strong(key) => intern(key, true, &mut graph),
             };
             let Some(next) = model.next_state(&state, action) else {

@@ -1,11 +1,9 @@
 //! Running one model check and collecting its outcome.
 
 use crate::args::{RunArgs, Strategy};
-use ballot_checker::liveness::{self, Fairness, FairnessSpec, LivenessProperty, Verdict};
+use ballot_checker::liveness::{self, Fairness, FairnessSpec, Verdict};
 use ballot_model::model::liveness as goals;
-use ballot_model::model::{
-    ActionClass, BallotAction, BallotModel, BallotState, ModelConfig, Obligation,
-};
+use ballot_model::model::{BallotAction, BallotModel, BallotState, ModelConfig, Obligation};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -263,12 +261,7 @@ impl FairnessSpec<BallotModel> for BallotFairness {
         state: &BallotState,
         action: &BallotAction,
     ) -> Fairness<Obligation> {
-        match model.classify(state, action) {
-            ActionClass::Fault => Fairness::Fault,
-            ActionClass::Weak(obligation) => Fairness::Fair(obligation),
-            ActionClass::Strong(obligation) => Fairness::Strong(obligation),
-            ActionClass::Free => Fairness::Free,
-        }
+        model.classify(state, action)
     }
 
     fn cut(&self, model: &BallotModel, state: &BallotState) -> Vec<Obligation> {
@@ -282,17 +275,7 @@ pub fn check_liveness(
     progress: bool,
 ) -> (LivenessFigures, Vec<PropertyOutcome>) {
     let started = Instant::now();
-    let properties = goals::all()
-        .into_iter()
-        .map(|p| LivenessProperty {
-            name: p.name,
-            temporal: match p.temporal {
-                goals::Temporal::Eventually => liveness::Temporal::Eventually,
-                goals::Temporal::EventuallyAlways => liveness::Temporal::EventuallyAlways,
-            },
-            condition: p.condition,
-        })
-        .collect();
+    let properties = goals::all();
     let mut last_report = Instant::now();
     let interactive = std::io::stderr().is_terminal();
     let outcome = liveness::check(model, &BallotFairness, properties, |states| {

@@ -21,10 +21,20 @@
 //! This crate is *sans-IO*: [`Replica::step`] maps a state and an [`Input`] to a new
 //! state and a list of [`Effect`]s (persist, send, reply, set/cancel timer). No clock,
 //! no sockets, no threads, no randomness. The same functions are driven by the
-//! stateright model in [`model`] — checked exhaustively at small bounds — and by the
-//! production node over TCP with a write-ahead log. The protocol, its messages, state,
-//! invariants and the bounds checked are written down in `SPEC.md` at the repository
-//! root.
+//! stateright model in `ballot_model::model` — checked exhaustively at small bounds — and
+//! by the production node over TCP with a write-ahead log. The protocol, its messages,
+//! state, invariants and the bounds checked are written down in `SPEC.md` at the
+//! repository root.
+//!
+//! ## What the `model` feature adds
+//!
+//! The core — everything outside `model` — depends on serde and thiserror only. The
+//! stateright model (the `model` module, with the register's sequential spec
+//! `RegisterSpec` for its linearizability tester) is verification, not protocol, so it
+//! sits behind the `model` feature. The feature is on by default, for the checker
+//! (`checker/`, `ballot-check`) and the cross-crate tests; the production node
+//! (`impl/`, `ballot-node`) turns it off and links no model checker, and a test there
+//! (`node_links_no_model_checker`) reads its dependency tree to keep it so.
 //!
 //! ```
 //! use ballot_model::{ClusterConfig, DurableState, Effect, Input, Register, Replica, Timer};
@@ -47,6 +57,7 @@ pub mod effect;
 pub mod invariants;
 mod leader;
 pub mod message;
+#[cfg(feature = "model")]
 pub mod model;
 #[cfg(feature = "mutants")]
 pub mod mutant;
@@ -67,7 +78,9 @@ pub use message::{
 };
 #[cfg(feature = "mutants")]
 pub use mutant::Mutant;
-pub use register::{Register, RegisterOp, RegisterRet, RegisterSpec, Value};
+#[cfg(feature = "model")]
+pub use register::RegisterSpec;
+pub use register::{Register, RegisterOp, RegisterRet, Value};
 pub use replica::{
     Candidacy, ClusterConfig, InFlight, Leadership, MetricCounter, PendingRead, Replica,
     RestoreError, Role, StepError, MAX_SLOTS_AHEAD,

@@ -4,9 +4,14 @@
 //! A write that returns the old value is not idempotent in what it answers, so a retry
 //! applied twice is visible to clients and to the linearizability checker: that is how
 //! the model catches a missing deduplication.
+//!
+//! `RegisterSpec`, the sequential specification the model's linearizability tester
+//! checks histories against, implements stateright's `SequentialSpec` and so exists only
+//! with the `model` feature.
 
 use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "model")]
 use stateright::semantics::SequentialSpec;
 
 /// A value in the model's register. Small on purpose: states must stay few.
@@ -73,11 +78,13 @@ pub enum RegisterRet {
 ///     (RegisterOp::Read, RegisterRet::ReadOk(Some(1))),
 /// ]));
 /// ```
+#[cfg(feature = "model")]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RegisterSpec {
     current: Option<Value>,
 }
 
+#[cfg(feature = "model")]
 impl SequentialSpec for RegisterSpec {
     type Op = RegisterOp;
     type Ret = RegisterRet;

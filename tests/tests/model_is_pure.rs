@@ -1,8 +1,9 @@
 //! The sans-IO rule, enforced: the model crate does no I/O, reads no clock, spawns no
-//! thread, draws no randomness, and depends on nothing but stateright, serde and
-//! thiserror. Everything that touches the world lives in other crates.
+//! thread, draws no randomness, and its core depends on nothing but serde and thiserror
+//! (stateright only behind the optional `model` feature). Everything that touches the
+//! world lives in other crates.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -100,11 +101,13 @@ fn model_sources_do_no_io() {
 }
 
 /// The names in `[dependencies]` of a Cargo manifest (not dev- or build-dependencies,
-/// not target-specific tables). Handles `name = …` lines and `[dependencies.name]`
-/// tables.
-fn dependencies(manifest: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
+/// not target-specific tables), each with whether it is optional. Handles `name = …`
+/// lines and `[dependencies.name]` tables.
+fn dependencies(manifest: &str) -> BTreeMap<String, bool> {
+    let mut names = BTreeMap::new();
     let mut in_dependencies = false;
+    // Inside `[dependencies.name]`: the name, whose `optional = …` line follows.
+    let mut table: Option<String> = None;
     for line in manifest.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -113,37 +116,55 @@ fn dependencies(manifest: &str) -> BTreeSet<String> {
         if line.starts_with('[') {
             let header = line.trim_matches(|c| c == '[' || c == ']').trim();
             in_dependencies = header == "dependencies";
-            if let Some(name) = header.strip_prefix("dependencies.") {
-                names.insert(name.trim().trim_matches('"').to_string());
+            table = header
+                .strip_prefix("dependencies.")
+                .map(|name| name.trim().trim_matches('"').to_string());
+            if let Some(name) = &table {
+                names.insert(name.clone(), false);
             }
             continue;
         }
-        if in_dependencies {
-            if let Some((name, _)) = line.split_once('=') {
-                let name = name.trim().trim_matches('"');
-                // `name.workspace = true` and `name.version = "…"` forms.
-                let name = name.split('.').next().unwrap_or(name).trim();
-                names.insert(name.to_string());
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if let Some(name) = &table {
+            if key.trim() == "optional" {
+                names.insert(name.clone(), value.trim() == "true");
             }
+        } else if in_dependencies {
+            let name = key.trim().trim_matches('"');
+            // `name.workspace = true` and `name.version = "…"` forms.
+            let name = name.split('.').next().unwrap_or(name).trim();
+            let optional = value.replace(' ', "").contains("optional=true");
+            names.insert(name.to_string(), optional);
         }
     }
     names
 }
 
 #[test]
-fn model_depends_only_on_stateright_serde_thiserror() {
+fn model_core_depends_only_on_serde_thiserror_and_the_model_on_stateright() {
     let path = model_dir().join("Cargo.toml");
     let manifest =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let found = dependencies(&manifest);
-    let allowed: BTreeSet<String> = ["stateright", "serde", "thiserror"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let named = |optional: bool| -> BTreeSet<&str> {
+        found
+            .iter()
+            .filter(|(_, &o)| o == optional)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    };
     assert_eq!(
-        found,
-        allowed,
-        "{}: [dependencies] must be exactly stateright, serde and thiserror",
+        named(false),
+        BTreeSet::from(["serde", "thiserror"]),
+        "{}: the core's [dependencies] must be exactly serde and thiserror",
+        path.display()
+    );
+    assert_eq!(
+        named(true),
+        BTreeSet::from(["stateright"]),
+        "{}: the only optional dependency is stateright, for the `model` feature",
         path.display()
     );
     // No target-specific dependency table sneaks one in either.
@@ -164,13 +185,23 @@ name = "x"
 a = "1"
 b.workspace = true
 "c" = { version = "1" }  # comment
+f = { version = "1", optional = true }
 
 [dev-dependencies]
 d = "1"
 
 [dependencies.e]
 version = "1"
+optional = true
 "#;
-    let names: Vec<String> = dependencies(manifest).into_iter().collect();
-    assert_eq!(names, ["a", "b", "c", "e"]);
+    let names: Vec<(String, bool)> = dependencies(manifest).into_iter().collect();
+    let expected = [
+        ("a", false),
+        ("b", false),
+        ("c", false),
+        ("e", true),
+        ("f", true),
+    ]
+    .map(|(name, optional)| (name.to_string(), optional));
+    assert_eq!(names, expected);
 }

@@ -96,14 +96,14 @@ fn holds(result: &PropertyResult<Toy>) -> bool {
     matches!(result.verdict, Verdict::Holds)
 }
 
-use Fairness::{Fair, Fault, Free};
+use Fairness::{Fault, Free, Weak};
 
 #[test]
 fn fair_cycle_without_the_goal_is_reported_as_a_lasso() {
     // 0 ⇄ 1 forever is fair: the way out ("out", 0 → 2) is enabled only at 0, so it is
     // not continuously enabled, and weak fairness does not force it.
     let toy = Toy::new(
-        &[(0, 1, Fair("a")), (1, 0, Fair("b")), (0, 2, Fair("out"))],
+        &[(0, 1, Weak("a")), (1, 0, Weak("b")), (0, 2, Weak("out"))],
         &[2],
     );
     let result = run(&toy, Temporal::Eventually);
@@ -124,10 +124,10 @@ fn unfair_cycle_is_not_reported() {
     // fairness excludes the cycle, so every fair run reaches 2.
     let toy = Toy::new(
         &[
-            (0, 1, Fair("a")),
-            (1, 0, Fair("b")),
-            (0, 2, Fair("out")),
-            (1, 2, Fair("out")),
+            (0, 1, Weak("a")),
+            (1, 0, Weak("b")),
+            (0, 2, Weak("out")),
+            (1, 2, Weak("out")),
         ],
         &[2],
     );
@@ -139,7 +139,7 @@ fn unfair_cycle_is_not_reported() {
 
 #[test]
 fn dead_end_without_the_goal_is_reported() {
-    let toy = Toy::new(&[(0, 1, Fair("a")), (0, 2, Fair("b"))], &[2]);
+    let toy = Toy::new(&[(0, 1, Weak("a")), (0, 2, Weak("b"))], &[2]);
     let result = run(&toy, Temporal::Eventually);
     let lasso = lasso_of(&result);
     assert_eq!(lasso.states, vec![0, 1]);
@@ -154,10 +154,10 @@ fn dag_join_with_different_histories_is_not_a_false_negative() {
     // 0, 2, 3.
     let toy = Toy::new(
         &[
-            (0, 1, Fair("a")),
-            (0, 2, Fair("b")),
-            (1, 3, Fair("c")),
-            (2, 3, Fair("d")),
+            (0, 1, Weak("a")),
+            (0, 2, Weak("b")),
+            (1, 3, Weak("c")),
+            (2, 3, Weak("d")),
         ],
         &[1],
     );
@@ -174,7 +174,7 @@ fn dag_join_with_different_histories_is_not_a_false_negative() {
 
 #[test]
 fn the_model_s_own_eventually_properties_are_picked_up() {
-    let toy = Toy::new(&[(0, 1, Fair("a")), (1, 0, Fair("b"))], &[2]);
+    let toy = Toy::new(&[(0, 1, Weak("a")), (1, 0, Weak("b"))], &[2]);
     let properties = LivenessProperty::from_model(&toy);
     assert_eq!(properties.len(), 1);
     let outcome = check(&toy, &ToyFairness, properties, |_| {});
@@ -188,10 +188,10 @@ fn the_model_s_own_eventually_properties_are_picked_up() {
 fn cycles_through_faults_are_not_counterexamples() {
     // 0 → 1 → 0 only through a fault (a crash, a lost message): faults stop, and then
     // 1 must move on to the goal.
-    let toy = Toy::new(&[(0, 1, Fair("a")), (1, 0, Fault), (1, 2, Fair("c"))], &[2]);
+    let toy = Toy::new(&[(0, 1, Weak("a")), (1, 0, Fault), (1, 2, Weak("c"))], &[2]);
     assert!(holds(&run(&toy, Temporal::Eventually)));
     // A state whose only way on is a fault is a dead end once faults stop.
-    let toy = Toy::new(&[(0, 1, Fair("a")), (1, 2, Fault)], &[2]);
+    let toy = Toy::new(&[(0, 1, Weak("a")), (1, 2, Fault)], &[2]);
     assert_eq!(
         lasso_of(&run(&toy, Temporal::Eventually)).states,
         vec![0, 1]
@@ -202,7 +202,7 @@ fn cycles_through_faults_are_not_counterexamples() {
 fn free_steps_make_cycles_but_carry_no_obligation() {
     // A free self-loop at 1 (say, a node that may or may not recover) is a fair way
     // to stay at 1 forever when nothing obliged is enabled there.
-    let toy = Toy::new(&[(0, 1, Fair("a")), (1, 1, Free), (0, 2, Fair("b"))], &[2]);
+    let toy = Toy::new(&[(0, 1, Weak("a")), (1, 1, Free), (0, 2, Weak("b"))], &[2]);
     assert_eq!(
         lasso_of(&run(&toy, Temporal::Eventually)).states,
         vec![0, 1, 1]
@@ -212,7 +212,7 @@ fn free_steps_make_cycles_but_carry_no_obligation() {
 #[test]
 fn eventually_always_needs_the_goal_on_every_state_of_every_fair_cycle() {
     // Leadership that flaps: 0 (goal) ⇄ 1 (no goal), fairly.
-    let flapping = Toy::new(&[(0, 1, Fair("a")), (1, 0, Fair("b"))], &[0]);
+    let flapping = Toy::new(&[(0, 1, Weak("a")), (1, 0, Weak("b"))], &[0]);
     let result = run(&flapping, Temporal::EventuallyAlways);
     let lasso = lasso_of(&result);
     assert_eq!(
@@ -225,10 +225,10 @@ fn eventually_always_needs_the_goal_on_every_state_of_every_fair_cycle() {
         "eventually alone holds"
     );
     // Settles: 0 (no goal) → 1 (goal), which loops on itself.
-    let settles = Toy::new(&[(0, 1, Fair("a")), (1, 1, Fair("b"))], &[1]);
+    let settles = Toy::new(&[(0, 1, Weak("a")), (1, 1, Weak("b"))], &[1]);
     assert!(holds(&run(&settles, Temporal::EventuallyAlways)));
     // A failing dead end.
-    let stuck = Toy::new(&[(0, 1, Fair("a"))], &[0]);
+    let stuck = Toy::new(&[(0, 1, Weak("a"))], &[0]);
     assert_eq!(
         lasso_of(&run(&stuck, Temporal::EventuallyAlways)).states,
         vec![0, 1]
@@ -241,11 +241,11 @@ fn the_reported_cycle_takes_every_obligation_it_must() {
     // "c" is taken only on 2 → 0. The lasso's cycle must include that edge.
     let toy = Toy::new(
         &[
-            (0, 1, Fair("a")),
-            (1, 0, Fair("b")),
-            (1, 2, Fair("c")),
-            (0, 2, Fair("c")),
-            (2, 0, Fair("c")),
+            (0, 1, Weak("a")),
+            (1, 0, Weak("b")),
+            (1, 2, Weak("c")),
+            (0, 2, Weak("c")),
+            (2, 0, Weak("c")),
         ],
         &[9],
     );
@@ -254,7 +254,7 @@ fn the_reported_cycle_takes_every_obligation_it_must() {
     let takes_c = lasso
         .cycle
         .iter()
-        .any(|action| toy.edges[*action].2 == Fair("c"));
+        .any(|action| toy.edges[*action].2 == Weak("c"));
     assert!(takes_c, "cycle {:?} takes no c", lasso.cycle);
     assert_eq!(lasso.states.last(), Some(lasso.cycle_entry()));
 }
@@ -262,14 +262,14 @@ fn the_reported_cycle_takes_every_obligation_it_must() {
 #[test]
 fn bounds_make_the_verdict_unknown_rather_than_holds() {
     // State 1 is outside the boundary: what follows it is unknown.
-    let mut toy = Toy::new(&[(0, 1, Fair("a")), (1, 2, Fair("b"))], &[2]);
+    let mut toy = Toy::new(&[(0, 1, Weak("a")), (1, 2, Weak("b"))], &[2]);
     toy.outside = vec![1];
     assert!(matches!(
         run(&toy, Temporal::Eventually).verdict,
         Verdict::Unknown(_)
     ));
     // A due obligation cut by a bound at a stuck state: not a dead end, not a proof.
-    let mut toy = Toy::new(&[(0, 1, Fair("a"))], &[2]);
+    let mut toy = Toy::new(&[(0, 1, Weak("a"))], &[2]);
     toy.cut = vec![(1, "election")];
     assert!(matches!(
         run(&toy, Temporal::Eventually).verdict,
@@ -280,7 +280,7 @@ fn bounds_make_the_verdict_unknown_rather_than_holds() {
 #[test]
 fn lassos_carry_the_explorer_s_path_encoding() {
     let toy = Toy::new(
-        &[(0, 1, Fair("a")), (1, 2, Fair("b")), (2, 1, Fair("c"))],
+        &[(0, 1, Weak("a")), (1, 2, Weak("b")), (2, 1, Weak("c"))],
         &[9],
     );
     let result = run(&toy, Temporal::Eventually);

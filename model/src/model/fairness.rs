@@ -48,23 +48,29 @@ pub enum Obligation {
     },
 }
 
-/// What an action is to the liveness checker.
+/// What an action is to a liveness checker, for any stateright model: one vocabulary,
+/// shared by this model's [`ActionClass`] and the generic checker
+/// (`ballot_checker::liveness`), which re-exports it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ActionClass {
+pub enum Fairness<K> {
     /// A fault: allowed finitely often, never part of the infinite suffix of a run the
-    /// liveness properties speak about.
+    /// liveness properties speak about (never part of a counterexample's cycle).
     Fault,
-    /// Subject to weak fairness under this obligation: if it stays enabled, it is
-    /// eventually taken. Message deliveries.
-    Weak(Obligation),
-    /// Subject to strong fairness: if it is enabled again and again, it is eventually
-    /// taken. Timers: a real timer that keeps coming due fires, even when the model's
-    /// "messages first" ordering keeps briefly making it not due (another node's
-    /// retransmission in flight, say).
-    Strong(Obligation),
-    /// Neither: may happen or not (a crashed node recovering).
+    /// Weakly fair under this key: if the key stays enabled, it is eventually taken.
+    Weak(K),
+    /// Strongly fair under this key: if the key is enabled again and again, it is
+    /// eventually taken.
+    Strong(K),
+    /// Neither obliged nor a fault: may happen or not.
     Free,
 }
+
+/// What an action of this model is to the liveness checker: crashes, losses, deliveries
+/// over links cut for good and untimely timeouts are faults; message deliveries are
+/// weakly fair; timers are strongly fair (a real timer that keeps coming due fires, even
+/// when the model's "messages first" ordering keeps briefly making it not due: another
+/// node's retransmission in flight, say); a crashed node recovering is free.
+pub type ActionClass = Fairness<Obligation>;
 
 impl BallotModel {
     /// Classifies `action`, enabled in `state`, for the liveness checker.

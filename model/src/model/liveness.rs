@@ -5,25 +5,54 @@
 use super::checked::{BallotModel, BallotState};
 use crate::ballot::NodeId;
 use crate::replica::Role;
+use stateright::{Expectation, Model};
 
-/// A fair run eventually... (`F`, "eventually") or eventually forever (`F G`).
+/// The temporal operator of a liveness property: a fair run eventually... (`F`,
+/// "eventually") or eventually forever (`F G`). One vocabulary, shared with the generic
+/// checker (`ballot_checker::liveness`), which re-exports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Temporal {
-    /// The predicate holds at some point of every fair run.
+    /// `F p`: the predicate holds at some point of every fair run.
     Eventually,
-    /// The predicate holds from some point on, forever, in every fair run.
+    /// `F G p`: the predicate holds from some point on, forever, in every fair run.
     EventuallyAlways,
 }
 
-/// One liveness property.
-#[derive(Clone, Copy, Debug)]
-pub struct LivenessProperty {
+impl Temporal {
+    /// Its notation in reports.
+    pub fn notation(self) -> &'static str {
+        match self {
+            Temporal::Eventually => "eventually",
+            Temporal::EventuallyAlways => "eventually always",
+        }
+    }
+}
+
+/// One liveness property of a stateright model `M` (this model's are [`all`]).
+pub struct LivenessProperty<M: Model> {
     /// Its name in reports.
     pub name: &'static str,
     /// How the predicate must hold.
     pub temporal: Temporal,
     /// The state predicate.
-    pub condition: fn(&BallotModel, &BallotState) -> bool,
+    pub condition: fn(&M, &M::State) -> bool,
+}
+
+impl<M: Model> LivenessProperty<M> {
+    /// The model's own `eventually` properties, as `F p` (which the generic checker
+    /// decides soundly, unlike stateright's checkers).
+    pub fn from_model(model: &M) -> Vec<Self> {
+        model
+            .properties()
+            .into_iter()
+            .filter(|p| p.expectation == Expectation::Eventually)
+            .map(|p| LivenessProperty {
+                name: p.name,
+                temporal: Temporal::Eventually,
+                condition: p.condition,
+            })
+            .collect()
+    }
 }
 
 /// "(1) some node becomes leader and stays leader."
@@ -34,7 +63,7 @@ pub const REQUESTS_ANSWERED: &str = "every request is answered";
 pub const REPLICAS_CONVERGE: &str = "live replicas converge";
 
 /// Every liveness property, in report order.
-pub fn all() -> Vec<LivenessProperty> {
+pub fn all() -> Vec<LivenessProperty<BallotModel>> {
     vec![
         LivenessProperty {
             name: LEADER_STAYS,
