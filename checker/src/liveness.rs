@@ -1,4 +1,4 @@
-//! A sound liveness checker for any stateright [`Model`], under weak fairness.
+//! A sound liveness checker for any stateright [`Model`], under weak and strong fairness.
 //!
 //! Stateright's own checkers decide `eventually` properties only at terminal states, so
 //! a cycle in which the goal never holds — duelling candidates, a leader pre-empted
@@ -15,10 +15,13 @@
 //! **Fairness** is data ([`FairnessSpec`]): each action is a [`Fairness::Fault`] (may
 //! happen finitely often; never part of a cycle, which is how "after the faults stop"
 //! is expressed), [`Fairness::Weak`] under a key (weak fairness: a key enabled in every
-//! state of a cycle must be taken in it), or [`Fairness::Free`]. With weak fairness
-//! only, a component is a witness iff it is fair as a whole: if any sub-cycle is fair,
-//! so is the component (a key enabled throughout the component is enabled throughout
-//! the sub-cycle, which takes it), so no recursive decomposition is needed.
+//! state of a cycle must be taken in it), [`Fairness::Strong`] under a key (strong
+//! fairness: a key enabled anywhere in a cycle must be taken in it), or
+//! [`Fairness::Free`]. For weak keys a component is a witness iff it is fair as a
+//! whole (a key enabled throughout the component is enabled throughout any sub-cycle,
+//! which takes it). For strong keys, the states where a strong key is enabled but never
+//! taken in the component are removed and what remains is decomposed again, as in the
+//! classic algorithm for Streett conditions.
 //!
 //! **Dead ends** are states with no non-fault successor: a run may stop there forever.
 //!
