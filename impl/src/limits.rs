@@ -111,11 +111,13 @@ pub const WAITERS_MAX: usize = 65_536;
 /// Client sessions the replicated state remembers, by default (the core's
 /// [`sessions_max`](ballot_model::ClusterConfig::sessions_max)); opening one more
 /// expires the least recently active. Each node lends at most `waiters_max` sessions
-/// at once, so only sessions no node uses any more (a restarted node's) expire.
+/// at once, so the table has room for every session a full cluster uses at once; a
+/// session expires only after this many others were active since its last request
+/// (SPEC §2.6).
 pub const SESSIONS_MAX: usize = 1 << 20;
 
 /// The largest cluster whose nodes can all have [`WAITERS_MAX`] requests in flight
-/// under the default [`SESSIONS_MAX`] with no session in use expiring.
+/// under the default [`SESSIONS_MAX`] with room in the table for all their sessions.
 pub const SESSIONS_NODES_MAX: usize = 16;
 
 /// Writes a leader queues for room in its pipeline, by default (the core's

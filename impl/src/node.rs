@@ -109,8 +109,8 @@ pub struct NodeConfig {
     pub waiters_max: usize,
     /// Client sessions the replicated state remembers; opening one more expires the
     /// least recently active. Must be the same on every node, and at least
-    /// `waiters_max` times the cluster size, so that no session a node is using can
-    /// expire ([`Node::start`] checks).
+    /// `waiters_max` times the cluster size, so that every session the cluster uses at
+    /// once fits the table ([`Node::start`] checks; SPEC §2.6 says what remains).
     pub sessions_max: usize,
     /// Once the write-ahead log is larger than this many bytes, the node saves a
     /// snapshot of its applied state (in the background) and compacts the log to it.
@@ -672,7 +672,7 @@ impl<S: Replicated> Node<S> {
         let sessions_needed = config.waiters_max.saturating_mul(node_count);
         if config.sessions_max < sessions_needed {
             return Err(NodeError::Config(format!(
-                "sessions_max is {}; with waiters_max {} on {node_count} nodes it must be at least {sessions_needed}, or sessions in use could expire",
+                "sessions_max is {}; with waiters_max {} on {node_count} nodes it must be at least {sessions_needed}, or the sessions the cluster uses at once would not fit the table",
                 config.sessions_max, config.waiters_max
             )));
         }
