@@ -3,3 +3,4 @@
 //! properties, and the command line.
 
 pub mod liveness;
+pub mod state_graph;

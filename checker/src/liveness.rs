@@ -37,10 +37,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use stateright::Model;
+
+use crate::state_graph::{self, replay, Exploration, Graph, Options, Progress, FAULT, FREE, NONE};
 
 // The vocabulary (what an action is to the checker, the temporal operators, a property)
 // has one definition, generic over any stateright model, beside the ballot model that
@@ -150,65 +152,9 @@ pub struct LivenessOutcome<M: Model> {
     pub analysis_time: Duration,
 }
 
-const FAULT: u32 = u32::MAX;
-const FREE: u32 = u32::MAX - 1;
-const NONE: u32 = u32::MAX;
-
-/// One transition of the graph.
-#[derive(Clone, Copy, Debug)]
-struct Edge {
-    to: u32,
-    /// An interned fairness key, or `FAULT` / `FREE`.
-    class: u32,
-    /// Index of the action in `Model::actions` of the source state.
-    action: u32,
-}
-
-/// The reachable state graph, compact: states are indices, their contents are not
-/// kept (a counterexample is rebuilt by replaying actions).
-struct Graph {
-    /// Edges of state `s` are `edges[offsets[s]..offsets[s + 1]]`.
-    offsets: Vec<u32>,
-    edges: Vec<Edge>,
-    /// Bit `i` set iff property `i`'s condition holds.
-    holds: Vec<u64>,
-    /// Not expanded: outside the model's boundary.
-    outside: Vec<bool>,
-    /// Obligations due but cut by a bound, per state.
-    cut: HashMap<u32, Vec<u32>>,
-    /// How each state was first reached: `(parent, edge index)`; roots have
-    /// `(NONE, init index)`.
-    parent: Vec<(u32, u32)>,
-    fingerprints: Vec<u64>,
-    /// `(state, index in init_states)` of each initial state.
-    inits: Vec<(u32, u32)>,
-    /// Debug text of each interned key, for reports.
-    key_names: Vec<String>,
-    /// Whether each interned key is under strong fairness.
-    strong: Vec<bool>,
-}
-
-impl Graph {
-    fn len(&self) -> usize {
-        self.holds.len()
-    }
-
-    fn out(&self, s: u32) -> &[Edge] {
-        let s = s as usize;
-        &self.edges[self.offsets[s] as usize..self.offsets[s + 1] as usize]
-    }
-}
-
-/// A state's fingerprint: how the graph tells states apart (by their `Hash`, as
-/// stateright's checkers do). Deterministic across runs.
-fn fingerprint<T: Hash>(value: &T) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Checks `properties` of `model` under `fairness`. `progress` is called now and then
-/// with the number of states explored so far.
+/// Checks `properties` of `model` under `fairness`: explores the graph (one thread)
+/// and decides every property on it. `progress` is called now and then with the
+/// number of states explored so far.
 pub fn check<M, F>(
     model: &M,
     fairness: &F,
@@ -216,18 +162,38 @@ pub fn check<M, F>(
     mut progress: impl FnMut(usize),
 ) -> LivenessOutcome<M>
 where
+    M: Model + Sync,
+    M::State: Hash + Send,
+    M::Action: Clone,
+    F: FairnessSpec<M> + Sync,
+    F::Key: Send,
+{
+    let started = Instant::now();
+    let mut report = |figures: &Progress| progress(figures.unique_states);
+    let options = Options {
+        progress: Some(&mut report),
+        ..Options::default()
+    };
+    let exploration = state_graph::explore(model, fairness, &properties, options);
+    let explore_time = started.elapsed();
+    let mut outcome = analyze(model, &exploration, &properties);
+    outcome.explore_time = explore_time;
+    outcome
+}
+
+/// Decides `properties` (the ones `exploration` was built with, in the same order) on
+/// the graph an exploration built.
+pub fn analyze<M>(
+    model: &M,
+    exploration: &Exploration,
+    properties: &[LivenessProperty<M>],
+) -> LivenessOutcome<M>
+where
     M: Model,
     M::State: Hash,
     M::Action: Clone,
-    F: FairnessSpec<M>,
 {
-    assert!(
-        properties.len() <= 64,
-        "at most 64 liveness properties per check"
-    );
-    let started = Instant::now();
-    let graph = explore(model, fairness, &properties, &mut progress);
-    let explore_time = started.elapsed();
+    let graph = &exploration.graph;
     let started = Instant::now();
     let mut truncated = graph.outside.iter().filter(|o| **o).count() + graph.cut.len();
     truncated = truncated.min(graph.len());
@@ -241,14 +207,14 @@ where
             let bit = 1u64 << index;
             match property.temporal {
                 Temporal::Eventually => {
-                    let (scope, parents) = goal_free_region(&graph, bit);
+                    let (scope, parents) = goal_free_region(graph, bit);
                     let members: Vec<u32> = (0..graph.len() as u32)
                         .filter(|s| scope[*s as usize])
                         .collect();
-                    let components = components_within(&graph, &members);
+                    let components = components_within(graph, &members);
                     decide(
                         model,
-                        &graph,
+                        graph,
                         property,
                         &scope,
                         &components,
@@ -259,9 +225,9 @@ where
                 Temporal::EventuallyAlways => {
                     let components = whole.get_or_insert_with(|| {
                         let members: Vec<u32> = (0..graph.len() as u32).collect();
-                        components_within(&graph, &members)
+                        components_within(graph, &members)
                     });
-                    decide(model, &graph, property, &all_states, components, bit, None)
+                    decide(model, graph, property, &all_states, components, bit, None)
                 }
             }
         })
@@ -271,117 +237,9 @@ where
         unique_states: graph.len(),
         edges: graph.edges.len(),
         truncated_states: truncated,
-        explore_time,
+        explore_time: Duration::ZERO,
         analysis_time: started.elapsed(),
     }
-}
-
-/// Breadth-first construction of the reachable graph.
-fn explore<M, F>(
-    model: &M,
-    fairness: &F,
-    properties: &[LivenessProperty<M>],
-    progress: &mut impl FnMut(usize),
-) -> Graph
-where
-    M: Model,
-    M::State: Hash,
-    F: FairnessSpec<M>,
-{
-    let mut graph = Graph {
-        offsets: vec![0],
-        edges: Vec::new(),
-        holds: Vec::new(),
-        outside: Vec::new(),
-        cut: HashMap::new(),
-        parent: Vec::new(),
-        fingerprints: Vec::new(),
-        inits: Vec::new(),
-        key_names: Vec::new(),
-        strong: Vec::new(),
-    };
-    let mut index_of: HashMap<u64, u32> = HashMap::new();
-    let mut keys: HashMap<F::Key, u32> = HashMap::new();
-    let mut intern = |key: F::Key, strong: bool, graph: &mut Graph| -> u32 {
-        let next = keys.len() as u32;
-        *keys.entry(key).or_insert_with_key(|key| {
-            graph.key_names.push(format!("{key:?}"));
-            graph.strong.push(strong);
-            next
-        })
-    };
-    let mut queue: VecDeque<(M::State, u32)> = VecDeque::new();
-    let mut add = |state: M::State,
-                   parent: (u32, u32),
-                   graph: &mut Graph,
-                   queue: &mut VecDeque<(M::State, u32)>|
-     -> u32 {
-        let fp = fingerprint(&state);
-        if let Some(index) = index_of.get(&fp) {
-            return *index;
-        }
-        let index = graph.holds.len() as u32;
-        index_of.insert(fp, index);
-        let mut bits = 0u64;
-        for (i, property) in properties.iter().enumerate() {
-            if (property.condition)(model, &state) {
-                bits |= 1 << i;
-            }
-        }
-        graph.holds.push(bits);
-        graph.parent.push(parent);
-        graph.fingerprints.push(fp);
-        graph.outside.push(false);
-        queue.push_back((state, index));
-        index
-    };
-    for (i, state) in model.init_states().into_iter().enumerate() {
-        let index = add(state, (NONE, i as u32), &mut graph, &mut queue);
-        graph.inits.push((index, i as u32));
-    }
-    let mut actions = Vec::new();
-    // States leave the queue in index order, so edges are appended in index order.
-    while let Some((state, index)) = queue.pop_front() {
-        if index % 65_536 == 0 {
-            progress(graph.holds.len());
-        }
-        if !model.within_boundary(&state) {
-            graph.outside[index as usize] = true;
-            graph.offsets.push(graph.edges.len() as u32);
-            continue;
-        }
-        let cut: Vec<u32> = fairness
-            .cut(model, &state)
-            .into_iter()
-            .map(|key| intern(key, true, &mut graph))
-            .collect();
-        if !cut.is_empty() {
-            graph.cut.insert(index, cut);
-        }
-        actions.clear();
-        model.actions(&state, &mut actions);
-        for (position, action) in actions.drain(..).enumerate() {
-            let class = match fairness.classify(model, &state, &action) {
-                Fairness::Fault => FAULT,
-                Fairness::Free => FREE,
-                Fairness::Weak(key) => intern(key, false, &mut graph),
-                Fairness::Strong(key) => intern(key, true, &mut graph),
-            };
-            let Some(next) = model.next_state(&state, action) else {
-                continue;
-            };
-            let edge_index = graph.edges.len() as u32;
-            let to = add(next, (index, edge_index), &mut graph, &mut queue);
-            graph.edges.push(Edge {
-                to,
-                class,
-                action: position as u32,
-            });
-        }
-        graph.offsets.push(graph.edges.len() as u32);
-    }
-    progress(graph.holds.len());
-    graph
 }
 
 /// The states reachable from an initial state through states where the goal (`bit`)
@@ -668,7 +526,7 @@ where
                     }
                 }
             );
-            violation = Some(Box::new(replay(
+            violation = Some(Box::new(lasso(
                 model, graph, parents, entry, &cycle, reason,
             )));
         }
@@ -688,7 +546,7 @@ where
         if graph.cut.contains_key(&s) {
             unknown.push("a state is stuck only because a bound cut an obligation".into());
         } else if violation.is_none() {
-            violation = Some(Box::new(replay(
+            violation = Some(Box::new(lasso(
                 model,
                 graph,
                 parents,
@@ -785,7 +643,7 @@ fn source_of(graph: &Graph, edge: u32) -> u32 {
 }
 
 /// Rebuilds a lasso's actions and states by replaying edges from an initial state.
-fn replay<M: Model>(
+fn lasso<M: Model>(
     model: &M,
     graph: &Graph,
     parents: &[(u32, u32)],
@@ -797,50 +655,15 @@ where
     M::State: Hash,
     M::Action: Clone,
 {
-    let mut prefix_edges = Vec::new();
-    let mut at = entry;
-    let init_position = loop {
-        let (parent, via) = parents[at as usize];
-        if parent == NONE {
-            break via;
-        }
-        prefix_edges.push(via);
-        at = parent;
-    };
-    prefix_edges.reverse();
-    let mut state = model
-        .init_states()
-        .into_iter()
-        .nth(init_position as usize)
-        .expect("the graph's initial states are the model's");
-    let mut states = Vec::new();
-    let mut indices = vec![init_position as usize];
-    let mut prefix = Vec::new();
-    let mut cycle_actions = Vec::new();
-    let mut actions = Vec::new();
-    for (i, edge) in prefix_edges.iter().chain(cycle).enumerate() {
-        let edge = graph.edges[*edge as usize];
-        actions.clear();
-        model.actions(&state, &mut actions);
-        let action = actions.swap_remove(edge.action as usize);
-        let next = model
-            .next_state(&state, action.clone())
-            .expect("replayed actions were enabled when the graph was built");
-        indices.push(edge.action as usize);
-        debug_assert_eq!(fingerprint(&next), graph.fingerprints[edge.to as usize]);
-        states.push(std::mem::replace(&mut state, next));
-        if i < prefix_edges.len() {
-            prefix.push(action);
-        } else {
-            cycle_actions.push(action);
-        }
-    }
-    states.push(state);
+    let mut replayed = replay(model, graph, parents, entry, cycle);
+    let cycle = replayed
+        .actions
+        .split_off(replayed.actions.len() - cycle.len());
     Lasso {
-        prefix,
-        cycle: cycle_actions,
-        states,
-        indices,
+        prefix: replayed.actions,
+        cycle,
+        states: replayed.states,
+        indices: replayed.indices,
         reason,
     }
 }

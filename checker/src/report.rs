@@ -23,10 +23,14 @@ pub fn text(outcome: &Outcome, safety_only: bool) -> String {
     ));
     out.push_str(&format!("  max depth        {:>12}\n", outcome.max_depth));
     out.push_str(&format!(
-        "  duration         {:>10.2} s  ({} states/s)\n",
+        "  duration         {:>10.2} s  ({} states/s, {} unique/s)\n",
         outcome.duration.as_secs_f64(),
-        group(outcome.rate() as usize)
+        group(outcome.rate() as usize),
+        group(outcome.unique_rate() as usize)
     ));
+    if let Some(bytes) = outcome.graph_bytes_per_state {
+        out.push_str(&format!("  graph            {bytes:>10.0} B per state\n"));
+    }
     out.push_str(&format!(
         "  complete         {:>12}\n",
         if outcome.complete { "yes" } else { "NO" }
@@ -114,6 +118,8 @@ pub fn json(outcome: &Outcome) -> Value {
         "max_depth": outcome.max_depth,
         "duration_s": outcome.duration.as_secs_f64(),
         "states_per_s": outcome.rate(),
+        "unique_states_per_s": outcome.unique_rate(),
+        "graph_bytes_per_state": outcome.graph_bytes_per_state,
         "complete": outcome.complete,
         "passed": outcome.passed(),
         "liveness": outcome.liveness.as_ref().map(|l| json!({

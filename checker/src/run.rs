@@ -2,6 +2,7 @@
 
 use crate::args::{RunArgs, Strategy};
 use ballot_checker::liveness::{self, Fairness, FairnessSpec, Verdict};
+use ballot_checker::state_graph::{self, Progress};
 use ballot_model::model::liveness as goals;
 use ballot_model::model::{BallotAction, BallotModel, BallotState, ModelConfig, Obligation};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
@@ -121,6 +122,8 @@ pub struct Outcome {
     pub properties: Vec<PropertyOutcome>,
     /// Figures of the liveness check, if it ran.
     pub liveness: Option<LivenessFigures>,
+    /// Bytes per state of the graph the liveness analysis reads (breadth-first only).
+    pub graph_bytes_per_state: Option<f64>,
 }
 
 /// What the liveness check explored and examined.
@@ -168,6 +171,11 @@ impl Outcome {
     pub fn rate(&self) -> f64 {
         self.states as f64 / self.duration.as_secs_f64().max(1e-9)
     }
+
+    /// Distinct states per second.
+    pub fn unique_rate(&self) -> f64 {
+        self.unique_states as f64 / self.duration.as_secs_f64().max(1e-9)
+    }
 }
 
 /// Checks `config` as `run` says; prints progress on stderr if `progress`.
@@ -182,6 +190,13 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
         (Strategy::Sim, None) => Some(Duration::from_secs(SIMULATION_DEFAULT_SECS)),
         _ => None,
     };
+    let started = Instant::now();
+    let deadline = timeout.map(|timeout| started + timeout);
+    if run.strategy == Strategy::Bfs {
+        let mut outcome = explore_once(&model, run, threads, deadline, progress);
+        outcome.config = description;
+        return outcome;
+    }
     let mut builder = model
         .clone()
         .checker()
@@ -193,12 +208,9 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
-    let started = Instant::now();
-    let deadline = timeout.map(|timeout| started + timeout);
     let (mut outcome, discoveries) = match run.strategy {
-        Strategy::Bfs => drive(builder.spawn_bfs(), started, deadline, progress),
         Strategy::Dfs => drive(builder.spawn_dfs(), started, deadline, progress),
-        Strategy::Sim => drive(
+        Strategy::Bfs | Strategy::Sim => drive(
             builder.spawn_simulation(run.seed, UniformChooser),
             started,
             deadline,
@@ -225,28 +237,141 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
         outcome.properties.extend(properties);
     }
     for (name, kind, counterexample) in discoveries {
-        let status = match (kind, counterexample.is_some()) {
-            (Kind::Safety | Kind::Liveness, true) => Status::Violated,
-            (Kind::Reachability, true) => Status::Found,
-            (Kind::Safety, false) if outcome.complete => Status::Holds,
-            (Kind::Reachability, false) if outcome.complete => Status::NotFound,
-            (_, false) => Status::Unknown,
-        };
-        outcome.properties.insert(
-            outcome
-                .properties
-                .iter()
-                .position(|p| p.kind == Kind::Liveness)
-                .unwrap_or(outcome.properties.len()),
-            PropertyOutcome {
-                name,
-                kind,
-                status,
-                counterexample: counterexample.filter(|_| kind == Kind::Safety),
-            },
+        outcome.properties.push(PropertyOutcome {
+            status: status_of(kind, counterexample.is_some(), outcome.complete),
+            name,
+            kind,
+            counterexample: counterexample.filter(|_| kind == Kind::Safety),
+        });
+    }
+    sort_properties(&mut outcome.properties);
+    outcome
+}
+
+/// A safety or reachability property's status, from whether a discovery was made and
+/// whether the exploration was complete.
+fn status_of(kind: Kind, discovered: bool, complete: bool) -> Status {
+    match (kind, discovered) {
+        (Kind::Safety | Kind::Liveness, true) => Status::Violated,
+        (Kind::Reachability, true) => Status::Found,
+        (Kind::Safety, false) if complete => Status::Holds,
+        (Kind::Reachability, false) if complete => Status::NotFound,
+        (_, false) => Status::Unknown,
+    }
+}
+
+/// Safety, then reachability, then liveness; the model's order within each kind.
+fn sort_properties(properties: &mut [PropertyOutcome]) {
+    properties.sort_by_key(|p| match p.kind {
+        Kind::Safety => 0,
+        Kind::Reachability => 1,
+        Kind::Liveness => 2,
+    });
+}
+
+/// The breadth-first check: one exploration (see [`ballot_checker::state_graph`])
+/// decides safety and reachability as it goes and keeps the graph the liveness
+/// analysis then runs on.
+fn explore_once(
+    model: &BallotModel,
+    run: &RunArgs,
+    threads: usize,
+    deadline: Option<Instant>,
+    progress: bool,
+) -> Outcome {
+    let started = Instant::now();
+    let interactive = std::io::stderr().is_terminal();
+    let mut last_report = Instant::now();
+    let mut report = |figures: &Progress| {
+        if !progress || last_report.elapsed() < PROGRESS_INTERVAL {
+            return;
+        }
+        last_report = Instant::now();
+        progress_line(
+            interactive,
+            &format!(
+                "  … {:>12} states, {:>11} unique, depth {:>3}, {:>6.1} s, {:>9.0} unique/s",
+                figures.states,
+                figures.unique_states,
+                figures.max_depth,
+                figures.elapsed.as_secs_f64(),
+                figures.unique_states as f64 / figures.elapsed.as_secs_f64().max(1e-9)
+            ),
         );
+    };
+    let liveness_properties = goals::all();
+    let options = state_graph::Options {
+        threads,
+        deadline,
+        max_depth: run.depth,
+        progress: Some(&mut report),
+    };
+    let exploration = state_graph::explore(model, &BallotFairness, &liveness_properties, options);
+    if progress && interactive {
+        eprint!("\r{:100}\r", "");
+    }
+    let duration = started.elapsed();
+    let mut outcome = Outcome {
+        config: String::new(),
+        strategy: Strategy::Bfs,
+        threads,
+        states: exploration.figures.states,
+        unique_states: exploration.unique_states(),
+        max_depth: exploration.figures.max_depth,
+        duration,
+        complete: exploration.complete,
+        properties: Vec::new(),
+        liveness: None,
+        graph_bytes_per_state: Some(exploration.bytes_per_state()),
+    };
+    for discovery in &exploration.discoveries {
+        let kind = match discovery.expectation {
+            Expectation::Sometimes => Kind::Reachability,
+            _ => Kind::Safety,
+        };
+        let counterexample = match (kind, discovery.state) {
+            (Kind::Safety, Some(state)) => {
+                let replayed = exploration.path_to(model, state);
+                let mut counterexample = render_replayed(model, discovery.name, &replayed);
+                counterexample.explorer = Some(explorer_address(&replayed.indices));
+                Some(counterexample)
+            }
+            _ => None,
+        };
+        outcome.properties.push(PropertyOutcome {
+            name: discovery.name,
+            kind,
+            status: status_of(kind, discovery.state.is_some(), exploration.complete),
+            counterexample,
+        });
+    }
+    let run_liveness = run.liveness && run.depth.is_none() && !exploration.violated();
+    if run_liveness {
+        let started = Instant::now();
+        let result = liveness::analyze(model, &exploration, &liveness_properties);
+        let (figures, properties) = liveness_outcome(model, result, started.elapsed());
+        outcome.liveness = Some(figures);
+        outcome.properties.extend(properties);
     }
     outcome
+}
+
+/// Writes one progress line on stderr (overwriting the last one on a terminal).
+fn progress_line(interactive: bool, line: &str) {
+    let mut stderr = std::io::stderr();
+    if interactive {
+        let _ = write!(stderr, "\r{line}");
+    } else {
+        let _ = writeln!(stderr, "{line}");
+    }
+    let _ = stderr.flush();
+}
+
+/// Stateright's explorer address of a path: the initial state's index, then each
+/// action's index among its state's actions.
+fn explorer_address(indices: &[usize]) -> String {
+    let indices: Vec<String> = indices.iter().map(usize::to_string).collect();
+    format!("#/steps/{}", indices.join("/"))
 }
 
 /// The model's fairness, as the generic liveness checker wants it.
@@ -296,6 +421,16 @@ pub fn check_liveness(
     if progress && interactive {
         eprint!("\r{:100}\r", "");
     }
+    let duration = outcome.explore_time + outcome.analysis_time;
+    liveness_outcome(model, outcome, duration)
+}
+
+/// The liveness verdicts as properties of the report, and the figures.
+fn liveness_outcome(
+    model: &BallotModel,
+    outcome: liveness::LivenessOutcome<BallotModel>,
+    duration: Duration,
+) -> (LivenessFigures, Vec<PropertyOutcome>) {
     let figures = LivenessFigures {
         unique_states: outcome.unique_states,
         edges: outcome.edges,
@@ -303,7 +438,7 @@ pub fn check_liveness(
         cyclic_components: outcome.properties.iter().map(|p| p.cyclic_components).sum(),
         fair_components: outcome.properties.iter().map(|p| p.fair_components).sum(),
         truncated_states: outcome.truncated_states,
-        duration: outcome.explore_time + outcome.analysis_time,
+        duration,
     };
     let properties = outcome
         .properties
@@ -424,6 +559,7 @@ fn drive<C: Checker<BallotModel>>(
         complete: false,
         properties: Vec::new(),
         liveness: None,
+        graph_bytes_per_state: None,
     };
     (outcome, discoveries)
 }
@@ -433,15 +569,32 @@ fn render(
     property: &str,
     path: Path<BallotState, ballot_model::model::BallotAction>,
 ) -> Counterexample {
-    let steps: Vec<String> = path
-        .clone()
-        .into_actions()
-        .iter()
-        .map(|action| model.format_action(action))
-        .collect();
-    let last = path.last_state();
+    let last = path.last_state().clone();
+    render_steps(model, property, &path.into_actions(), &last)
+}
+
+/// A safety counterexample found by the breadth-first exploration.
+fn render_replayed(
+    model: &BallotModel,
+    property: &str,
+    replayed: &state_graph::Replayed<BallotModel>,
+) -> Counterexample {
+    let last = replayed.states.last().expect("a path has a state");
+    render_steps(model, property, &replayed.actions, last)
+}
+
+/// A safety counterexample: the steps to `last`, and why `property` fails there.
+fn render_steps(
+    model: &BallotModel,
+    property: &str,
+    actions: &[BallotAction],
+    last: &BallotState,
+) -> Counterexample {
     Counterexample {
-        steps,
+        steps: actions
+            .iter()
+            .map(|action| model.format_action(action))
+            .collect(),
         cycle_start: None,
         explorer: None,
         final_state: summarise(model, last),
