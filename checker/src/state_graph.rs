@@ -282,6 +282,9 @@ struct Expanded<S, K> {
     successors: Vec<(u32, Fairness<K>, u64, S)>,
 }
 
+/// A chunk's states, expanded, in queue order.
+type ExpandedChunk<S, K> = Vec<Expanded<S, K>>;
+
 /// Explores every state of `model` reachable from its initial states, breadth first.
 pub fn explore<M, F>(
     model: &M,
@@ -430,7 +433,8 @@ where
         let mut next_chunk = 0u64;
         let mut merge_chunk = 0u64;
         let mut in_flight = 0usize;
-        let mut waiting: BTreeMap<u64, Vec<Expanded<M::State, F::Key>>> = BTreeMap::new();
+        // Expanded chunks that arrived before an earlier one.
+        let mut waiting: BTreeMap<u64, ExpandedChunk<M::State, F::Key>> = BTreeMap::new();
         let mut garbage: Vec<M::State> = Vec::new();
         let mut intern = |key: F::Key, strong: bool, graph: &mut Graph| -> u32 {
             let next = keys.len() as u32;
