@@ -11,6 +11,7 @@ use crate::replica::{ClusterConfig, Replica};
 use crate::snapshot::Snapshot;
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Everything on the model's network.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,19 +35,22 @@ pub enum ModelTimer {
 
 /// What a server's disk holds: the fold of every `Persist` the core emitted, and the
 /// latest snapshot saved.
+///
+/// Both parts are shared: stateright copies every actor's storage on every step, and
+/// most steps persist nothing, so a copy is two reference counts, not a log.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stored {
     /// The durable state as persisted.
-    pub durable: DurableState<Value>,
+    pub durable: Arc<DurableState<Value>>,
     /// The latest durable snapshot (the initial state until the first one).
-    pub snapshot: Snapshot<Register>,
+    pub snapshot: Arc<Snapshot<Register>>,
 }
 
 impl Default for Stored {
     fn default() -> Self {
         Stored {
-            durable: DurableState::default(),
-            snapshot: Snapshot::initial(Register::default()),
+            durable: Arc::new(DurableState::default()),
+            snapshot: Arc::new(Snapshot::initial(Register::default())),
         }
     }
 }
@@ -184,12 +188,12 @@ fn emit(
     for effect in effects {
         match effect {
             Effect::Persist(update) => {
-                stored.durable.apply(&update);
+                Arc::make_mut(&mut stored.durable).apply(&update);
                 persisted = true;
             }
             Effect::SaveSnapshot(snapshot) => {
                 if snapshot.slot > stored.snapshot.slot {
-                    stored.snapshot = snapshot;
+                    stored.snapshot = Arc::new(snapshot);
                     persisted = true;
                 }
             }
@@ -234,8 +238,8 @@ impl Actor for ModelActor {
                 let restored = Replica::restore(
                     usize::from(id),
                     cluster.clone(),
-                    stored.snapshot.clone(),
-                    stored.durable.clone(),
+                    Snapshot::clone(&stored.snapshot),
+                    DurableState::clone(&stored.durable),
                 );
                 // The adapter saves every snapshot before it compacts, so the disk it
                 // kept is always consistent.

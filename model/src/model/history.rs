@@ -9,15 +9,30 @@ use crate::register::{RegisterOp, RegisterRet, RegisterSpec, Value};
 use stateright::actor::Envelope;
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
-/// The clients' history.
+/// The clients' history, shared between states until one of them records something
+/// (stateright copies it on every step; few steps change it). Reads go through
+/// [`Deref`] to [`Observed`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ModelHistory(Arc<Observed>);
+
+impl Deref for ModelHistory {
+    type Target = Observed;
+    fn deref(&self) -> &Observed {
+        &self.0
+    }
+}
+
+/// What the clients observed.
 ///
 /// An operation is *invoked* when its client first sends it (retries re-send the same
 /// `(client, seq)` and are the same operation) and *returns* when the client accepts
 /// the first answer for it. A client never abandons an operation, so one thread id per
 /// client is sound for the tester (one operation in flight per thread).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ModelHistory {
+pub struct Observed {
     /// Stateright's linearizability tester over the register spec, one thread per client.
     pub linearizability: LinearizabilityTester<ClientId, RegisterSpec>,
     /// Per client, the last seq invoked.
@@ -30,9 +45,9 @@ pub struct ModelHistory {
     pub read_replies: BTreeMap<(ClientId, u64), Option<Value>>,
 }
 
-impl Default for ModelHistory {
+impl Default for Observed {
     fn default() -> Self {
-        ModelHistory {
+        Observed {
             linearizability: LinearizabilityTester::new(RegisterSpec::default()),
             invoked: BTreeMap::new(),
             returned: BTreeMap::new(),
@@ -70,12 +85,12 @@ pub fn record_invocation(
         ClientRequest::Write(request) => RegisterOp::Write(request.command),
         ClientRequest::Read { .. } => RegisterOp::Read,
     };
-    let mut next = history.clone();
+    let mut next = Observed::clone(history);
     // An error means two operations in flight for one client: the tester then marks the
     // history invalid, which the linearizability property reports.
     let _ = next.linearizability.on_invoke(client, op);
     next.invoked.insert(client, seq);
-    Some(next)
+    Some(ModelHistory(Arc::new(next)))
 }
 
 /// `record_msg_in` hook: a client accepting an answer returns the operation. Only
@@ -98,7 +113,7 @@ pub fn record_return(
     {
         return None;
     }
-    let mut next = history.clone();
+    let mut next = Observed::clone(history);
     let ret = match response {
         ClientResponse::Written { output, .. } => {
             next.write_replies.insert((client, seq), *output);
@@ -112,10 +127,10 @@ pub fn record_return(
     };
     let _ = next.linearizability.on_return(client, ret);
     next.returned.insert(client, seq);
-    Some(next)
+    Some(ModelHistory(Arc::new(next)))
 }
 
-impl ModelHistory {
+impl Observed {
     /// True if the history so far is linearizable.
     pub fn is_linearizable(&self) -> bool {
         self.linearizability.is_consistent()

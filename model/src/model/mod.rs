@@ -30,4 +30,4 @@ pub use checked::{BallotAction, BallotModel, BallotState, Ledger};
 pub use config::{ClientScript, ModelConfig, NetworkKind, Timing};
 pub use connectivity::{Connectivity, Opening, Scenario};
 pub use fairness::{ActionClass, Obligation};
-pub use history::ModelHistory;
+pub use history::{ModelHistory, Observed};
