@@ -20,6 +20,7 @@ use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id, Lossy
 use stateright::{Model, Path, Property};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// An action of the model: deliver, drop, timeout, crash, recover.
 pub type BallotAction = ActorModelAction<ModelMsg, ModelTimer, ()>;
@@ -33,10 +34,11 @@ pub struct Ledger {
     /// Elections so far: election timeouts that started a new ballot (a candidate
     /// asking again at its ballot is not counted).
     pub elections: u8,
-    /// Every vote ever cast: `(slot, ballot, value)` → voters.
-    pub votes: BTreeMap<(Slot, Ballot, Proposal<Value>), BTreeSet<NodeId>>,
-    /// The abstract state the concrete one maps to.
-    pub spec: ConsensusSpec,
+    /// Every vote ever cast: `(slot, ballot, value)` → voters. Shared between states
+    /// until a step records a new vote (most steps do not).
+    pub votes: Arc<BTreeMap<(Slot, Ballot, Proposal<Value>), BTreeSet<NodeId>>>,
+    /// The abstract state the concrete one maps to; shared like `votes`.
+    pub spec: Arc<ConsensusSpec>,
     /// The first spec violation found, if any.
     pub spec_violation: Option<SpecViolation>,
     /// When a leader first crashed: the highest commit index any server had then.
@@ -355,10 +357,10 @@ impl Model for BallotModel {
             .into_iter()
             .map(|system| {
                 let mut ledger = Ledger {
-                    spec: ConsensusSpec::with_sessions_max(self.config.sessions_max),
+                    spec: Arc::new(ConsensusSpec::with_sessions_max(self.config.sessions_max)),
                     ..Ledger::default()
                 };
-                refine(&mut ledger, self.config.servers, &system);
+                refine(&mut ledger, self.config.servers, &system, None);
                 let state = BallotState { system, ledger };
                 match self.config.opening {
                     Opening::Cold => state,
@@ -417,7 +419,12 @@ impl Model for BallotModel {
                 matches!(&**state, ModelActorState::Server(server)
                     if server.replica.client_table().floor() > 0)
             });
-        refine(&mut ledger, self.config.servers, &system);
+        refine(
+            &mut ledger,
+            self.config.servers,
+            &system,
+            Some(&last.system),
+        );
         Some(BallotState { system, ledger })
     }
 

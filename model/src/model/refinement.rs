@@ -15,6 +15,7 @@ use crate::message::Proposal;
 use crate::register::Value;
 use crate::spec::{SpecValue, SpecViolation};
 use stateright::actor::ActorModelState;
+use std::sync::Arc;
 
 /// The spec's view of a slot's value.
 pub fn abstract_value(proposal: &Proposal<Value>) -> SpecValue {
@@ -29,17 +30,24 @@ fn spec_ballot(ballot: Ballot) -> (u32, usize) {
     (ballot.round, ballot.node)
 }
 
-/// Advances the ledger's abstract state to match `system`; records the first spec
-/// violation found.
+/// Advances the ledger's abstract state to match `system`, reached in one step from
+/// `previous` (`None` for an initial state, whose ledger is fresh); records the first
+/// spec violation found.
+///
+/// The vote history and the abstract state change only when a step records a new
+/// vote, and are shared between states otherwise. That is exact, not a shortcut: a
+/// choice is a function of the votes, so without a new vote the abstract step would
+/// choose nothing new, and every vote was already checked against every choice.
 pub fn refine(
     ledger: &mut Ledger,
     servers: usize,
     system: &ActorModelState<ModelActor, ModelHistory>,
+    previous: Option<&ActorModelState<ModelActor, ModelHistory>>,
 ) {
     if ledger.spec_violation.is_some() {
         return; // Already failed; the first violation is the interesting one.
     }
-    if let Err(violation) = refine_step(ledger, servers, system) {
+    if let Err(violation) = refine_step(ledger, servers, system, previous) {
         ledger.spec_violation = Some(violation);
     }
 }
@@ -48,36 +56,50 @@ fn refine_step(
     ledger: &mut Ledger,
     servers: usize,
     system: &ActorModelState<ModelActor, ModelHistory>,
+    previous: Option<&ActorModelState<ModelActor, ModelHistory>>,
 ) -> Result<(), SpecViolation> {
-    // 1. Record the votes visible now.
+    // 1. Record the votes visible now. A server the step did not touch keeps its very
+    //    state (stateright shares it), so its votes are recorded already.
+    let mut new_votes = Vec::new();
     for (node, state) in system.actor_states.iter().enumerate().take(servers) {
         let ModelActorState::Server(server) = &**state else {
             continue;
         };
+        let untouched =
+            previous.is_some_and(|previous| Arc::ptr_eq(&previous.actor_states[node], state));
+        if untouched {
+            continue;
+        }
         for (slot, entry) in &server.replica.durable().accepted {
-            ledger
+            let key = (*slot, entry.ballot, entry.proposal.clone());
+            let known = ledger
                 .votes
-                .entry((*slot, entry.ballot, entry.proposal.clone()))
-                .or_default()
-                .insert(node);
+                .get(&key)
+                .is_some_and(|voters| voters.contains(&node));
+            if !known {
+                new_votes.push((key, node));
+            }
         }
     }
-    // 2. Abstract step: values voted by a majority at one ballot are chosen.
-    let majority = quorum(servers);
-    for ((slot, ballot, proposal), voters) in &ledger.votes {
-        if voters.len() >= majority {
-            ledger
-                .spec
-                .choose(*slot, spec_ballot(*ballot), abstract_value(proposal))?;
+    if previous.is_none() || !new_votes.is_empty() {
+        let votes = Arc::make_mut(&mut ledger.votes);
+        for (key, node) in new_votes {
+            votes.entry(key).or_default().insert(node);
         }
-    }
-    // 3. No vote may contradict a choice.
-    for ((slot, ballot, proposal), voters) in &ledger.votes {
-        let value = abstract_value(proposal);
-        for node in voters {
-            ledger
-                .spec
-                .check_vote(*node, *slot, spec_ballot(*ballot), &value)?;
+        let spec = Arc::make_mut(&mut ledger.spec);
+        // 2. Abstract step: values voted by a majority at one ballot are chosen.
+        let majority = quorum(servers);
+        for ((slot, ballot, proposal), voters) in votes.iter() {
+            if voters.len() >= majority {
+                spec.choose(*slot, spec_ballot(*ballot), abstract_value(proposal))?;
+            }
+        }
+        // 3. No vote may contradict a choice.
+        for ((slot, ballot, proposal), voters) in votes.iter() {
+            let value = abstract_value(proposal);
+            for node in voters {
+                spec.check_vote(*node, *slot, spec_ballot(*ballot), &value)?;
+            }
         }
     }
     // 4. What replicas committed is chosen.
