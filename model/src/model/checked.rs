@@ -25,6 +25,9 @@ use std::sync::Arc;
 /// An action of the model: deliver, drop, timeout, crash, recover.
 pub type BallotAction = ActorModelAction<ModelMsg, ModelTimer, ()>;
 
+/// Every vote ever cast: `(slot, ballot, value)` → voters.
+pub type Votes = BTreeMap<(Slot, Ballot, Proposal<Value>), BTreeSet<NodeId>>;
+
 /// Bookkeeping that is part of the explored state but of no actor: fault budgets spent
 /// and the abstract spec state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -36,7 +39,7 @@ pub struct Ledger {
     pub elections: u8,
     /// Every vote ever cast: `(slot, ballot, value)` → voters. Shared between states
     /// until a step records a new vote (most steps do not).
-    pub votes: Arc<BTreeMap<(Slot, Ballot, Proposal<Value>), BTreeSet<NodeId>>>,
+    pub votes: Arc<Votes>,
     /// The abstract state the concrete one maps to; shared like `votes`.
     pub spec: Arc<ConsensusSpec>,
     /// The first spec violation found, if any.
