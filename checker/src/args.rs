@@ -52,6 +52,11 @@ pub enum Strategy {
     Dfs,
     /// Random simulation: never complete, for configurations too large to exhaust.
     Sim,
+    /// Swarm search: many random walks on every core, each with its own random choice
+    /// of which kinds of action it takes (deliveries, drops, each timer, crashes,
+    /// recoveries); never complete, for worlds beyond exhaustion. A violation is
+    /// reported with its walk's seed and an explorer address that replays it.
+    Swarm,
 }
 
 /// The model's configuration, shared by `check` and `explore`.
@@ -208,13 +213,15 @@ pub struct RunArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Stop exploring below this depth (the result is then incomplete).
+    /// Stop exploring below this depth (the result is then incomplete); with `swarm`,
+    /// the most steps per walk [default: 200].
     #[arg(long)]
     pub depth: Option<usize>,
-    /// Stop after this many seconds (the result is then incomplete).
-    #[arg(long)]
+    /// Stop after this many seconds (the result is then incomplete) [default: 30 for
+    /// `sim` and `swarm`, none otherwise].
+    #[arg(long, visible_alias = "seconds")]
     pub timeout: Option<u64>,
-    /// Seed for `--strategy sim`.
+    /// Seed for `--strategy sim` and `swarm`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Symmetry reduction. Refused for this model: see SPEC.md, "Symmetry".

@@ -4,3 +4,4 @@
 
 pub mod liveness;
 pub mod state_graph;
+pub mod swarm;

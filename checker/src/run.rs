@@ -1,6 +1,7 @@
 //! Running one model check and collecting its outcome.
 
 use crate::args::{RunArgs, Strategy};
+use crate::report::group;
 use ballot_checker::liveness::{self, Fairness, FairnessSpec, Verdict};
 use ballot_checker::state_graph::{self, Progress};
 use ballot_model::model::liveness as goals;
@@ -187,13 +188,20 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let timeout = match (run.strategy, run.timeout) {
         (_, Some(secs)) => Some(Duration::from_secs(secs)),
-        (Strategy::Sim, None) => Some(Duration::from_secs(SIMULATION_DEFAULT_SECS)),
+        (Strategy::Sim | Strategy::Swarm, None) => {
+            Some(Duration::from_secs(SIMULATION_DEFAULT_SECS))
+        }
         _ => None,
     };
     let started = Instant::now();
     let deadline = timeout.map(|timeout| started + timeout);
     if run.strategy == Strategy::Bfs {
         let mut outcome = explore_once(&model, run, threads, deadline, progress);
+        outcome.config = description;
+        return outcome;
+    }
+    if let (Strategy::Swarm, Some(deadline)) = (run.strategy, deadline) {
+        let mut outcome = swarm(&model, run, threads, deadline, progress);
         outcome.config = description;
         return outcome;
     }
@@ -210,7 +218,7 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
     }
     let (mut outcome, discoveries) = match run.strategy {
         Strategy::Dfs => drive(builder.spawn_dfs(), started, deadline, progress),
-        Strategy::Bfs | Strategy::Sim => drive(
+        Strategy::Bfs | Strategy::Sim | Strategy::Swarm => drive(
             builder.spawn_simulation(run.seed, UniformChooser),
             started,
             deadline,
@@ -225,7 +233,7 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
     let stopped_by_failure = discoveries
         .iter()
         .any(|(_, kind, counterexample)| *kind == Kind::Safety && counterexample.is_some());
-    outcome.complete = run.strategy != Strategy::Sim
+    outcome.complete = !matches!(run.strategy, Strategy::Sim | Strategy::Swarm)
         && !stopped_by_timeout
         && !stopped_by_depth
         && !stopped_by_failure;
@@ -352,6 +360,93 @@ fn explore_once(
         let (figures, properties) = liveness_outcome(model, result, started.elapsed());
         outcome.liveness = Some(figures);
         outcome.properties.extend(properties);
+    }
+    outcome
+}
+
+/// Most steps per swarm walk when `--depth` is not given: deeper than any
+/// counterexample the exhaustive checks have produced, short enough that many walks
+/// start afresh.
+const SWARM_DEPTH_DEFAULT: usize = 200;
+
+/// The swarm search (see [`ballot_checker::swarm`]): never complete; safety properties
+/// are violated or unknown, targets found or unknown.
+fn swarm(
+    model: &BallotModel,
+    run: &RunArgs,
+    threads: usize,
+    deadline: Instant,
+    progress: bool,
+) -> Outcome {
+    if progress {
+        eprintln!(
+            "  … swarm: random walks on {threads} threads until {:.0} s, seed {}",
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64(),
+            run.seed
+        );
+    }
+    let result = ballot_checker::swarm::search(
+        model,
+        ballot_checker::swarm::Options {
+            threads,
+            deadline,
+            max_walks: None,
+            seed: run.seed,
+            depth: run.depth.unwrap_or(SWARM_DEPTH_DEFAULT),
+            kinds: BallotModel::ACTION_KINDS,
+            kind_of: BallotModel::action_kind,
+            stop_at_first_violation: true,
+        },
+    );
+    let mut outcome = Outcome {
+        config: String::new(),
+        strategy: Strategy::Swarm,
+        threads,
+        states: result.steps as usize,
+        unique_states: result.unique_states,
+        max_depth: result.max_depth,
+        duration: result.duration,
+        complete: false,
+        properties: Vec::new(),
+        liveness: None,
+        graph_bytes_per_state: None,
+    };
+    for discovery in result.discoveries {
+        let kind = match discovery.expectation {
+            Expectation::Sometimes => Kind::Reachability,
+            _ => Kind::Safety,
+        };
+        let counterexample = match (kind, &discovery.walk) {
+            (Kind::Safety, Some(walk)) => {
+                let (actions, states) = ballot_checker::swarm::replay(model, &walk.indices);
+                let last = states.last().expect("a walk has a state");
+                let mut counterexample = render_steps(model, discovery.name, &actions, last);
+                counterexample.explorer = Some(explorer_address(&walk.indices));
+                counterexample.reason = Some(format!(
+                    "{} (walk {} of seed {})",
+                    counterexample.reason.unwrap_or_default(),
+                    walk.number,
+                    run.seed
+                ));
+                Some(counterexample)
+            }
+            _ => None,
+        };
+        outcome.properties.push(PropertyOutcome {
+            name: discovery.name,
+            kind,
+            status: status_of(kind, discovery.walk.is_some(), false),
+            counterexample,
+        });
+    }
+    if progress {
+        eprintln!(
+            "  … swarm: {} walks, {} steps",
+            group(result.walks as usize),
+            group(result.steps as usize)
+        );
     }
     outcome
 }

@@ -350,6 +350,42 @@ impl BallotModel {
     }
 }
 
+impl BallotModel {
+    /// Kinds of action, for searches that weigh or switch them (see
+    /// `ballot-check check --strategy swarm`): delivering a peer message, a client
+    /// request, an answer; a drop; each timer; a crash; a recovery.
+    pub const ACTION_KINDS: usize = 10;
+
+    /// The kind of `action`, below [`BallotModel::ACTION_KINDS`].
+    ///
+    /// ```
+    /// use ballot_model::model::{BallotModel, ModelConfig};
+    /// use stateright::actor::{ActorModelAction, Id};
+    /// use stateright::Model;
+    /// let model = BallotModel::new(ModelConfig::default());
+    /// let crash = ActorModelAction::Crash(Id::from(0));
+    /// assert!(BallotModel::action_kind(&crash) < BallotModel::ACTION_KINDS);
+    /// ```
+    pub fn action_kind(action: &BallotAction) -> usize {
+        match action {
+            ActorModelAction::Deliver { msg, .. } => match msg {
+                ModelMsg::Peer(_) => 0,
+                ModelMsg::Request(_) => 1,
+                ModelMsg::Response(_) => 2,
+            },
+            ActorModelAction::Drop(_) => 3,
+            ActorModelAction::Timeout(_, timer) => match timer {
+                ModelTimer::Server(Timer::Election) => 4,
+                ModelTimer::Server(Timer::Heartbeat) => 5,
+                ModelTimer::Server(Timer::CheckQuorum) => 6,
+                ModelTimer::ClientRetry => 7,
+            },
+            ActorModelAction::Crash(_) => 8,
+            ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => 9,
+        }
+    }
+}
+
 impl Model for BallotModel {
     type State = BallotState;
     type Action = BallotAction;
