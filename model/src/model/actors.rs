@@ -16,8 +16,10 @@ use std::sync::Arc;
 /// Everything on the model's network.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ModelMsg {
-    /// Server to server.
-    Peer(Message<Register>),
+    /// Server to server. Shared: stateright copies the whole network on every step,
+    /// and a peer message (an accept with its proposal, a promise with its log) is the
+    /// largest thing on it.
+    Peer(Arc<Message<Register>>),
     /// Client to server.
     Request(ClientRequest<Value, ()>),
     /// Server to client.
@@ -197,7 +199,7 @@ fn emit(
                     persisted = true;
                 }
             }
-            Effect::Send { to, message } => o.send(Id::from(to), ModelMsg::Peer(message)),
+            Effect::Send { to, message } => o.send(Id::from(to), ModelMsg::Peer(Arc::new(message))),
             Effect::Reply { client, response } => o.send(
                 client_actor_id(servers, client),
                 ModelMsg::Response(response),
@@ -279,7 +281,7 @@ impl Actor for ModelActor {
             (ModelActor::Server { .. }, ModelMsg::Peer(message)) => {
                 let input = Input::Message {
                     from: usize::from(src),
-                    message,
+                    message: Arc::unwrap_or_clone(message),
                 };
                 self.drive_server(state, input, o);
             }
