@@ -94,6 +94,16 @@ impl Graph {
         }
     }
 
+    /// Returns the arrays' unused capacity.
+    fn shrink_to_fit(&mut self) {
+        self.offsets.shrink_to_fit();
+        self.edges.shrink_to_fit();
+        self.holds.shrink_to_fit();
+        self.outside.shrink_to_fit();
+        self.parent.shrink_to_fit();
+        self.fingerprints.shrink_to_fit();
+    }
+
     /// Number of states.
     pub(crate) fn len(&self) -> usize {
         self.holds.len()
@@ -551,6 +561,9 @@ where
     let depth_cut = options
         .max_depth
         .is_some_and(|max| depths.iter().any(|d| *d as usize >= max));
+    // Growth by doubling leaves up to half of each array unused; the graph lives on
+    // through the liveness analysis.
+    graph.shrink_to_fit();
     figures.unique_states = graph.len();
     figures.elapsed = started.elapsed();
     if let Some(progress) = options.progress.as_mut() {
