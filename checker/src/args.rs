@@ -48,7 +48,9 @@ pub enum Strategy {
     /// Breadth-first, on every core, one pass for safety, reachability and liveness:
     /// shortest counterexamples, deterministic; keeps full states only in its queue.
     Bfs,
-    /// Depth-first: keeps only fingerprints; less memory, longer traces.
+    /// Depth-first, the same one pass on every core: memory for the graph only (about
+    /// 100 bytes per state with its index) instead of a whole breadth-first level of
+    /// full states; the same states and verdicts, longer counterexamples.
     Dfs,
     /// Random simulation: never complete, for configurations too large to exhaust.
     Sim,
@@ -227,8 +229,8 @@ pub struct RunArgs {
     /// Symmetry reduction. Refused for this model: see SPEC.md, "Symmetry".
     #[arg(long)]
     pub symmetry: bool,
-    /// Skip the liveness analysis. With `bfs` the graph it reads is built by the one
-    /// exploration anyway; with `dfs` the liveness check would build it a second time.
+    /// Skip the liveness analysis (the graph it reads is built by the exploration
+    /// anyway).
     #[arg(long = "no-liveness", action = clap::ArgAction::SetFalse)]
     pub liveness: bool,
 }

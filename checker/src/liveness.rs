@@ -50,6 +50,7 @@ use crate::state_graph::{self, replay, Exploration, Graph, Options, Progress, FA
 // other way round.
 pub use ballot_model::model::fairness::Fairness;
 pub use ballot_model::model::liveness::{LivenessProperty, Temporal};
+use ballot_model::model::{BallotAction, BallotModel, BallotState, Obligation};
 
 /// Fairness stated as data for model `M`.
 pub trait FairnessSpec<M: Model> {
@@ -76,6 +77,30 @@ where
     type Key = M::Action;
     fn classify(&self, _: &M, _: &M::State, action: &M::Action) -> Fairness<M::Action> {
         Fairness::Weak(action.clone())
+    }
+}
+
+/// The ballot model's fairness (stated by the model, [`BallotModel::classify`] and
+/// [`BallotModel::cut_obligations`]), as this checker reads it.
+///
+/// [`BallotModel::classify`]: ballot_model::model::BallotModel::classify
+/// [`BallotModel::cut_obligations`]: ballot_model::model::BallotModel::cut_obligations
+pub struct BallotFairness;
+
+impl FairnessSpec<BallotModel> for BallotFairness {
+    type Key = Obligation;
+
+    fn classify(
+        &self,
+        model: &BallotModel,
+        state: &BallotState,
+        action: &BallotAction,
+    ) -> Fairness<Obligation> {
+        model.classify(state, action)
+    }
+
+    fn cut(&self, model: &BallotModel, state: &BallotState) -> Vec<Obligation> {
+        model.cut_obligations(state)
     }
 }
 

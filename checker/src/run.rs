@@ -2,10 +2,10 @@
 
 use crate::args::{RunArgs, Strategy};
 use crate::report::group;
-use ballot_checker::liveness::{self, Fairness, FairnessSpec, Verdict};
-use ballot_checker::state_graph::{self, Progress};
+use ballot_checker::liveness::{self, BallotFairness, Verdict};
+use ballot_checker::state_graph::{self, Order, Progress};
 use ballot_model::model::liveness as goals;
-use ballot_model::model::{BallotAction, BallotModel, BallotState, ModelConfig, Obligation};
+use ballot_model::model::{BallotAction, BallotModel, BallotState, ModelConfig};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -163,11 +163,6 @@ impl Outcome {
         })
     }
 
-    /// True if no safety property is violated.
-    pub fn safe(&self) -> bool {
-        !self.properties.iter().any(|p| p.status == Status::Violated)
-    }
-
     /// States per second.
     pub fn rate(&self) -> f64 {
         self.states as f64 / self.duration.as_secs_f64().max(1e-9)
@@ -195,16 +190,35 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
     };
     let started = Instant::now();
     let deadline = timeout.map(|timeout| started + timeout);
-    if run.strategy == Strategy::Bfs {
-        let mut outcome = explore_once(&model, run, threads, deadline, progress);
-        outcome.config = description;
-        return outcome;
-    }
-    if let (Strategy::Swarm, Some(deadline)) = (run.strategy, deadline) {
-        let mut outcome = swarm(&model, run, threads, deadline, progress);
-        outcome.config = description;
-        return outcome;
-    }
+    let mut outcome = match (run.strategy, deadline) {
+        (Strategy::Bfs, _) => explore_once(
+            &model,
+            run,
+            threads,
+            deadline,
+            Order::BreadthFirst,
+            progress,
+        ),
+        (Strategy::Dfs, _) => {
+            explore_once(&model, run, threads, deadline, Order::DepthFirst, progress)
+        }
+        (Strategy::Swarm, Some(deadline)) => swarm(&model, run, threads, deadline, progress),
+        (Strategy::Sim | Strategy::Swarm, _) => simulate(&model, run, threads, timeout, progress),
+    };
+    outcome.config = description;
+    outcome
+}
+
+/// Stateright's random simulation: never complete; no liveness.
+fn simulate(
+    model: &BallotModel,
+    run: &RunArgs,
+    threads: usize,
+    timeout: Option<Duration>,
+    progress: bool,
+) -> Outcome {
+    let started = Instant::now();
+    let deadline = timeout.map(|timeout| started + timeout);
     let mut builder = model
         .clone()
         .checker()
@@ -216,37 +230,13 @@ pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
-    let (mut outcome, discoveries) = match run.strategy {
-        Strategy::Dfs => drive(builder.spawn_dfs(), started, deadline, progress),
-        Strategy::Bfs | Strategy::Sim | Strategy::Swarm => drive(
-            builder.spawn_simulation(run.seed, UniformChooser),
-            started,
-            deadline,
-            progress,
-        ),
-    };
-    outcome.config = description;
+    let checker = builder.spawn_simulation(run.seed, UniformChooser);
+    let (mut outcome, discoveries) = drive(checker, started, deadline, progress);
     outcome.strategy = run.strategy;
     outcome.threads = threads;
-    let stopped_by_timeout = timeout.is_some_and(|t| outcome.duration >= t);
-    let stopped_by_depth = run.depth.is_some_and(|d| outcome.max_depth >= d);
-    let stopped_by_failure = discoveries
-        .iter()
-        .any(|(_, kind, counterexample)| *kind == Kind::Safety && counterexample.is_some());
-    outcome.complete = !matches!(run.strategy, Strategy::Sim | Strategy::Swarm)
-        && !stopped_by_timeout
-        && !stopped_by_depth
-        && !stopped_by_failure;
-    let skip_liveness =
-        !run.liveness || run.strategy == Strategy::Sim || run.depth.is_some() || !outcome.safe();
-    if !skip_liveness {
-        let (figures, properties) = check_liveness(&model, progress);
-        outcome.liveness = Some(figures);
-        outcome.properties.extend(properties);
-    }
     for (name, kind, counterexample) in discoveries {
         outcome.properties.push(PropertyOutcome {
-            status: status_of(kind, counterexample.is_some(), outcome.complete),
+            status: status_of(kind, counterexample.is_some(), false),
             name,
             kind,
             counterexample: counterexample.filter(|_| kind == Kind::Safety),
@@ -285,6 +275,7 @@ fn explore_once(
     run: &RunArgs,
     threads: usize,
     deadline: Option<Instant>,
+    order: Order,
     progress: bool,
 ) -> Outcome {
     let started = Instant::now();
@@ -313,6 +304,7 @@ fn explore_once(
         deadline,
         max_depth: run.depth,
         progress: Some(&mut report),
+        order,
     };
     let exploration = state_graph::explore(model, &BallotFairness, &liveness_properties, options);
     if progress && interactive {
@@ -321,7 +313,7 @@ fn explore_once(
     let duration = started.elapsed();
     let mut outcome = Outcome {
         config: String::new(),
-        strategy: Strategy::Bfs,
+        strategy: run.strategy,
         threads,
         states: exploration.figures.states,
         unique_states: exploration.unique_states(),
@@ -467,57 +459,6 @@ fn progress_line(interactive: bool, line: &str) {
 fn explorer_address(indices: &[usize]) -> String {
     let indices: Vec<String> = indices.iter().map(usize::to_string).collect();
     format!("#/steps/{}", indices.join("/"))
-}
-
-/// The model's fairness, as the generic liveness checker wants it.
-struct BallotFairness;
-
-impl FairnessSpec<BallotModel> for BallotFairness {
-    type Key = Obligation;
-
-    fn classify(
-        &self,
-        model: &BallotModel,
-        state: &BallotState,
-        action: &BallotAction,
-    ) -> Fairness<Obligation> {
-        model.classify(state, action)
-    }
-
-    fn cut(&self, model: &BallotModel, state: &BallotState) -> Vec<Obligation> {
-        model.cut_obligations(state)
-    }
-}
-
-/// Runs the liveness check on `model`'s full state graph.
-pub fn check_liveness(
-    model: &BallotModel,
-    progress: bool,
-) -> (LivenessFigures, Vec<PropertyOutcome>) {
-    let started = Instant::now();
-    let properties = goals::all();
-    let mut last_report = Instant::now();
-    let interactive = std::io::stderr().is_terminal();
-    let outcome = liveness::check(model, &BallotFairness, properties, |states| {
-        if progress && last_report.elapsed() >= PROGRESS_INTERVAL {
-            last_report = Instant::now();
-            let line = format!(
-                "  … liveness: {:>11} states in the graph, {:>6.1} s",
-                states,
-                started.elapsed().as_secs_f64()
-            );
-            if interactive {
-                eprint!("\r{line}");
-            } else {
-                eprintln!("{line}");
-            }
-        }
-    });
-    if progress && interactive {
-        eprint!("\r{:100}\r", "");
-    }
-    let duration = outcome.explore_time + outcome.analysis_time;
-    liveness_outcome(model, outcome, duration)
 }
 
 /// The liveness verdicts as properties of the report, and the figures.

@@ -94,6 +94,35 @@ impl Graph {
         }
     }
 
+    /// Puts the edges, stored in expansion order with `ranges[s]` = (first, count) for
+    /// state `s`, in state order (`offsets`), and turns each parent's local successor
+    /// position into an edge index. Breadth-first, expansion order is state order and
+    /// nothing moves.
+    fn order_edges(&mut self, ranges: &[(u32, u32)]) {
+        debug_assert_eq!(ranges.len(), self.len());
+        let mut offsets = Vec::with_capacity(ranges.len() + 1);
+        offsets.push(0u32);
+        let mut in_order = true;
+        for (first, count) in ranges {
+            let end = *offsets.last().expect("one offset at least");
+            in_order &= *count == 0 || *first == end;
+            offsets.push(end + count);
+        }
+        if !in_order {
+            let mut edges = Vec::with_capacity(self.edges.len());
+            for (first, count) in ranges {
+                edges.extend_from_slice(&self.edges[*first as usize..(first + count) as usize]);
+            }
+            self.edges = edges;
+        }
+        self.offsets = offsets;
+        for (parent, via) in &mut self.parent {
+            if *parent != NONE {
+                *via += self.offsets[*parent as usize];
+            }
+        }
+    }
+
     /// Returns the arrays' unused capacity.
     fn shrink_to_fit(&mut self) {
         self.offsets.shrink_to_fit();
@@ -180,6 +209,23 @@ pub struct Options<'a> {
     pub max_depth: Option<usize>,
     /// Called now and then from the merging thread.
     pub progress: Option<&'a mut dyn FnMut(&Progress)>,
+    /// Which queued state to expand next.
+    pub order: Order,
+}
+
+/// The order states are expanded in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first: states are numbered breadth first, counterexamples are shortest,
+    /// and the numbering is the same on every run. The queue holds a whole level of
+    /// full states, which bounds the worlds that fit in memory.
+    #[default]
+    BreadthFirst,
+    /// Newest first: the queue holds about depth × branching states, so memory is the
+    /// graph's (under 100 bytes per state) and the fingerprint index. The same states
+    /// and verdicts, but counterexamples are not shortest and the numbering depends on
+    /// thread timing.
+    DepthFirst,
 }
 
 impl Default for Options<'_> {
@@ -189,6 +235,7 @@ impl Default for Options<'_> {
             deadline: None,
             max_depth: None,
             progress: None,
+            order: Order::BreadthFirst,
         }
     }
 }
@@ -280,6 +327,8 @@ pub struct Replayed<M: Model> {
 
 /// A state expanded by a worker.
 struct Expanded<S, K> {
+    /// Its number.
+    index: u32,
     /// Goal bits of the liveness properties.
     holds: u64,
     /// Bits of the model's properties whose discovery this state is.
@@ -336,26 +385,50 @@ where
     let mut graph = Graph::new();
     let mut index_of = FingerprintMap::default();
     let mut keys: HashMap<F::Key, u32> = HashMap::new();
-    // States numbered but not yet handed out, with their depth.
+    // States numbered but not yet handed out, by index.
     let mut queue: VecDeque<(M::State, u32)> = VecDeque::new();
     let mut depths: Vec<u32> = Vec::new();
+    // Per state, where its edges are in `graph.edges` (in expansion order) and how
+    // many; the arrays are put in index order at the end.
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
     let mut figures = Progress::default();
+    let discover = |graph: &mut Graph,
+                    depths: &mut Vec<u32>,
+                    ranges: &mut Vec<(u32, u32)>,
+                    fp: u64,
+                    parent: (u32, u32),
+                    depth: u32|
+     -> u32 {
+        let index = graph.parent.len() as u32;
+        graph.parent.push(parent);
+        graph.fingerprints.push(fp);
+        // Not expanded until merged: a stop leaves it so.
+        graph.holds.push(0);
+        graph.outside.push(true);
+        depths.push(depth);
+        ranges.push((0, 0));
+        index
+    };
     for (position, state) in model.init_states().into_iter().enumerate() {
         figures.states += 1;
         let fp = fingerprint(&state);
         if index_of.contains_key(&fp) {
             continue;
         }
-        let index = graph.parent.len() as u32;
+        let index = discover(
+            &mut graph,
+            &mut depths,
+            &mut ranges,
+            fp,
+            (NONE, position as u32),
+            0,
+        );
         index_of.insert(fp, index);
-        graph.parent.push((NONE, position as u32));
-        graph.fingerprints.push(fp);
         graph.inits.push((index, position as u32));
-        depths.push(0);
-        queue.push_back((state, 0));
+        queue.push_back((state, index));
     }
 
-    let expand = |state: M::State, depth: u32| -> Expanded<M::State, F::Key> {
+    let expand = |state: M::State, index: u32, depth: u32| -> Expanded<M::State, F::Key> {
         let mut holds = 0u64;
         for (i, property) in liveness.iter().enumerate() {
             if (property.condition)(model, &state) {
@@ -380,6 +453,7 @@ where
         let below_bound = options.max_depth.is_some_and(|max| depth as usize >= max);
         if below_bound || !model.within_boundary(&state) {
             return Expanded {
+                index,
                 holds,
                 discovered,
                 outside: true,
@@ -399,6 +473,7 @@ where
             }
         }
         Expanded {
+            index,
             holds,
             discovered,
             outside: false,
@@ -410,10 +485,10 @@ where
     let mut stopped_by_violation = false;
     let mut stopped_early = false;
     let mut last_report = Instant::now();
-    // A chunk to expand, and states the merge found to be duplicates, for the worker to
-    // drop: freeing a state costs about as much as building it, and the merging thread
-    // must not do it alone.
-    type Job<S> = (u64, Vec<(S, u32)>, Vec<S>);
+    // A chunk to expand (states with their index and depth), and states the merge
+    // found to be duplicates, for the worker to drop: freeing a state costs about as
+    // much as building it, and the merging thread must not do it alone.
+    type Job<S> = (u64, Vec<(S, u32, u32)>, Vec<S>);
     let (job_sender, job_receiver) = mpsc::channel::<Job<M::State>>();
     let job_receiver = Mutex::new(job_receiver);
     let (result_sender, result_receiver) = mpsc::channel();
@@ -430,7 +505,7 @@ where
                 drop(garbage);
                 let expanded: Vec<_> = states
                     .into_iter()
-                    .map(|(state, depth)| expand(state, depth))
+                    .map(|(state, index, depth)| expand(state, index, depth))
                     .collect();
                 if result_sender.send((chunk, expanded)).is_err() {
                     return;
@@ -438,8 +513,6 @@ where
             });
         }
         drop(result_sender);
-        // The next state to merge, chunk by chunk in queue order.
-        let mut next_to_merge = 0u32;
         let mut next_chunk = 0u64;
         let mut merge_chunk = 0u64;
         let mut in_flight = 0usize;
@@ -458,7 +531,14 @@ where
             let stop = stopped_by_violation || stopped_early;
             while !stop && in_flight < threads * CHUNKS_PER_WORKER && !queue.is_empty() {
                 let size = (queue.len() / (threads * CHUNKS_PER_WORKER)).clamp(1, CHUNK_MAX);
-                let states: Vec<_> = queue.drain(..size).collect();
+                let taken = match options.order {
+                    Order::BreadthFirst => queue.drain(..size).collect::<Vec<_>>(),
+                    Order::DepthFirst => queue.split_off(queue.len() - size).into(),
+                };
+                let states = taken
+                    .into_iter()
+                    .map(|(state, index)| (state, index, depths[index as usize]))
+                    .collect();
                 let garbage = std::mem::take(&mut garbage);
                 if job_sender.send((next_chunk, states, garbage)).is_err() {
                     break;
@@ -480,11 +560,10 @@ where
                     continue;
                 }
                 for item in expanded {
-                    let index = next_to_merge;
-                    next_to_merge += 1;
+                    let index = item.index;
                     let depth = depths[index as usize];
-                    graph.holds.push(item.holds);
-                    graph.outside.push(item.outside);
+                    graph.holds[index as usize] = item.holds;
+                    graph.outside[index as usize] = item.outside;
                     if item.discovered != 0 {
                         for (i, discovery) in discoveries.iter_mut().enumerate() {
                             if item.discovered & (1 << i) != 0 && discovery.state.is_none() {
@@ -505,7 +584,10 @@ where
                             .collect();
                         graph.cut.insert(index, cut);
                     }
-                    for (action, class, fp, next) in item.successors {
+                    let first = graph.edges.len() as u32;
+                    for (local, (action, class, fp, next)) in
+                        item.successors.into_iter().enumerate()
+                    {
                         figures.states += 1;
                         let class = match class {
                             Fairness::Fault => FAULT,
@@ -513,26 +595,29 @@ where
                             Fairness::Weak(key) => intern(key, false, &mut graph),
                             Fairness::Strong(key) => intern(key, true, &mut graph),
                         };
-                        let edge = graph.edges.len() as u32;
                         let to = match index_of.entry(fp) {
                             Entry::Occupied(known) => {
                                 garbage.push(next);
                                 *known.get()
                             }
                             Entry::Vacant(new) => {
-                                let to = graph.parent.len() as u32;
+                                let to = discover(
+                                    &mut graph,
+                                    &mut depths,
+                                    &mut ranges,
+                                    fp,
+                                    (index, local as u32),
+                                    depth + 1,
+                                );
                                 new.insert(to);
-                                graph.parent.push((index, edge));
-                                graph.fingerprints.push(fp);
-                                depths.push(depth + 1);
                                 figures.max_depth = figures.max_depth.max(depth as usize + 1);
-                                queue.push_back((next, depth + 1));
+                                queue.push_back((next, to));
                                 to
                             }
                         };
                         graph.edges.push(Edge { to, class, action });
                     }
-                    graph.offsets.push(graph.edges.len() as u32);
+                    ranges[index as usize] = (first, graph.edges.len() as u32 - first);
                 }
             }
             if options.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -550,13 +635,9 @@ where
         drop(job_sender);
     });
     // States numbered but never expanded (a stop left them in the queue or in flight)
-    // are outside the graph: keep the arrays consistent by marking them so.
-    let cut_short = graph.holds.len() < graph.parent.len();
-    while graph.holds.len() < graph.parent.len() {
-        graph.holds.push(0);
-        graph.outside.push(true);
-        graph.offsets.push(graph.edges.len() as u32);
-    }
+    // stay marked outside, with no edges.
+    let cut_short = !queue.is_empty() || stopped_by_violation || stopped_early;
+    graph.order_edges(&ranges);
     // States at the depth bound were numbered but not expanded.
     let depth_cut = options
         .max_depth
@@ -573,7 +654,7 @@ where
         graph,
         discoveries,
         figures,
-        complete: !cut_short && !stopped_early && !stopped_by_violation && !depth_cut,
+        complete: !cut_short && !depth_cut,
         stopped_by_violation,
     }
 }

@@ -1,16 +1,24 @@
-//! The one-pass exploration ([`ballot_checker::state_graph`]) against stateright's own
-//! breadth-first checker on the ballot model: the same distinct states and the same
-//! verdict on every safety property and reachability target, on worlds small enough to
-//! exhaust both ways, with the real protocol and with broken variants.
+//! The one-pass exploration ([`ballot_checker::state_graph`]), breadth first and depth
+//! first, against stateright's own breadth-first checker on the ballot model: the same
+//! distinct states and the same verdict on every safety property and reachability
+//! target, on worlds small enough to exhaust both ways, with the real protocol and with
+//! broken variants; and the same liveness verdicts in both orders.
 
 use ballot_checker::liveness::EveryActionFair;
-use ballot_checker::state_graph::{self, Options};
+use ballot_checker::state_graph::{self, Options, Order};
 use ballot_model::model::{BallotModel, ClientScript, ModelConfig, Timing};
 use ballot_model::Mutant;
 use stateright::{Checker, Expectation, HasDiscoveries, Model};
 
-/// Explores `config` both ways and compares everything both report.
+/// Explores `config` with stateright and in both orders, and compares everything they
+/// report.
 fn agree(config: ModelConfig) {
+    for order in [Order::BreadthFirst, Order::DepthFirst] {
+        agree_in(config.clone(), order);
+    }
+}
+
+fn agree_in(config: ModelConfig, order: Order) {
     let model = BallotModel::new(config.clone());
     let reference = model
         .clone()
@@ -25,6 +33,7 @@ fn agree(config: ModelConfig) {
         &[],
         Options {
             threads: 2,
+            order,
             ..Options::default()
         },
     );
@@ -125,4 +134,51 @@ fn agrees_with_stateright_on_broken_variants() {
         client_retries: Some(1),
         ..ModelConfig::default()
     });
+}
+
+/// The liveness analysis gives the same verdicts on the graph either order builds, with
+/// the protocol and with a liveness mutant.
+#[test]
+fn liveness_verdicts_do_not_depend_on_the_order() {
+    use ballot_checker::liveness::{self, Verdict};
+    use ballot_model::model::liveness as goals;
+    for mutant in [None, Some(Mutant::IgnoreRecoveredSlots)] {
+        // One write, a crash and a failover: where the mutant's slot goes unfilled.
+        let model = BallotModel::new(ModelConfig {
+            mutant,
+            ops_per_client: 1,
+            ..ModelConfig::default()
+        });
+        let properties = goals::all();
+        let verdicts: Vec<Vec<(&str, bool, bool)>> = [Order::BreadthFirst, Order::DepthFirst]
+            .into_iter()
+            .map(|order| {
+                let exploration = state_graph::explore(
+                    &model,
+                    &liveness::BallotFairness,
+                    &properties,
+                    Options {
+                        threads: 2,
+                        order,
+                        ..Options::default()
+                    },
+                );
+                assert!(exploration.complete);
+                liveness::analyze(&model, &exploration, &properties)
+                    .properties
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.name,
+                            matches!(p.verdict, Verdict::Holds),
+                            matches!(p.verdict, Verdict::Violated(_)),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(verdicts[0], verdicts[1], "{mutant:?}");
+        let violated = verdicts[0].iter().any(|(_, _, violated)| *violated);
+        assert_eq!(violated, mutant.is_some(), "{:?}", verdicts[0]);
+    }
 }
