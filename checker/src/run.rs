@@ -345,7 +345,9 @@ fn explore_once(
             counterexample,
         });
     }
-    let run_liveness = run.liveness && run.depth.is_none() && !exploration.violated();
+    // On an incomplete graph every liveness verdict would be "unknown": not worth the
+    // analysis.
+    let run_liveness = run.liveness && exploration.complete;
     if run_liveness {
         let started = Instant::now();
         let result = liveness::analyze(model, &exploration, &liveness_properties);
