@@ -106,10 +106,14 @@ impl BallotModel {
                 }
             }
             ActorModelAction::Timeout(id, timer) => {
+                // Only timings that let these timers fire at any moment enable an untimely
+                // one (`BallotModel::allowed`); otherwise being enabled means being timely,
+                // and asking again would cost a scan of the network per action.
                 let spurious = matches!(
                     timer,
                     ModelTimer::Server(Timer::Election | Timer::CheckQuorum)
-                ) && !self.timer_is_timely(state, *id, timer);
+                ) && self.config.timing.spurious_elections()
+                    && !self.timer_is_timely(state, *id, timer);
                 if spurious {
                     ActionClass::Fault
                 } else {
