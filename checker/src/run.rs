@@ -554,13 +554,7 @@ fn drive<C: Checker<BallotModel>>(
                 elapsed,
                 checker.state_count() as f64 / elapsed.max(1e-9)
             );
-            let mut stderr = std::io::stderr();
-            if interactive {
-                let _ = write!(stderr, "\r{line}");
-            } else {
-                let _ = writeln!(stderr, "{line}");
-            }
-            let _ = stderr.flush();
+            progress_line(interactive, &line);
         }
     }
     if progress && interactive {
