@@ -329,7 +329,7 @@ fn explore_once(
             Expectation::Sometimes => Kind::Reachability,
             _ => Kind::Safety,
         };
-        let counterexample = match (kind, discovery.state) {
+        let counterexample = match (kind, discovery.found) {
             (Kind::Safety, Some(state)) => {
                 let replayed = exploration.path_to(model, state);
                 let mut counterexample = render_replayed(model, discovery.name, &replayed);
@@ -341,7 +341,7 @@ fn explore_once(
         outcome.properties.push(PropertyOutcome {
             name: discovery.name,
             kind,
-            status: status_of(kind, discovery.state.is_some(), exploration.complete),
+            status: status_of(kind, discovery.found.is_some(), exploration.complete),
             counterexample,
         });
     }
@@ -412,7 +412,7 @@ fn swarm(
             Expectation::Sometimes => Kind::Reachability,
             _ => Kind::Safety,
         };
-        let counterexample = match (kind, &discovery.walk) {
+        let counterexample = match (kind, &discovery.found) {
             (Kind::Safety, Some(walk)) => {
                 let (actions, states) = ballot_checker::swarm::replay(model, &walk.indices);
                 let last = states.last().expect("a walk has a state");
@@ -431,7 +431,7 @@ fn swarm(
         outcome.properties.push(PropertyOutcome {
             name: discovery.name,
             kind,
-            status: status_of(kind, discovery.walk.is_some(), false),
+            status: status_of(kind, discovery.found.is_some(), false),
             counterexample,
         });
     }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use stateright::{Expectation, Model};
+use stateright::{Expectation, Model, Property};
 
 use crate::liveness::{Fairness, FairnessSpec, LivenessProperty};
 
@@ -253,23 +253,78 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-/// The verdict of one of the model's own properties (safety or reachability).
+/// The verdict of one of the model's own properties (safety or reachability), and
+/// where it was first discovered: `W` is a state number for an exploration, a walk for
+/// the swarm search.
 #[derive(Clone, Debug)]
-pub struct Discovery {
+pub struct Discovery<W> {
     /// The property's name.
     pub name: &'static str,
     /// `Always` (safety) or `Sometimes` (reachability).
     pub expectation: Expectation,
-    /// The first state (in breadth-first order) that violates it (`Always`) or
-    /// satisfies it (`Sometimes`).
-    pub state: Option<u32>,
+    /// The first place that violates it (`Always`) or satisfies it (`Sometimes`): for
+    /// an exploration, the first state in its order.
+    pub found: Option<W>,
+}
+
+/// The model's safety properties and reachability targets (its `Eventually` ones are
+/// the liveness analysis's business), at most [`PROPERTIES_MAX`].
+pub(crate) fn own_properties<M: Model>(model: &M) -> Vec<Property<M>> {
+    let properties: Vec<_> = model
+        .properties()
+        .into_iter()
+        .filter(|p| matches!(p.expectation, Expectation::Always | Expectation::Sometimes))
+        .collect();
+    assert!(
+        properties.len() <= PROPERTIES_MAX,
+        "at most {PROPERTIES_MAX} safety and reachability properties per check"
+    );
+    properties
+}
+
+/// A verdict not yet discovered for each of `properties`.
+pub(crate) fn undiscovered<M: Model, W>(properties: &[Property<M>]) -> Vec<Discovery<W>> {
+    properties
+        .iter()
+        .map(|p| Discovery {
+            name: p.name,
+            expectation: p.expectation.clone(),
+            found: None,
+        })
+        .collect()
+}
+
+/// Bit `i` set iff `state` is a discovery for `properties[i]` (violates it if
+/// `Always`, satisfies it if `Sometimes`); properties whose bit is in `skip` are not
+/// evaluated.
+pub(crate) fn discoveries_in<M: Model>(
+    properties: &[Property<M>],
+    model: &M,
+    state: &M::State,
+    skip: u64,
+) -> u64 {
+    let mut discovered = 0u64;
+    for (i, property) in properties.iter().enumerate() {
+        if skip & (1 << i) != 0 {
+            continue;
+        }
+        let holds = (property.condition)(model, state);
+        let is_discovery = match property.expectation {
+            Expectation::Always => !holds,
+            _ => holds,
+        };
+        if is_discovery {
+            discovered |= 1 << i;
+        }
+    }
+    discovered
 }
 
 /// What one exploration found.
 pub struct Exploration {
     pub(crate) graph: Graph,
     /// One per `Always` or `Sometimes` property of the model, in the model's order.
-    pub discoveries: Vec<Discovery>,
+    pub discoveries: Vec<Discovery<u32>>,
     /// Figures at the end.
     pub figures: Progress,
     /// True if every reachable state was expanded (no deadline, depth bound or
@@ -299,7 +354,7 @@ impl Exploration {
     pub fn violated(&self) -> bool {
         self.discoveries
             .iter()
-            .any(|d| d.expectation == Expectation::Always && d.state.is_some())
+            .any(|d| d.expectation == Expectation::Always && d.found.is_some())
     }
 
     /// The actions leading from an initial state to `state` (a shortest path), with
@@ -362,23 +417,8 @@ where
         "at most {PROPERTIES_MAX} liveness properties per check"
     );
     let started = Instant::now();
-    let properties: Vec<_> = model
-        .properties()
-        .into_iter()
-        .filter(|p| matches!(p.expectation, Expectation::Always | Expectation::Sometimes))
-        .collect();
-    assert!(
-        properties.len() <= PROPERTIES_MAX,
-        "at most {PROPERTIES_MAX} safety and reachability properties per check"
-    );
-    let mut discoveries: Vec<Discovery> = properties
-        .iter()
-        .map(|p| Discovery {
-            name: p.name,
-            expectation: p.expectation.clone(),
-            state: None,
-        })
-        .collect();
+    let properties = own_properties(model);
+    let mut discoveries = undiscovered(&properties);
     // Properties whose verdict is settled (a target found): workers skip them.
     let settled = AtomicU64::new(0);
     let threads = options.threads.max(1);
@@ -435,21 +475,8 @@ where
                 holds |= 1 << i;
             }
         }
-        let skip = settled.load(Ordering::Relaxed);
-        let mut discovered = 0u64;
-        for (i, property) in properties.iter().enumerate() {
-            if skip & (1 << i) != 0 {
-                continue;
-            }
-            let holds = (property.condition)(model, &state);
-            let is_discovery = match property.expectation {
-                Expectation::Always => !holds,
-                _ => holds,
-            };
-            if is_discovery {
-                discovered |= 1 << i;
-            }
-        }
+        let discovered =
+            discoveries_in(&properties, model, &state, settled.load(Ordering::Relaxed));
         let below_bound = options.max_depth.is_some_and(|max| depth as usize >= max);
         if below_bound || !model.within_boundary(&state) {
             return Expanded {
@@ -566,8 +593,8 @@ where
                     graph.outside[index as usize] = item.outside;
                     if item.discovered != 0 {
                         for (i, discovery) in discoveries.iter_mut().enumerate() {
-                            if item.discovered & (1 << i) != 0 && discovery.state.is_none() {
-                                discovery.state = Some(index);
+                            if item.discovered & (1 << i) != 0 && discovery.found.is_none() {
+                                discovery.found = Some(index);
                                 if discovery.expectation == Expectation::Always {
                                     stopped_by_violation = true;
                                 } else {

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use stateright::{Expectation, Model};
 
-use crate::state_graph::{fingerprint, PROPERTIES_MAX};
+use crate::state_graph::{
+    discoveries_in, fingerprint, own_properties, undiscovered, Discovery, PROPERTIES_MAX,
+};
 
 /// How long and how wide to search.
 pub struct Options<F> {
@@ -57,22 +59,11 @@ pub struct Walk {
     pub indices: Vec<usize>,
 }
 
-/// The verdict of one of the model's own properties.
-#[derive(Clone, Debug)]
-pub struct Discovery {
-    /// The property's name.
-    pub name: &'static str,
-    /// `Always` (safety) or `Sometimes` (reachability).
-    pub expectation: Expectation,
-    /// The first walk (in completion order) that violated it (`Always`) or reached it
-    /// (`Sometimes`), up to the discovering state.
-    pub walk: Option<Walk>,
-}
-
 /// What a swarm search found.
 pub struct Outcome {
-    /// One per `Always` or `Sometimes` property of the model.
-    pub discoveries: Vec<Discovery>,
+    /// One per `Always` or `Sometimes` property of the model: the first walk (in
+    /// completion order) that violated or reached it, up to the discovering state.
+    pub discoveries: Vec<Discovery<Walk>>,
     /// Walks finished.
     pub walks: u64,
     /// Steps taken over all walks.
@@ -126,22 +117,8 @@ where
         "1 to 64 action kinds"
     );
     let started = Instant::now();
-    let properties: Vec<_> = model
-        .properties()
-        .into_iter()
-        .filter(|p| matches!(p.expectation, Expectation::Always | Expectation::Sometimes))
-        .collect();
-    assert!(properties.len() <= PROPERTIES_MAX);
-    let discoveries = Mutex::new(
-        properties
-            .iter()
-            .map(|p| Discovery {
-                name: p.name,
-                expectation: p.expectation.clone(),
-                walk: None,
-            })
-            .collect::<Vec<_>>(),
-    );
+    let properties = own_properties(model);
+    let discoveries = Mutex::new(undiscovered::<M, Walk>(&properties));
     // Properties settled (violated or found): walks stop evaluating them.
     let settled = AtomicU64::new(0);
     let all = if properties.len() == PROPERTIES_MAX {
@@ -175,22 +152,15 @@ where
         let mut steps = 0u64;
         loop {
             seen.insert(fingerprint(&state));
-            let skip = settled.load(Ordering::Relaxed);
+            let discovered =
+                discoveries_in(&properties, model, &state, settled.load(Ordering::Relaxed));
             for (i, property) in properties.iter().enumerate() {
-                if skip & (1 << i) != 0 {
-                    continue;
-                }
-                let holds = (property.condition)(model, &state);
-                let discovered = match property.expectation {
-                    Expectation::Always => !holds,
-                    _ => holds,
-                };
-                if !discovered {
+                if discovered & (1 << i) == 0 {
                     continue;
                 }
                 let mut found = discoveries.lock().expect("no worker panics holding it");
-                if found[i].walk.is_none() {
-                    found[i].walk = Some(Walk {
+                if found[i].found.is_none() {
+                    found[i].found = Some(Walk {
                         number,
                         indices: indices.clone(),
                     });

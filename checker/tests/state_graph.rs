@@ -54,7 +54,7 @@ fn agree_in(config: ModelConfig, order: Order) {
     assert_eq!(violated, theirs_violated, "{}", config.describe());
     for discovery in &exploration.discoveries {
         let theirs = reference.discovery(discovery.name).is_some();
-        let ours = discovery.state.is_some();
+        let ours = discovery.found.is_some();
         // Both stop at the first violation, which may be another property's when two
         // are violated at the same depth: then only the fact of a violation compares.
         if violated {
@@ -74,9 +74,9 @@ fn agree_in(config: ModelConfig, order: Order) {
         let discovery = exploration
             .discoveries
             .iter()
-            .find(|d| d.expectation == Expectation::Always && d.state.is_some())
+            .find(|d| d.expectation == Expectation::Always && d.found.is_some())
             .expect("a violation");
-        let path = exploration.path_to(&model, discovery.state.expect("a state"));
+        let path = exploration.path_to(&model, discovery.found.expect("a state"));
         let last = path.states.last().expect("a state");
         let property = model
             .properties()

@@ -53,9 +53,9 @@ fn swarm_catches_broken_variants_and_replays_them() {
         let violation = outcome
             .discoveries
             .iter()
-            .find(|d| d.expectation == Expectation::Always && d.walk.is_some())
+            .find(|d| d.expectation == Expectation::Always && d.found.is_some())
             .unwrap_or_else(|| panic!("{mutant:?} not caught in {} walks", outcome.walks));
-        let walk = violation.walk.as_ref().expect("a walk");
+        let walk = violation.found.as_ref().expect("a walk");
         let (actions, states) = swarm::replay(&model, &walk.indices);
         assert_eq!(actions.len() + 1, states.len());
         let property = model
@@ -80,8 +80,8 @@ fn swarm_finds_no_violation_in_the_protocol_and_reaches_every_target() {
     assert!(outcome.unique_states > 10_000, "{}", outcome.unique_states);
     for discovery in &outcome.discoveries {
         match discovery.expectation {
-            Expectation::Always => assert!(discovery.walk.is_none(), "{}", discovery.name),
-            _ => assert!(discovery.walk.is_some(), "{} not reached", discovery.name),
+            Expectation::Always => assert!(discovery.found.is_none(), "{}", discovery.name),
+            _ => assert!(discovery.found.is_some(), "{} not reached", discovery.name),
         }
     }
 }
