@@ -4,27 +4,35 @@
 //! secret over fresh nonces before any protocol frame is accepted.
 //!
 //! ```text
-//! dialer   -> acceptor : HELLO  magic "BLT" version, dialer id, nonce_d
-//! acceptor -> dialer   : CHALLENGE magic version, acceptor id, nonce_a,
-//!                        HMAC(secret, "accept" | ids | nonce_d | nonce_a)
-//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | nonce_a | nonce_d)
+//! dialer   -> acceptor : HELLO  magic "BLT" version, dialer id, cluster id, nonce_d
+//! acceptor -> dialer   : CHALLENGE magic version, acceptor id, cluster id, nonce_a,
+//!                        HMAC(secret, "accept" | ids | cluster | nonce_d | nonce_a)
+//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | nonce_a | nonce_d)
 //! ```
+//!
+//! Both sides name their cluster ([`ClusterId`]); a node of another cluster is refused
+//! with [`HandshakeError::ForeignCluster`] on both ends (the acceptor still answers, so
+//! that the dialer can say why), even if the two clusters share a secret.
 //!
 //! What it does not do: encrypt, or authenticate each later frame (no TLS). It keeps
 //! strangers out of the cluster; it does not defend against an on-path attacker who
 //! can hijack an established TCP connection.
 
+use crate::identity::ClusterId;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Handshake format version; a peer speaking another one is refused with a clear error.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 const MAGIC: &[u8; 3] = b"BLT";
 const NONCE: usize = 16;
 const MAC: usize = 32;
-const HELLO: usize = 3 + 2 + 2 + NONCE;
+const CLUSTER: usize = 16;
+/// Where the nonce starts in a HELLO or CHALLENGE.
+const NONCE_AT: usize = 3 + 2 + 2 + CLUSTER;
+const HELLO: usize = NONCE_AT + NONCE;
 const CHALLENGE: usize = HELLO + MAC;
 
 /// Why a handshake failed.
@@ -45,6 +53,14 @@ pub enum HandshakeError {
     /// The peer does not know the cluster secret.
     #[error("peer failed authentication (wrong cluster secret)")]
     BadMac,
+    /// The peer belongs to another cluster.
+    #[error("peer belongs to cluster {theirs}, this node to cluster {ours}: check its `cluster_id` and `peers`")]
+    ForeignCluster {
+        /// The peer's cluster.
+        theirs: ClusterId,
+        /// This node's.
+        ours: ClusterId,
+    },
     /// The peer claims an id outside the cluster, ours, or not the one we dialled.
     #[error("peer claims node id {claimed}, expected {expected}")]
     WrongId {
@@ -55,25 +71,28 @@ pub enum HandshakeError {
     },
 }
 
-fn mac(
-    secret: &[u8],
-    label: &[u8],
+/// Who is talking: what both sides authenticate besides the nonces.
+#[derive(Clone, Copy)]
+struct Parties {
     dialer: u16,
     acceptor: u16,
-    n1: &[u8],
-    n2: &[u8],
-) -> Hmac<Sha256> {
+    cluster: ClusterId,
+}
+
+fn mac(secret: &[u8], label: &[u8], parties: Parties, n1: &[u8], n2: &[u8]) -> Hmac<Sha256> {
     // `new_from_slice` accepts keys of any length for HMAC.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
     m.update(label);
-    m.update(&dialer.to_le_bytes());
-    m.update(&acceptor.to_le_bytes());
+    m.update(&parties.dialer.to_le_bytes());
+    m.update(&parties.acceptor.to_le_bytes());
+    m.update(&parties.cluster.to_bytes());
     m.update(n1);
     m.update(n2);
     m
 }
 
-fn check_header(bytes: &[u8]) -> Result<u16, HandshakeError> {
+/// The sender's id and cluster from a HELLO or CHALLENGE.
+fn check_header(bytes: &[u8]) -> Result<(u16, ClusterId), HandshakeError> {
     if &bytes[..3] != MAGIC {
         return Err(HandshakeError::BadMagic);
     }
@@ -81,7 +100,30 @@ fn check_header(bytes: &[u8]) -> Result<u16, HandshakeError> {
     if version != VERSION {
         return Err(HandshakeError::Version { theirs: version });
     }
-    Ok(u16::from_le_bytes([bytes[5], bytes[6]]))
+    let id = u16::from_le_bytes([bytes[5], bytes[6]]);
+    let mut cluster = [0u8; CLUSTER];
+    cluster.copy_from_slice(&bytes[7..NONCE_AT]);
+    Ok((id, ClusterId::from_bytes(cluster)))
+}
+
+/// A HELLO (or the start of a CHALLENGE): magic, version, sender, cluster, nonce.
+fn greeting(me: u16, cluster: ClusterId, nonce: &[u8; NONCE]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(CHALLENGE);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&me.to_le_bytes());
+    bytes.extend_from_slice(&cluster.to_bytes());
+    bytes.extend_from_slice(nonce);
+    debug_assert_eq!(bytes.len(), HELLO);
+    bytes
+}
+
+fn same_cluster(theirs: ClusterId, ours: ClusterId) -> Result<(), HandshakeError> {
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err(HandshakeError::ForeignCluster { theirs, ours })
+    }
 }
 
 fn nonce() -> [u8; NONCE] {
@@ -90,34 +132,37 @@ fn nonce() -> [u8; NONCE] {
     n
 }
 
-/// Runs the dialer's side against the node we meant to reach, `expected`.
+/// Runs the dialer's side, as node `me` of `cluster`, against the node we meant to
+/// reach, `expected`.
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
+    cluster: ClusterId,
     me: u16,
     expected: u16,
 ) -> Result<(), HandshakeError> {
     let nonce_d = nonce();
-    let mut hello = Vec::with_capacity(HELLO);
-    hello.extend_from_slice(MAGIC);
-    hello.extend_from_slice(&VERSION.to_le_bytes());
-    hello.extend_from_slice(&me.to_le_bytes());
-    hello.extend_from_slice(&nonce_d);
-    stream.write_all(&hello).await?;
+    stream.write_all(&greeting(me, cluster, &nonce_d)).await?;
     let mut challenge = [0u8; CHALLENGE];
     stream.read_exact(&mut challenge).await?;
-    let acceptor = check_header(&challenge)?;
+    let (acceptor, theirs) = check_header(&challenge)?;
+    same_cluster(theirs, cluster)?;
     if acceptor != expected {
         return Err(HandshakeError::WrongId {
             claimed: acceptor,
             expected: expected.to_string(),
         });
     }
-    let nonce_a = &challenge[7..7 + NONCE];
-    mac(secret, b"accept", me, acceptor, &nonce_d, nonce_a)
+    let parties = Parties {
+        dialer: me,
+        acceptor,
+        cluster,
+    };
+    let nonce_a = &challenge[NONCE_AT..HELLO];
+    mac(secret, b"accept", parties, &nonce_d, nonce_a)
         .verify_slice(&challenge[HELLO..])
         .map_err(|_| HandshakeError::BadMac)?;
-    let proof = mac(secret, b"dial", me, acceptor, nonce_a, &nonce_d)
+    let proof = mac(secret, b"dial", parties, nonce_a, &nonce_d)
         .finalize()
         .into_bytes();
     stream.write_all(&proof).await?;
@@ -125,40 +170,44 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Runs the acceptor's side; returns the authenticated peer's id, which is a member
-/// of a cluster of `node_count` other than `me`.
+/// Runs the acceptor's side, as node `me` of `cluster`; returns the authenticated
+/// peer's id, which is a member of the same cluster of `node_count` other than `me`.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
+    cluster: ClusterId,
     me: u16,
     node_count: usize,
 ) -> Result<u16, HandshakeError> {
     let mut hello = [0u8; HELLO];
     stream.read_exact(&mut hello).await?;
-    let dialer = check_header(&hello)?;
+    let (dialer, theirs) = check_header(&hello)?;
     if dialer == me || usize::from(dialer) >= node_count {
         return Err(HandshakeError::WrongId {
             claimed: dialer,
             expected: format!("a peer id below {node_count} other than {me}"),
         });
     }
-    let nonce_d = &hello[7..];
+    let parties = Parties {
+        dialer,
+        acceptor: me,
+        cluster,
+    };
+    let nonce_d = &hello[NONCE_AT..];
     let nonce_a = nonce();
-    let mut challenge = Vec::with_capacity(CHALLENGE);
-    challenge.extend_from_slice(MAGIC);
-    challenge.extend_from_slice(&VERSION.to_le_bytes());
-    challenge.extend_from_slice(&me.to_le_bytes());
-    challenge.extend_from_slice(&nonce_a);
+    let mut challenge = greeting(me, cluster, &nonce_a);
     challenge.extend_from_slice(
-        &mac(secret, b"accept", dialer, me, nonce_d, &nonce_a)
+        &mac(secret, b"accept", parties, nonce_d, &nonce_a)
             .finalize()
             .into_bytes(),
     );
     stream.write_all(&challenge).await?;
     stream.flush().await?;
+    // Answered first, so that the dialer of another cluster can say why it is refused.
+    same_cluster(theirs, cluster)?;
     let mut proof = [0u8; MAC];
     stream.read_exact(&mut proof).await?;
-    mac(secret, b"dial", dialer, me, &nonce_a, nonce_d)
+    mac(secret, b"dial", parties, &nonce_a, nonce_d)
         .verify_slice(&proof)
         .map_err(|_| HandshakeError::BadMac)?;
     Ok(dialer)
@@ -168,7 +217,19 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
+    const CLUSTER_A: ClusterId = ClusterId(0xa);
+
     async fn run(
+        dial_secret: &[u8],
+        accept_secret: &[u8],
+        expected: u16,
+    ) -> (Result<(), HandshakeError>, Result<u16, HandshakeError>) {
+        run_in(CLUSTER_A, dial_secret, accept_secret, expected).await
+    }
+
+    /// A dialer of `dial_cluster`, node 1, reaching node 0 of cluster A (3 nodes).
+    async fn run_in(
+        dial_cluster: ClusterId,
         dial_secret: &[u8],
         accept_secret: &[u8],
         expected: u16,
@@ -176,10 +237,31 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let dial_secret = dial_secret.to_vec();
         let accept_secret = accept_secret.to_vec();
-        let dialer = tokio::spawn(async move { dial(&mut a, &dial_secret, 1, expected).await });
-        let accepted = accept(&mut b, &accept_secret, 0, 3).await;
+        let dialer =
+            tokio::spawn(
+                async move { dial(&mut a, &dial_secret, dial_cluster, 1, expected).await },
+            );
+        let accepted = accept(&mut b, &accept_secret, CLUSTER_A, 0, 3).await;
         drop(b);
         (dialer.await.unwrap(), accepted)
+    }
+
+    #[tokio::test]
+    async fn a_node_of_another_cluster_is_refused_by_both_sides_even_with_the_same_secret() {
+        let other = ClusterId(0xb);
+        let (dialed, accepted) = run_in(other, b"s3cret", b"s3cret", 0).await;
+        assert!(
+            matches!(dialed, Err(HandshakeError::ForeignCluster { theirs, ours })
+                if theirs == CLUSTER_A && ours == other),
+            "{dialed:?}"
+        );
+        assert!(
+            matches!(accepted, Err(HandshakeError::ForeignCluster { theirs, ours })
+                if theirs == other && ours == CLUSTER_A),
+            "{accepted:?}"
+        );
+        let message = accepted.unwrap_err().to_string();
+        assert!(message.contains(&other.to_string()), "{message}");
     }
 
     #[tokio::test]
@@ -210,26 +292,26 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         a.write_all(&[0x2a; HELLO]).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", 0, 3).await,
+            accept(&mut b, b"s", CLUSTER_A, 0, 3).await,
             Err(HandshakeError::BadMagic)
         ));
         let (mut a, mut b) = tokio::io::duplex(1024);
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&9u16.to_le_bytes());
-        hello.extend_from_slice(&[0; 2 + NONCE]);
+        hello.extend_from_slice(&[0; 2 + CLUSTER + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", 0, 3).await,
+            accept(&mut b, b"s", CLUSTER_A, 0, 3).await,
             Err(HandshakeError::Version { theirs: 9 })
         ));
         let (mut a, mut b) = tokio::io::duplex(1024);
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&VERSION.to_le_bytes());
         hello.extend_from_slice(&7u16.to_le_bytes());
-        hello.extend_from_slice(&[0; NONCE]);
+        hello.extend_from_slice(&[0; CLUSTER + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", 0, 3).await,
+            accept(&mut b, b"s", CLUSTER_A, 0, 3).await,
             Err(HandshakeError::WrongId { claimed: 7, .. })
         ));
     }

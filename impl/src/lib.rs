@@ -13,6 +13,7 @@
 //!
 //! ```
 //! use ballot_model::StateMachine;
+//! use ballot_node::identity::ClusterId;
 //! use ballot_node::node::{Node, NodeConfig};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -40,9 +41,11 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let peers: Vec<_> = (0..3).map(|_| free_addr()).collect();
 //! let dir = std::env::temp_dir().join(format!("ballot-counter-{}", std::process::id()));
+//! let cluster = ClusterId::random();
 //! let mut nodes = Vec::new();
 //! for id in 0..3 {
-//!     let config = NodeConfig::new(id, peers.clone(), dir.join(id.to_string()), b"a shared cluster secret".to_vec());
+//!     let mut config = NodeConfig::new(cluster, id, peers.clone(), dir.join(id.to_string()), b"a shared cluster secret".to_vec());
+//!     config.bootstrap = true; // first start of a new cluster; restarts leave it false
 //!     nodes.push(Node::start(config, Counter::default()).await?);
 //! }
 //! // Any node takes proposals; followers forward them to the leader.
@@ -65,6 +68,7 @@ pub mod client;
 pub mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod identity;
 pub mod kv;
 pub mod limits;
 pub mod metrics;

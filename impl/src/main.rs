@@ -2,6 +2,7 @@
 
 use ballot_node::bench::{leader_and_follower, run_load, Load};
 use ballot_node::client::Client;
+use ballot_node::identity::ClusterId;
 use ballot_node::kv::KvStore;
 use ballot_node::node::{Node, NodeConfig};
 use ballot_node::server::{self, ServerInfo};
@@ -42,6 +43,12 @@ struct NodeArgs {
     /// Override the configured data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// This is the first start of a member of a new cluster: an empty data directory
+    /// becomes this member's. Without it an empty directory is refused, since it is
+    /// also what a lost disk looks like (README: "A node lost its disk"). Ignored once
+    /// the directory is this member's; `cluster up` passes it when it creates a cluster.
+    #[arg(long)]
+    bootstrap: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +107,9 @@ struct BenchArgs {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeFile {
+    /// The cluster's identity (32 hex digits), the same on every node; peers of
+    /// another cluster are refused.
+    cluster_id: ClusterId,
     /// This node's index into `peers`.
     id: usize,
     /// Where the write-ahead log lives.
@@ -237,7 +247,14 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         .clients
         .get(file.id)
         .ok_or_else(|| format!("node id {} has no entry in `clients`", file.id))?;
-    let mut config = NodeConfig::new(file.id, file.peers.clone(), file.data_dir.clone(), secret);
+    let mut config = NodeConfig::new(
+        file.cluster_id,
+        file.id,
+        file.peers.clone(),
+        file.data_dir.clone(),
+        secret,
+    );
+    config.bootstrap = args.bootstrap;
     config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);
     config.election_timeout_max = Duration::from_millis(file.election_timeout_max_ms);
     config.heartbeat_interval = Duration::from_millis(file.heartbeat_ms);
@@ -356,6 +373,10 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
         std::fs::write(&secret_path, random_secret())
             .map_err(|e| format!("cannot write {}: {e}", secret_path.display()))?;
     }
+    // The cluster id file marks a cluster that exists: only when this run creates it
+    // do the nodes bootstrap, so a node whose directory was lost since is refused
+    // rather than rejoining with forgotten votes.
+    let (cluster_id, bootstrap) = cluster_identity(dir)?;
     let addr = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
     let clients: Vec<SocketAddr> = (0..nodes).map(|i| addr(base_port + i as u16)).collect();
     let peers: Vec<SocketAddr> = (0..nodes)
@@ -365,6 +386,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
     let mut children = Vec::new();
     for id in 0..nodes {
         let file = NodeFile {
+            cluster_id,
             id,
             data_dir: dir.join(format!("node-{id}")),
             peers: peers.clone(),
@@ -393,10 +415,12 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
         let log_path = dir.join(format!("node-{id}.log"));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-        let child = tokio::process::Command::new(&exe)
-            .arg("node")
-            .arg("--config")
-            .arg(&config_path)
+        let mut command = tokio::process::Command::new(&exe);
+        command.arg("node").arg("--config").arg(&config_path);
+        if bootstrap {
+            command.arg("--bootstrap");
+        }
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -409,7 +433,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             child.id().unwrap_or(0),
             log_path.display()
         );
-        children.push(child);
+        children.push((child, log_path));
     }
     let listing = clients
         .iter()
@@ -417,9 +441,13 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("clients"), listing + "\n").map_err(|e| e.to_string())?;
+    if bootstrap {
+        println!("created cluster {cluster_id} in {}", dir.display());
+    }
     println!("cluster of {nodes} running; try `redis-cli -p {base_port} set k v`; Ctrl-C stops it");
-    wait_for_signal().await;
+    report_exits_until_signal(&mut children).await;
     println!("stopping");
+    let mut children: Vec<_> = children.into_iter().map(|(child, _)| child).collect();
     for child in &mut children {
         if let Some(pid) = child.id() {
             // SIGTERM lets the node flush its log and exit cleanly.
@@ -439,6 +467,51 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
         }
     }
     Ok(())
+}
+
+/// The cluster id recorded in `dir`, and whether this run creates the cluster (no id
+/// was recorded yet: one is chosen and written).
+fn cluster_identity(dir: &Path) -> Result<(ClusterId, bool), String> {
+    let path = dir.join("cluster-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(|id| (id, false))
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = ClusterId::random();
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok((id, true))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM, saying meanwhile when a node exits by itself and why
+/// (the last line of its log), since the cluster keeps serving without it.
+async fn report_exits_until_signal(children: &mut [(tokio::process::Child, PathBuf)]) {
+    let mut reported = vec![false; children.len()];
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for (id, (child, log)) in children.iter_mut().enumerate() {
+            if reported[id] {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                reported[id] = true;
+                let text = std::fs::read_to_string(&*log).unwrap_or_default();
+                let last = text.lines().last().unwrap_or("(empty log)");
+                eprintln!("node {id} exited ({status}): {last}");
+            }
+        }
+    }
 }
 
 async fn cluster_status(dir: &Path) -> Result<(), String> {

@@ -19,6 +19,7 @@
 //! how it travels, not what the receiving core steps.
 
 use crate::frame;
+use crate::identity::{self, Admission, ClusterId, Identity, IdentityError};
 use crate::limits;
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::snapshot_stream::{
@@ -62,12 +63,20 @@ const INPUT_QUEUE: usize = 65_536;
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// The cluster this node belongs to: recorded in its data directory and checked
+    /// at every peer handshake.
+    pub cluster: ClusterId,
     /// This node's id: its index in `peers`.
     pub id: NodeId,
     /// Every node's peer (server-to-server) address, by id. The cluster size is its length.
     pub peers: Vec<SocketAddr>,
     /// Where the write-ahead log lives.
     pub data_dir: PathBuf,
+    /// Whether an empty data directory may become this member's: true only for the
+    /// first start of a member of a new cluster. Without it, [`Node::start`] refuses a
+    /// directory that holds no data, since that is also what a lost disk looks like,
+    /// and a member that forgot its votes must not vote again ([`crate::identity`]).
+    pub bootstrap: bool,
     /// The shared cluster secret peers authenticate with.
     pub secret: Vec<u8>,
     /// Election timeouts are drawn uniformly from `[min, max)` each time the timer is armed.
@@ -126,20 +135,31 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A configuration with the default timings for node `id` of a cluster whose peer
-    /// addresses are `peers`.
+    /// A configuration with the default timings for node `id` of `cluster`, whose peer
+    /// addresses are `peers`; not bootstrapping (set [`NodeConfig::bootstrap`] for a new
+    /// member's first start).
     ///
     /// ```
+    /// use ballot_node::identity::ClusterId;
     /// use ballot_node::node::NodeConfig;
     /// let peers = vec!["127.0.0.1:7100".parse().unwrap(), "127.0.0.1:7101".parse().unwrap()];
-    /// let config = NodeConfig::new(1, peers, "/tmp/n1".into(), b"secret".to_vec());
+    /// let config = NodeConfig::new(ClusterId(7), 1, peers, "/tmp/n1".into(), b"secret".to_vec());
     /// assert!(config.election_timeout_min > config.heartbeat_interval * 2);
+    /// assert!(!config.bootstrap);
     /// ```
-    pub fn new(id: NodeId, peers: Vec<SocketAddr>, data_dir: PathBuf, secret: Vec<u8>) -> Self {
+    pub fn new(
+        cluster: ClusterId,
+        id: NodeId,
+        peers: Vec<SocketAddr>,
+        data_dir: PathBuf,
+        secret: Vec<u8>,
+    ) -> Self {
         NodeConfig {
+            cluster,
             id,
             peers,
             data_dir,
+            bootstrap: false,
             secret,
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),
@@ -169,6 +189,10 @@ pub enum NodeError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The data directory belongs to another member, or holds no data and the node was
+    /// not told to bootstrap (see [`crate::identity`]).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// The write-ahead log could not be opened, read or written.
     #[error(transparent)]
     Wal(#[from] WalError),
@@ -558,14 +582,38 @@ fn client_node(client: ClientId) -> NodeId {
 }
 
 impl<S: Replicated> Node<S> {
-    /// Opens the write-ahead log in `config.data_dir` (replaying it), binds the peer
-    /// address, and starts the node. `machine` is the empty state machine; the log's
-    /// committed prefix is applied to it before the node serves.
+    /// Checks that `config.data_dir` is this member's (or, with
+    /// [`NodeConfig::bootstrap`], empty: see [`crate::identity`]), opens its
+    /// write-ahead log (replaying it), binds the peer address, and starts the node.
+    /// `machine` is the empty state machine; the log's committed prefix is applied to
+    /// it before the node serves.
     pub async fn start(config: NodeConfig, machine: S) -> Result<Self, NodeError> {
         Self::check_config(&config)?;
+        let identity = Identity {
+            cluster: config.cluster,
+            member: config.id,
+        };
+        let found = identity::check_before_open(&config.data_dir, identity, config.bootstrap)?;
         let (wal, recovered) = Wal::open::<S::Command>(&config.data_dir)?;
         let snapshots = SnapshotDir::new(&config.data_dir);
         let snapshot = snapshots.latest::<S>()?;
+        let admission = identity::admit(
+            &config.data_dir,
+            found,
+            identity,
+            config.bootstrap,
+            recovered.records,
+        )?;
+        match admission {
+            Admission::Known => {}
+            Admission::Adopted => tracing::warn!(
+                %identity,
+                "the data directory holds this member's log but no identity file (written before directories carried one); recorded it"
+            ),
+            Admission::Bootstrapped => {
+                tracing::info!(%identity, "bootstrapped a new member in an empty data directory")
+            }
+        }
         tracing::info!(
             records = recovered.records,
             promised = %recovered.durable.promised,
@@ -583,6 +631,7 @@ impl<S: Replicated> Node<S> {
         let mut tasks = JoinSet::new();
         let transport = transport::start::<Frame<S>, _>(
             TransportConfig {
+                cluster: config.cluster,
                 id: config.id,
                 peers: config.peers.clone(),
                 secret: config.secret.clone(),

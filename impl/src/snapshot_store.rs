@@ -181,6 +181,12 @@ impl SnapshotDir {
         Ok(slots)
     }
 
+    /// Whether the directory holds any snapshot file (an unreadable or missing
+    /// directory holds none).
+    pub fn has_any(&self) -> bool {
+        self.slots().is_ok_and(|slots| !slots.is_empty())
+    }
+
     /// The newest snapshot, checked and decoded; `None` if there is none.
     ///
     /// # Errors

@@ -12,6 +12,7 @@
 
 use crate::frame::{self, FrameError};
 use crate::handshake;
+use crate::identity::ClusterId;
 use ballot_model::NodeId;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Settings the transport needs.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
+    /// The cluster this node belongs to; peers of another are refused at the handshake.
+    pub cluster: ClusterId,
     /// This node.
     pub id: NodeId,
     /// Every node's peer address, by node id.
@@ -239,7 +242,13 @@ async fn connect(
     let _ = stream.set_nodelay(true);
     tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::dial(&mut stream, &config.secret, config.id as u16, peer as u16),
+        handshake::dial(
+            &mut stream,
+            &config.secret,
+            config.cluster,
+            config.id as u16,
+            peer as u16,
+        ),
     )
     .await
     .map_err(|_| ConnectError::Unreachable("handshake timed out".to_string()))?
@@ -289,6 +298,7 @@ where
         handshake::accept(
             &mut stream,
             &config.secret,
+            config.cluster,
             config.id as u16,
             config.peers.len(),
         ),

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "a-test-cluster-secret-0123456789";
+const CLUSTER_ID: &str = "00000000000000000000000000c1a55e";
 
 /// A cluster of `ballot node` processes in a scratch directory.
 struct Cluster {
@@ -22,6 +23,9 @@ struct Cluster {
     peers: Vec<SocketAddr>,
     metrics: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
+    /// Nodes started before: a node's first start bootstraps it (`--bootstrap`), as
+    /// `ballot cluster up` does; later ones must find its data.
+    bootstrapped: Vec<bool>,
     /// Nodes record conformance traces, checked when the cluster is dropped.
     traced: bool,
 }
@@ -45,6 +49,7 @@ impl Cluster {
             peers,
             metrics,
             children: (0..nodes).map(|_| None).collect(),
+            bootstrapped: vec![false; nodes],
             traced: true,
         };
         for id in 0..nodes {
@@ -64,6 +69,11 @@ impl Cluster {
     }
 
     fn write_config(&self, id: usize, secret: &str) {
+        self.write_config_in(id, secret, CLUSTER_ID);
+    }
+
+    /// Writes node `id`'s configuration as a member of cluster `cluster_id`.
+    fn write_config_in(&self, id: usize, secret: &str, cluster_id: &str) {
         let list = |addrs: &[SocketAddr]| {
             addrs
                 .iter()
@@ -72,7 +82,7 @@ impl Cluster {
                 .join(", ")
         };
         let text = format!(
-            "id = {id}\ndata_dir = \"{}\"\npeers = [{}]\nclients = [{}]\nsecret = \"{secret}\"\nmetrics = \"{}\"\ntrace_dir = \"{}\"\n",
+            "cluster_id = \"{cluster_id}\"\nid = {id}\ndata_dir = \"{}\"\npeers = [{}]\nclients = [{}]\nsecret = \"{secret}\"\nmetrics = \"{}\"\ntrace_dir = \"{}\"\n",
             self.data_dir(id).display(),
             list(&self.peers),
             list(&self.clients),
@@ -134,9 +144,12 @@ impl Cluster {
             .append(true)
             .open(self.log(id))
             .expect("log file");
+        command.args(["node", "--config"]).arg(self.config(id));
+        if !self.bootstrapped[id] {
+            command.arg("--bootstrap");
+            self.bootstrapped[id] = true;
+        }
         let child = command
-            .args(["node", "--config"])
-            .arg(self.config(id))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -695,6 +708,100 @@ fn peer_with_wrong_secret_is_refused_and_cluster_keeps_working() {
         refused,
         "no peer logged the refusal:\n{}",
         cluster.log_text(0)
+    );
+}
+
+/// The operator's mistake the identity rules exist for: a follower's disk dies, and it
+/// is started again, empty, with its old configuration. It must not rejoin as a voter
+/// (it forgot its votes): it refuses to start, says why and what to do, and touches
+/// nothing; the two others keep serving, and every acknowledged write stays readable.
+#[test]
+fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
+    let mut cluster = Cluster::new("lost-disk", 3);
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    let rt = runtime();
+    let first_leader = rt.block_on(async {
+        let leader = leader(&cluster, &[0, 1, 2]).await;
+        for i in 0..20 {
+            set(cluster.clients[leader], &format!("k{i}"), "v")
+                .await
+                .expect("write");
+        }
+        leader
+    });
+    let lost = (first_leader + 1) % 3;
+    cluster.kill(lost);
+    std::fs::remove_dir_all(cluster.data_dir(lost)).expect("wipe the data directory");
+    let status = start_and_wait_for_exit(&mut cluster, lost)
+        .expect("a node with an empty data directory must refuse to start");
+    assert!(!status.success(), "started with a lost disk: {status}");
+    let log = cluster.log_text(lost);
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("holds no ballot data")
+            && last.contains("must not vote again")
+            && last.contains("--bootstrap"),
+        "the refusal does not say why and what to do:\n{log}"
+    );
+    assert!(
+        !cluster.data_dir(lost).exists(),
+        "a refused start created the data directory"
+    );
+    rt.block_on(async {
+        let survivors: Vec<usize> = (0..3).filter(|id| *id != lost).collect();
+        let leader = leader(&cluster, &survivors).await;
+        for i in 20..30 {
+            set(cluster.clients[leader], &format!("k{i}"), "v")
+                .await
+                .expect("write without the lost node");
+        }
+        for i in 0..30 {
+            let got = get(cluster.clients[leader], &format!("k{i}"))
+                .await
+                .expect("read");
+            assert_eq!(got.as_deref(), Some(b"v".as_slice()), "k{i} lost");
+        }
+    });
+}
+
+/// A node configured for another cluster (even one sharing the secret) is refused at
+/// the handshake by both sides, each saying which cluster the other belongs to; the
+/// two members elect a leader and commit without it.
+#[test]
+fn a_node_of_another_cluster_is_refused_at_the_handshake() {
+    let other = "0000000000000000000000000000e15e";
+    let mut cluster = Cluster::new("foreign", 3);
+    cluster.write_config_in(2, SECRET, other);
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    runtime().block_on(async {
+        let leader = leader(&cluster, &[0, 1]).await;
+        for i in 0..5 {
+            set(cluster.clients[leader], &format!("k{i}"), "v")
+                .await
+                .expect("write without node 2");
+        }
+        let outsider = info(cluster.clients[2]).await.expect("node 2 answers INFO");
+        assert_eq!(
+            outsider.get("applied_index").map(String::as_str),
+            Some("0"),
+            "{outsider:?}"
+        );
+    });
+    let refusal = format!("peer belongs to cluster {other}, this node to cluster {CLUSTER_ID}");
+    assert!(
+        (0..2).any(|id| cluster.log_text(id).contains(&refusal)),
+        "no member logged the refusal:\n{}",
+        cluster.log_text(0)
+    );
+    let refusal = format!("peer belongs to cluster {CLUSTER_ID}, this node to cluster {other}");
+    assert!(
+        cluster.log_text(2).contains(&refusal),
+        "the outsider did not log why:\n{}",
+        cluster.log_text(2)
     );
 }
 

@@ -6,6 +6,7 @@
 
 use ballot_model::{DurableState, DurableUpdate, NodeId, Snapshot};
 use ballot_node::frame;
+use ballot_node::identity::ClusterId;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
 use ballot_node::node::{Node, NodeConfig, PeerFrame, PeerInbox};
 use ballot_node::world::{PeerNetwork, SnapshotSaver, Storage, StorageError};
@@ -120,7 +121,13 @@ fn config(id: NodeId) -> NodeConfig {
     let peers = (0..3)
         .map(|i| format!("127.0.0.1:{}", 1 + i).parse().unwrap())
         .collect();
-    let mut config = NodeConfig::new(id, peers, "/nonexistent".into(), b"unused".to_vec());
+    let mut config = NodeConfig::new(
+        ClusterId(1),
+        id,
+        peers,
+        "/nonexistent".into(),
+        b"unused".to_vec(),
+    );
     config.request_timeout = Duration::from_secs(5);
     config
 }

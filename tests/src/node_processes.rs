@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// The cluster secret the harness configures.
 const SECRET: &str = "nemesis-cluster-secret-0123456789";
+/// The cluster id the harness configures.
+const CLUSTER_ID: &str = "000000000000000000000000000e3e51";
 
 /// A process's state as the nemesis left it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub struct NodeProcesses {
     pub clients: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
+    /// Nodes started before: only a node's first start bootstraps it.
+    bootstrapped: Vec<bool>,
 }
 
 /// A free loopback port (bound and released; the race with other processes is benign
@@ -63,6 +67,7 @@ impl NodeProcesses {
         };
         for id in 0..nodes {
             let mut text = String::new();
+            let _ = writeln!(text, "cluster_id = \"{CLUSTER_ID}\"");
             let _ = writeln!(text, "id = {id}");
             let _ = writeln!(
                 text,
@@ -82,6 +87,7 @@ impl NodeProcesses {
             clients,
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
+            bootstrapped: vec![false; nodes],
         })
     }
 
@@ -106,9 +112,14 @@ impl NodeProcesses {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("node-{id}.log")))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["node", "--config"])
-            .arg(self.dir.join(format!("node-{id}.toml")))
+            .arg(self.dir.join(format!("node-{id}.toml")));
+        if !self.bootstrapped[id] {
+            command.arg("--bootstrap");
+        }
+        let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -116,6 +127,7 @@ impl NodeProcesses {
             .spawn()?;
         self.children[id] = Some(child);
         self.paused[id] = false;
+        self.bootstrapped[id] = true;
         Ok(())
     }
 

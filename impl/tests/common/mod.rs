@@ -4,6 +4,7 @@
 // Each test binary compiles its own copy and uses a part of it.
 #![allow(dead_code)]
 
+use ballot_node::identity::ClusterId;
 use ballot_node::kv::KvStore;
 use ballot_node::node::{Node, NodeConfig};
 use ballot_node::server::{self, ServerInfo};
@@ -72,10 +73,17 @@ impl Cluster {
             let mut nodes = Vec::new();
             let mut configs = Vec::new();
             for id in 0..3 {
-                let mut config =
-                    NodeConfig::new(id, peers.clone(), dir.join(id.to_string()), SECRET.to_vec());
+                let mut config = NodeConfig::new(
+                    ClusterId(0xc1),
+                    id,
+                    peers.clone(),
+                    dir.join(id.to_string()),
+                    SECRET.to_vec(),
+                );
                 configure(&mut config);
+                // Restarts find the member's data; only the first start bootstraps.
                 configs.push(config.clone());
+                config.bootstrap = true;
                 nodes.push(
                     Node::start(config, KvStore::default())
                         .await
