@@ -546,7 +546,7 @@ struct Timers {
 
 impl Timers {
     /// How many distinct timers there are: no more can be due at once.
-    const KINDS: usize = 3;
+    const KINDS: usize = Timer::ALL.len();
 
     /// Arms `timer` (re-arming resets its deadline).
     fn set(&mut self, timer: Timer, deadline: Instant) {
@@ -1346,16 +1346,8 @@ impl<S: Replicated> Driver<S> {
             let Some(timer) = self.timers.pop_due(now) else {
                 break;
             };
-            // The core says whether this timeout starts a new ballot; the node only
-            // counts and logs it.
-            let campaigns =
-                timer == Timer::Election && self.replica.election_timeout_starts_ballot();
+            // A new ballot shows as `Effect::Campaigning`, counted where it is executed.
             self.step(Input::Timer(timer), effects);
-            if campaigns {
-                self.counters.elections += 1;
-                let ballot = self.replica.durable().promised;
-                tracing::info!(%ballot, "election timeout: running for leader");
-            }
         }
     }
 
@@ -1389,6 +1381,10 @@ impl<S: Replicated> Driver<S> {
                         .ok_or(WalError::Poisoned)?
                         .stage_snapshot(snapshot);
                     persisted = true;
+                }
+                Effect::Campaigning { ballot } => {
+                    self.counters.elections += 1;
+                    tracing::info!(%ballot, "election timeout: running for leader");
                 }
                 // Armed when emitted (`arm_timers`).
                 Effect::SetTimer(_) | Effect::CancelTimer(_) | Effect::Applied { .. } => {}
@@ -1552,18 +1548,10 @@ impl<S: Replicated> Driver<S> {
         match timer {
             // Randomised so that candidates rarely collide (the timing assumption of
             // SPEC.md: elections eventually run one at a time).
-            //
-            // A candidate's election timer only re-sends its Prepare at the same ballot
-            // (`Replica::election_retries_ballot`): asking again costs no ballot and
-            // deposes no one, so it runs at the heartbeat pace. A follower that was loyal
-            // to the dead leader then promises on the first retry after its own timeout,
-            // not a whole election timeout later.
-            Timer::Election if self.replica.election_retries_ballot() => {
-                self.config.heartbeat_interval
-            }
             Timer::Election => rand::rng()
                 .random_range(self.config.election_timeout_min..self.config.election_timeout_max),
-            Timer::Heartbeat => self.config.heartbeat_interval,
+            // Asking again at the same ballot costs no ballot and deposes no one.
+            Timer::CandidacyRetry | Timer::Heartbeat => self.config.heartbeat_interval,
             Timer::CheckQuorum => self.config.election_timeout_max,
         }
     }

@@ -563,7 +563,7 @@ fn absorb<S: StateMachine>(
             Effect::CancelTimer(timer) => {
                 run.armed.remove(&timer);
             }
-            Effect::Applied { .. } => {}
+            Effect::Applied { .. } | Effect::Campaigning { .. } => {}
         }
     }
 }

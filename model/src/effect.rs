@@ -1,7 +1,7 @@
 //! The core's inputs and outputs. The core is a function from (state, [`Input`]) to
 //! (state, `Vec<`[`Effect`]`>`); drivers feed inputs in and carry effects out.
 
-use crate::ballot::{ClientId, NodeId, Slot};
+use crate::ballot::{Ballot, ClientId, NodeId, Slot};
 use crate::durable::DurableUpdate;
 use crate::message::{ClientRequest, ClientResponse, Message};
 use crate::snapshot::Snapshot;
@@ -9,16 +9,39 @@ use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
 
 /// The timers a server arms. They name a purpose, never a duration: drivers own
-/// durations and their randomisation, and the model may fire any armed timer.
+/// durations and their randomisation, and the model may fire any armed timer. Each
+/// purpose has its own timer, so that a driver maps timers to durations and asks the
+/// core nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
-    /// Follower/candidate: "the leader has been silent too long; run for election".
-    /// Reset by every valid message from the leader.
+    /// Follower: "the leader has been silent too long; run for election". Reset by
+    /// every valid message from the leader. Randomised by drivers, so that candidates
+    /// rarely collide.
     Election,
     /// Leader: "send heartbeats and retransmit unacknowledged accepts".
     Heartbeat,
     /// Leader: "have I heard from a majority since the last check? If not, step down".
     CheckQuorum,
+    /// Candidate: "ask the peers that have not promised again, at the same ballot". A
+    /// retry costs no ballot and deposes no one, so drivers may run it at the heartbeat
+    /// pace: a follower that was loyal to a dead leader then promises on the first
+    /// retry after its own election timeout, not a whole timeout later.
+    CandidacyRetry,
+}
+
+impl Timer {
+    /// Every timer.
+    ///
+    /// ```
+    /// use ballot_model::Timer;
+    /// assert!(Timer::ALL.contains(&Timer::CandidacyRetry));
+    /// ```
+    pub const ALL: [Timer; 4] = [
+        Timer::Election,
+        Timer::Heartbeat,
+        Timer::CheckQuorum,
+        Timer::CandidacyRetry,
+    ];
 }
 
 /// One input to [`crate::Replica::step`]. Serializable so a node's trace can record it
@@ -96,5 +119,11 @@ pub enum Effect<S: StateMachine> {
     Applied {
         /// The slot just applied.
         slot: Slot,
+    },
+    /// The core started a new ballot to run for leader (for logs and metrics; nothing
+    /// for the driver to do). A candidacy retry at the same ballot is not one.
+    Campaigning {
+        /// The new ballot (persisted as the promise just before).
+        ballot: Ballot,
     },
 }

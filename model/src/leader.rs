@@ -112,7 +112,8 @@ impl<S: StateMachine> Replica<S> {
             );
         }
         self.role = Role::Leader(leadership);
-        effects.push(Effect::CancelTimer(Timer::Election));
+        // Only candidates become leaders: their retry timer is the one armed.
+        effects.push(Effect::CancelTimer(Timer::CandidacyRetry));
         effects.push(Effect::SetTimer(Timer::Heartbeat));
         effects.push(Effect::SetTimer(Timer::CheckQuorum));
         for (slot, proposal) in proposals {

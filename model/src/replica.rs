@@ -495,6 +495,13 @@ impl<S: StateMachine> Replica<S> {
                 self.on_election_timeout(effects);
                 Ok(())
             }
+            Input::Timer(Timer::CandidacyRetry) => {
+                // Armed only while a candidate; a stale firing changes nothing.
+                if matches!(self.role, Role::Candidate(_)) {
+                    self.on_election_timeout(effects);
+                }
+                Ok(())
+            }
             Input::Timer(Timer::Heartbeat) => {
                 self.on_heartbeat_timeout(effects);
                 Ok(())
@@ -712,9 +719,10 @@ impl<S: StateMachine> Replica<S> {
         effects.push(Effect::Persist(update));
     }
 
-    /// Follower or candidate: the leader went quiet. Start phase 1 for every slot from
-    /// the commit point on, with a ballot above everything seen; or, as a candidate
-    /// whose ballot nobody has outbid, ask again at the same ballot.
+    /// Follower (its election timer) or candidate (its retry timer): the leader went
+    /// quiet, or the candidacy is not won yet. Start phase 1 for every slot from the
+    /// commit point on, with a ballot above everything seen; or, as a candidate whose
+    /// ballot nobody has outbid, ask again at the same ballot.
     fn on_election_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
         if matches!(self.role, Role::Leader(_)) {
             // A leader's election timer is cancelled; a stale firing changes nothing.
@@ -754,6 +762,7 @@ impl<S: StateMachine> Replica<S> {
         // Persisting our own ballot as our promise is what makes ballots unique: after a
         // crash we restart above it, never re-running it with another value.
         self.persist(DurableUpdate::Promise(ballot), effects);
+        effects.push(Effect::Campaigning { ballot });
         self.highest_seen = ballot;
         let from_slot = self.durable.commit + 1;
         let mut promises = BTreeMap::new();
@@ -770,7 +779,7 @@ impl<S: StateMachine> Replica<S> {
             });
         }
         if !mutant!(self.config, ElectionTimerNotRearmed) {
-            effects.push(Effect::SetTimer(Timer::Election));
+            effects.push(Effect::SetTimer(Timer::CandidacyRetry));
         }
         self.try_become_leader(effects);
     }
@@ -843,7 +852,7 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         if !mutant!(self.config, ElectionTimerNotRearmed) {
-            effects.push(Effect::SetTimer(Timer::Election));
+            effects.push(Effect::SetTimer(Timer::CandidacyRetry));
         }
     }
 
@@ -856,6 +865,9 @@ impl<S: StateMachine> Replica<S> {
             effects.push(Effect::CancelTimer(Timer::CheckQuorum));
         }
         let failed_candidate = matches!(self.role, Role::Candidate(_));
+        if failed_candidate {
+            effects.push(Effect::CancelTimer(Timer::CandidacyRetry));
+        }
         if !(failed_candidate && mutant!(self.config, ElectionTimerNotRearmed)) {
             effects.push(Effect::SetTimer(Timer::Election));
         }

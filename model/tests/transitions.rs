@@ -191,18 +191,27 @@ fn redirect(client: u64, seq: u64, leader: Option<NodeId>) -> E {
 fn election_effects(ballot: Ballot, from_slot: Slot) -> Vec<E> {
     vec![
         Effect::Persist(DurableUpdate::Promise(ballot)),
+        Effect::Campaigning { ballot },
         send(1, Message::Prepare { ballot, from_slot }),
         send(2, Message::Prepare { ballot, from_slot }),
-        Effect::SetTimer(Timer::Election),
+        Effect::SetTimer(Timer::CandidacyRetry),
     ]
 }
 
 /// What a leader emits on becoming leader with nothing to re-propose.
 fn leadership_timers() -> Vec<E> {
     vec![
-        Effect::CancelTimer(Timer::Election),
+        Effect::CancelTimer(Timer::CandidacyRetry),
         Effect::SetTimer(Timer::Heartbeat),
         Effect::SetTimer(Timer::CheckQuorum),
+    ]
+}
+
+/// What a candidate emits when it gives up: it stops asking and watches for a leader.
+fn failed_candidacy_timers() -> Vec<E> {
+    vec![
+        Effect::CancelTimer(Timer::CandidacyRetry),
+        Effect::SetTimer(Timer::Election),
     ]
 }
 
@@ -325,6 +334,7 @@ fn election_timeout_persists_promise_before_sending_prepare() {
         effects,
         vec![
             Effect::Persist(DurableUpdate::Promise(b(1, 0))),
+            Effect::Campaigning { ballot: b(1, 0) },
             send(
                 1,
                 Message::Prepare {
@@ -339,7 +349,7 @@ fn election_timeout_persists_promise_before_sending_prepare() {
                     from_slot: 1
                 }
             ),
-            Effect::SetTimer(Timer::Election),
+            Effect::SetTimer(Timer::CandidacyRetry),
         ]
     );
     assert_eq!(r.durable().promised, b(1, 0));
@@ -416,14 +426,14 @@ fn unbeaten_candidate_election_timeout_asks_again_at_the_same_ballot() {
         ),
     );
     let before = r5.durable().clone();
-    let effects = step(&mut r5, timer(Timer::Election));
+    let effects = step(&mut r5, timer(Timer::CandidacyRetry));
     assert_eq!(
         effects,
         vec![
             send(2, prepare(b(1, 0), 1)),
             send(3, prepare(b(1, 0), 1)),
             send(4, prepare(b(1, 0), 1)),
-            Effect::SetTimer(Timer::Election),
+            Effect::SetTimer(Timer::CandidacyRetry),
         ],
         "no new ballot, nothing persisted, only peers that have not promised are asked"
     );
@@ -509,7 +519,7 @@ fn candidate_ignores_a_loyal_followers_refusal_and_keeps_its_ballot() {
         ),
     );
     // promised 1.2 > 1.0 here: a real outbid. A loyal refusal names a lower promise.
-    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    assert_eq!(effects, failed_candidacy_timers());
     assert_eq!(r.known_leader(), None);
     let mut r = before;
     let effects = step(
@@ -786,7 +796,8 @@ fn single_node_cluster_elects_itself_and_commits_alone() {
     let effects = step(&mut r, timer(Timer::Election));
     let mut expected = vec![
         Effect::Persist(DurableUpdate::Promise(b(1, 0))),
-        Effect::SetTimer(Timer::Election),
+        Effect::Campaigning { ballot: b(1, 0) },
+        Effect::SetTimer(Timer::CandidacyRetry),
     ];
     expected.extend(leadership_timers());
     assert_eq!(effects, expected);
@@ -1510,7 +1521,7 @@ fn candidate_steps_down_on_reject_with_higher_promise() {
     );
     assert_eq!(
         effects,
-        vec![Effect::SetTimer(Timer::Election)],
+        failed_candidacy_timers(),
         "a candidate has no leader timers to cancel; it re-arms its election timer"
     );
     assert!(!r.is_leader());

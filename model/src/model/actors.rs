@@ -35,6 +35,18 @@ pub enum ModelTimer {
     ClientRetry,
 }
 
+impl ModelTimer {
+    /// True for the timers that run elections: a follower's election timer and a
+    /// candidate's retry (which starts a new ballot if its own was outbid). The
+    /// election budget and the election timing rule apply to both alike.
+    pub fn is_election(&self) -> bool {
+        matches!(
+            self,
+            ModelTimer::Server(Timer::Election | Timer::CandidacyRetry)
+        )
+    }
+}
+
 /// What a server's disk holds: the fold of every `Persist` the core emitted, and the
 /// latest snapshot saved.
 ///
@@ -206,7 +218,8 @@ fn emit(
             ),
             Effect::SetTimer(timer) => o.set_timer(ModelTimer::Server(timer), model_timeout()),
             Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Server(timer)),
-            Effect::Applied { .. } => {}
+            // The election budget is counted by the model itself (`BallotModel`).
+            Effect::Applied { .. } | Effect::Campaigning { .. } => {}
         }
     }
     if persisted {

@@ -210,16 +210,16 @@ impl BallotModel {
                     && (state.ledger.crashes as usize) < config.max_crashes
             }
             ActorModelAction::Timeout(id, timer) => {
-                let over_budget = *timer == ModelTimer::Server(Timer::Election)
+                let over_budget = timer.is_election()
                     && state.ledger.elections as usize >= config.max_elections
                     && self.election_starts_ballot(state, usize::from(*id));
                 if over_budget {
                     return false;
                 }
                 let free_to_fire = match timer {
-                    ModelTimer::Server(Timer::Election | Timer::CheckQuorum) => {
-                        config.timing.spurious_elections()
-                    }
+                    ModelTimer::Server(
+                        Timer::Election | Timer::CandidacyRetry | Timer::CheckQuorum,
+                    ) => config.timing.spurious_elections(),
                     ModelTimer::Server(Timer::Heartbeat) => config.timing.early_heartbeats(),
                     ModelTimer::ClientRetry => config.timing.early_client_retries(),
                 };
@@ -375,7 +375,8 @@ impl BallotModel {
             },
             ActorModelAction::Drop(_) => 3,
             ActorModelAction::Timeout(_, timer) => match timer {
-                ModelTimer::Server(Timer::Election) => 4,
+                // A retry is the candidate's side of an election.
+                ModelTimer::Server(Timer::Election | Timer::CandidacyRetry) => 4,
                 ModelTimer::Server(Timer::Heartbeat) => 5,
                 ModelTimer::Server(Timer::CheckQuorum) => 6,
                 ModelTimer::ClientRetry => 7,
@@ -425,8 +426,8 @@ impl Model for BallotModel {
                     ledger.leader_crash_commit = commit;
                 }
             }
-            ActorModelAction::Timeout(id, ModelTimer::Server(Timer::Election))
-                if self.election_starts_ballot(last, usize::from(*id)) =>
+            ActorModelAction::Timeout(id, timer)
+                if timer.is_election() && self.election_starts_ballot(last, usize::from(*id)) =>
             {
                 ledger.elections += 1;
             }

@@ -111,7 +111,9 @@ impl BallotModel {
                 // and asking again would cost a scan of the network per action.
                 let spurious = matches!(
                     timer,
-                    ModelTimer::Server(Timer::Election | Timer::CheckQuorum)
+                    ModelTimer::Server(
+                        Timer::Election | Timer::CandidacyRetry | Timer::CheckQuorum
+                    )
                 ) && self.config.timing.spurious_elections()
                     && !self.timer_is_timely(state, *id, timer);
                 if spurious {
@@ -135,18 +137,18 @@ impl BallotModel {
         if (state.ledger.elections as usize) < self.config.max_elections {
             return Vec::new();
         }
-        let timer = ModelTimer::Server(Timer::Election);
         state
             .live_servers()
-            .filter(|(id, server)| {
-                let armed = state.system.timers_set[*id].iter().any(|t| *t == timer);
-                armed
-                    && server.replica.election_timeout_starts_ballot()
-                    && self.timer_is_timely(state, Id::from(*id), &timer)
-            })
-            .map(|(id, _)| Obligation::Timer {
-                actor: Id::from(id),
-                timer: timer.clone(),
+            .filter(|(_, server)| server.replica.election_timeout_starts_ballot())
+            .flat_map(|(id, _)| {
+                state.system.timers_set[id]
+                    .iter()
+                    .filter(|timer| timer.is_election())
+                    .filter(move |timer| self.timer_is_timely(state, Id::from(id), timer))
+                    .map(move |timer| Obligation::Timer {
+                        actor: Id::from(id),
+                        timer: timer.clone(),
+                    })
             })
             .collect()
     }
@@ -155,7 +157,7 @@ impl BallotModel {
     /// timely (a correct node's timeout, given timeouts longer than message delays and
     /// randomised so that elections eventually run one at a time) rather than spurious.
     ///
-    /// - **Election** of server `n`: no peer message that would change anything is in
+    /// - **Election** of server `n` (or its candidacy retry): no peer message that would change anything is in
     ///   flight to or from it; no live leader it is connected to holds a ballot `n`
     ///   would accept (its heartbeats would reach `n`); and no live, connected,
     ///   quorum-connected candidate runs a ballot `n` would promise or has promised
@@ -170,7 +172,8 @@ impl BallotModel {
     pub fn timer_is_timely(&self, state: &BallotState, id: Id, timer: &ModelTimer) -> bool {
         let n = usize::from(id);
         match timer {
-            ModelTimer::Server(Timer::Election) => {
+            // A candidate's retry is due exactly when a follower's election would be.
+            ModelTimer::Server(Timer::Election | Timer::CandidacyRetry) => {
                 let Some(me) = self.server(state, n) else {
                     return false;
                 };
