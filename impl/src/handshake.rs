@@ -4,11 +4,16 @@
 //! secret over fresh nonces before any protocol frame is accepted.
 //!
 //! ```text
-//! dialer   -> acceptor : HELLO  magic "BLT" version, dialer id, cluster id, nonce_d
-//! acceptor -> dialer   : CHALLENGE magic version, acceptor id, cluster id, nonce_a,
-//!                        HMAC(secret, "accept" | ids | cluster | nonce_d | nonce_a)
-//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | nonce_a | nonce_d)
+//! dialer   -> acceptor : HELLO  magic "BLT" version, dialer id, cluster id,
+//!                        dialer incarnation, nonce_d
+//! acceptor -> dialer   : CHALLENGE magic version, acceptor id, cluster id,
+//!                        acceptor incarnation, nonce_a,
+//!                        HMAC(secret, "accept" | ids | cluster | incarnations | nonce_d | nonce_a)
+//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | incarnations | nonce_a | nonce_d)
 //! ```
+//!
+//! Each side learns the other's authenticated [`Incarnation`], for the caller to check
+//! against the one it met before ([`crate::identity::KnownPeers`]).
 //!
 //! Both sides name their cluster ([`ClusterId`]); a node of another cluster is refused
 //! with [`HandshakeError::ForeignCluster`] on both ends (the acceptor still answers, so
@@ -18,7 +23,7 @@
 //! strangers out of the cluster; it does not defend against an on-path attacker who
 //! can hijack an established TCP connection.
 
-use crate::identity::ClusterId;
+use crate::identity::{ClusterId, Incarnation};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -30,8 +35,11 @@ const MAGIC: &[u8; 3] = b"BLT";
 const NONCE: usize = 16;
 const MAC: usize = 32;
 const CLUSTER: usize = 16;
+const INCARNATION: usize = 8;
+/// Where the incarnation starts in a HELLO or CHALLENGE.
+const INCARNATION_AT: usize = 3 + 2 + 2 + CLUSTER;
 /// Where the nonce starts in a HELLO or CHALLENGE.
-const NONCE_AT: usize = 3 + 2 + 2 + CLUSTER;
+const NONCE_AT: usize = INCARNATION_AT + INCARNATION;
 const HELLO: usize = NONCE_AT + NONCE;
 const CHALLENGE: usize = HELLO + MAC;
 
@@ -77,6 +85,8 @@ struct Parties {
     dialer: u16,
     acceptor: u16,
     cluster: ClusterId,
+    dialer_incarnation: Incarnation,
+    acceptor_incarnation: Incarnation,
 }
 
 fn mac(secret: &[u8], label: &[u8], parties: Parties, n1: &[u8], n2: &[u8]) -> Hmac<Sha256> {
@@ -86,13 +96,22 @@ fn mac(secret: &[u8], label: &[u8], parties: Parties, n1: &[u8], n2: &[u8]) -> H
     m.update(&parties.dialer.to_le_bytes());
     m.update(&parties.acceptor.to_le_bytes());
     m.update(&parties.cluster.to_bytes());
+    m.update(&parties.dialer_incarnation.0.to_le_bytes());
+    m.update(&parties.acceptor_incarnation.0.to_le_bytes());
     m.update(n1);
     m.update(n2);
     m
 }
 
-/// The sender's id and cluster from a HELLO or CHALLENGE.
-fn check_header(bytes: &[u8]) -> Result<(u16, ClusterId), HandshakeError> {
+/// What a HELLO or CHALLENGE says about its sender.
+struct Greeting {
+    id: u16,
+    cluster: ClusterId,
+    incarnation: Incarnation,
+}
+
+/// The sender's id, cluster and incarnation from a HELLO or CHALLENGE.
+fn check_header(bytes: &[u8]) -> Result<Greeting, HandshakeError> {
     if &bytes[..3] != MAGIC {
         return Err(HandshakeError::BadMagic);
     }
@@ -102,17 +121,25 @@ fn check_header(bytes: &[u8]) -> Result<(u16, ClusterId), HandshakeError> {
     }
     let id = u16::from_le_bytes([bytes[5], bytes[6]]);
     let mut cluster = [0u8; CLUSTER];
-    cluster.copy_from_slice(&bytes[7..NONCE_AT]);
-    Ok((id, ClusterId::from_bytes(cluster)))
+    cluster.copy_from_slice(&bytes[7..INCARNATION_AT]);
+    let mut incarnation = [0u8; INCARNATION];
+    incarnation.copy_from_slice(&bytes[INCARNATION_AT..NONCE_AT]);
+    Ok(Greeting {
+        id,
+        cluster: ClusterId::from_bytes(cluster),
+        incarnation: Incarnation(u64::from_le_bytes(incarnation)),
+    })
 }
 
-/// A HELLO (or the start of a CHALLENGE): magic, version, sender, cluster, nonce.
-fn greeting(me: u16, cluster: ClusterId, nonce: &[u8; NONCE]) -> Vec<u8> {
+/// A HELLO (or the start of a CHALLENGE): magic, version, sender, cluster,
+/// incarnation, nonce.
+fn greeting(me: Me, nonce: &[u8; NONCE]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(CHALLENGE);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&me.to_le_bytes());
-    bytes.extend_from_slice(&cluster.to_bytes());
+    bytes.extend_from_slice(&me.id.to_le_bytes());
+    bytes.extend_from_slice(&me.cluster.to_bytes());
+    bytes.extend_from_slice(&me.incarnation.0.to_le_bytes());
     bytes.extend_from_slice(nonce);
     debug_assert_eq!(bytes.len(), HELLO);
     bytes
@@ -132,31 +159,43 @@ fn nonce() -> [u8; NONCE] {
     n
 }
 
-/// Runs the dialer's side, as node `me` of `cluster`, against the node we meant to
-/// reach, `expected`.
+/// Who this node is, as the handshake says it.
+#[derive(Clone, Copy, Debug)]
+pub struct Me {
+    /// Its cluster.
+    pub cluster: ClusterId,
+    /// Its member id.
+    pub id: u16,
+    /// Its data directory's incarnation.
+    pub incarnation: Incarnation,
+}
+
+/// Runs the dialer's side, as `me`, against the node we meant to reach, `expected`;
+/// returns that node's authenticated incarnation.
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
-    cluster: ClusterId,
-    me: u16,
+    me: Me,
     expected: u16,
-) -> Result<(), HandshakeError> {
+) -> Result<Incarnation, HandshakeError> {
     let nonce_d = nonce();
-    stream.write_all(&greeting(me, cluster, &nonce_d)).await?;
+    stream.write_all(&greeting(me, &nonce_d)).await?;
     let mut challenge = [0u8; CHALLENGE];
     stream.read_exact(&mut challenge).await?;
-    let (acceptor, theirs) = check_header(&challenge)?;
-    same_cluster(theirs, cluster)?;
-    if acceptor != expected {
+    let acceptor = check_header(&challenge)?;
+    same_cluster(acceptor.cluster, me.cluster)?;
+    if acceptor.id != expected {
         return Err(HandshakeError::WrongId {
-            claimed: acceptor,
+            claimed: acceptor.id,
             expected: expected.to_string(),
         });
     }
     let parties = Parties {
-        dialer: me,
-        acceptor,
-        cluster,
+        dialer: me.id,
+        acceptor: acceptor.id,
+        cluster: me.cluster,
+        dialer_incarnation: me.incarnation,
+        acceptor_incarnation: acceptor.incarnation,
     };
     let nonce_a = &challenge[NONCE_AT..HELLO];
     mac(secret, b"accept", parties, &nonce_d, nonce_a)
@@ -167,35 +206,36 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         .into_bytes();
     stream.write_all(&proof).await?;
     stream.flush().await?;
-    Ok(())
+    Ok(acceptor.incarnation)
 }
 
-/// Runs the acceptor's side, as node `me` of `cluster`; returns the authenticated
-/// peer's id, which is a member of the same cluster of `node_count` other than `me`.
+/// Runs the acceptor's side, as `me`; returns the authenticated peer's id, which is a
+/// member of the same cluster of `node_count` other than `me`, and its incarnation.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
-    cluster: ClusterId,
-    me: u16,
+    me: Me,
     node_count: usize,
-) -> Result<u16, HandshakeError> {
+) -> Result<(u16, Incarnation), HandshakeError> {
     let mut hello = [0u8; HELLO];
     stream.read_exact(&mut hello).await?;
-    let (dialer, theirs) = check_header(&hello)?;
-    if dialer == me || usize::from(dialer) >= node_count {
+    let dialer = check_header(&hello)?;
+    if dialer.id == me.id || usize::from(dialer.id) >= node_count {
         return Err(HandshakeError::WrongId {
-            claimed: dialer,
-            expected: format!("a peer id below {node_count} other than {me}"),
+            claimed: dialer.id,
+            expected: format!("a peer id below {node_count} other than {}", me.id),
         });
     }
     let parties = Parties {
-        dialer,
-        acceptor: me,
-        cluster,
+        dialer: dialer.id,
+        acceptor: me.id,
+        cluster: me.cluster,
+        dialer_incarnation: dialer.incarnation,
+        acceptor_incarnation: me.incarnation,
     };
     let nonce_d = &hello[NONCE_AT..];
     let nonce_a = nonce();
-    let mut challenge = greeting(me, cluster, &nonce_a);
+    let mut challenge = greeting(me, &nonce_a);
     challenge.extend_from_slice(
         &mac(secret, b"accept", parties, nonce_d, &nonce_a)
             .finalize()
@@ -204,13 +244,13 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(&challenge).await?;
     stream.flush().await?;
     // Answered first, so that the dialer of another cluster can say why it is refused.
-    same_cluster(theirs, cluster)?;
+    same_cluster(dialer.cluster, me.cluster)?;
     let mut proof = [0u8; MAC];
     stream.read_exact(&mut proof).await?;
     mac(secret, b"dial", parties, &nonce_a, nonce_d)
         .verify_slice(&proof)
         .map_err(|_| HandshakeError::BadMac)?;
-    Ok(dialer)
+    Ok((dialer.id, dialer.incarnation))
 }
 
 #[cfg(test)]
@@ -223,25 +263,41 @@ mod tests {
         dial_secret: &[u8],
         accept_secret: &[u8],
         expected: u16,
-    ) -> (Result<(), HandshakeError>, Result<u16, HandshakeError>) {
+    ) -> (
+        Result<Incarnation, HandshakeError>,
+        Result<(u16, Incarnation), HandshakeError>,
+    ) {
         run_in(CLUSTER_A, dial_secret, accept_secret, expected).await
     }
 
     /// A dialer of `dial_cluster`, node 1, reaching node 0 of cluster A (3 nodes).
+    /// Node 0 of cluster A (3 nodes), incarnation 0xa0.
+    const ACCEPTOR: Me = Me {
+        cluster: CLUSTER_A,
+        id: 0,
+        incarnation: Incarnation(0xa0),
+    };
+
+    /// A dialer of `dial_cluster`, node 1, incarnation 0xd1, reaching [`ACCEPTOR`].
     async fn run_in(
         dial_cluster: ClusterId,
         dial_secret: &[u8],
         accept_secret: &[u8],
         expected: u16,
-    ) -> (Result<(), HandshakeError>, Result<u16, HandshakeError>) {
+    ) -> (
+        Result<Incarnation, HandshakeError>,
+        Result<(u16, Incarnation), HandshakeError>,
+    ) {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let dial_secret = dial_secret.to_vec();
         let accept_secret = accept_secret.to_vec();
-        let dialer =
-            tokio::spawn(
-                async move { dial(&mut a, &dial_secret, dial_cluster, 1, expected).await },
-            );
-        let accepted = accept(&mut b, &accept_secret, CLUSTER_A, 0, 3).await;
+        let me = Me {
+            cluster: dial_cluster,
+            id: 1,
+            incarnation: Incarnation(0xd1),
+        };
+        let dialer = tokio::spawn(async move { dial(&mut a, &dial_secret, me, expected).await });
+        let accepted = accept(&mut b, &accept_secret, ACCEPTOR, 3).await;
         drop(b);
         (dialer.await.unwrap(), accepted)
     }
@@ -267,8 +323,8 @@ mod tests {
     #[tokio::test]
     async fn same_secret_authenticates_both_sides() {
         let (dialed, accepted) = run(b"s3cret", b"s3cret", 0).await;
-        dialed.unwrap();
-        assert_eq!(accepted.unwrap(), 1);
+        assert_eq!(dialed.unwrap(), ACCEPTOR.incarnation);
+        assert_eq!(accepted.unwrap(), (1, Incarnation(0xd1)));
     }
 
     #[tokio::test]
@@ -292,26 +348,26 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         a.write_all(&[0x2a; HELLO]).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", CLUSTER_A, 0, 3).await,
+            accept(&mut b, b"s", ACCEPTOR, 3).await,
             Err(HandshakeError::BadMagic)
         ));
         let (mut a, mut b) = tokio::io::duplex(1024);
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&9u16.to_le_bytes());
-        hello.extend_from_slice(&[0; 2 + CLUSTER + NONCE]);
+        hello.extend_from_slice(&[0; 2 + CLUSTER + INCARNATION + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", CLUSTER_A, 0, 3).await,
+            accept(&mut b, b"s", ACCEPTOR, 3).await,
             Err(HandshakeError::Version { theirs: 9 })
         ));
         let (mut a, mut b) = tokio::io::duplex(1024);
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&VERSION.to_le_bytes());
         hello.extend_from_slice(&7u16.to_le_bytes());
-        hello.extend_from_slice(&[0; CLUSTER + NONCE]);
+        hello.extend_from_slice(&[0; CLUSTER + INCARNATION + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", CLUSTER_A, 0, 3).await,
+            accept(&mut b, b"s", ACCEPTOR, 3).await,
             Err(HandshakeError::WrongId { claimed: 7, .. })
         ));
     }

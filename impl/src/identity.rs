@@ -21,6 +21,13 @@
 //! The identity file is written once, durably (temporary file, fsync, rename, fsync of
 //! the directory), after the log file exists, so a crash while bootstrapping leaves a
 //! directory that bootstrapping again completes.
+//!
+//! A second line of defence covers the operator who bootstraps a member that lost its
+//! disk anyway: every bootstrap draws a fresh [`Incarnation`], which the peer handshake
+//! carries. Each member records, durably and before it accepts a single frame, the
+//! incarnation each peer had when they first met ([`KnownPeers`], the [`PEERS_FILE`]),
+//! and refuses a peer that comes back as another one ([`IdentityError::Reincarnated`]):
+//! a member that forgot its votes then cannot reach any peer that knew it.
 
 use crate::snapshot_store::SnapshotDir;
 use crate::wal;
@@ -34,6 +41,10 @@ use std::str::FromStr;
 
 /// Name of the identity file inside a node's data directory.
 pub const FILE_NAME: &str = "IDENTITY";
+
+/// Name of the file, inside a node's data directory, that records each peer's
+/// incarnation ([`KnownPeers`]).
+pub const PEERS_FILE: &str = "PEERS";
 
 /// The identity file's format version.
 const FORMAT: u32 = 1;
@@ -92,18 +103,64 @@ impl FromStr for ClusterId {
     }
 }
 
-impl Serialize for ClusterId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+/// One life of a member's data directory: 64 random bits drawn when it is bootstrapped
+/// (or adopted). A member that lost its disk and is bootstrapped again has another.
+///
+/// ```
+/// use ballot_node::identity::Incarnation;
+/// let i = Incarnation::random();
+/// assert_eq!(i.to_string().parse::<Incarnation>(), Ok(i));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Incarnation(pub u64);
+
+impl Incarnation {
+    /// A fresh incarnation.
+    pub fn random() -> Self {
+        Incarnation(rand::random())
     }
 }
 
-impl<'de> Deserialize<'de> for ClusterId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
+
+impl FromStr for Incarnation {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "an incarnation is 16 hexadecimal digits, not `{text}`"
+            ));
+        }
+        u64::from_str_radix(text, 16)
+            .map(Incarnation)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Serialized as hexadecimal text, for files people read.
+macro_rules! serde_as_text {
+    ($type:ty) => {
+        impl Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_as_text!(ClusterId);
+serde_as_text!(Incarnation);
 
 /// Which member of which cluster a data directory belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +177,15 @@ impl fmt::Display for Identity {
     }
 }
 
+/// What a data directory's identity file records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// Whose directory it is.
+    pub identity: Identity,
+    /// Which life of it.
+    pub incarnation: Incarnation,
+}
+
 /// The identity file's contents.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +193,7 @@ struct IdentityFile {
     format: u32,
     cluster: ClusterId,
     member: NodeId,
+    incarnation: Incarnation,
 }
 
 /// How a start found its data directory (what [`admit`] decided).
@@ -180,6 +247,17 @@ pub enum IdentityError {
         /// What its identity file says.
         identity: Identity,
     },
+    /// A peer came back with another incarnation than the one this member met: it
+    /// lost its data directory and was bootstrapped again.
+    #[error("peer {member} presents a new data directory (incarnation {presented}; this member first met it as {known}): it lost its disk or was bootstrapped again, and may have forgotten votes it cast; refusing it (README: \"A node lost its disk\")")]
+    Reincarnated {
+        /// The peer.
+        member: NodeId,
+        /// The incarnation recorded when this member first met it.
+        known: Incarnation,
+        /// The one it presents now.
+        presented: Incarnation,
+    },
     /// The directory is empty and nobody asked to bootstrap.
     #[error("the data directory {dir} holds no ballot data: this member was never bootstrapped here, or it lost its disk. A member that lost its disk must not vote again: it may have voted for values it no longer remembers, and counting it in a majority could let the cluster choose a second value for a slot and lose acknowledged writes. To create a new cluster, start each of its nodes the first time with `--bootstrap` (`ballot cluster up` does this). If this node lost its disk, leave it stopped: the cluster serves while a majority of its members run (README: \"A node lost its disk\")")]
     NotBootstrapped {
@@ -194,7 +272,7 @@ pub enum IdentityError {
 ///
 /// [`IdentityError::Io`] if the file exists but cannot be read;
 /// [`IdentityError::Malformed`] if it is not an identity file of this format.
-pub fn read(dir: &Path) -> Result<Option<Identity>, IdentityError> {
+pub fn read(dir: &Path) -> Result<Option<Recorded>, IdentityError> {
     let path = dir.join(FILE_NAME);
     let io = |action, source| IdentityError::Io {
         action,
@@ -220,21 +298,44 @@ pub fn read(dir: &Path) -> Result<Option<Identity>, IdentityError> {
             parsed.format
         )));
     }
-    Ok(Some(Identity {
-        cluster: parsed.cluster,
-        member: parsed.member,
+    Ok(Some(Recorded {
+        identity: Identity {
+            cluster: parsed.cluster,
+            member: parsed.member,
+        },
+        incarnation: parsed.incarnation,
     }))
 }
 
-/// Records `identity` in `dir` durably: a temporary file, fsync'd and renamed into
-/// place, then the directory fsync'd, so a crash leaves either no identity or this one.
+/// Records `recorded` in `dir` durably, so a crash leaves either no identity or this
+/// one.
 ///
 /// # Errors
 ///
 /// [`IdentityError::Io`] if a file-system call fails.
-pub fn write(dir: &Path, identity: Identity) -> Result<(), IdentityError> {
-    let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+pub fn write(dir: &Path, recorded: Recorded) -> Result<(), IdentityError> {
+    let body = toml::to_string(&IdentityFile {
+        format: FORMAT,
+        cluster: recorded.identity.cluster,
+        member: recorded.identity.member,
+        incarnation: recorded.incarnation,
+    })
+    .expect("an identity always serializes");
+    write_durably(
+        dir,
+        FILE_NAME,
+        &format!(
+            "# Which ballot cluster and member this data directory belongs to. Written once,\n\
+             # when the member was bootstrapped; a node refuses any other directory.\n{body}"
+        ),
+    )
+}
+
+/// Writes `text` to `dir/name` durably: a temporary file, fsync'd and renamed into
+/// place, then the directory fsync'd.
+fn write_durably(dir: &Path, name: &str, text: &str) -> Result<(), IdentityError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
         move |source| IdentityError::Io {
@@ -243,16 +344,6 @@ pub fn write(dir: &Path, identity: Identity) -> Result<(), IdentityError> {
             source,
         }
     };
-    let body = toml::to_string(&IdentityFile {
-        format: FORMAT,
-        cluster: identity.cluster,
-        member: identity.member,
-    })
-    .expect("an identity always serializes");
-    let text = format!(
-        "# Which ballot cluster and member this data directory belongs to. Written once,\n\
-         # when the member was bootstrapped; a node refuses any other directory.\n{body}"
-    );
     let mut file = fs::File::create(&tmp).map_err(io("create", &tmp))?;
     file.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
     file.sync_all().map_err(io("fsync", &tmp))?;
@@ -282,18 +373,18 @@ pub fn check_before_open(
     dir: &Path,
     expected: Identity,
     bootstrap: bool,
-) -> Result<Option<Identity>, IdentityError> {
+) -> Result<Option<Recorded>, IdentityError> {
     let found = read(dir)?;
     let has_log = dir.join(wal::FILE_NAME).exists();
     match found {
-        Some(found) if found != expected => Err(IdentityError::Foreign {
+        Some(found) if found.identity != expected => Err(IdentityError::Foreign {
             dir: dir.to_path_buf(),
-            found,
+            found: found.identity,
             expected,
         }),
-        Some(identity) if !has_log => Err(IdentityError::LogMissing {
+        Some(found) if !has_log => Err(IdentityError::LogMissing {
             dir: dir.to_path_buf(),
-            identity,
+            identity: found.identity,
         }),
         None if !bootstrap && !has_log && !holds_data(dir, 0) => {
             Err(IdentityError::NotBootstrapped {
@@ -305,8 +396,9 @@ pub fn check_before_open(
 }
 
 /// Decides, once the log in `dir` is open (it held `log_records` records), whether a
-/// node configured as `expected` may act on it, writing the identity for a new or
-/// adopted directory. `found` is what [`check_before_open`] returned.
+/// node configured as `expected` may act on it, writing the identity (with a fresh
+/// incarnation) for a new or adopted directory. `found` is what [`check_before_open`]
+/// returned. Returns how the directory was admitted and its incarnation.
 ///
 /// # Errors
 ///
@@ -314,18 +406,18 @@ pub fn check_before_open(
 /// `bootstrap` is false; [`IdentityError::Io`] if the identity cannot be written.
 pub fn admit(
     dir: &Path,
-    found: Option<Identity>,
+    found: Option<Recorded>,
     expected: Identity,
     bootstrap: bool,
     log_records: u64,
-) -> Result<Admission, IdentityError> {
+) -> Result<(Admission, Incarnation), IdentityError> {
     let admission = match found {
         Some(found) => {
             debug_assert_eq!(
-                found, expected,
+                found.identity, expected,
                 "check_before_open refuses another identity"
             );
-            return Ok(Admission::Known);
+            return Ok((Admission::Known, found.incarnation));
         }
         None if holds_data(dir, log_records) => Admission::Adopted,
         None if bootstrap => Admission::Bootstrapped,
@@ -335,8 +427,125 @@ pub fn admit(
             })
         }
     };
-    write(dir, expected)?;
-    Ok(admission)
+    let incarnation = Incarnation::random();
+    write(
+        dir,
+        Recorded {
+            identity: expected,
+            incarnation,
+        },
+    )?;
+    Ok((admission, incarnation))
+}
+
+/// The incarnation each peer had when this member first met it, kept in the data
+/// directory's [`PEERS_FILE`]. At most one entry per member of the cluster.
+#[derive(Debug)]
+pub struct KnownPeers {
+    dir: PathBuf,
+    known: std::collections::BTreeMap<NodeId, Incarnation>,
+}
+
+/// The peers file's contents.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersFile {
+    format: u32,
+    #[serde(default)]
+    peer: Vec<PeerEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerEntry {
+    member: NodeId,
+    incarnation: Incarnation,
+}
+
+impl KnownPeers {
+    /// The peers recorded in `dir` (none if it has no peers file yet).
+    ///
+    /// # Errors
+    ///
+    /// [`IdentityError::Io`] if the file cannot be read; [`IdentityError::Malformed`]
+    /// if it is damaged.
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(PEERS_FILE);
+        let mut known = std::collections::BTreeMap::new();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let malformed = |reason: String| IdentityError::Malformed {
+                    path: path.clone(),
+                    reason,
+                };
+                let text = String::from_utf8(bytes).map_err(|e| malformed(e.to_string()))?;
+                let parsed: PeersFile =
+                    toml::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+                if parsed.format != FORMAT {
+                    return Err(malformed(format!("format {}", parsed.format)));
+                }
+                for entry in parsed.peer {
+                    known.insert(entry.member, entry.incarnation);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(IdentityError::Io {
+                    action: "read",
+                    path,
+                    source,
+                })
+            }
+        }
+        Ok(KnownPeers {
+            dir: dir.to_path_buf(),
+            known,
+        })
+    }
+
+    /// An authenticated peer `member` presents `incarnation`: the first time, it is
+    /// recorded durably before this returns; afterwards it must be the same.
+    ///
+    /// # Errors
+    ///
+    /// [`IdentityError::Reincarnated`] if the peer was met before as another
+    /// incarnation; [`IdentityError::Io`] if the record cannot be written (the peer is
+    /// then refused too: meeting it unrecorded would lose the defence).
+    pub fn meet(&mut self, member: NodeId, incarnation: Incarnation) -> Result<(), IdentityError> {
+        match self.known.get(&member) {
+            Some(known) if *known == incarnation => Ok(()),
+            Some(known) => Err(IdentityError::Reincarnated {
+                member,
+                known: *known,
+                presented: incarnation,
+            }),
+            None => {
+                let mut known = self.known.clone();
+                known.insert(member, incarnation);
+                let body = toml::to_string(&PeersFile {
+                    format: FORMAT,
+                    peer: known
+                        .iter()
+                        .map(|(member, incarnation)| PeerEntry {
+                            member: *member,
+                            incarnation: *incarnation,
+                        })
+                        .collect(),
+                })
+                .expect("peers always serialize");
+                write_durably(
+                    &self.dir,
+                    PEERS_FILE,
+                    &format!(
+                        "# The incarnation of each peer's data directory when this member first met\n\
+                         # it; a peer that comes back as another one is refused.\n{body}"
+                    ),
+                )?;
+                self.known = known;
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -372,7 +581,7 @@ mod tests {
     fn start(dir: &Path, expected: Identity, bootstrap: bool) -> Result<Admission, IdentityError> {
         let found = check_before_open(dir, expected, bootstrap)?;
         let (_wal, recovered) = wal::Wal::open::<u64>(dir).unwrap();
-        admit(dir, found, expected, bootstrap, recovered.records)
+        admit(dir, found, expected, bootstrap, recovered.records).map(|(admission, _)| admission)
     }
 
     fn write_a_record(dir: &Path) {
@@ -395,7 +604,7 @@ mod tests {
         assert!(refused.to_string().contains("--bootstrap"), "{refused}");
         assert!(!dir.0.join(wal::FILE_NAME).exists());
         assert_eq!(start(&dir.0, me(), true).unwrap(), Admission::Bootstrapped);
-        assert_eq!(read(&dir.0).unwrap(), Some(me()));
+        assert_eq!(read(&dir.0).unwrap().map(|r| r.identity), Some(me()));
         // Later starts need no flag, and a flag changes nothing.
         assert_eq!(start(&dir.0, me(), false).unwrap(), Admission::Known);
         assert_eq!(start(&dir.0, me(), true).unwrap(), Admission::Known);
@@ -418,6 +627,42 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_is_known_by_its_first_incarnation_across_restarts() {
+        let dir = TestDir::new("peers");
+        let (first, second) = (Incarnation(1), Incarnation(2));
+        let mut peers = KnownPeers::load(&dir.0).unwrap();
+        peers.meet(2, first).unwrap();
+        peers.meet(2, first).unwrap();
+        peers.meet(0, second).unwrap();
+        let mut reloaded = KnownPeers::load(&dir.0).unwrap();
+        reloaded.meet(2, first).unwrap();
+        let refused = reloaded.meet(2, second).unwrap_err();
+        assert!(
+            matches!(refused, IdentityError::Reincarnated { member: 2, known, presented }
+                if known == first && presented == second),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("lost its disk"), "{refused}");
+        fs::write(dir.0.join(PEERS_FILE), "garbage").unwrap();
+        assert!(matches!(
+            KnownPeers::load(&dir.0),
+            Err(IdentityError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn each_bootstrap_is_a_new_incarnation_and_a_restart_keeps_it() {
+        let (a, b) = (TestDir::new("inc-a"), TestDir::new("inc-b"));
+        start(&a.0, me(), true).unwrap();
+        start(&b.0, me(), true).unwrap();
+        let incarnation = |dir: &Path| read(dir).unwrap().unwrap().incarnation;
+        assert_ne!(incarnation(&a.0), incarnation(&b.0));
+        let before = incarnation(&a.0);
+        start(&a.0, me(), false).unwrap();
+        assert_eq!(incarnation(&a.0), before);
+    }
+
+    #[test]
     fn a_marked_directory_whose_log_vanished_is_refused_even_with_bootstrap() {
         let dir = TestDir::new("vanished");
         start(&dir.0, me(), true).unwrap();
@@ -434,7 +679,7 @@ mod tests {
         let dir = TestDir::new("adopt");
         write_a_record(&dir.0);
         assert_eq!(start(&dir.0, me(), false).unwrap(), Admission::Adopted);
-        assert_eq!(read(&dir.0).unwrap(), Some(me()));
+        assert_eq!(read(&dir.0).unwrap().map(|r| r.identity), Some(me()));
         // An empty log (a start that never persisted anything) is not data.
         let empty = TestDir::new("adopt-empty");
         wal::Wal::open::<u64>(&empty.0).unwrap();
@@ -449,8 +694,9 @@ mod tests {
         let dir = TestDir::new("damaged");
         for text in [
             "garbage",
-            "format = 9\ncluster = \"000000000000000000000000000000aa\"\nmember = 1\n",
-            "format = 1\ncluster = \"short\"\nmember = 1\n",
+            "format = 9\ncluster = \"000000000000000000000000000000aa\"\nmember = 1\nincarnation = \"0000000000000001\"\n",
+            "format = 1\ncluster = \"short\"\nmember = 1\nincarnation = \"0000000000000001\"\n",
+            "format = 1\ncluster = \"000000000000000000000000000000aa\"\nmember = 1\n",
         ] {
             fs::write(dir.0.join(FILE_NAME), text).unwrap();
             let refused = start(&dir.0, me(), true).unwrap_err();

@@ -19,7 +19,7 @@
 //! how it travels, not what the receiving core steps.
 
 use crate::frame;
-use crate::identity::{self, Admission, ClusterId, Identity, IdentityError};
+use crate::identity::{self, Admission, ClusterId, Identity, IdentityError, KnownPeers};
 use crate::limits;
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::snapshot_stream::{
@@ -597,7 +597,7 @@ impl<S: Replicated> Node<S> {
         let (wal, recovered) = Wal::open::<S::Command>(&config.data_dir)?;
         let snapshots = SnapshotDir::new(&config.data_dir);
         let snapshot = snapshots.latest::<S>()?;
-        let admission = identity::admit(
+        let (admission, incarnation) = identity::admit(
             &config.data_dir,
             found,
             identity,
@@ -605,7 +605,7 @@ impl<S: Replicated> Node<S> {
             recovered.records,
         )?;
         match admission {
-            Admission::Known => {}
+            Admission::Known => tracing::info!(%identity, %incarnation, "data directory"),
             Admission::Adopted => tracing::warn!(
                 %identity,
                 "the data directory holds this member's log but no identity file (written before directories carried one); recorded it"
@@ -633,6 +633,10 @@ impl<S: Replicated> Node<S> {
             TransportConfig {
                 cluster: config.cluster,
                 id: config.id,
+                incarnation,
+                known_peers: std::sync::Arc::new(std::sync::Mutex::new(KnownPeers::load(
+                    &config.data_dir,
+                )?)),
                 peers: config.peers.clone(),
                 secret: config.secret.clone(),
                 max_frame_bytes: config.max_frame_bytes,

@@ -1,6 +1,7 @@
 //! Peer connections over TCP: one outbound connection per peer (ours to send on), and
 //! the inbound connections peers make to us (theirs to send on). Every connection
-//! starts with the authenticated handshake; then it carries frames.
+//! starts with the authenticated handshake; then, once the peer's incarnation is the
+//! one this member first met ([`KnownPeers`]), it carries frames.
 //!
 //! Limits: each peer's send queue holds at most `send_queue_frames` frames and
 //! `send_queue_bytes_max` bytes (but always takes a frame when empty, so no frame is
@@ -12,7 +13,7 @@
 
 use crate::frame::{self, FrameError};
 use crate::handshake;
-use crate::identity::ClusterId;
+use crate::identity::{ClusterId, Incarnation, KnownPeers};
 use ballot_model::NodeId;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -36,6 +37,11 @@ pub struct TransportConfig {
     pub cluster: ClusterId,
     /// This node.
     pub id: NodeId,
+    /// This node's data directory's incarnation, presented at the handshake.
+    pub incarnation: Incarnation,
+    /// The incarnation each peer had when first met; a peer presenting another is
+    /// refused. Written (rarely: once per peer) under the lock, before any frame.
+    pub known_peers: Arc<std::sync::Mutex<KnownPeers>>,
     /// Every node's peer address, by node id.
     pub peers: Vec<SocketAddr>,
     /// The shared cluster secret.
@@ -240,15 +246,9 @@ async fn connect(
         .await
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    tokio::time::timeout(
+    let incarnation = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::dial(
-            &mut stream,
-            &config.secret,
-            config.cluster,
-            config.id as u16,
-            peer as u16,
-        ),
+        handshake::dial(&mut stream, &config.secret, config.me(), peer as u16),
     )
     .await
     .map_err(|_| ConnectError::Unreachable("handshake timed out".to_string()))?
@@ -256,7 +256,31 @@ async fn connect(
         handshake::HandshakeError::Io(e) => ConnectError::Unreachable(e.to_string()),
         refused => ConnectError::Refused(refused.to_string()),
     })?;
+    config
+        .meet(peer, incarnation)
+        .map_err(ConnectError::Refused)?;
     Ok(stream)
+}
+
+impl TransportConfig {
+    /// This node as the handshake presents it.
+    fn me(&self) -> handshake::Me {
+        handshake::Me {
+            cluster: self.cluster,
+            id: self.id as u16,
+            incarnation: self.incarnation,
+        }
+    }
+
+    /// Checks an authenticated peer's incarnation against the one first met (recording
+    /// it the first time); a reason to refuse the connection if it differs.
+    fn meet(&self, peer: NodeId, incarnation: Incarnation) -> Result<(), String> {
+        let mut known = self
+            .known_peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.meet(peer, incarnation).map_err(|e| e.to_string())
+    }
 }
 
 async fn accept_loop<F, D>(config: TransportConfig, listener: TcpListener, inbox: D)
@@ -293,20 +317,15 @@ where
     D: Inbox<F>,
 {
     let _ = stream.set_nodelay(true);
-    let peer = tokio::time::timeout(
+    let (peer, incarnation) = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::accept(
-            &mut stream,
-            &config.secret,
-            config.cluster,
-            config.id as u16,
-            config.peers.len(),
-        ),
+        handshake::accept(&mut stream, &config.secret, config.me(), config.peers.len()),
     )
     .await
     .map_err(|_| "handshake timed out".to_string())?
     .map_err(|e| format!("handshake refused: {e}"))?;
     let peer = NodeId::from(peer);
+    config.meet(peer, incarnation)?;
     tracing::info!(peer, "peer connected");
     let served = serve_frames(config, peer, stream, &inbox).await;
     inbox.disconnected(peer);

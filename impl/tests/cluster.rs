@@ -766,6 +766,81 @@ fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
     });
 }
 
+/// The same mistake, made worse: the operator forces the wiped follower in with
+/// `--bootstrap`. It starts, as a new incarnation of its data directory, but every peer
+/// that met its old one refuses it at the handshake and says why: it cannot vote,
+/// lead or learn, and the cluster keeps serving without it.
+#[test]
+fn a_node_bootstrapped_again_after_losing_its_disk_is_refused_by_its_peers() {
+    let mut cluster = Cluster::new("rebootstrap", 3);
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    let rt = runtime();
+    let first_leader = rt.block_on(async {
+        let leader = leader(&cluster, &[0, 1, 2]).await;
+        for i in 0..10 {
+            set(cluster.clients[leader], &format!("k{i}"), "v")
+                .await
+                .expect("write");
+        }
+        leader
+    });
+    let lost = (first_leader + 1) % 3;
+    cluster.kill(lost);
+    std::fs::remove_dir_all(cluster.data_dir(lost)).expect("wipe the data directory");
+    cluster.bootstrapped[lost] = false; // the operator passes --bootstrap again
+    cluster.start(lost);
+    let survivors: Vec<usize> = (0..3).filter(|id| *id != lost).collect();
+    rt.block_on(async {
+        // Both survivors refuse it, whichever side dials.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !survivors.iter().all(|id| {
+            cluster
+                .log_text(*id)
+                .contains(&format!("peer {lost} presents a new data directory"))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the survivors did not refuse the reincarnated node:\n{}\n{}",
+                cluster.log_text(survivors[0]),
+                cluster.log_text(survivors[1])
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let leader = leader(&cluster, &survivors).await;
+        for i in 10..20 {
+            set(cluster.clients[leader], &format!("k{i}"), "v")
+                .await
+                .expect("write without the reincarnated node");
+        }
+        for i in 0..20 {
+            let got = get(cluster.clients[leader], &format!("k{i}"))
+                .await
+                .expect("read");
+            assert_eq!(got.as_deref(), Some(b"v".as_slice()), "k{i} lost");
+        }
+        let outsider = info(cluster.clients[lost])
+            .await
+            .expect("the node answers INFO");
+        assert_eq!(
+            outsider.get("applied_index").map(String::as_str),
+            Some("0"),
+            "the reincarnated node learned something: {outsider:?}"
+        );
+        assert_ne!(outsider.get("role").map(String::as_str), Some("leader"));
+    });
+    // Trace conformance sees the amnesia too: the node's new run did not start from
+    // what its last run made durable.
+    let error = check_dir::<KvStore>(&cluster.trace_dir())
+        .expect_err("a run that restarted without its votes conforms");
+    assert!(
+        error.to_string().contains("restart-state-is-durable-state"),
+        "{error}"
+    );
+    cluster.traced = false;
+}
+
 /// A node configured for another cluster (even one sharing the secret) is refused at
 /// the handshake by both sides, each saying which cluster the other belongs to; the
 /// two members elect a leader and commit without it.
