@@ -3,10 +3,12 @@
 //! `cargo run -p ballot-tests --release -- nemesis`), whose clients' histories are
 //! checked for linearizability ([`linearizability`] against the [`kv_spec`] of one
 //! key) and whose nodes' traces are checked against the model, while [`abuser`]s send
-//! them bad requests.
+//! them bad requests. Each run also draws its clients' latencies over time, with the
+//! faults and leader changes, as an SVG ([`latency_plot`]).
 pub mod abuser;
 pub mod fault_proxy;
 pub mod kv_spec;
+pub mod latency_plot;
 pub mod linearizability;
 pub mod nemesis;
 pub mod node_processes;

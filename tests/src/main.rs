@@ -233,6 +233,9 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
                 if !report.anomalies.is_empty() {
                     eprintln!("  files kept in {}", report.dir.display());
                 }
+                if let Some(plot) = &report.plot {
+                    eprintln!("  latency plot: {}", plot.display());
+                }
                 reports.push(report);
             }
             Err(message) => {

@@ -18,6 +18,7 @@
 use crate::abuser::{run_abusers, AbuseCounts, AbuserConfig};
 use crate::fault_proxy::Proxies;
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
+use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp, PlotOutcome};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
 use crate::node_processes::NodeProcesses;
 use crate::workload::{final_read, run_clients, Event, History, WorkloadConfig, COUNTER_KEY};
@@ -155,6 +156,8 @@ pub struct RunReport {
     pub anomalies: Vec<String>,
     /// Where the run's files are (kept when it found anomalies).
     pub dir: PathBuf,
+    /// The run's latency plot (an SVG beside the run directories, always kept).
+    pub plot: Option<PathBuf>,
 }
 
 /// Stop early on Ctrl-C.
@@ -187,10 +190,34 @@ async fn find_leader(clients: &[SocketAddr]) -> Option<usize> {
     None
 }
 
-/// One injected fault, for the report.
+/// One injected fault, for the report: when it began and when it was healed
+/// (nanoseconds since the run's epoch).
 struct Injected {
     kind: FaultKind,
     at: u64,
+    healed: u64,
+}
+
+/// Polls the nodes for the leader every 100 ms until `stop`, recording each change
+/// (nanoseconds since `epoch`), for the latency plot.
+async fn watch_leaders(
+    clients: Vec<SocketAddr>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<LeaderChange> {
+    let mut changes: Vec<LeaderChange> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(leader) = find_leader(&clients).await {
+            if changes.last().is_none_or(|last| last.leader != leader) {
+                changes.push(LeaderChange {
+                    at_ns: epoch.elapsed().as_nanos() as u64,
+                    leader,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    changes
 }
 
 /// Runs one seeded nemesis run and checks it.
@@ -268,6 +295,7 @@ pub async fn run_once(
         },
         stop.clone(),
     ));
+    let leaders = tokio::spawn(watch_leaders(cluster.clients.clone(), epoch, stop.clone()));
     let end = epoch + Duration::from_secs(config.seconds);
     let mut injected = Vec::new();
     let sleep_until = |deadline: Instant| async move {
@@ -287,13 +315,14 @@ pub async fn run_once(
         let leader = find_leader(&cluster.clients).await;
         let at = epoch.elapsed().as_nanos() as u64;
         inject(kind, leader, &mut rng, &mut cluster, &proxies).map_err(io)?;
-        injected.push(Injected { kind, at });
         *report.faults.entry(kind.name()).or_default() += 1;
         sleep_until(
             (Instant::now() + Duration::from_millis(rng.random_range(1000..4000))).min(end),
         )
         .await;
         proxies.heal_all();
+        let healed = epoch.elapsed().as_nanos() as u64;
+        injected.push(Injected { kind, at, healed });
         for id in 0..config.nodes {
             if let Some(status) = cluster.exited(id) {
                 report.anomalies.push(format!(
@@ -306,6 +335,7 @@ pub async fn run_once(
     }
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
+    let leaders = leaders.await.unwrap_or_default();
     report.abuse = abusers.await.unwrap_or_default();
     for wrong in &report.abuse.wrong {
         report.anomalies.push(format!("abuser: {wrong}"));
@@ -412,6 +442,12 @@ pub async fn run_once(
         check_counter(&history, value, &mut report.anomalies);
     }
     report.failover_ms = failover_times(&history, &injected);
+    let plot_path = config.dir.join(format!("run-{run}-latency.svg"));
+    let plot = latency_plot(&history, &injected, leaders, config, run, seed);
+    match std::fs::write(&plot_path, plot.to_svg()) {
+        Ok(()) => report.plot = Some(plot_path),
+        Err(error) => eprintln!("cannot write {}: {error}", plot_path.display()),
+    }
 
     // Linearizability, key by key.
     let checking = Instant::now();
@@ -576,6 +612,47 @@ fn failover_times(history: &[Event], injected: &[Injected]) -> Vec<u64> {
                 .map(|t| (t - f.at) / 1_000_000)
         })
         .collect()
+}
+
+/// The run's latency plot: every client operation, the fault windows and leader changes.
+fn latency_plot(
+    history: &[Event],
+    injected: &[Injected],
+    leaders: Vec<LeaderChange>,
+    config: &NemesisConfig,
+    run: usize,
+    seed: u64,
+) -> LatencyPlot {
+    let ops = history
+        .iter()
+        .map(|e| PlotOp {
+            invoked_ns: e.operation.invoked,
+            outcome: match e.operation.outcome {
+                Outcome::Ok { completed, .. } => PlotOutcome::Ok {
+                    latency_ns: completed.saturating_sub(e.operation.invoked),
+                },
+                Outcome::Failed => PlotOutcome::Failed,
+                Outcome::Unknown => PlotOutcome::Unknown,
+            },
+        })
+        .collect();
+    let faults = injected
+        .iter()
+        .map(|f| FaultWindow {
+            label: f.kind.name().to_string(),
+            from_ns: f.at,
+            to_ns: f.healed,
+        })
+        .collect();
+    LatencyPlot {
+        title: format!(
+            "nemesis run {run} (seed {seed}): {} nodes, {} clients, {} s; latency of every operation",
+            config.nodes, config.clients, config.seconds
+        ),
+        ops,
+        faults,
+        leaders,
+    }
 }
 
 /// Prints one line per run and a total: the summary table.
@@ -754,10 +831,12 @@ mod tests {
             Injected {
                 kind: FaultKind::KillLeader,
                 at: 100 * ms,
+                healed: 2000 * ms,
             },
             Injected {
                 kind: FaultKind::Delay,
                 at: 100 * ms,
+                healed: 2000 * ms,
             },
         ];
         assert_eq!(failover_times(&history, &injected), vec![250]);
