@@ -129,6 +129,19 @@ pub async fn run_load(addrs: &[String], load: &Load) -> Result<LoadResult, Strin
     Ok(result)
 }
 
+/// The elections the nodes at `addrs` have started since they started (`INFO`'s
+/// `elections`, summed); `None` if one does not answer. Taken before and after a load,
+/// it says whether the load made followers give up on a busy leader.
+pub async fn elections(addrs: &[String]) -> Option<u64> {
+    let mut total = 0;
+    for addr in addrs {
+        let mut client = Client::connect(addr).await.ok()?;
+        let info = client.info().await.ok()?;
+        total += info.get("elections")?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// Asks each of `addrs` for its role (`INFO`) and returns the leader's address and a
 /// follower's, in that order.
 pub async fn leader_and_follower(addrs: &[String]) -> Result<(String, String), String> {

@@ -1,6 +1,6 @@
 //! `ballot`: run a replicated key-value node, a local cluster, or a benchmark.
 
-use ballot_node::bench::{leader_and_follower, run_load, Load};
+use ballot_node::bench::{elections, leader_and_follower, run_load, Load};
 use ballot_node::client::Client;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::KvStore;
@@ -28,7 +28,8 @@ enum Command {
     /// Start or inspect a local cluster on loopback.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Closed-loop load over RESP: prints ops/s and p50/p99/p999 latency.
+    /// Closed-loop load over RESP: prints ops/s, p50/p99/p999 latency, and the elections
+    /// the nodes in `--addr` started meanwhile (a busy leader should cause none).
     Bench(BenchArgs),
 }
 
@@ -560,9 +561,14 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     };
     if !args.leader_vs_follower {
         for &clients in &args.clients {
+            let before = elections(&args.addr).await;
             let result = run_load(&args.addr, &load(clients)).await?;
+            let during = match (before, elections(&args.addr).await) {
+                (Some(before), Some(after)) => after.saturating_sub(before).to_string(),
+                _ => "?".to_string(),
+            };
             println!(
-                "clients={} seconds={} value_size={} read_ratio={}: {} ops, {:.0} ops/s, errors {}, latency ms p50 {:.3} p99 {:.3} p999 {:.3}",
+                "clients={} seconds={} value_size={} read_ratio={}: {} ops, {:.0} ops/s, errors {}, latency ms p50 {:.3} p99 {:.3} p999 {:.3}, elections {during}",
                 clients,
                 args.seconds,
                 args.value_size,

@@ -813,6 +813,7 @@ impl<S: Replicated> Node<S> {
                 rand::rng().random(),
             ),
             trace,
+            busy: Busy::default(),
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
         Ok(Node {
@@ -1131,14 +1132,31 @@ struct Driver<S: Replicated> {
     streams: SnapshotStreams,
     /// The trace being recorded, if any (see [`crate::trace`]).
     trace: Option<TraceWriter<S>>,
+    /// Where the current batch's time went, for the slow-batch warning.
+    busy: Busy,
+}
+
+/// Where one batch's time went: while the loop is busy it sends no heartbeat, so a
+/// batch near an election timeout is logged with this breakdown.
+#[derive(Debug, Default)]
+struct Busy {
+    /// Inputs stepped.
+    inputs: usize,
+    /// Time inside the core's `step`.
+    stepping: Duration,
+    /// Time in the storage's sync (fsync, log rewrite).
+    syncing: Duration,
 }
 
 impl<S: Replicated> Driver<S> {
     async fn run(mut self, mut events: mpsc::Receiver<Event<S>>, initial: Vec<Effect<S>>) {
         self.arm_timers(&initial);
         let mut effects = initial;
+        let mut batch_started = Instant::now();
         loop {
-            if let Err(error) = self.execute(&mut effects).await {
+            let executed = self.execute(&mut effects).await;
+            self.report_slow_batch(batch_started.elapsed());
+            if let Err(error) = executed {
                 // A log that cannot be written cannot promise anything: stop serving,
                 // and say why to whoever watches the status (a server exits on it, so
                 // a supervisor restarts it). Nothing unsynced was acknowledged.
@@ -1160,6 +1178,7 @@ impl<S: Replicated> Driver<S> {
                 },
                 _ = sleep_until(deadline) => None,
             };
+            batch_started = Instant::now();
             // Take everything already queued (up to a limit) into this batch: the
             // persists of all of it share the next fsync.
             let mut batch = 0;
@@ -1199,6 +1218,22 @@ impl<S: Replicated> Driver<S> {
             }
         }
         self.waiters.close_all();
+    }
+
+    /// Logs a batch that kept the loop busy for more than half the shortest election
+    /// timeout (no heartbeat could leave meanwhile: a little more and followers start
+    /// an election), with where the time went; then starts counting the next batch.
+    fn report_slow_batch(&mut self, elapsed: Duration) {
+        let busy = std::mem::take(&mut self.busy);
+        if elapsed > self.config.election_timeout_min / 2 {
+            tracing::warn!(
+                busy_ms = elapsed.as_millis() as u64,
+                inputs = busy.inputs,
+                stepping_ms = busy.stepping.as_millis() as u64,
+                syncing_ms = busy.syncing.as_millis() as u64,
+                "the loop was busy for over half an election timeout, sending no heartbeat"
+            );
+        }
     }
 
     fn on_event(&mut self, event: Event<S>, effects: &mut Vec<Effect<S>>) {
@@ -1305,7 +1340,15 @@ impl<S: Replicated> Driver<S> {
     fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
         let traced = self.trace.as_ref().map(|_| (input.clone(), effects.len()));
         let from = effects.len();
+        let started = Instant::now();
         let result = self.replica.step(input, effects);
+        if let Some(dropped) = self.replica.take_discarded() {
+            // A compaction's dropped slots: freeing a few hundred thousand on the loop
+            // would hold up heartbeats for longer than an election timeout.
+            tokio::task::spawn_blocking(move || drop(dropped));
+        }
+        self.busy.stepping += started.elapsed();
+        self.busy.inputs += 1;
         self.arm_timers(&effects[from..]);
         if let (Some(trace), Some((input, from))) = (self.trace.as_mut(), traced) {
             trace.record(&TraceRecord::Step {
@@ -1451,6 +1494,7 @@ impl<S: Replicated> Driver<S> {
         .map_err(|_| WalError::Poisoned)?;
         self.storage = Some(storage);
         self.counters.fsyncs += 1;
+        self.busy.syncing += started.elapsed();
         let micros = started.elapsed().as_micros() as u64;
         self.counters.fsync_micros_total += micros;
         let counters = &mut self.counters;

@@ -441,7 +441,11 @@ impl Wal {
             self.poisoned = true;
             return Err(error);
         }
-        self.file = file;
+        // The old log is unlinked but still open here: closing it frees its blocks
+        // (tens of megabytes), which can take longer than an election timeout. That is
+        // no business of the log's writer; let another thread wait for it.
+        let old = std::mem::replace(&mut self.file, file);
+        std::thread::spawn(move || drop(old));
         self.synced_len = (FILE_HEADER_LEN + self.pending.len()) as u64;
         self.pending.clear();
         self.rewrite = false;

@@ -84,7 +84,9 @@ impl<C: Clone> DurableState<C> {
                 }
             }
             DurableUpdate::Commit(commit) => self.commit = self.commit.max(*commit),
-            DurableUpdate::Compact(through) => self.compact(*through),
+            DurableUpdate::Compact(through) => {
+                self.compact(*through);
+            }
         }
     }
 
@@ -102,13 +104,17 @@ impl<C: Clone> DurableState<C> {
     /// assert_eq!(d.accepted.keys().copied().collect::<Vec<_>>(), vec![3]);
     /// assert_eq!((d.compacted, d.commit), (2, 2));
     /// ```
-    pub fn compact(&mut self, through: Slot) {
+    ///
+    /// Returns the dropped slots, for the caller to free where it likes: after a long
+    /// run they are hundreds of thousands of entries, and freeing them takes a while.
+    pub fn compact(&mut self, through: Slot) -> BTreeMap<Slot, AcceptedEntry<C>> {
         if through <= self.compacted {
-            return;
+            return BTreeMap::new();
         }
         self.compacted = through;
         self.commit = self.commit.max(through);
-        self.accepted = self.accepted.split_off(&through.saturating_add(1));
+        let kept = self.accepted.split_off(&through.saturating_add(1));
+        std::mem::replace(&mut self.accepted, kept)
     }
 
     /// The updates that, folded into an empty state in order, give back exactly this

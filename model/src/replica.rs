@@ -349,6 +349,9 @@ pub struct Replica<S: StateMachine> {
     /// keep outbidding each other through us, each one we back making us release
     /// again, and the one node that can reach a majority would never run.
     pub(crate) released: bool,
+    /// What the last compaction dropped, until the driver takes it
+    /// ([`Replica::take_discarded`]). No part of the protocol state.
+    pub(crate) discarded: Discarded<S::Command>,
 }
 
 /// A count kept for metrics only. It takes no part in equality, ordering or hashing,
@@ -377,7 +380,60 @@ impl std::hash::Hash for MetricCounter {
     fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
+/// Log entries a compaction dropped, held for the driver to free where freeing costs
+/// it nothing: a node's loop hands them to another thread, since dropping a few hundred
+/// thousand slots on the loop held up its heartbeats for a quarter of a second, long
+/// enough for followers to start an election. Bounded: only the latest compaction's
+/// are held (an earlier batch nobody took is freed when the next arrives). No part of
+/// the protocol state: it takes no part in equality, ordering or hashing, and a clone
+/// holds none of it.
+#[derive(Debug)]
+pub struct Discarded<C>(Option<BTreeMap<Slot, AcceptedEntry<C>>>);
+
+impl<C> Default for Discarded<C> {
+    fn default() -> Self {
+        Discarded(None)
+    }
+}
+impl<C> Clone for Discarded<C> {
+    fn clone(&self) -> Self {
+        Discarded(None)
+    }
+}
+impl<C> PartialEq for Discarded<C> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<C> Eq for Discarded<C> {}
+impl<C> PartialOrd for Discarded<C> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<C> Ord for Discarded<C> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+impl<C> std::hash::Hash for Discarded<C> {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
 impl<S: StateMachine> Replica<S> {
+    /// Takes the log entries the last compaction dropped, if the driver has not taken
+    /// them yet, so that it can free them off its critical path. A driver that never
+    /// calls this loses nothing: they are freed at the next compaction.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Input, Register, Replica};
+    /// let (mut r, _) = Replica::recover(0, ClusterConfig::new(1), Register::default(), DurableState::default());
+    /// assert!(r.take_discarded().is_none());
+    /// ```
+    pub fn take_discarded(&mut self) -> Option<BTreeMap<Slot, AcceptedEntry<S::Command>>> {
+        self.discarded.0.take()
+    }
+
     /// Starts (or restarts) a server that has never compacted its log: replays the
     /// committed prefix into `machine` and becomes a follower with its election timer
     /// armed. A node with a snapshot starts with [`Replica::restore`].
@@ -451,6 +507,7 @@ impl<S: StateMachine> Replica<S> {
             refused_expired: MetricCounter::default(),
             backing: None,
             released: false,
+            discarded: Discarded::default(),
         };
         let mut effects = Vec::new();
         if ahead_of_log {
@@ -715,7 +772,15 @@ impl<S: StateMachine> Replica<S> {
         update: DurableUpdate<S::Command>,
         effects: &mut Vec<Effect<S>>,
     ) {
-        self.durable.apply(&update);
+        match &update {
+            DurableUpdate::Compact(through) => {
+                let dropped = self.durable.compact(*through);
+                if !dropped.is_empty() {
+                    self.discarded.0 = Some(dropped);
+                }
+            }
+            _ => self.durable.apply(&update),
+        }
         effects.push(Effect::Persist(update));
     }
 

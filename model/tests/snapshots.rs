@@ -73,6 +73,29 @@ fn compaction_drops_the_applied_prefix_and_ignores_what_is_not_applied() {
 }
 
 #[test]
+fn the_slots_a_compaction_drops_are_handed_to_the_driver_once_and_are_no_part_of_the_state() {
+    let mut r = node_with_log(1, 5, 0);
+    let before = r.clone();
+    step(&mut r, Input::Compact { through: 2 });
+    let untaken = r.clone();
+    step(&mut r, Input::Compact { through: 4 });
+    // Only the latest compaction's slots are held: the first batch, never taken, is
+    // already freed.
+    let dropped = r.take_discarded().expect("the dropped slots");
+    assert_eq!(dropped.keys().copied().collect::<Vec<_>>(), vec![3, 4]);
+    assert!(r.take_discarded().is_none(), "handed over once");
+    // Holding them or not is no difference of protocol state, and a copy holds none.
+    let mut held = before;
+    step(&mut held, Input::Compact { through: 2 });
+    assert_eq!(held, untaken);
+    assert!(untaken.clone().take_discarded().is_none());
+    let mut taken = held.clone();
+    assert!(held.take_discarded().is_some());
+    assert_eq!(held, taken);
+    assert!(taken.take_discarded().is_none());
+}
+
+#[test]
 fn a_promise_covering_compacted_slots_carries_the_snapshot_and_the_candidate_installs_it() {
     let mut acceptor = node_with_log(1, 2, 2);
     let mut candidate = node_with_log(2, 0, 0);
