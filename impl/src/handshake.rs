@@ -259,18 +259,16 @@ mod tests {
 
     const CLUSTER_A: ClusterId = ClusterId(0xa);
 
-    async fn run(
-        dial_secret: &[u8],
-        accept_secret: &[u8],
-        expected: u16,
-    ) -> (
+    /// What the dialer's and the acceptor's sides returned.
+    type Outcomes = (
         Result<Incarnation, HandshakeError>,
         Result<(u16, Incarnation), HandshakeError>,
-    ) {
+    );
+
+    async fn run(dial_secret: &[u8], accept_secret: &[u8], expected: u16) -> Outcomes {
         run_in(CLUSTER_A, dial_secret, accept_secret, expected).await
     }
 
-    /// A dialer of `dial_cluster`, node 1, reaching node 0 of cluster A (3 nodes).
     /// Node 0 of cluster A (3 nodes), incarnation 0xa0.
     const ACCEPTOR: Me = Me {
         cluster: CLUSTER_A,
@@ -284,10 +282,7 @@ mod tests {
         dial_secret: &[u8],
         accept_secret: &[u8],
         expected: u16,
-    ) -> (
-        Result<Incarnation, HandshakeError>,
-        Result<(u16, Incarnation), HandshakeError>,
-    ) {
+    ) -> Outcomes {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let dial_secret = dial_secret.to_vec();
         let accept_secret = accept_secret.to_vec();

@@ -83,26 +83,6 @@ impl ClusterId {
     }
 }
 
-impl fmt::Display for ClusterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl FromStr for ClusterId {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "a cluster id is 32 hexadecimal digits, not `{text}`"
-            ));
-        }
-        u128::from_str_radix(text, 16)
-            .map(ClusterId)
-            .map_err(|e| e.to_string())
-    }
-}
-
 /// One life of a member's data directory: 64 random bits drawn when it is bootstrapped
 /// (or adopted). A member that lost its disk and is bootstrapped again has another.
 ///
@@ -121,29 +101,31 @@ impl Incarnation {
     }
 }
 
-impl fmt::Display for Incarnation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-impl FromStr for Incarnation {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "an incarnation is 16 hexadecimal digits, not `{text}`"
-            ));
+/// A newtype over an unsigned integer, written as exactly `$digits` lowercase
+/// hexadecimal digits: in text, in files people read, and in serde.
+macro_rules! fixed_hex {
+    ($type:ident, $int:ty, $digits:literal, $what:literal) => {
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:0width$x}", self.0, width = $digits)
+            }
         }
-        u64::from_str_radix(text, 16)
-            .map(Incarnation)
-            .map_err(|e| e.to_string())
-    }
-}
 
-/// Serialized as hexadecimal text, for files people read.
-macro_rules! serde_as_text {
-    ($type:ty) => {
+        impl FromStr for $type {
+            type Err = String;
+            fn from_str(text: &str) -> Result<Self, String> {
+                if text.len() != $digits || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "{} is {} hexadecimal digits, not `{text}`",
+                        $what, $digits
+                    ));
+                }
+                <$int>::from_str_radix(text, 16)
+                    .map($type)
+                    .map_err(|e| e.to_string())
+            }
+        }
+
         impl Serialize for $type {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(self)
@@ -159,8 +141,8 @@ macro_rules! serde_as_text {
     };
 }
 
-serde_as_text!(ClusterId);
-serde_as_text!(Incarnation);
+fixed_hex!(ClusterId, u128, 32, "a cluster id");
+fixed_hex!(Incarnation, u64, 16, "an incarnation");
 
 /// Which member of which cluster a data directory belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -661,6 +661,37 @@ fn torn_tail_is_truncated_and_mid_log_corruption_refuses_to_start() {
     );
 }
 
+/// The `members` elect a leader and commit `writes` writes (`k0`, `k1`, ...), while
+/// `outsider`, whom they refuse, learns nothing and does not lead. Returns the leader.
+async fn serve_without(
+    cluster: &Cluster,
+    members: &[usize],
+    outsider: usize,
+    writes: usize,
+) -> usize {
+    let leader = leader(cluster, members).await;
+    for i in 0..writes {
+        set(cluster.clients[leader], &format!("k{i}"), "v")
+            .await
+            .expect("write without the outsider");
+    }
+    assert_learned_nothing(cluster, outsider).await;
+    leader
+}
+
+/// Node `outsider`, refused by its peers, has applied nothing and does not lead.
+async fn assert_learned_nothing(cluster: &Cluster, outsider: usize) {
+    let state = info(cluster.clients[outsider])
+        .await
+        .expect("the outsider answers INFO");
+    assert_eq!(
+        state.get("applied_index").map(String::as_str),
+        Some("0"),
+        "the outsider learned something: {state:?}"
+    );
+    assert_ne!(state.get("role").map(String::as_str), Some("leader"));
+}
+
 /// A node configured with the wrong secret is refused by its peers (and refuses
 /// them); the two nodes that share the secret elect a leader and commit without it.
 #[test]
@@ -671,19 +702,7 @@ fn peer_with_wrong_secret_is_refused_and_cluster_keeps_working() {
         cluster.start(id);
     }
     runtime().block_on(async {
-        let leader = leader(&cluster, &[0, 1]).await;
-        for i in 0..10 {
-            set(cluster.clients[leader], &format!("k{i}"), "v")
-                .await
-                .expect("write without node 2");
-        }
-        let outsider = info(cluster.clients[2]).await.expect("node 2 answers INFO");
-        assert_eq!(
-            outsider.get("applied_index").map(String::as_str),
-            Some("0"),
-            "{outsider:?}"
-        );
-        assert_ne!(outsider.get("role").map(String::as_str), Some("leader"));
+        let leader = serve_without(&cluster, &[0, 1], 2, 10).await;
         let insider = info(cluster.clients[leader]).await.expect("leader INFO");
         let applied: u64 = insider["applied_index"].parse().unwrap();
         assert!(applied >= 10, "{insider:?}");
@@ -711,20 +730,21 @@ fn peer_with_wrong_secret_is_refused_and_cluster_keeps_working() {
     );
 }
 
-/// The operator's mistake the identity rules exist for: a follower's disk dies, and it
-/// is started again, empty, with its old configuration. It must not rejoin as a voter
-/// (it forgot its votes): it refuses to start, says why and what to do, and touches
-/// nothing; the two others keep serving, and every acknowledged write stays readable.
-#[test]
-fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
-    let mut cluster = Cluster::new("lost-disk", 3);
+/// Three nodes take `writes` writes (`k0`, `k1`, ... set to `v`); then a follower is
+/// killed and its data directory deleted. Returns the cluster, a runtime and the
+/// follower.
+fn a_follower_loses_its_disk(
+    name: &str,
+    writes: usize,
+) -> (Cluster, tokio::runtime::Runtime, usize) {
+    let mut cluster = Cluster::new(name, 3);
     for id in 0..3 {
         cluster.start(id);
     }
     let rt = runtime();
     let first_leader = rt.block_on(async {
         let leader = leader(&cluster, &[0, 1, 2]).await;
-        for i in 0..20 {
+        for i in 0..writes {
             set(cluster.clients[leader], &format!("k{i}"), "v")
                 .await
                 .expect("write");
@@ -734,6 +754,16 @@ fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
     let lost = (first_leader + 1) % 3;
     cluster.kill(lost);
     std::fs::remove_dir_all(cluster.data_dir(lost)).expect("wipe the data directory");
+    (cluster, rt, lost)
+}
+
+/// The operator's mistake the identity rules exist for: a follower's disk dies, and it
+/// is started again, empty, with its old configuration. It must not rejoin as a voter
+/// (it forgot its votes): it refuses to start, says why and what to do, and touches
+/// nothing; the two others keep serving, and every acknowledged write stays readable.
+#[test]
+fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
+    let (mut cluster, rt, lost) = a_follower_loses_its_disk("lost-disk", 20);
     let status = start_and_wait_for_exit(&mut cluster, lost)
         .expect("a node with an empty data directory must refuse to start");
     assert!(!status.success(), "started with a lost disk: {status}");
@@ -749,21 +779,25 @@ fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
         !cluster.data_dir(lost).exists(),
         "a refused start created the data directory"
     );
-    rt.block_on(async {
-        let survivors: Vec<usize> = (0..3).filter(|id| *id != lost).collect();
-        let leader = leader(&cluster, &survivors).await;
-        for i in 20..30 {
-            set(cluster.clients[leader], &format!("k{i}"), "v")
-                .await
-                .expect("write without the lost node");
-        }
-        for i in 0..30 {
-            let got = get(cluster.clients[leader], &format!("k{i}"))
-                .await
-                .expect("read");
-            assert_eq!(got.as_deref(), Some(b"v".as_slice()), "k{i} lost");
-        }
-    });
+    rt.block_on(survivors_keep_serving(&cluster, lost, 20, 30));
+}
+
+/// The nodes other than `lost` write `k{written}..k{total}` and read back every
+/// `k0..k{total}`: nothing acknowledged before `lost` lost its disk is missing.
+async fn survivors_keep_serving(cluster: &Cluster, lost: usize, written: usize, total: usize) {
+    let survivors: Vec<usize> = (0..3).filter(|id| *id != lost).collect();
+    let leader = leader(cluster, &survivors).await;
+    for i in written..total {
+        set(cluster.clients[leader], &format!("k{i}"), "v")
+            .await
+            .expect("write without the lost node");
+    }
+    for i in 0..total {
+        let got = get(cluster.clients[leader], &format!("k{i}"))
+            .await
+            .expect("read");
+        assert_eq!(got.as_deref(), Some(b"v".as_slice()), "k{i} lost");
+    }
 }
 
 /// The same mistake, made worse: the operator forces the wiped follower in with
@@ -772,23 +806,7 @@ fn a_node_that_lost_its_disk_refuses_to_start_and_the_cluster_keeps_serving() {
 /// lead or learn, and the cluster keeps serving without it.
 #[test]
 fn a_node_bootstrapped_again_after_losing_its_disk_is_refused_by_its_peers() {
-    let mut cluster = Cluster::new("rebootstrap", 3);
-    for id in 0..3 {
-        cluster.start(id);
-    }
-    let rt = runtime();
-    let first_leader = rt.block_on(async {
-        let leader = leader(&cluster, &[0, 1, 2]).await;
-        for i in 0..10 {
-            set(cluster.clients[leader], &format!("k{i}"), "v")
-                .await
-                .expect("write");
-        }
-        leader
-    });
-    let lost = (first_leader + 1) % 3;
-    cluster.kill(lost);
-    std::fs::remove_dir_all(cluster.data_dir(lost)).expect("wipe the data directory");
+    let (mut cluster, rt, lost) = a_follower_loses_its_disk("rebootstrap", 10);
     cluster.bootstrapped[lost] = false; // the operator passes --bootstrap again
     cluster.start(lost);
     let survivors: Vec<usize> = (0..3).filter(|id| *id != lost).collect();
@@ -808,27 +826,8 @@ fn a_node_bootstrapped_again_after_losing_its_disk_is_refused_by_its_peers() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let leader = leader(&cluster, &survivors).await;
-        for i in 10..20 {
-            set(cluster.clients[leader], &format!("k{i}"), "v")
-                .await
-                .expect("write without the reincarnated node");
-        }
-        for i in 0..20 {
-            let got = get(cluster.clients[leader], &format!("k{i}"))
-                .await
-                .expect("read");
-            assert_eq!(got.as_deref(), Some(b"v".as_slice()), "k{i} lost");
-        }
-        let outsider = info(cluster.clients[lost])
-            .await
-            .expect("the node answers INFO");
-        assert_eq!(
-            outsider.get("applied_index").map(String::as_str),
-            Some("0"),
-            "the reincarnated node learned something: {outsider:?}"
-        );
-        assert_ne!(outsider.get("role").map(String::as_str), Some("leader"));
+        survivors_keep_serving(&cluster, lost, 10, 20).await;
+        assert_learned_nothing(&cluster, lost).await;
     });
     // Trace conformance sees the amnesia too: the node's new run did not start from
     // what its last run made durable.
@@ -852,20 +851,7 @@ fn a_node_of_another_cluster_is_refused_at_the_handshake() {
     for id in 0..3 {
         cluster.start(id);
     }
-    runtime().block_on(async {
-        let leader = leader(&cluster, &[0, 1]).await;
-        for i in 0..5 {
-            set(cluster.clients[leader], &format!("k{i}"), "v")
-                .await
-                .expect("write without node 2");
-        }
-        let outsider = info(cluster.clients[2]).await.expect("node 2 answers INFO");
-        assert_eq!(
-            outsider.get("applied_index").map(String::as_str),
-            Some("0"),
-            "{outsider:?}"
-        );
-    });
+    runtime().block_on(serve_without(&cluster, &[0, 1], 2, 5));
     let refusal = format!("peer belongs to cluster {other}, this node to cluster {CLUSTER_ID}");
     assert!(
         (0..2).any(|id| cluster.log_text(id).contains(&refusal)),
