@@ -24,7 +24,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"BALLOTSN";
-const FORMAT_VERSION: u32 = 2;
+/// The snapshot file format this build writes and reads (in the header, after the
+/// magic); a file of another version is refused as corrupt.
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 4;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".bin";

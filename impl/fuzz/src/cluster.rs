@@ -47,7 +47,7 @@ const CLIENTS: u8 = 4;
 const SEQS: u8 = 8;
 /// Number of [`Action`] kinds, and the order of [`TIMERS`] (the encoding).
 const OPCODES: u8 = 10;
-const TIMERS: [Timer; 3] = [Timer::Election, Timer::Heartbeat, Timer::CheckQuorum];
+const TIMERS: [Timer; Timer::ALL.len()] = Timer::ALL;
 
 /// One step of a schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl Action {
             3 => Action::Flush,
             4 => Action::Timer {
                 node: node(r),
-                timer: TIMERS[usize::from(r.below(3))],
+                timer: TIMERS[usize::from(r.below(TIMERS.len() as u8))],
             },
             5 => Action::Write {
                 node: node(r),
@@ -350,7 +350,7 @@ impl Schedule {
         let index = TIMERS.iter().position(|t| *t == timer).expect("a timer") as u8;
         let w = self.op(4);
         w.below(node as u8, NODES as u8);
-        w.below(index, 3);
+        w.below(index, TIMERS.len() as u8);
         self
     }
 
@@ -654,7 +654,8 @@ impl Cluster {
                 Effect::Reply { .. }
                 | Effect::SetTimer(_)
                 | Effect::CancelTimer(_)
-                | Effect::Applied { .. } => {}
+                | Effect::Applied { .. }
+                | Effect::Campaigning { .. } => {}
             }
         }
     }

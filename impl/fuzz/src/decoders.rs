@@ -345,7 +345,7 @@ pub const SNAPSHOT_HEADER_LEN: usize = 32;
 pub fn snapshot_file(slot: u64, payload: &[u8]) -> Vec<u8> {
     let mut file = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
     file.extend_from_slice(b"BALLOTSN");
-    file.extend_from_slice(&1u32.to_le_bytes());
+    file.extend_from_slice(&snapshot_store::FORMAT_VERSION.to_le_bytes());
     file.extend_from_slice(&slot.to_le_bytes());
     file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     file.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
