@@ -35,7 +35,6 @@ use ballot_model::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -316,25 +315,13 @@ pub fn write(dir: &Path, recorded: Recorded) -> Result<(), IdentityError> {
 /// Writes `text` to `dir/name` durably: a temporary file, fsync'd and renamed into
 /// place, then the directory fsync'd.
 fn write_durably(dir: &Path, name: &str, text: &str) -> Result<(), IdentityError> {
-    let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| IdentityError::Io {
-            action,
+    wal::replace_durably(&dir.join(name), &tmp, &[text.as_bytes()]).map_err(|(path, source)| {
+        IdentityError::Io {
+            action: "write",
             path,
             source,
         }
-    };
-    let mut file = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("fsync", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
-    wal::sync_dir(dir).map_err(|e| IdentityError::Io {
-        action: "fsync",
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
     })
 }
 

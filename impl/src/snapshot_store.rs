@@ -15,12 +15,12 @@
 //! payload : postcard(Snapshot<S>)
 //! ```
 
-use crate::wal::sync_dir;
+use crate::wal::replace_durably;
 use ballot_model::{ClientTable, Slot, Snapshot, StateMachine};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"BALLOTSN";
@@ -134,30 +134,14 @@ impl SnapshotDir {
     pub fn save_encoded(&self, slot: Slot, payload: &[u8]) -> Result<(), SnapshotError> {
         let path = self.path_for(slot);
         let tmp = path.with_extension("tmp");
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SnapshotError::Io { path, source }
-        };
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(&MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         header.extend_from_slice(&slot.to_le_bytes());
         header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         header.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        file.write_all(&header).map_err(io_err(&tmp))?;
-        file.write_all(payload).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&self.dir).map_err(|e| SnapshotError::Io {
-            path: self.dir.clone(),
-            source: io::Error::other(e.to_string()),
-        })
+        replace_durably(&path, &tmp, &[&header, payload])
+            .map_err(|(path, source)| SnapshotError::Io { path, source })
     }
 
     /// Slots of the snapshot files present, ascending. Leftover temporary files (a

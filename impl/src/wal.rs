@@ -558,6 +558,36 @@ pub(crate) fn sync_dir(_dir: &Path) -> Result<(), WalError> {
     Ok(())
 }
 
+/// Replaces `path` with the concatenation of `parts`, durably: written to `tmp`,
+/// fsync'd, renamed over `path`, then the directory fsync'd, so a crash leaves the old
+/// file or the new one, never a mix. The one home of that sequence for whole small
+/// files (snapshots, the identity and peers files). On failure: the file or directory
+/// the failing call was about, and why.
+pub(crate) fn replace_durably(
+    path: &Path,
+    tmp: &Path,
+    parts: &[&[u8]],
+) -> Result<(), (PathBuf, io::Error)> {
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| (path, error)
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(at(tmp))?;
+    for part in parts {
+        file.write_all(part).map_err(at(tmp))?;
+    }
+    file.sync_all().map_err(at(tmp))?;
+    drop(file);
+    fs::rename(tmp, path).map_err(at(path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|e| (dir.to_path_buf(), io::Error::other(e.to_string())))
+}
+
 /// Creates a new, empty log: header written, file and directory fsync'd.
 fn create_log(path: &Path, dir: &Path) -> Result<File, WalError> {
     let io_err = |source| WalError::Io {
