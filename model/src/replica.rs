@@ -360,25 +360,35 @@ pub struct Replica<S: StateMachine> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MetricCounter(pub u64);
 
-impl PartialEq for MetricCounter {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+/// Makes a type take no part in the equality, ordering or hashing of the state that
+/// holds it: every two values compare equal and hash to nothing. The one home of that
+/// rule for what a replica keeps beside its protocol state.
+macro_rules! outside_identity {
+    ($type:ident $(<$param:ident>)?) => {
+        impl$(<$param>)? PartialEq for $type$(<$param>)? {
+            fn eq(&self, _: &Self) -> bool {
+                true
+            }
+        }
+        impl$(<$param>)? Eq for $type$(<$param>)? {}
+        impl$(<$param>)? PartialOrd for $type$(<$param>)? {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl$(<$param>)? Ord for $type$(<$param>)? {
+            fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+                std::cmp::Ordering::Equal
+            }
+        }
+        impl$(<$param>)? std::hash::Hash for $type$(<$param>)? {
+            fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+        }
+    };
 }
-impl Eq for MetricCounter {}
-impl PartialOrd for MetricCounter {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for MetricCounter {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-}
-impl std::hash::Hash for MetricCounter {
-    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
-}
+
+outside_identity!(MetricCounter);
+outside_identity!(Discarded<C>);
 
 /// Log entries a compaction dropped, held for the driver to free where freeing costs
 /// it nothing: a node's loop hands them to another thread, since dropping a few hundred
@@ -399,25 +409,6 @@ impl<C> Clone for Discarded<C> {
     fn clone(&self) -> Self {
         Discarded(None)
     }
-}
-impl<C> PartialEq for Discarded<C> {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl<C> Eq for Discarded<C> {}
-impl<C> PartialOrd for Discarded<C> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<C> Ord for Discarded<C> {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-}
-impl<C> std::hash::Hash for Discarded<C> {
-    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl<S: StateMachine> Replica<S> {
