@@ -4,7 +4,7 @@
 use crate::args::{RunArgs, Strategy};
 use crate::report::group;
 use crate::run::{run, Outcome, Status};
-use ballot_model::model::{ClientScript, ModelConfig, Timing};
+use ballot_model::model::{ClientScript, ModelConfig, Opening, Timing};
 use ballot_model::Mutant;
 use serde_json::json;
 
@@ -32,6 +32,20 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
         client_retries: Some(0),
         ..base.clone()
     };
+    // One session at most and impatient clients, after a leader is elected (the
+    // expiry needs a leader, not the interleavings of its election).
+    let expiring_sessions = ModelConfig {
+        script: ClientScript::WritesOnly,
+        timing: Timing::ImpatientClients,
+        sessions_max: Some(1),
+        max_crashes: 0,
+        max_elections: 1,
+        opening: Opening::Elected {
+            leader: 0,
+            miss: None,
+        },
+        ..base.clone()
+    };
     match mutant {
         Mutant::AcceptBelowPromise => ModelConfig {
             max_crashes: 0,
@@ -56,14 +70,12 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
         // One session at most: the second client's write expires the first client's
         // session, and the first client's retry of its applied write (sent early: an
         // impatient client) must be refused.
-        Mutant::ExpiryForgetsFloor => ModelConfig {
-            script: ClientScript::WritesOnly,
-            timing: Timing::ImpatientClients,
-            sessions_max: Some(1),
-            max_crashes: 0,
-            max_elections: 1,
-            ..base
-        },
+        Mutant::ExpiryForgetsFloor => expiring_sessions,
+        // A client that renumbers after expiry although an attempt it gave up on may
+        // have been applied: the first client's write is applied, its answer is late,
+        // the client retries elsewhere, the second client's write expires the first
+        // session, and the renumbered write is applied again after the second.
+        Mutant::ClientRenumbersAbandoned => expiring_sessions,
         // Liveness bugs: real clients (unlimited retries). A slot the new leader never
         // re-proposes needs a crash after one acceptor voted: the default model.
         Mutant::IgnoreRecoveredSlots => ModelConfig {

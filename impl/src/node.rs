@@ -33,11 +33,13 @@ use crate::wal::{Wal, WalError};
 use crate::world::{DataDir, PeerNetwork, Storage, StorageError};
 use ballot_model::conformance::TraceRecord;
 use ballot_model::{
-    ClientId, ClientRequest, ClientResponse, ClusterConfig, DurableState, DurableUpdate, Effect,
-    Input, Message, NodeId, Refusal, Replica, Request, RestoreError, Role, Slot, Snapshot,
-    StateMachine, Timer,
+    ClientId, ClientRequest, ClientResponse, ClientSession, ClusterConfig, DurableState,
+    DurableUpdate, Effect, Input, Message, NodeId, Operation, Outcome, Refusal, Replica,
+    RestoreError, Role, SessionEffect, SessionInput, SessionTimer, Slot, Snapshot, StateMachine,
+    Timer, Uncertainty,
 };
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -132,6 +134,15 @@ pub struct NodeConfig {
     /// showing that a test harness catches it, and only accepted by builds with the
     /// `mutants` feature (never a production build).
     pub mutant: Option<String>,
+    /// Seeds every random choice the node makes (election timeouts, its client ids,
+    /// snapshot transfer ids); `None` draws the seed from the operating system. A
+    /// deterministic simulation sets it, so that one seed replays one run.
+    pub rng_seed: Option<u64>,
+    /// Runs the blocking work (fsync, encoding, decoding and saving snapshots, freeing
+    /// compacted slots) on the loop's thread instead of tokio's blocking pool. Only for
+    /// a deterministic simulation, whose storage is memory and whose runs threads
+    /// would make unrepeatable: with a real disk, an fsync would hold up the loop.
+    pub blocking_inline: bool,
 }
 
 impl NodeConfig {
@@ -179,6 +190,8 @@ impl NodeConfig {
             snapshot_log_bytes: 64 << 20,
             trace_dir: None,
             mutant: None,
+            rng_seed: None,
+            blocking_inline: false,
         }
     }
 }
@@ -277,6 +290,15 @@ pub enum PeerFrame<S: StateMachine> {
 type Frame<S> = PeerFrame<S>;
 type Response<S> = ClientResponse<<S as StateMachine>::Output, <S as StateMachine>::QueryOutput>;
 type Request_<S> = ClientRequest<<S as StateMachine>::Command, <S as StateMachine>::Query>;
+/// A client session of this node's requests.
+type NodeSession<S> = ClientSession<<S as StateMachine>::Command, <S as StateMachine>::Query>;
+/// What such a session asks the node to do.
+type NodeSessionEffect<S> = SessionEffect<
+    <S as StateMachine>::Command,
+    <S as StateMachine>::Query,
+    <S as StateMachine>::Output,
+    <S as StateMachine>::QueryOutput,
+>;
 
 /// The bounds a state machine needs to be replicated over the network: its commands,
 /// queries and answers cross the wire and the disk, and it lives on a task. Written as
@@ -496,9 +518,12 @@ struct Shared<S: Replicated> {
     waiters: Arc<Waiters<Response<S>>>,
     network: std::sync::Arc<dyn PeerNetwork>,
     status: watch::Receiver<Status>,
+    /// Notified when the leader this node knows changes (see `leader_moves`).
+    leader_changed: Arc<tokio::sync::Notify>,
     /// Frames the inbox dropped.
     inbox_dropped: std::sync::Arc<AtomicU64>,
-    sessions: crate::sync::Mutex<Vec<(ClientId, u64)>>,
+    /// Idle client sessions, lent one per request.
+    sessions: crate::sync::Mutex<Vec<NodeSession<S>>>,
     next_session: AtomicU64,
     /// Client ids are `node (16 bits) | incarnation (24 bits) | session (24 bits)`: the
     /// node routes answers back to the client's node, the random incarnation keeps a
@@ -794,7 +819,13 @@ impl<S: Replicated> Node<S> {
         });
         let waiters = inbox.waiters.clone();
         let (status_tx, status_rx) = watch::channel(Status::default());
-        let incarnation = rand::rng().random_range(0..1u64 << 24);
+        let leader_changed = Arc::new(tokio::sync::Notify::new());
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let incarnation = rng.random_range(0..1u64 << 24);
+        let transfer_ids = rng.random();
         let driver = Driver {
             replica,
             storage: Some(storage),
@@ -803,6 +834,7 @@ impl<S: Replicated> Node<S> {
             network: network.clone(),
             waiters: waiters.clone(),
             status: status_tx,
+            leader_changed: leader_changed.clone(),
             counters: Status::default(),
             scratch: Vec::new(),
             events: inbox.events.clone(),
@@ -810,10 +842,11 @@ impl<S: Replicated> Node<S> {
             snapshotting: false,
             streams: SnapshotStreams::new(
                 StreamConfig::new(config.max_frame_bytes, config.snapshot_bytes_max),
-                rand::rng().random(),
+                transfer_ids,
             ),
             trace,
             busy: Busy::default(),
+            rng,
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
         Ok(Node {
@@ -824,6 +857,7 @@ impl<S: Replicated> Node<S> {
                 waiters,
                 network,
                 status: status_rx,
+                leader_changed: leader_changed.clone(),
                 inbox_dropped: inbox.dropped.clone(),
                 sessions: crate::sync::Mutex::new(Vec::new()),
                 next_session: AtomicU64::new(1),
@@ -844,15 +878,7 @@ impl<S: Replicated> Node<S> {
         if bytes > max {
             return Err(NodeError::TooLarge { bytes, max });
         }
-        let response = self
-            .request(|client, seq| {
-                ClientRequest::Write(Request {
-                    client,
-                    seq,
-                    command: command.clone(),
-                })
-            })
-            .await?;
+        let response = self.request(Operation::Write(command)).await?;
         match response {
             ClientResponse::Written { output, .. } => Ok(output),
             other => Err(NodeError::BadAnswer(format!("{other:?}"))),
@@ -862,13 +888,7 @@ impl<S: Replicated> Node<S> {
     /// A linearizable read: answered by the leader after it confirmed its leadership
     /// with a majority and applied everything it had committed (read-index).
     pub async fn read(&self, query: S::Query) -> Result<S::QueryOutput, NodeError> {
-        let response = self
-            .request(|client, seq| ClientRequest::Read {
-                client,
-                seq,
-                query: query.clone(),
-            })
-            .await?;
+        let response = self.request(Operation::Read(query)).await?;
         match response {
             ClientResponse::ReadOk { output, .. } => Ok(output),
             other => Err(NodeError::BadAnswer(format!("{other:?}"))),
@@ -897,9 +917,26 @@ impl<S: Replicated> Node<S> {
             // this gets the task dropped (nothing unsynced was ever acknowledged).
             let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
         }
+        self.stop_tasks().await;
+    }
+
+    /// Stops the node at once, as a crash would: its loop is dropped wherever it is and
+    /// writes nothing more (what its storage had not synced is the storage's to lose),
+    /// and pending requests fail with [`NodeError::Shutdown`]. For simulations and
+    /// recovery tests; a server stops with [`Node::shutdown`].
+    pub async fn crash(&self) {
+        let driver = crate::sync::lock(&self.shared.driver).take();
+        if let Some(driver) = driver {
+            driver.abort();
+            let _ = driver.await;
+        }
+        self.stop_tasks().await;
+    }
+
+    /// Stops the network tasks (they run forever) and fails every pending request.
+    async fn stop_tasks(&self) {
         let tasks = crate::sync::lock(&self.shared.tasks).take();
         if let Some(mut tasks) = tasks {
-            // The network tasks run forever: stop them.
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
@@ -940,12 +977,20 @@ impl<S: Replicated> Node<S> {
         self.shared.network.dropped_frames() + self.shared.inbox_dropped.load(Ordering::Relaxed)
     }
 
-    fn session(&self) -> (ClientId, u64) {
+    /// An idle client session: a pooled one, or a new one homed at this node.
+    fn session(&self) -> NodeSession<S> {
         if let Some(session) = crate::sync::lock(&self.shared.sessions).pop() {
             return session;
         }
         let index = self.shared.next_session.fetch_add(1, Ordering::Relaxed) & ((1 << 24) - 1);
-        (self.shared.client_prefix | index, 1)
+        let config = &self.shared.config;
+        ClientSession::new(
+            self.shared.client_prefix | index,
+            config.peers.len(),
+            config.id,
+            None,
+        )
+        .expect("a node's cluster has at least itself as a member")
     }
 
     /// The lowest seq a request should carry now: above the session floor this node
@@ -964,149 +1009,149 @@ impl<S: Replicated> Node<S> {
         status.session_floor.saturating_add(1).max(by_position)
     }
 
-    /// Sends a request under a pooled client session until it is answered: to this
-    /// node first, then wherever the answers redirect it; retries keep the same
+    /// Runs `op` under a pooled client session until it is answered: the core's
+    /// [`ClientSession`] decides where each attempt goes and what every answer means
+    /// (the same session the model's clients run); this maps its effects onto the
+    /// event loop, peer frames and timers. Every attempt keeps the same
     /// `(client, seq)`, so the leader deduplicates them.
-    async fn request(
-        &self,
-        make: impl Fn(ClientId, u64) -> Request_<S>,
-    ) -> Result<Response<S>, NodeError> {
+    async fn request(&self, op: Operation<S::Command, S::Query>) -> Result<Response<S>, NodeError> {
         let shared = &self.shared;
+        let config = &shared.config;
         let waiting = shared.waiters.len();
-        if waiting >= shared.config.waiters_max {
+        if waiting >= config.waiters_max {
             return Err(NodeError::Busy { waiting });
         }
-        let (client, seq) = self.session();
-        let seq = seq.max(self.seq_at_least());
-        // Returns the session and forgets the waiter however this ends, including the
-        // caller dropping this future mid-request (a client that hung up).
-        let mut session = SessionGuard {
+        // Returns the session to the pool however this ends, including the caller
+        // dropping this future mid-request (a client that hung up).
+        let mut lent = SessionGuard {
             shared,
-            client,
-            seq,
+            session: self.session(),
         };
-        let mut request = make(client, seq);
-        // One send is outstanding at a time, and each answer consumed is its answer,
-        // unless a send was abandoned (timed out, or overtaken by news of a new leader).
-        // Until then every earlier send was answered "not taken" (a redirect, a busy
-        // leader), so a session-expired refusal proves the request will never be
-        // applied and it may be renumbered and sent again.
-        let mut abandoned = false;
-        let deadline = Instant::now() + shared.config.request_timeout;
-        let attempt = shared.config.election_timeout_max * 2;
-        // Straight to the leader the core names, if any: asking this node first would
+        let mut effects: Vec<NodeSessionEffect<S>> = Vec::new();
+        // Straight to the leader this node knows, if any: asking this node first would
         // cost a redirect that waits for this node's own fsync.
-        let mut target = shared.status.borrow().leader.unwrap_or(shared.config.id);
-        let mut status = shared.status.clone();
+        let start = SessionInput::Start {
+            op,
+            seq_at_least: self.seq_at_least(),
+            leader: shared.status.borrow().leader,
+        };
+        if let Err(error) = lent.session.step(start, &mut effects) {
+            return Err(NodeError::BadAnswer(error.to_string()));
+        }
+        let deadline = Instant::now() + config.request_timeout;
         let mut backoff = RETRY_BACKOFF_MIN;
+        // The session arms at most one timer at a time.
+        let mut armed: Option<(SessionTimer, Instant)> = None;
+        let mut reply = None;
         loop {
-            if Instant::now() >= deadline {
-                return Err(NodeError::Timeout(shared.config.request_timeout));
-            }
-            let seq = session.seq;
-            let reply = shared.waiters.register(client, seq);
-            if target == shared.config.id {
-                if shared
-                    .events
-                    .send(Event::Local(request.clone()))
-                    .await
-                    .is_err()
-                {
-                    return Err(self.stopped_error());
-                }
-            } else {
-                let mut bytes = Vec::new();
-                let frame: Frame<S> = PeerFrame::Forward(request.clone());
-                if frame::encode(&frame, &mut bytes, shared.config.max_frame_bytes).is_ok() {
-                    shared.network.send(target, bytes);
-                }
-            }
-            let mut reply = reply;
-            let answer = tokio::select! {
-                answer = tokio::time::timeout(attempt, &mut reply) => answer,
-                leader = leader_moves(&mut status, target) => {
-                    // The node we sent to stopped leading (this node now knows
-                    // another leader): ask that one now rather than wait out the
-                    // attempt. The same (client, seq) is deduplicated if the first
-                    // attempt did get through.
-                    shared.waiters.cancel(client, seq);
-                    abandoned = true;
-                    target = leader;
-                    continue;
-                }
-            };
-            match answer {
-                Ok(Some(ClientResponse::Redirect { leader, .. })) => {
-                    target = match leader {
-                        Some(leader) if leader != target => leader,
-                        Some(_) => {
-                            // Sent here by an earlier attempt's late redirect, which
-                            // answered this one: ask the same node again.
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(shared.config.heartbeat_interval);
-                            target
+            for effect in effects.drain(..) {
+                match effect {
+                    SessionEffect::Send { to, request } => {
+                        let (client, seq) = request.id();
+                        // One waiter per client: this replaces (and closes) the last.
+                        reply = Some(shared.waiters.register(client, seq));
+                        if to == config.id {
+                            if shared.events.send(Event::Local(request)).await.is_err() {
+                                return Err(self.stopped_error());
+                            }
+                        } else {
+                            let mut bytes = Vec::new();
+                            let frame: Frame<S> = PeerFrame::Forward(request);
+                            if frame::encode(&frame, &mut bytes, config.max_frame_bytes).is_ok() {
+                                shared.network.send(to, bytes);
+                            }
                         }
-                        None => {
-                            // No leader known yet (an election is running): wait a
-                            // little, then ask this node again.
-                            tokio::time::sleep(shared.config.election_timeout_min / 4).await;
-                            shared.config.id
-                        }
-                    };
-                }
-                Ok(Some(ClientResponse::Refused {
-                    reason: Refusal::TooLarge { bytes, max },
-                    ..
-                })) => return Err(NodeError::TooLarge { bytes, max }),
-                Ok(Some(ClientResponse::Refused {
-                    reason: Refusal::SessionExpired { floor },
-                    ..
-                })) => {
-                    if abandoned {
-                        // An abandoned send may have been applied before the session
-                        // expired: the outcome is unknown.
-                        return Err(NodeError::SessionExpired);
                     }
-                    // Nothing we sent was taken, and this refusal means it never will
-                    // be (the floor only rises): open a new session above the floor
-                    // and send again.
-                    session.seq = floor.max(seq) + 1;
-                    request = make(client, session.seq);
+                    SessionEffect::SetTimer(timer) => {
+                        let after = match timer {
+                            SessionTimer::Attempt => config.election_timeout_max * 2,
+                            SessionTimer::Backoff => {
+                                let pause = backoff;
+                                backoff = (backoff * 2).min(config.heartbeat_interval);
+                                pause
+                            }
+                            SessionTimer::AwaitLeader => config.election_timeout_min / 4,
+                        };
+                        armed = Some((timer, Instant::now() + after));
+                    }
+                    SessionEffect::CancelTimer(timer) => {
+                        if armed.is_some_and(|(t, _)| t == timer) {
+                            armed = None;
+                        }
+                    }
+                    SessionEffect::Finished(outcome) => {
+                        return match outcome {
+                            Outcome::Answered(response) => Ok(response),
+                            Outcome::Refused(Refusal::TooLarge { bytes, max }) => {
+                                Err(NodeError::TooLarge { bytes, max })
+                            }
+                            Outcome::Refused(other) => Err(NodeError::BadAnswer(other.to_string())),
+                            Outcome::Unknown(Uncertainty::SessionExpired) => {
+                                Err(NodeError::SessionExpired)
+                            }
+                            Outcome::Unknown(Uncertainty::GaveUp) => {
+                                Err(NodeError::Timeout(config.request_timeout))
+                            }
+                        };
+                    }
                 }
-                Ok(Some(ClientResponse::Refused {
-                    reason: Refusal::Busy,
-                    ..
-                })) => {
-                    // Backpressure: the leader's queue is full. Ask it again, later
-                    // each time, with the same (client, seq).
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(shared.config.heartbeat_interval);
+            }
+            if reply.is_none() {
+                // The last answer was taken and did not end the operation: listen for
+                // the next one under the same (client, seq).
+                let session = &lent.session;
+                reply = Some(shared.waiters.register(session.client(), session.seq()));
+            }
+            let target = lent.session.target();
+            // Biased (in order), not random: one seed replays one run in a simulation.
+            let input = tokio::select! {
+                biased;
+                answer = async { reply.as_mut().expect("registered above").await } => {
+                    reply = None;
+                    match answer {
+                        Some(response) => SessionInput::Answer(response),
+                        // Closed: the node is stopping.
+                        None => return Err(self.stopped_error()),
+                    }
                 }
-                Ok(Some(response)) => return Ok(response),
-                Ok(None) => return Err(self.stopped_error()),
-                Err(_) => {
-                    shared.waiters.cancel(client, seq);
-                    abandoned = true;
-                    target = shared.config.id;
+                timer = async {
+                    match armed {
+                        Some((timer, at)) => {
+                            tokio::time::sleep_until(at).await;
+                            timer
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    armed = None;
+                    SessionInput::Timer(timer)
                 }
+                leader = leader_moves(shared, target) => SessionInput::LeaderIs(leader),
+                _ = tokio::time::sleep_until(deadline) => SessionInput::GiveUp,
+            };
+            if let Err(error) = lent.session.step(input, &mut effects) {
+                return Err(NodeError::BadAnswer(error.to_string()));
             }
         }
     }
 }
 
-/// A client session lent to one request.
+/// A client session lent to one request: back to the pool when the request ends,
+/// however it ends.
 struct SessionGuard<'a, S: Replicated> {
     shared: &'a Shared<S>,
-    client: ClientId,
-    seq: u64,
+    session: NodeSession<S>,
 }
 
 impl<S: Replicated> Drop for SessionGuard<'_, S> {
     fn drop(&mut self) {
-        self.shared.waiters.cancel(self.client, self.seq);
-        // The next request of this session uses the next seq, whatever happened to
-        // this one: a later seq supersedes it in the leader's client table.
-        crate::sync::lock(&self.shared.sessions).push((self.client, self.seq + 1));
+        let session = &mut self.session;
+        self.shared.waiters.cancel(session.client(), session.seq());
+        // A request dropped mid-way gives its operation up: the session's next one
+        // takes a later seq, which supersedes it in the leader's client table.
+        let mut effects: Vec<NodeSessionEffect<S>> = Vec::new();
+        let _ = session.step(SessionInput::GiveUp, &mut effects);
+        crate::sync::lock(&self.shared.sessions).push(session.clone());
     }
 }
 
@@ -1134,6 +1179,10 @@ struct Driver<S: Replicated> {
     trace: Option<TraceWriter<S>>,
     /// Where the current batch's time went, for the slow-batch warning.
     busy: Busy,
+    /// Every random choice the loop makes ([`NodeConfig::rng_seed`]).
+    rng: StdRng,
+    /// Notified when the known leader changes.
+    leader_changed: Arc<tokio::sync::Notify>,
 }
 
 /// Where one batch's time went: while the loop is busy it sends no heartbeat, so a
@@ -1171,7 +1220,10 @@ impl<S: Replicated> Driver<S> {
                 self.timers.next_deadline(),
                 self.streams.next_deadline().map(Instant::from_std),
             );
+            // Biased (inputs first), not random: one seed replays one run in a
+            // simulation.
             let mut next = tokio::select! {
+                biased;
                 event = events.recv() => match event {
                     Some(event) => Some(event),
                     None => break,
@@ -1318,6 +1370,7 @@ impl<S: Replicated> Driver<S> {
         let slot = snapshot.slot;
         let saver = storage.snapshot_saver();
         let events = self.events.clone();
+        let inline = self.config.blocking_inline;
         tracing::info!(
             slot,
             log_bytes,
@@ -1325,11 +1378,10 @@ impl<S: Replicated> Driver<S> {
             "log outgrew its limit; saving a snapshot"
         );
         tokio::spawn(async move {
-            let saved = tokio::task::spawn_blocking(move || saver(&snapshot)).await;
-            let saved = match saved {
-                Ok(Ok(())) => Ok(slot),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(error) => Err(error.to_string()),
+            let saved = match off_loop(inline, move || saver(&snapshot)).await {
+                Some(Ok(())) => Ok(slot),
+                Some(Err(error)) => Err(error.to_string()),
+                None => Err("saving the snapshot panicked".to_string()),
             };
             // Waits for room: this report must not be dropped, or no snapshot would
             // ever be taken again. Fails only once the loop is gone.
@@ -1345,7 +1397,11 @@ impl<S: Replicated> Driver<S> {
         if let Some(dropped) = self.replica.take_discarded() {
             // A compaction's dropped slots: freeing a few hundred thousand on the loop
             // would hold up heartbeats for longer than an election timeout.
-            tokio::task::spawn_blocking(move || drop(dropped));
+            if self.config.blocking_inline {
+                drop(dropped);
+            } else {
+                tokio::task::spawn_blocking(move || drop(dropped));
+            }
         }
         self.busy.stepping += started.elapsed();
         self.busy.inputs += 1;
@@ -1486,12 +1542,12 @@ impl<S: Replicated> Driver<S> {
     async fn sync(&mut self) -> Result<(), StorageError> {
         let mut storage = self.storage.take().ok_or(WalError::Poisoned)?;
         let started = std::time::Instant::now();
-        let (storage, result) = tokio::task::spawn_blocking(move || {
+        let (storage, result) = off_loop(self.config.blocking_inline, move || {
             let result = storage.sync();
             (storage, result)
         })
         .await
-        .map_err(|_| WalError::Poisoned)?;
+        .ok_or(WalError::Poisoned)?;
         self.storage = Some(storage);
         self.counters.fsyncs += 1;
         self.busy.syncing += started.elapsed();
@@ -1517,11 +1573,11 @@ impl<S: Replicated> Driver<S> {
         };
         let bytes_max = self.streams.snapshot_bytes_max();
         let events = self.events.clone();
+        let inline = self.config.blocking_inline;
         tokio::spawn(async move {
-            let encoded =
-                tokio::task::spawn_blocking(move || snapshot_stream::encode(&message, bytes_max))
-                    .await
-                    .unwrap_or_else(|error| Err(StreamError::Encode(error.to_string())));
+            let encoded = off_loop(inline, move || snapshot_stream::encode(&message, bytes_max))
+                .await
+                .unwrap_or_else(|| Err(StreamError::Encode("the encoder panicked".into())));
             let _ = events
                 .send(Event::SnapshotEncoded {
                     to,
@@ -1543,21 +1599,19 @@ impl<S: Replicated> Driver<S> {
             Ok(None) => {}
             Ok(Some(bytes)) => {
                 let events = self.events.clone();
+                let inline = self.config.blocking_inline;
                 tokio::spawn(async move {
                     let decoded =
-                        tokio::task::spawn_blocking(move || frame::decode::<Message<S>>(&bytes))
-                            .await;
+                        off_loop(inline, move || frame::decode::<Message<S>>(&bytes)).await;
                     match decoded {
-                        Ok(Ok(message)) => {
+                        Some(Ok(message)) => {
                             let frame = PeerFrame::Paxos(message);
                             let _ = events.send(Event::Peer(from, frame, 0)).await;
                         }
-                        Ok(Err(error)) => {
+                        Some(Err(error)) => {
                             tracing::warn!(from, %error, "a streamed message did not decode; dropped")
                         }
-                        Err(error) => {
-                            tracing::error!(from, %error, "decoding a streamed message failed")
-                        }
+                        None => tracing::error!(from, "decoding a streamed message panicked"),
                     }
                 });
             }
@@ -1592,11 +1646,12 @@ impl<S: Replicated> Driver<S> {
         }
     }
 
-    fn duration(&self, timer: Timer) -> Duration {
+    fn duration(&mut self, timer: Timer) -> Duration {
         match timer {
             // Randomised so that candidates rarely collide (the timing assumption of
             // SPEC.md: elections eventually run one at a time).
-            Timer::Election => rand::rng()
+            Timer::Election => self
+                .rng
                 .random_range(self.config.election_timeout_min..self.config.election_timeout_max),
             // Asking again at the same ballot costs no ballot and deposes no one.
             Timer::CandidacyRetry | Timer::Heartbeat => self.config.heartbeat_interval,
@@ -1631,29 +1686,49 @@ impl<S: Replicated> Driver<S> {
             snapshot_streams_failed: streamed.failed,
             ..status
         };
+        let leader_moved = self.status.borrow().leader != status.leader;
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
             changed
         });
+        if leader_moved {
+            self.leader_changed.notify_waiters();
+        }
     }
 }
 
 /// Resolves, with the new leader, the next time this node's known leader changes to
 /// someone other than `from`. Changes already seen do not count: only news does.
-async fn leader_moves(status: &mut watch::Receiver<Status>, from: NodeId) -> NodeId {
-    // The status changes with every batch (commit index, counters): only a leader other
-    // than the one known now, and other than `from`, is news.
-    let known = status.borrow_and_update().leader;
+///
+/// Waits on `leader_changed`, not on the status channel: a watch channel wakes its
+/// receivers in a random order, and one seed must replay one run in a simulation.
+async fn leader_moves<S: Replicated>(shared: &Shared<S>, from: NodeId) -> NodeId {
+    let known = shared.status.borrow().leader;
     loop {
-        if status.changed().await.is_err() {
-            return std::future::pending().await; // the node stopped; the reply says so
-        }
-        let leader = status.borrow_and_update().leader;
+        // Registered before the status is read, so no change between is missed.
+        let notified = shared.leader_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let leader = shared.status.borrow().leader;
         if let Some(leader) = leader.filter(|l| *l != from && Some(*l) != known) {
             return leader;
         }
+        // Never woken once the node stopped: the reply says so.
+        notified.await;
     }
+}
+
+/// Runs `work` off the async threads, on tokio's blocking pool; or right here with
+/// [`NodeConfig::blocking_inline`]. `None` if it panicked on the pool.
+async fn off_loop<T: Send + 'static>(
+    inline: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if inline {
+        return Some(work());
+    }
+    tokio::task::spawn_blocking(work).await.ok()
 }
 
 /// The earlier of two optional deadlines.

@@ -174,7 +174,10 @@ impl<R> Waiters<R> {
 
     /// Closes every waiter (shutdown): all pending futures resolve to `None`.
     pub fn close_all(&self) {
-        let drained: Vec<_> = lock(&self.table).drain().collect();
+        let mut drained: Vec<_> = lock(&self.table).drain().collect();
+        // In client order, not the table's: the waiters wake in this order, and a
+        // simulation replays a run only if wake-ups come in the same order.
+        drained.sort_unstable_by_key(|(client, _)| *client);
         for (_, (_, sender)) in drained {
             sender.close();
         }

@@ -341,7 +341,7 @@ impl<S: StateMachine> Replica<S> {
                 client,
                 response: ClientResponse::Redirect {
                     seq,
-                    leader: self.known_leader(),
+                    leader: self.leader_hint(),
                 },
             });
             return;

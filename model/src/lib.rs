@@ -50,6 +50,7 @@
 
 mod acceptor;
 pub mod ballot;
+pub mod client_session;
 pub mod client_table;
 pub mod conformance;
 pub mod durable;
@@ -70,6 +71,10 @@ pub mod spec;
 pub mod state_machine;
 
 pub use ballot::{quorum, Ballot, ClientId, NodeId, Slot};
+pub use client_session::{
+    ClientSession, Operation, Outcome, SessionEffect, SessionError, SessionInput, SessionTimer,
+    Uncertainty,
+};
 pub use client_table::{ApplyOutcome, ClientTable, Session};
 pub use durable::{DurableState, DurableUpdate};
 pub use effect::{Effect, Input, Timer};

@@ -40,12 +40,16 @@ pub enum Mutant {
     /// Expiring a client session does not raise the sessions' floor: a late retry of
     /// the expired session's last request opens a new session and is applied again.
     ExpiryForgetsFloor,
+    /// A client whose session expired numbers its request above the floor and sends it
+    /// again even though an attempt it gave up on may have been applied: the write can
+    /// be applied twice.
+    ClientRenumbersAbandoned,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 13] = [
+    pub const ALL: [Mutant; 14] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -59,6 +63,7 @@ impl Mutant {
         Mutant::CandidateIgnoresHigherBallot,
         Mutant::PromiseOmitsSnapshot,
         Mutant::ExpiryForgetsFloor,
+        Mutant::ClientRenumbersAbandoned,
     ];
 
     /// A kebab-case name for the CLI.
@@ -77,6 +82,7 @@ impl Mutant {
             Mutant::CandidateIgnoresHigherBallot => "candidate-ignores-higher-ballot",
             Mutant::PromiseOmitsSnapshot => "promise-omits-snapshot",
             Mutant::ExpiryForgetsFloor => "expiry-forgets-floor",
+            Mutant::ClientRenumbersAbandoned => "client-renumbers-abandoned",
         }
     }
 }

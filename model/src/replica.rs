@@ -1106,6 +1106,26 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Where this node sends clients: the leader it knows (itself included), else the
+    /// candidate whose ballot it promised (the likeliest next leader; it learns who
+    /// leads only from that leader's first accept or heartbeat), else no one.
+    ///
+    /// ```
+    /// use ballot_model::{Ballot, ClusterConfig, DurableState, Input, Message, Register, Replica};
+    /// let (mut r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert_eq!(r.leader_hint(), None);
+    /// let prepare = Message::Prepare { ballot: Ballot { round: 1, node: 2 }, from_slot: 1 };
+    /// r.step(Input::Message { from: 2, message: prepare }, &mut Vec::new()).unwrap();
+    /// assert_eq!((r.known_leader(), r.leader_hint()), (None, Some(2)));
+    /// ```
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match &self.role {
+            Role::Follower { leader } => leader.or(self.backing.filter(|b| *b != self.id)),
+            Role::Candidate(_) => None,
+            Role::Leader(_) => Some(self.id),
+        }
+    }
+
     /// Highest slot known chosen.
     pub fn commit_index(&self) -> Slot {
         self.durable.commit

@@ -25,6 +25,46 @@ enum Command {
     /// and the nodes' traces against the model. Prints a table; exit 0 if no run found
     /// an anomaly, 1 otherwise, 2 on bad usage or if a run could not be set up.
     Nemesis(NemesisArgs),
+    /// Simulate whole clusters of the real node in one thread on a paused clock, over a
+    /// seeded network (loss, duplication, reordering, one-way and two-way cuts,
+    /// splits) and disk (crashes lose what was not synced, fsyncs may fail): a safety
+    /// phase with faults, then a liveness phase where everything heals and the cluster
+    /// must commit and converge. Checks linearizability per key and the counter. One
+    /// seed replays one run exactly. Exit 0 if no seed found an anomaly, 1 otherwise.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SimArgs {
+    /// Seeds to run: the first seed, then each next one.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed [default: from the clock; printed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Nodes per cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=7))]
+    nodes: u8,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Simulated seconds of faults per seed (the safety phase).
+    #[arg(long, default_value_t = 10)]
+    faulty_seconds: u64,
+    /// Simulated seconds the cluster has to commit and converge once healed.
+    #[arg(long, default_value_t = 10)]
+    heal_seconds: u64,
+    /// Print each seed's trace (every client operation and fault, in simulated
+    /// milliseconds).
+    #[arg(long)]
+    trace: bool,
+    /// Print the nodes' own logs (filtered by `RUST_LOG`, default `info`) beside the
+    /// trace, without wall-clock times (they mean nothing here).
+    #[arg(long)]
+    log: bool,
+    /// Where failing seeds' traces are kept.
+    #[arg(long, default_value = "target/sim")]
+    dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,7 +124,10 @@ struct NemesisArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Nemesis(args) = cli.command;
+    let args = match cli.command {
+        Command::Nemesis(args) => args,
+        Command::Sim(args) => return simulate(args),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,6 +139,91 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(nemesis(args))
+}
+
+/// Runs the simulator over `args.seeds` seeds; prints a line per failing seed with the
+/// command that replays it, and the rates.
+fn simulate(args: SimArgs) -> ExitCode {
+    if args.log {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .without_time()
+            .with_writer(std::io::stdout)
+            .init();
+    }
+    let first = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let config = ballot_tests::sim::SimConfig {
+        nodes: usize::from(args.nodes),
+        clients: args.clients.max(1),
+        faulty: Duration::from_secs(args.faulty_seconds),
+        heal_within: Duration::from_secs(args.heal_seconds.max(1)),
+        ..Default::default()
+    };
+    eprintln!(
+        "sim: {} seeds from {first} on {} nodes, {} clients, {} s of faults, {} s to heal",
+        args.seeds, config.nodes, config.clients, args.faulty_seconds, args.heal_seconds
+    );
+    let started = std::time::Instant::now();
+    let mut last_progress = started;
+    let (mut failed, mut simulated, mut operations, mut acknowledged, mut faults) =
+        (0u64, Duration::ZERO, 0usize, 0usize, 0usize);
+    for seed in first..first.saturating_add(args.seeds) {
+        let report = ballot_tests::sim::run_seed(&config, seed);
+        simulated += report.simulated;
+        operations += report.operations;
+        acknowledged += report.acknowledged;
+        faults += report.faults;
+        if args.trace {
+            println!("{}", report.trace);
+        }
+        if !report.anomalies.is_empty() {
+            failed += 1;
+            let kept = args.dir.join(format!("seed-{seed}.trace"));
+            let saved = std::fs::create_dir_all(&args.dir)
+                .and_then(|()| std::fs::write(&kept, &report.trace));
+            println!(
+                "seed {seed}: {}
+  replay: cargo run -p ballot-tests --release -- sim --seeds 1 --seed {seed} --nodes {} --clients {} --faulty-seconds {} --heal-seconds {} --trace
+  trace: {}",
+                report.anomalies.join("; "),
+                args.nodes,
+                config.clients,
+                args.faulty_seconds,
+                args.heal_seconds,
+                match saved {
+                    Ok(()) => kept.display().to_string(),
+                    Err(error) => format!("not kept ({error})"),
+                }
+            );
+        }
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            last_progress = std::time::Instant::now();
+            eprintln!(
+                "  … {} seeds, {failed} failed, {:.1} seeds/s",
+                seed - first + 1,
+                (seed - first + 1) as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "sim: {} seeds, {failed} with anomalies; {operations} operations ({acknowledged} acknowledged), {faults} faults; {:.1} seeds/s, {:.0} simulated s per wall-clock s ({:.0} s simulated in {wall:.1} s)",
+        args.seeds,
+        args.seeds as f64 / wall,
+        simulated.as_secs_f64() / wall,
+        simulated.as_secs_f64(),
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Finds (or builds) the `ballot` binary to test.

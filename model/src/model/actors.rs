@@ -2,10 +2,13 @@
 //! operations and retry and redirect like real clients. No protocol decision is made
 //! here.
 
-use crate::ballot::{ClientId, NodeId};
+use crate::ballot::ClientId;
+use crate::client_session::{
+    ClientSession, Operation, Outcome, SessionEffect, SessionInput, SessionTimer,
+};
 use crate::durable::DurableState;
 use crate::effect::{Effect, Input, Timer};
-use crate::message::{ClientRequest, ClientResponse, Message, Proposal, Refusal, Request};
+use crate::message::{ClientRequest, ClientResponse, Message, Proposal};
 use crate::register::{Register, RegisterOp, Value};
 use crate::replica::{ClusterConfig, Replica};
 use crate::snapshot::Snapshot;
@@ -31,8 +34,8 @@ pub enum ModelMsg {
 pub enum ModelTimer {
     /// A server's timer.
     Server(Timer),
-    /// A client gave up waiting and re-sends to the next server.
-    ClientRetry,
+    /// A client session's timer.
+    Client(SessionTimer),
 }
 
 impl ModelTimer {
@@ -99,18 +102,22 @@ pub struct ServerState {
     pub stored: Stored,
 }
 
-/// A client's progress through its script.
+/// A client's progress through its script: which operation, and the session that
+/// carries it (the core's [`ClientSession`], the one the node's clients run).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientState {
-    /// Index of the operation in progress; equal to the script's length when done.
-    /// The operation's sequence number is `op_index + 1`.
+    /// Index of the operation in progress; equal to the script's length when done
+    /// (every operation answered, or one whose outcome the client cannot know).
     pub op_index: usize,
-    /// The server the current operation was last sent to.
-    pub target: NodeId,
-    /// Retries left for the current operation (always 0 with unlimited retries, so
-    /// that retrying makes no new state).
-    pub retries_left: u8,
+    /// The session.
+    pub session: ModelSession,
 }
+
+/// The session of a model client: register writes and reads.
+pub type ModelSession = ClientSession<Value, ()>;
+
+/// What a model client's session asks its actor to do.
+type ModelSessionEffect = SessionEffect<Value, (), Option<Value>, Option<Value>>;
 
 /// Per-actor state.
 // Stateright keeps each actor's state behind an `Arc` already; boxing the large variant
@@ -144,6 +151,9 @@ pub enum ModelActor {
         script: Vec<RegisterOp>,
         /// Retries per operation; `None` for no limit.
         retries: Option<u8>,
+        /// Which broken variant its session runs (only with the `mutants` feature).
+        #[cfg(feature = "mutants")]
+        mutant: Option<crate::mutant::Mutant>,
     },
 }
 
@@ -266,17 +276,24 @@ impl Actor for ModelActor {
             ModelActor::Client {
                 client,
                 servers,
-                script,
                 retries,
+                ..
             } => {
-                let state = ClientState {
+                // A client starts at a server of its own, as a node's clients start at
+                // that node.
+                let home = *client as usize % servers;
+                let session = ClientSession::new(*client, *servers, home, *retries)
+                    .expect("a model has servers");
+                #[cfg(feature = "mutants")]
+                let session = session.with_mutant(match self {
+                    ModelActor::Client { mutant, .. } => *mutant,
+                    ModelActor::Server { .. } => None,
+                });
+                let mut state = ClientState {
                     op_index: 0,
-                    target: *client as usize % servers,
-                    retries_left: retries.unwrap_or(0),
+                    session,
                 };
-                if !script.is_empty() {
-                    send_current(*client, script, &state, o);
-                }
+                self.start_next(&mut state, o);
                 ModelActorState::Client(state)
             }
         }
@@ -301,56 +318,8 @@ impl Actor for ModelActor {
             (ModelActor::Server { .. }, ModelMsg::Request(request)) => {
                 self.drive_server(state, Input::Client(request), o);
             }
-            (
-                ModelActor::Client {
-                    client,
-                    script,
-                    retries,
-                    ..
-                },
-                ModelMsg::Response(response),
-            ) => {
-                let ModelActorState::Client(current) = &**state else {
-                    return;
-                };
-                if current.op_index >= script.len() || response.seq() != current.op_index as u64 + 1
-                {
-                    return; // A late answer to an operation already finished.
-                }
-                let mut next = current.clone();
-                match response {
-                    ClientResponse::Written { .. } | ClientResponse::ReadOk { .. } => {
-                        next.op_index += 1;
-                        next.retries_left = retries.unwrap_or(0);
-                        if next.op_index < script.len() {
-                            send_current(*client, script, &next, o);
-                        } else {
-                            o.cancel_timer(ModelTimer::ClientRetry);
-                        }
-                    }
-                    ClientResponse::Redirect {
-                        leader: Some(leader),
-                        ..
-                    } if leader != current.target => {
-                        next.target = leader;
-                        send_current(*client, script, &next, o);
-                    }
-                    // The session expired: the operation's outcome is unknown and the
-                    // client stops (a real client would start a new session; the
-                    // history keeps the operation pending, which may or may not have
-                    // taken effect).
-                    ClientResponse::Refused {
-                        reason: Refusal::SessionExpired { .. },
-                        ..
-                    } => {
-                        next.op_index = script.len();
-                        o.cancel_timer(ModelTimer::ClientRetry);
-                    }
-                    // No better hint, or a leader too busy to queue it: wait for the
-                    // retry timer.
-                    ClientResponse::Redirect { .. } | ClientResponse::Refused { .. } => return,
-                }
-                *state = Cow::Owned(ModelActorState::Client(next));
+            (ModelActor::Client { .. }, ModelMsg::Response(response)) => {
+                self.drive_client(state, SessionInput::Answer(response), o);
             }
             _ => {}
         }
@@ -367,54 +336,97 @@ impl Actor for ModelActor {
             (ModelActor::Server { .. }, ModelTimer::Server(timer)) => {
                 self.drive_server(state, Input::Timer(*timer), o);
             }
-            (
-                ModelActor::Client {
-                    client,
-                    servers,
-                    script,
-                    retries,
-                },
-                ModelTimer::ClientRetry,
-            ) => {
-                let ModelActorState::Client(current) = &**state else {
-                    return;
-                };
-                let out_of_retries = retries.is_some() && current.retries_left == 0;
-                if current.op_index >= script.len() || out_of_retries {
-                    return; // Done, or out of retries: stop retrying (the timer lapses).
-                }
-                let mut next = current.clone();
-                next.retries_left = next.retries_left.saturating_sub(1);
-                next.target = (current.target + 1) % servers;
-                send_current(*client, script, &next, o);
-                *state = Cow::Owned(ModelActorState::Client(next));
+            (ModelActor::Client { .. }, ModelTimer::Client(timer)) => {
+                self.drive_client(state, SessionInput::Timer(*timer), o);
             }
             _ => {}
         }
     }
 }
 
-/// Sends the client's current operation to its target and (re-)arms its retry timer.
-/// A retry re-sends the same `(client, seq)`, which is what makes it safe.
-fn send_current(
-    client: ClientId,
-    script: &[RegisterOp],
-    state: &ClientState,
-    o: &mut Out<ModelActor>,
-) {
-    let seq = state.op_index as u64 + 1;
-    let request = match script[state.op_index] {
-        RegisterOp::Write(value) => ClientRequest::Write(Request {
-            client,
-            seq,
-            command: value,
-        }),
-        RegisterOp::Read => ClientRequest::Read {
-            client,
-            seq,
-            query: (),
-        },
-    };
-    o.send(Id::from(state.target), ModelMsg::Request(request));
-    o.set_timer(ModelTimer::ClientRetry, model_timeout());
+impl ModelActor {
+    /// Feeds one input to a client's session and turns its effects into stateright
+    /// commands; a finished operation starts the script's next one. The state is
+    /// left untouched when the session ignored the input.
+    fn drive_client(
+        &self,
+        state: &mut Cow<ModelActorState>,
+        input: SessionInput<Value, (), Option<Value>, Option<Value>>,
+        o: &mut Out<Self>,
+    ) {
+        let (ModelActorState::Client(current), ModelActor::Client { script, .. }) =
+            (&**state, self)
+        else {
+            return;
+        };
+        if current.op_index >= script.len() {
+            return; // Done: nothing more to do or learn.
+        }
+        let mut next = current.clone();
+        let mut effects = Vec::new();
+        if next.session.step(input, &mut effects).is_err() {
+            return;
+        }
+        if effects.is_empty() {
+            return;
+        }
+        self.run_client_effects(&mut next, effects, o);
+        *state = Cow::Owned(ModelActorState::Client(next));
+    }
+
+    /// Starts the script's next operation, if any.
+    fn start_next(&self, state: &mut ClientState, o: &mut Out<Self>) {
+        let ModelActor::Client { script, .. } = self else {
+            return;
+        };
+        let Some(op) = script.get(state.op_index) else {
+            return;
+        };
+        let op = match op {
+            RegisterOp::Write(value) => Operation::Write(*value),
+            RegisterOp::Read => Operation::Read(()),
+        };
+        let mut effects = Vec::new();
+        let start = SessionInput::Start {
+            op,
+            seq_at_least: 0,
+            leader: None,
+        };
+        if state.session.step(start, &mut effects).is_ok() {
+            self.run_client_effects(state, effects, o);
+        }
+    }
+
+    /// Maps a session's effects onto stateright commands, in order.
+    fn run_client_effects(
+        &self,
+        state: &mut ClientState,
+        effects: Vec<ModelSessionEffect>,
+        o: &mut Out<Self>,
+    ) {
+        let ModelActor::Client { script, .. } = self else {
+            return;
+        };
+        for effect in effects {
+            match effect {
+                SessionEffect::Send { to, request } => {
+                    o.send(Id::from(to), ModelMsg::Request(request));
+                }
+                SessionEffect::SetTimer(timer) => {
+                    o.set_timer(ModelTimer::Client(timer), model_timeout());
+                }
+                SessionEffect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Client(timer)),
+                SessionEffect::Finished(Outcome::Answered(_)) => {
+                    state.op_index += 1;
+                    self.start_next(state, o);
+                }
+                // An operation whose outcome is unknown stays pending in the history
+                // (it may or may not have taken effect), so the client stops there: a
+                // history has one operation in flight per client.
+                SessionEffect::Finished(Outcome::Refused(_) | Outcome::Unknown(_)) => {
+                    state.op_index = script.len();
+                }
+            }
+        }
+    }
 }

@@ -10,8 +10,9 @@ use super::history::{record_invocation, record_return, ModelHistory};
 use super::properties;
 use super::refinement::refine;
 use crate::ballot::{Ballot, NodeId, Slot};
+use crate::client_session::SessionTimer;
 use crate::effect::Timer;
-use crate::message::{ClientResponse, Proposal};
+use crate::message::Proposal;
 use crate::register::Register;
 use crate::register::Value;
 use crate::replica::{Replica, Role};
@@ -157,6 +158,8 @@ impl BallotModel {
                 servers: config.servers,
                 script: config.script_for(client),
                 retries: config.client_retries,
+                #[cfg(feature = "mutants")]
+                mutant: config.mutant,
             }))
             .init_network(network)
             .lossy_network(if config.lossy {
@@ -221,7 +224,15 @@ impl BallotModel {
                         Timer::Election | Timer::CandidacyRetry | Timer::CheckQuorum,
                     ) => config.timing.spurious_elections(),
                     ModelTimer::Server(Timer::Heartbeat) => config.timing.early_heartbeats(),
-                    ModelTimer::ClientRetry => config.timing.early_client_retries(),
+                    // A client that gives up on an attempt early is what impatience
+                    // means; its pauses (back-off, waiting for an election) fire when
+                    // timely, except under `async`.
+                    ModelTimer::Client(SessionTimer::Attempt) => {
+                        config.timing.early_client_retries()
+                    }
+                    ModelTimer::Client(SessionTimer::Backoff | SessionTimer::AwaitLeader) => {
+                        config.timing.early_heartbeats()
+                    }
                 };
                 free_to_fire || self.timer_is_timely(state, *id, timer)
             }
@@ -314,12 +325,7 @@ impl BallotModel {
             |dst: Id, msg: &ModelMsg| match (actor_states.get(usize::from(dst)).map(|s| &**s), msg)
             {
                 (Some(ModelActorState::Client(client)), ModelMsg::Response(response)) => {
-                    response.seq() <= client.op_index as u64
-                        || matches!(
-                            response,
-                            ClientResponse::Redirect { leader: None, .. }
-                                | ClientResponse::Refused { .. }
-                        )
+                    !client.session.awaits(response.seq())
                 }
                 (Some(ModelActorState::Server(server)), ModelMsg::Peer(message)) => {
                     server.replica.is_obsolete(message)
@@ -379,7 +385,7 @@ impl BallotModel {
                 ModelTimer::Server(Timer::Election | Timer::CandidacyRetry) => 4,
                 ModelTimer::Server(Timer::Heartbeat) => 5,
                 ModelTimer::Server(Timer::CheckQuorum) => 6,
-                ModelTimer::ClientRetry => 7,
+                ModelTimer::Client(_) => 7,
             },
             ActorModelAction::Crash(_) => 8,
             ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => 9,

@@ -22,6 +22,7 @@ use super::actors::{ModelActor, ModelActorState, ModelMsg, ModelTimer};
 use super::checked::{BallotAction, BallotModel, BallotState};
 use super::config::NetworkKind;
 use crate::ballot::NodeId;
+use crate::client_session::SessionTimer;
 use crate::effect::Timer;
 use crate::replica::Role;
 use stateright::actor::{Actor, ActorModelAction, Envelope, Id, Out};
@@ -165,10 +166,13 @@ impl BallotModel {
     /// - **CheckQuorum** of leader `n`: `n` is not connected to a live majority.
     /// - **Heartbeat** of leader `n`: its previous messages have arrived, and some
     ///   connected live follower lacks a commit or a vote, or does not back `n`.
-    /// - **ClientRetry**: the client's messages have arrived, its server is not working
-    ///   on the request (it is not a live leader holding it), and either that server is
-    ///   down or some server leads (a client's timeout outlasts an election: retrying
-    ///   while no one leads only meets another "no leader yet").
+    /// - A client's **Attempt** timer: the client's messages have arrived, its server is
+    ///   not working on the request (it is not a live leader holding it), and either
+    ///   that server is down or some server leads (a client's timeout outlasts an
+    ///   election: retrying while no one leads only meets another "no leader yet").
+    /// - A client's **AwaitLeader** pause: its messages have arrived, and its server is
+    ///   down or some server leads.
+    /// - A client's **Backoff** pause: its messages have arrived.
     pub fn timer_is_timely(&self, state: &BallotState, id: Id, timer: &ModelTimer) -> bool {
         let n = usize::from(id);
         match timer {
@@ -205,24 +209,34 @@ impl BallotModel {
             ModelTimer::Server(Timer::Heartbeat) => {
                 !self.has_effective_in_flight(state, id, false) && self.follower_lags(state, n)
             }
-            ModelTimer::ClientRetry => {
+            ModelTimer::Client(timer) => {
                 let Some(ModelActorState::Client(client)) =
                     state.system.actor_states.get(n).map(|s| &**s)
                 else {
                     return false;
                 };
-                let target_down = state.system.crashed[client.target];
-                let some_leader = state
-                    .live_servers()
-                    .any(|(_, server)| server.replica.is_leader());
-                let seq = client.op_index as u64 + 1;
-                let being_served = !target_down
-                    && self
-                        .server(state, client.target)
-                        .is_some_and(|server| server.replica.is_serving(self.client_id(n), seq));
-                !self.has_effective_in_flight(state, id, false)
-                    && !being_served
-                    && (target_down || some_leader)
+                if self.has_effective_in_flight(state, id, false) {
+                    return false;
+                }
+                let target = client.session.target();
+                let target_down = state.system.crashed[target];
+                let some_leader = || {
+                    state
+                        .live_servers()
+                        .any(|(_, server)| server.replica.is_leader())
+                };
+                match timer {
+                    SessionTimer::Attempt => {
+                        let seq = client.session.seq();
+                        let being_served = !target_down
+                            && self.server(state, target).is_some_and(|server| {
+                                server.replica.is_serving(self.client_id(n), seq)
+                            });
+                        !being_served && (target_down || some_leader())
+                    }
+                    SessionTimer::AwaitLeader => target_down || some_leader(),
+                    SessionTimer::Backoff => true,
+                }
             }
         }
     }

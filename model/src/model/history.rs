@@ -28,8 +28,9 @@ impl Deref for ModelHistory {
 /// What the clients observed.
 ///
 /// An operation is *invoked* when its client first sends it (retries re-send the same
-/// `(client, seq)` and are the same operation) and *returns* when the client accepts
-/// the first answer for it. A client never abandons an operation, so one thread id per
+/// `(client, seq)` and are the same operation; a send under a higher seq while it is
+/// pending is the same operation numbered again after its session expired unused) and
+/// *returns* when the client accepts the first answer for it. A client never abandons an operation, so one thread id per
 /// client is sound for the tester (one operation in flight per thread).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Observed {
@@ -74,12 +75,16 @@ pub fn record_invocation(
     };
     let client = client_of(config, usize::from(envelope.src))?;
     let (_, seq) = request.id();
-    if history
-        .invoked
-        .get(&client)
-        .is_some_and(|last| *last >= seq)
-    {
+    let last_invoked = history.invoked.get(&client).copied();
+    if last_invoked.is_some_and(|last| last >= seq) {
         return None; // A retry of an operation already invoked.
+    }
+    if last_invoked.is_some() && last_invoked != history.returned.get(&client).copied() {
+        // The pending operation, numbered above an expired session's floor (its
+        // earlier attempts were all refused untaken): the same operation.
+        let mut next = Observed::clone(history);
+        next.invoked.insert(client, seq);
+        return Some(ModelHistory(Arc::new(next)));
     }
     let op = match request {
         ClientRequest::Write(request) => RegisterOp::Write(request.command),

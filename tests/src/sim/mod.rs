@@ -1,0 +1,633 @@
+//! Deterministic simulation of whole clusters of the real node: the production
+//! [`Node`] and its driver, the same code as `ballot node`, run in one thread on
+//! tokio's paused clock, over a simulated network ([`network`]) and disk ([`disk`]),
+//! with every random choice drawn from the seed. One seed is one run, and running it
+//! again replays it exactly (a test compares two runs' traces byte for byte).
+//!
+//! Each seed runs two phases, as TigerBeetle's VOPR does:
+//!
+//! 1. **Safety**: clients read, write and increment a few keys through random nodes
+//!    while the seed's faults come and go: lost, duplicated and reordered frames, links
+//!    cut one way or both, a node isolated or the cluster split, nodes crashing (what
+//!    they had not synced is lost) and restarting, a failing fsync (the node stops, and
+//!    is restarted later).
+//! 2. **Liveness**: every fault heals and every node runs; the cluster must commit a
+//!    write and converge (every node applies the same log) within a bounded simulated
+//!    time.
+//!
+//! Then the clients' history is checked for linearizability per key (the WGL checker
+//! of [`crate::linearizability`]), and the counter key for lost or invented
+//! increments.
+
+pub mod disk;
+pub mod network;
+
+use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
+use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
+use ballot_model::NodeId;
+use ballot_node::identity::ClusterId;
+use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
+use ballot_node::node::{Node, NodeConfig, NodeError};
+use disk::{Platter, SharedPlatter, SimStorage};
+use network::{Fabric, SharedFabric, SimNetwork, Weather};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What one simulated run does.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys besides the counter.
+    pub keys: usize,
+    /// Simulated time of the safety phase (faults come and go).
+    pub faulty: Duration,
+    /// Simulated time the liveness phase allows to commit a write and converge.
+    pub heal_within: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: 3,
+            clients: 4,
+            keys: 2,
+            faulty: Duration::from_secs(10),
+            heal_within: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The result of one seed.
+#[derive(Clone, Debug)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// What went wrong; empty if nothing did.
+    pub anomalies: Vec<String>,
+    /// Operations the clients ran, and how many were acknowledged.
+    pub operations: usize,
+    /// See `operations`.
+    pub acknowledged: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Simulated time the run took.
+    pub simulated: Duration,
+    /// Everything that happened, one line per event, in order: the same seed gives
+    /// the same trace byte for byte.
+    pub trace: String,
+}
+
+/// The counter key, only ever incremented by 1.
+const COUNTER: &str = "counter";
+
+/// Runs `seed` (see the [module docs](self)) on a fresh single-threaded runtime with a
+/// paused clock.
+///
+/// ```no_run
+/// use ballot_tests::sim::{run_seed, SimConfig};
+/// let report = run_seed(&SimConfig::default(), 7);
+/// assert!(report.anomalies.is_empty(), "{:?}", report.anomalies);
+/// ```
+pub fn run_seed(config: &SimConfig, seed: u64) -> SeedReport {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds");
+    // Clients hold their nodes by `Rc`: they run as local tasks, on this one thread.
+    let local = tokio::task::LocalSet::new();
+    let run = async {
+        // The paused clock starts a few wall-clock microseconds off the timer wheel's
+        // millisecond ticks, and that offset varies from run to run: sleeps would round
+        // to different ticks. The first auto-advance lands exactly on a tick, and every
+        // later one does too.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Made here, so that its epoch is the paused clock's, not the wall's.
+        Simulation::new(config.clone(), seed).run().await
+    };
+    runtime.block_on(local.run_until(run))
+}
+
+/// Each node while it runs, `None` while it is down; shared with the clients.
+type Running = Rc<RefCell<Vec<Option<Rc<Node<KvStore>>>>>>;
+
+/// One client's record of one operation.
+struct Event {
+    key: String,
+    operation: Operation<KeyOp, KeyRet>,
+}
+
+/// A run in progress.
+struct Simulation {
+    config: SimConfig,
+    seed: u64,
+    epoch: Instant,
+    fabric: SharedFabric,
+    platters: Vec<SharedPlatter>,
+    /// Each node while it runs; `None` while it is down.
+    nodes: Running,
+    /// How many times each node has started (part of its seed).
+    starts: Vec<u64>,
+    history: Rc<RefCell<Vec<Event>>>,
+    trace: Rc<RefCell<String>>,
+    faults: usize,
+    /// Chance in a million that an fsync fails, on every node (0 once healed).
+    sync_failure_ppm: Arc<AtomicU32>,
+}
+
+/// Derives an independent seed for one purpose of one run.
+fn derive(seed: u64, purpose: u64) -> u64 {
+    // SplitMix64's finaliser: nearby inputs give unrelated outputs.
+    let mut z = seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Simulation {
+    fn new(config: SimConfig, seed: u64) -> Self {
+        let nodes = config.nodes;
+        Simulation {
+            seed,
+            epoch: Instant::now(),
+            fabric: Fabric::new(nodes, StdRng::seed_from_u64(derive(seed, 1))),
+            platters: (0..nodes)
+                .map(|_| Arc::new(Mutex::new(Platter::default())))
+                .collect(),
+            nodes: Rc::new(RefCell::new(vec![None; nodes])),
+            starts: vec![0; nodes],
+            history: Rc::new(RefCell::new(Vec::new())),
+            trace: Rc::new(RefCell::new(String::new())),
+            faults: 0,
+            sync_failure_ppm: Arc::new(AtomicU32::new(0)),
+            config,
+        }
+    }
+
+    fn log(&self, line: std::fmt::Arguments<'_>) {
+        log(&self.trace, self.epoch, line);
+    }
+
+    /// Starts (or restarts) node `id` from its disk.
+    fn start(&mut self, id: NodeId) {
+        let peers = (0..self.config.nodes)
+            .map(|i| format!("127.0.0.1:{}", 1 + i).parse().expect("an address"))
+            .collect();
+        let mut config = NodeConfig::new(
+            ClusterId(1),
+            id,
+            peers,
+            "/nonexistent".into(),
+            b"simulated".to_vec(),
+        );
+        self.starts[id] += 1;
+        let life = self.starts[id];
+        config.rng_seed = Some(derive(self.seed, 100 + 16 * id as u64 + life));
+        config.blocking_inline = true;
+        config.request_timeout = Duration::from_secs(2);
+        // Records, not bytes (see `SimStorage::log_bytes`): compact every 300.
+        config.snapshot_log_bytes = 300;
+        let (snapshot, durable) = {
+            let mut platter = self.platters[id].lock().unwrap_or_else(|e| e.into_inner());
+            platter.life = life;
+            platter.recover()
+        };
+        let storage = SimStorage::new(
+            self.platters[id].clone(),
+            self.sync_failure_ppm.clone(),
+            StdRng::seed_from_u64(derive(self.seed, 200 + 16 * id as u64 + life)),
+        );
+        let network = Arc::new(SimNetwork::new(id, self.fabric.clone()));
+        match Node::start_with(config, snapshot, durable, Box::new(storage), network) {
+            Ok((node, inbox)) => {
+                network::attach(&self.fabric, id, inbox);
+                self.nodes.borrow_mut()[id] = Some(Rc::new(node));
+                self.log(format_args!("node {id} starts (life {life})"));
+            }
+            Err(error) => self.log(format_args!("node {id} refuses to start: {error}")),
+        }
+    }
+
+    /// Crashes node `id`: what it had not synced is lost.
+    async fn crash(&mut self, id: NodeId) {
+        network::detach(&self.fabric, id);
+        let node = self.nodes.borrow_mut()[id].take();
+        if let Some(node) = node {
+            node.crash().await;
+            self.log(format_args!("node {id} crashes"));
+        }
+    }
+
+    /// Nodes whose storage failed are down: take them out (they restart later).
+    async fn reap_failed(&mut self) {
+        for id in 0..self.config.nodes {
+            let failed = self.nodes.borrow()[id]
+                .as_ref()
+                .and_then(|node| node.status().storage_failure);
+            if let Some(reason) = failed {
+                self.log(format_args!("node {id} stopped: {reason}"));
+                self.crash(id).await;
+            }
+        }
+    }
+
+    async fn run(mut self) -> SeedReport {
+        let mut rng = StdRng::seed_from_u64(derive(self.seed, 2));
+        // This seed's weather and disk.
+        let weather = Weather {
+            drop_ppm: *pick(&mut rng, &[0, 1_000, 20_000, 100_000]),
+            duplicate_ppm: *pick(&mut rng, &[0, 1_000, 20_000]),
+            delay_min: Duration::from_micros(50),
+            delay_max: Duration::from_micros(*pick(&mut rng, &[500, 5_000, 30_000])),
+        };
+        let sync_failure_ppm = *pick(&mut rng, &[0, 0, 200]);
+        self.sync_failure_ppm
+            .store(sync_failure_ppm, Ordering::Relaxed);
+        self.log(format_args!(
+            "seed {} nodes {} weather {weather:?} sync-failure-ppm {sync_failure_ppm}",
+            self.seed, self.config.nodes
+        ));
+        network::set_weather(&self.fabric, weather);
+        for id in 0..self.config.nodes {
+            self.start(id);
+        }
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let clients = self.spawn_clients(stop.clone());
+
+        // Phase 1: faults come and go.
+        let faulty_until = self.epoch + self.config.faulty;
+        while Instant::now() < faulty_until {
+            let pause = Duration::from_millis(rng.random_range(100..1_500));
+            tokio::time::sleep(pause).await;
+            self.reap_failed().await;
+            self.fault(&mut rng).await;
+        }
+
+        // Phase 2: heal everything; the cluster must commit and converge.
+        network::heal(&self.fabric);
+        network::set_weather(&self.fabric, Weather::CALM);
+        self.sync_failure_ppm.store(0, Ordering::Relaxed);
+        self.reap_failed().await;
+        for id in 0..self.config.nodes {
+            if self.nodes.borrow()[id].is_none() {
+                self.start(id);
+            }
+        }
+        self.log(format_args!("healed"));
+        let mut anomalies = Vec::new();
+        let healed = Instant::now();
+        if let Err(why) = self.converge(healed + self.config.heal_within).await {
+            anomalies.push(why);
+        }
+        stop.set(true);
+        for client in clients {
+            let _ = client.await;
+        }
+        // The counter, read once more after everything settled.
+        let final_count = self.final_count(healed + self.config.heal_within * 2).await;
+        let simulated = Instant::now() - self.epoch;
+        for id in 0..self.config.nodes {
+            self.crash(id).await;
+        }
+        let (delivered, lost, duplicated) = network::counts(&self.fabric);
+        self.log(format_args!(
+            "frames delivered {delivered} lost {lost} duplicated {duplicated}"
+        ));
+        anomalies.extend(self.check_history(final_count));
+        let history = self.history.borrow();
+        let acknowledged = history
+            .iter()
+            .filter(|e| matches!(e.operation.outcome, Outcome::Ok { .. }))
+            .count();
+        let trace = self.trace.borrow().clone();
+        SeedReport {
+            seed: self.seed,
+            anomalies,
+            operations: history.len(),
+            acknowledged,
+            faults: self.faults,
+            simulated,
+            trace,
+        }
+    }
+
+    /// Injects one fault drawn from `rng`, or heals.
+    async fn fault(&mut self, rng: &mut StdRng) {
+        let n = self.config.nodes;
+        let node = rng.random_range(0..n);
+        self.faults += 1;
+        match rng.random_range(0..6) {
+            0 => {
+                network::heal(&self.fabric);
+                self.log(format_args!("fault: heal links"));
+            }
+            1 => {
+                for other in (0..n).filter(|o| *o != node) {
+                    network::set_cut(&self.fabric, node, other, true);
+                    network::set_cut(&self.fabric, other, node, true);
+                }
+                self.log(format_args!("fault: isolate {node}"));
+            }
+            2 => {
+                let other = (node + 1 + rng.random_range(0..n - 1)) % n;
+                network::set_cut(&self.fabric, node, other, true);
+                self.log(format_args!("fault: cut {node} -> {other} (one way)"));
+            }
+            3 => {
+                // A majority and a minority, with `node` in the minority.
+                let minority: Vec<NodeId> = (0..n / 2).map(|k| (node + k) % n).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if minority.contains(&a) != minority.contains(&b) {
+                            network::set_cut(&self.fabric, a, b, true);
+                        }
+                    }
+                }
+                self.log(format_args!("fault: split {minority:?} from the rest"));
+            }
+            4 => {
+                if self.nodes.borrow()[node].is_some() {
+                    self.crash(node).await;
+                } else {
+                    self.start(node);
+                }
+            }
+            _ => {
+                // Restart every node that is down.
+                for id in 0..n {
+                    if self.nodes.borrow()[id].is_none() {
+                        self.start(id);
+                    }
+                }
+                self.log(format_args!("fault: restart the down nodes"));
+            }
+        }
+    }
+
+    /// Waits until a write commits and every node has applied the same log, or
+    /// `deadline` passes.
+    async fn converge(&self, deadline: Instant) -> Result<(), String> {
+        let probe = loop {
+            if Instant::now() >= deadline {
+                return Err("liveness: no write committed after every fault healed".into());
+            }
+            let node = self.nodes.borrow()[0].clone();
+            if let Some(node) = node {
+                let probe = KvCommand::Set {
+                    key: b"probe".to_vec(),
+                    value: b"healed".to_vec(),
+                };
+                if node.propose(probe).await.is_ok() {
+                    break Instant::now();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.log(format_args!(
+            "a write committed {} ms after healing",
+            (probe - (deadline - self.config.heal_within)).as_millis()
+        ));
+        loop {
+            let statuses: Vec<_> = self
+                .nodes
+                .borrow()
+                .iter()
+                .map(|node| node.as_ref().map(|n| (n.status(), n.dropped_frames())))
+                .collect();
+            let (statuses, dropped): (Vec<_>, Vec<_>) = statuses
+                .into_iter()
+                .map(|s| match s {
+                    Some((status, dropped)) => (Some(status), dropped),
+                    None => (None, 0),
+                })
+                .unzip();
+            let applied: Vec<u64> = statuses.iter().flatten().map(|s| s.applied_index).collect();
+            let commit = statuses.iter().flatten().map(|s| s.commit_index).max();
+            if applied.len() == self.config.nodes && applied.iter().all(|a| Some(*a) == commit) {
+                self.log(format_args!("converged at slot {}", applied[0]));
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let detail: Vec<String> = statuses
+                    .iter()
+                    .zip(&dropped)
+                    .filter_map(|(s, d)| s.as_ref().map(|s| (s, d)))
+                    .map(|(s, dropped)| {
+                        format!(
+                            "node {} {} (leader {:?}) ballot {} commit {} applied {} compacted {}; snapshots saved {} installed {}, chunks sent {} received {}, streams failed {}; fsyncs {} elections {}; inbound frames dropped {dropped}; storage failure {:?}",
+                            s.id, s.role, s.leader, s.ballot, s.commit_index, s.applied_index, s.compacted_index,
+                            s.snapshots_saved, s.snapshots_installed, s.snapshot_chunks_sent, s.snapshot_chunks_received,
+                            s.snapshot_streams_failed, s.fsyncs, s.elections, s.storage_failure
+                        )
+                    })
+                    .collect();
+                for line in &detail {
+                    self.log(format_args!("{line}"));
+                }
+                return Err(format!(
+                    "liveness: nodes did not converge after healing (applied {applied:?}, commit {commit:?})"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The counter's value, read linearizably through some node once faults healed.
+    async fn final_count(&self, deadline: Instant) -> Option<i64> {
+        while Instant::now() < deadline {
+            for id in 0..self.config.nodes {
+                let node = self.nodes.borrow()[id].clone();
+                if let Some(node) = node {
+                    if let Ok(KvOutput::Bulk(value)) =
+                        node.read(KvQuery::Get(COUNTER.as_bytes().to_vec())).await
+                    {
+                        let count = value.map_or(Some(0), |v| {
+                            std::str::from_utf8(&v).ok().and_then(|t| t.parse().ok())
+                        });
+                        self.log(format_args!("final counter {count:?}"));
+                        return count;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Starts the clients: each runs operations through random nodes until `stop`.
+    fn spawn_clients(&self, stop: Rc<std::cell::Cell<bool>>) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.clients)
+            .map(|client| {
+                let mut rng = StdRng::seed_from_u64(derive(self.seed, 1000 + client as u64));
+                let (nodes, history, trace, stop) = (
+                    self.nodes.clone(),
+                    self.history.clone(),
+                    self.trace.clone(),
+                    stop.clone(),
+                );
+                let (epoch, keys, n) = (self.epoch, self.config.keys, self.config.nodes);
+                tokio::task::spawn_local(async move {
+                    let mut process = client as u64 * 1_000_000;
+                    let mut count = 0u64;
+                    while !stop.get() {
+                        count += 1;
+                        let node_id = rng.random_range(0..n);
+                        let node = nodes.borrow()[node_id].clone();
+                        let Some(node) = node else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        let (key, op) = choose(&mut rng, keys, client, count);
+                        let invoked = nanos(epoch);
+                        let outcome = perform(&node, &key, &op, epoch).await;
+                        let unknown = matches!(outcome, Outcome::Unknown);
+                        log(
+                            &trace,
+                            epoch,
+                            format_args!(
+                                "client {client} via {node_id}: {key} {op:?} -> {outcome:?}"
+                            ),
+                        );
+                        history.borrow_mut().push(Event {
+                            key,
+                            operation: Operation {
+                                process,
+                                invoked,
+                                op,
+                                outcome,
+                            },
+                        });
+                        if unknown {
+                            // Its operation may still take effect: a new process.
+                            process += 1;
+                        }
+                        let think = rng.random_range(0..20);
+                        tokio::time::sleep(Duration::from_millis(think)).await;
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the history: linearizable per key, and the counter neither lost an
+    /// acknowledged increment nor counted one never attempted.
+    fn check_history(&self, final_count: Option<i64>) -> Vec<String> {
+        let history = self.history.borrow();
+        let keyed: Vec<(String, Operation<KeyOp, KeyRet>)> = history
+            .iter()
+            .map(|e| (e.key.clone(), e.operation.clone()))
+            .collect();
+        let mut anomalies = Vec::new();
+        match check_partitioned(|_| KeySpec::default(), &keyed, Some(2_000_000)) {
+            Ok(verdicts) => {
+                for (key, verdict) in verdicts {
+                    match verdict {
+                        Verdict::Linearizable { .. } => {}
+                        Verdict::NotLinearizable { .. } => {
+                            anomalies.push(format!("key {key}: history not linearizable"));
+                        }
+                        Verdict::GaveUp { steps } => self.log(format_args!(
+                            "key {key}: linearizability undecided after {steps} steps"
+                        )),
+                    }
+                }
+            }
+            Err(error) => anomalies.push(format!("history: {error}")),
+        }
+        let increments = history.iter().filter(|e| e.key == COUNTER);
+        let (mut acknowledged, mut attempted) = (0i64, 0i64);
+        for event in increments.filter(|e| matches!(e.operation.op, KeyOp::IncrBy(_))) {
+            match event.operation.outcome {
+                Outcome::Ok { .. } => {
+                    acknowledged += 1;
+                    attempted += 1;
+                }
+                Outcome::Unknown => attempted += 1,
+                Outcome::Failed => {}
+            }
+        }
+        match final_count {
+            Some(count) if count < acknowledged => anomalies.push(format!(
+                "lost increments: {acknowledged} acknowledged, the counter reads {count}"
+            )),
+            Some(count) if count > attempted => anomalies.push(format!(
+                "invented increments: {attempted} attempted, the counter reads {count}"
+            )),
+            Some(_) => {}
+            None => anomalies.push("liveness: the counter could not be read after healing".into()),
+        }
+        anomalies
+    }
+}
+
+fn log(trace: &Rc<RefCell<String>>, epoch: Instant, line: std::fmt::Arguments<'_>) {
+    let at = Instant::now() - epoch;
+    let mut trace = trace.borrow_mut();
+    let _ = writeln!(trace, "{:>9.3} {line}", at.as_secs_f64() * 1e3);
+}
+
+fn nanos(epoch: Instant) -> u64 {
+    (Instant::now() - epoch).as_nanos() as u64
+}
+
+fn pick<'a, T>(rng: &mut StdRng, choices: &'a [T]) -> &'a T {
+    &choices[rng.random_range(0..choices.len())]
+}
+
+/// A client's next operation: an increment of the counter, or a read or a unique
+/// write of one of the keys.
+fn choose(rng: &mut StdRng, keys: usize, client: usize, count: u64) -> (String, KeyOp) {
+    match rng.random_range(0..10) {
+        0..=2 => (COUNTER.to_string(), KeyOp::IncrBy(1)),
+        3..=5 => (format!("k{}", rng.random_range(0..keys)), KeyOp::Get),
+        _ => (
+            format!("k{}", rng.random_range(0..keys)),
+            KeyOp::Set(format!("c{client}-{count}").into_bytes()),
+        ),
+    }
+}
+
+/// Runs `op` on `key` through `node`; classifies the answer as the nemesis does: a
+/// write without an answer is unknown, a read without one failed.
+async fn perform(node: &Node<KvStore>, key: &str, op: &KeyOp, epoch: Instant) -> Outcome<KeyRet> {
+    let key_bytes = key.as_bytes().to_vec();
+    let result = match op {
+        KeyOp::Get => node.read(KvQuery::Get(key_bytes)).await,
+        KeyOp::Set(value) => {
+            node.propose(KvCommand::Set {
+                key: key_bytes,
+                value: value.clone(),
+            })
+            .await
+        }
+        KeyOp::IncrBy(delta) => {
+            node.propose(KvCommand::IncrBy {
+                key: key_bytes,
+                delta: *delta,
+            })
+            .await
+        }
+    };
+    let completed = nanos(epoch);
+    let ret = match (op, result) {
+        (KeyOp::Get, Ok(KvOutput::Bulk(value))) => KeyRet::Value(value),
+        (KeyOp::Set(_), Ok(KvOutput::Ok)) => KeyRet::Ok,
+        (KeyOp::IncrBy(_), Ok(KvOutput::Integer(n))) => KeyRet::Integer(n),
+        (KeyOp::IncrBy(_), Ok(KvOutput::Error(_))) => KeyRet::Error,
+        // Not sent anywhere: nothing happened.
+        (_, Err(NodeError::Busy { .. } | NodeError::TooLarge { .. })) => return Outcome::Failed,
+        (KeyOp::Get, _) => return Outcome::Failed,
+        _ => return Outcome::Unknown,
+    };
+    Outcome::Ok { completed, ret }
+}
