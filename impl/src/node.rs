@@ -535,28 +535,80 @@ struct Shared<S: Replicated> {
     driver: crate::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Selects the broken variant named `mutant`, if any (builds with `mutants` only).
+/// A deliberately broken runtime: the loop breaks one of its obligations to the core
+/// (SPEC §2.5, §3.5). Selected by name like the core's mutants, in builds with the
+/// `mutants` feature only, to show that trace conformance and the simulator catch a
+/// runtime that breaks them.
 #[cfg(feature = "mutants")]
-fn with_mutant(cluster: ClusterConfig, mutant: Option<&str>) -> Result<ClusterConfig, NodeError> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeBug {
+    /// Sends and replies leave before the fsync of the persists ahead of them.
+    ReleaseBeforeSync,
+    /// A timer the core cancelled still fires.
+    CancelledTimerFires,
+}
+
+#[cfg(feature = "mutants")]
+impl RuntimeBug {
+    /// Every planted runtime bug.
+    pub const ALL: [RuntimeBug; 2] = [
+        RuntimeBug::ReleaseBeforeSync,
+        RuntimeBug::CancelledTimerFires,
+    ];
+
+    /// Its kebab-case name, as `NodeConfig::mutant` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeBug::ReleaseBeforeSync => "release-before-sync",
+            RuntimeBug::CancelledTimerFires => "cancelled-timer-fires",
+        }
+    }
+}
+
+/// `runtime_bug!(driver, Name)`: true when the build has the `mutants` feature and the
+/// driver runs that bug; the constant `false` otherwise.
+macro_rules! runtime_bug {
+    ($driver:expr, $name:ident) => {{
+        #[cfg(feature = "mutants")]
+        {
+            $driver.bug == Some(RuntimeBug::$name)
+        }
+        #[cfg(not(feature = "mutants"))]
+        {
+            false
+        }
+    }};
+}
+
+/// Selects the broken variant named `mutant`, if any (builds with `mutants` only): a
+/// core mutant goes into the cluster configuration, a runtime bug to the loop.
+#[cfg(feature = "mutants")]
+fn with_mutant(
+    cluster: ClusterConfig,
+    mutant: Option<&str>,
+) -> Result<(ClusterConfig, Option<RuntimeBug>), NodeError> {
     let Some(name) = mutant else {
-        return Ok(cluster);
+        return Ok((cluster, None));
     };
+    tracing::warn!(mutant = name, "running a deliberately broken variant");
+    if let Some(bug) = RuntimeBug::ALL.into_iter().find(|b| b.name() == name) {
+        return Ok((cluster, Some(bug)));
+    }
     let mutant = ballot_model::Mutant::ALL
         .into_iter()
         .find(|m| m.name() == name)
         .ok_or_else(|| NodeError::Config(format!("no mutant named {name:?}")))?;
-    tracing::warn!(
-        mutant = name,
-        "running a deliberately broken protocol variant"
-    );
-    Ok(cluster.with_mutant(Some(mutant)))
+    Ok((cluster.with_mutant(Some(mutant)), None))
 }
 
 /// Refuses any mutant: this build has none.
 #[cfg(not(feature = "mutants"))]
-fn with_mutant(cluster: ClusterConfig, mutant: Option<&str>) -> Result<ClusterConfig, NodeError> {
+fn with_mutant(
+    cluster: ClusterConfig,
+    mutant: Option<&str>,
+) -> Result<(ClusterConfig, ()), NodeError> {
     match mutant {
-        None => Ok(cluster),
+        None => Ok((cluster, ())),
         Some(name) => Err(NodeError::Config(format!(
             "mutant {name:?} requested, but this build has no mutants (build with --features mutants)"
         ))),
@@ -780,7 +832,7 @@ impl<S: Replicated> Node<S> {
         (inbox, events_rx): (PeerInbox<S>, mpsc::Receiver<Event<S>>),
         tasks: JoinSet<()>,
     ) -> Result<Self, NodeError> {
-        let cluster = with_mutant(
+        let (cluster, _bug) = with_mutant(
             ClusterConfig::new(config.peers.len())
                 .with_pipeline_depth(config.pipeline_depth.max(1))
                 .with_max_batch(config.max_batch.max(1))
@@ -847,6 +899,8 @@ impl<S: Replicated> Node<S> {
             trace,
             busy: Busy::default(),
             rng,
+            #[cfg(feature = "mutants")]
+            bug: _bug,
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
         Ok(Node {
@@ -1183,6 +1237,9 @@ struct Driver<S: Replicated> {
     rng: StdRng,
     /// Notified when the known leader changes.
     leader_changed: Arc<tokio::sync::Notify>,
+    /// The planted runtime bug this loop runs, if any.
+    #[cfg(feature = "mutants")]
+    bug: Option<RuntimeBug>,
 }
 
 /// Where one batch's time went: while the loop is busy it sends no heartbeat, so a
@@ -1434,7 +1491,11 @@ impl<S: Replicated> Driver<S> {
                     let deadline = Instant::now() + self.duration(*timer);
                     self.timers.set(*timer, deadline);
                 }
-                Effect::CancelTimer(timer) => self.timers.cancel(*timer),
+                Effect::CancelTimer(timer) => {
+                    if !runtime_bug!(self, CancelledTimerFires) {
+                        self.timers.cancel(*timer);
+                    }
+                }
                 _ => {}
             }
         }
@@ -1502,21 +1563,36 @@ impl<S: Replicated> Driver<S> {
                 .ok_or(WalError::Poisoned)?
                 .stage_rewrite(self.replica.durable())?;
         }
+        if runtime_bug!(self, ReleaseBeforeSync) {
+            self.trace_released(&outbox);
+            self.release(std::mem::take(&mut outbox));
+        }
         if persisted {
             self.sync().await?;
         }
         if let Some(trace) = self.trace.as_mut() {
-            // Written before anything leaves: a peer must never step a message that
-            // its sender's trace lacks.
-            let at = now_nanos();
             if persisted {
-                trace.record(&TraceRecord::Synced { at });
+                trace.record(&TraceRecord::Synced { at: now_nanos() });
             }
+        }
+        self.trace_released(&outbox);
+        self.release(outbox);
+        Ok(())
+    }
+
+    /// Records that `outbox` leaves now, and makes the trace reach the OS first: a
+    /// peer must never step a message that its sender's trace lacks.
+    fn trace_released(&mut self, outbox: &[Effect<S>]) {
+        if let Some(trace) = self.trace.as_mut() {
             if !outbox.is_empty() {
-                trace.record(&TraceRecord::Released { at });
+                trace.record(&TraceRecord::Released { at: now_nanos() });
             }
             trace.flush();
         }
+    }
+
+    /// Sends and replies, once what they depend on is durable.
+    fn release(&mut self, outbox: Vec<Effect<S>>) {
         for effect in outbox {
             match effect {
                 Effect::Send { to, message } => match SnapshotKey::of(&message) {
@@ -1535,7 +1611,6 @@ impl<S: Replicated> Driver<S> {
                 _ => unreachable!("only sends and replies are queued"),
             }
         }
-        Ok(())
     }
 
     /// One fsync for everything appended since the last, off the async threads.

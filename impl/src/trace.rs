@@ -21,7 +21,7 @@
 //! ```
 
 use ballot_model::conformance::{
-    check_conformance, ConformanceReport, Divergence, NodeRun, TraceRecord,
+    check_conformance_over, ConformanceReport, Delivery, Divergence, NodeRun, TraceRecord,
 };
 use ballot_model::{NodeId, StateMachine};
 use serde::de::DeserializeOwned;
@@ -293,8 +293,18 @@ where
     S: StateMachine + DeserializeOwned,
     TraceRecord<S>: DeserializeOwned,
 {
+    check_dir_over(dir, Delivery::AtMostOnce)
+}
+
+/// [`check_dir`] over a network that delivers as `delivery` says (a simulated one may
+/// duplicate).
+pub fn check_dir_over<S>(dir: &Path, delivery: Delivery) -> Result<ConformanceReport, ConformError>
+where
+    S: StateMachine + DeserializeOwned,
+    TraceRecord<S>: DeserializeOwned,
+{
     let (runs, torn) = read_dir::<S>(dir)?;
-    let mut report = check_conformance(runs)?;
+    let mut report = check_conformance_over(runs, delivery)?;
     report.torn_tails = torn;
     Ok(report)
 }

@@ -244,7 +244,33 @@ struct RunState<S: StateMachine> {
 /// assert_eq!((report.nodes, report.runs), (1, 1));
 /// ```
 pub fn check_conformance<S: StateMachine>(
+    runs: Vec<NodeRun<S>>,
+) -> Result<ConformanceReport, Divergence> {
+    check_conformance_over(runs, Delivery::AtMostOnce)
+}
+
+/// How the network between the traced nodes delivers what a node released: what the
+/// `received-was-sent` rule holds a receiver to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// At most once per release (TCP, the production transport): a message stepped
+    /// more often than it was released is a runtime bug.
+    AtMostOnce,
+    /// Any number of times once released (a simulated network that duplicates): a
+    /// message stepped that was never released is still a runtime bug.
+    Duplicating,
+}
+
+/// [`check_conformance`] over a network that delivers as `delivery` says.
+///
+/// ```
+/// use ballot_model::conformance::{check_conformance_over, Delivery, NodeRun};
+/// let report = check_conformance_over::<ballot_model::Register>(Vec::new(), Delivery::Duplicating).unwrap();
+/// assert_eq!(report.runs, 0);
+/// ```
+pub fn check_conformance_over<S: StateMachine>(
     mut runs: Vec<NodeRun<S>>,
+    delivery: Delivery,
 ) -> Result<ConformanceReport, Divergence> {
     let mut report = ConformanceReport {
         runs: runs.len(),
@@ -395,7 +421,9 @@ pub fn check_conformance<S: StateMachine>(
                             let key = (*from, run_state.node, message.clone());
                             match in_flight.get_mut(&key) {
                                 Some(count) if *count > 0 => {
-                                    *count -= 1;
+                                    if delivery == Delivery::AtMostOnce {
+                                        *count -= 1;
+                                    }
                                     report.messages_matched += 1;
                                 }
                                 _ => {

@@ -65,6 +65,16 @@ struct SimArgs {
     /// Where failing seeds' traces are kept.
     #[arg(long, default_value = "target/sim")]
     dir: PathBuf,
+    /// Run every node with a deliberately broken variant (a core mutant such as
+    /// `minority-commit`, or a runtime bug: `release-before-sync`,
+    /// `cancelled-timer-fires`), to see the simulator catch it; needs a build with
+    /// `--features mutants`. Exit 0 only if some seed caught it.
+    #[arg(long)]
+    mutant: Option<String>,
+    /// Skip checking the nodes' traces against the model (faster; the traces are
+    /// written under `DIR/traces` and removed unless the seed failed).
+    #[arg(long)]
+    no_conform: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -163,6 +173,8 @@ fn simulate(args: SimArgs) -> ExitCode {
         clients: args.clients.max(1),
         faulty: Duration::from_secs(args.faulty_seconds),
         heal_within: Duration::from_secs(args.heal_seconds.max(1)),
+        traces: (!args.no_conform).then(|| args.dir.join("traces")),
+        mutant: args.mutant.clone(),
         ..Default::default()
     };
     eprintln!(
@@ -173,12 +185,14 @@ fn simulate(args: SimArgs) -> ExitCode {
     let mut last_progress = started;
     let (mut failed, mut simulated, mut operations, mut acknowledged, mut faults) =
         (0u64, Duration::ZERO, 0usize, 0usize, 0usize);
+    let mut conform_steps = 0usize;
     for seed in first..first.saturating_add(args.seeds) {
         let report = ballot_tests::sim::run_seed(&config, seed);
         simulated += report.simulated;
         operations += report.operations;
         acknowledged += report.acknowledged;
         faults += report.faults;
+        conform_steps += report.conform_steps;
         if args.trace {
             println!("{}", report.trace);
         }
@@ -187,10 +201,25 @@ fn simulate(args: SimArgs) -> ExitCode {
             let kept = args.dir.join(format!("seed-{seed}.trace"));
             let saved = std::fs::create_dir_all(&args.dir)
                 .and_then(|()| std::fs::write(&kept, &report.trace));
+            let features = if args.mutant.is_some() {
+                " --features mutants"
+            } else {
+                ""
+            };
+            let mutant = args
+                .mutant
+                .as_ref()
+                .map(|m| format!(" --mutant {m}"))
+                .unwrap_or_default();
+            let node_traces = match &config.traces {
+                Some(dir) => format!(
+                    "\n  node traces: {}",
+                    dir.join(format!("seed-{seed}-{}", config.nodes)).display()
+                ),
+                None => String::new(),
+            };
             println!(
-                "seed {seed}: {}
-  replay: cargo run -p ballot-tests --release -- sim --seeds 1 --seed {seed} --nodes {} --clients {} --faulty-seconds {} --heal-seconds {} --trace
-  trace: {}",
+                "seed {seed}: {}\n  replay: cargo run -p ballot-tests --release{features} -- sim --seeds 1 --seed {seed} --nodes {} --clients {} --faulty-seconds {} --heal-seconds {}{mutant} --trace\n  trace: {}{node_traces}",
                 report.anomalies.join("; "),
                 args.nodes,
                 config.clients,
@@ -213,16 +242,29 @@ fn simulate(args: SimArgs) -> ExitCode {
     }
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "sim: {} seeds, {failed} with anomalies; {operations} operations ({acknowledged} acknowledged), {faults} faults; {:.1} seeds/s, {:.0} simulated s per wall-clock s ({:.0} s simulated in {wall:.1} s)",
+        "sim: {} seeds, {failed} with anomalies; {operations} operations ({acknowledged} acknowledged), {faults} faults, {conform_steps} trace steps conformed; {:.1} seeds/s, {:.0} simulated s per wall-clock s ({:.0} s simulated in {wall:.1} s)",
         args.seeds,
         args.seeds as f64 / wall,
         simulated.as_secs_f64() / wall,
         simulated.as_secs_f64(),
     );
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
+    let caught = failed > 0;
+    if args.mutant.is_some() {
+        println!(
+            "mutant {}: {}",
+            args.mutant.as_deref().unwrap_or_default(),
+            if caught { "caught" } else { "NOT caught" }
+        );
+        return if caught {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    if caught {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

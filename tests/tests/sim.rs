@@ -34,8 +34,12 @@ fn a_seed_replays_byte_for_byte() {
 }
 
 #[test]
-fn seeds_show_no_anomaly() {
-    let config = short(3);
+fn seeds_show_no_anomaly_and_their_traces_conform() {
+    let dir = std::env::temp_dir().join(format!("ballot-sim-test-{}", std::process::id()));
+    let config = SimConfig {
+        traces: Some(dir.clone()),
+        ..short(3)
+    };
     for seed in 0..4 {
         let report = run_seed(&config, seed);
         assert!(
@@ -45,5 +49,10 @@ fn seeds_show_no_anomaly() {
             report.trace
         );
         assert!(report.acknowledged > 0, "seed {seed} acknowledged nothing");
+        assert!(
+            report.conform_steps > 0,
+            "seed {seed}: no trace was checked"
+        );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

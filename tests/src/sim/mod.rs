@@ -16,14 +16,17 @@
 //!    time.
 //!
 //! Then the clients' history is checked for linearizability per key (the WGL checker
-//! of [`crate::linearizability`]), and the counter key for lost or invented
-//! increments.
+//! of [`crate::linearizability`]), the counter key for lost or invented increments,
+//! and, with [`SimConfig::traces`], every node's trace against the model (persist
+//! before send, received was sent, restart state is durable state, the model's
+//! invariants: `ballot-check conform`'s rules).
 
 pub mod disk;
 pub mod network;
 
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
+use ballot_model::conformance::Delivery;
 use ballot_model::NodeId;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
@@ -34,6 +37,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,6 +57,14 @@ pub struct SimConfig {
     pub faulty: Duration,
     /// Simulated time the liveness phase allows to commit a write and converge.
     pub heal_within: Duration,
+    /// Where the nodes write their traces, a directory per seed, to be checked against
+    /// the model afterwards (`ballot-check conform`'s rules; kept only if the seed
+    /// failed); `None` skips the check.
+    pub traces: Option<PathBuf>,
+    /// A deliberately broken variant every node runs (a core mutant or a planted
+    /// runtime bug, by name: `NodeConfig::mutant`); only builds with the `mutants`
+    /// feature accept one.
+    pub mutant: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -63,6 +75,8 @@ impl Default for SimConfig {
             keys: 2,
             faulty: Duration::from_secs(10),
             heal_within: Duration::from_secs(10),
+            traces: None,
+            mutant: None,
         }
     }
 }
@@ -74,6 +88,8 @@ pub struct SeedReport {
     pub seed: u64,
     /// What went wrong; empty if nothing did.
     pub anomalies: Vec<String>,
+    /// Trace steps replayed through the core by the conformance check.
+    pub conform_steps: usize,
     /// Operations the clients ran, and how many were acknowledged.
     pub operations: usize,
     /// See `operations`.
@@ -141,6 +157,8 @@ struct Simulation {
     history: Rc<RefCell<Vec<Event>>>,
     trace: Rc<RefCell<String>>,
     faults: usize,
+    /// The network may duplicate frames (this seed's weather).
+    duplicates: bool,
     /// Chance in a million that an fsync fails, on every node (0 once healed).
     sync_failure_ppm: Arc<AtomicU32>,
 }
@@ -170,8 +188,15 @@ impl Simulation {
             trace: Rc::new(RefCell::new(String::new())),
             faults: 0,
             sync_failure_ppm: Arc::new(AtomicU32::new(0)),
+            duplicates: false,
             config,
         }
+    }
+
+    /// This seed's trace directory, if traces are checked.
+    fn trace_dir(&self) -> Option<PathBuf> {
+        let dir = self.config.traces.as_ref()?;
+        Some(dir.join(format!("seed-{}-{}", self.seed, self.config.nodes)))
     }
 
     fn log(&self, line: std::fmt::Arguments<'_>) {
@@ -197,6 +222,8 @@ impl Simulation {
         config.request_timeout = Duration::from_secs(2);
         // Records, not bytes (see `SimStorage::log_bytes`): compact every 300.
         config.snapshot_log_bytes = 300;
+        config.trace_dir = self.trace_dir();
+        config.mutant = self.config.mutant.clone();
         let (snapshot, durable) = {
             let mut platter = self.platters[id].lock().unwrap_or_else(|e| e.into_inner());
             platter.life = life;
@@ -258,6 +285,11 @@ impl Simulation {
             self.seed, self.config.nodes
         ));
         network::set_weather(&self.fabric, weather);
+        self.duplicates = weather.duplicate_ppm > 0;
+        if let Some(dir) = self.trace_dir() {
+            // Traces of an earlier run of this seed would mix with this one's.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         for id in 0..self.config.nodes {
             self.start(id);
         }
@@ -304,6 +336,22 @@ impl Simulation {
             "frames delivered {delivered} lost {lost} duplicated {duplicated}"
         ));
         anomalies.extend(self.check_history(final_count));
+        let mut conform_steps = 0;
+        if let Some(dir) = self.trace_dir() {
+            // What the simulated network does: it may deliver a frame twice.
+            let delivery = if self.duplicates {
+                Delivery::Duplicating
+            } else {
+                Delivery::AtMostOnce
+            };
+            match ballot_node::trace::check_dir_over::<KvStore>(&dir, delivery) {
+                Ok(report) => conform_steps = report.steps,
+                Err(error) => anomalies.push(format!("traces do not conform: {error}")),
+            }
+            if anomalies.is_empty() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
         let history = self.history.borrow();
         let acknowledged = history
             .iter()
@@ -313,6 +361,7 @@ impl Simulation {
         SeedReport {
             seed: self.seed,
             anomalies,
+            conform_steps,
             operations: history.len(),
             acknowledged,
             faults: self.faults,
