@@ -1491,10 +1491,8 @@ impl<S: Replicated> Driver<S> {
                     let deadline = Instant::now() + self.duration(*timer);
                     self.timers.set(*timer, deadline);
                 }
-                Effect::CancelTimer(timer) => {
-                    if !runtime_bug!(self, CancelledTimerFires) {
-                        self.timers.cancel(*timer);
-                    }
+                Effect::CancelTimer(timer) if !runtime_bug!(self, CancelledTimerFires) => {
+                    self.timers.cancel(*timer);
                 }
                 _ => {}
             }
@@ -1615,8 +1613,17 @@ impl<S: Replicated> Driver<S> {
 
     /// One fsync for everything appended since the last, off the async threads.
     async fn sync(&mut self) -> Result<(), StorageError> {
-        let mut storage = self.storage.take().ok_or(WalError::Poisoned)?;
         let started = std::time::Instant::now();
+        let latency = self
+            .storage
+            .as_mut()
+            .ok_or(WalError::Poisoned)?
+            .simulated_sync_latency();
+        if !latency.is_zero() {
+            // A simulated disk's fsync: the loop is held up, as by a real one.
+            tokio::time::sleep(latency).await;
+        }
+        let mut storage = self.storage.take().ok_or(WalError::Poisoned)?;
         let (storage, result) = off_loop(self.config.blocking_inline, move || {
             let result = storage.sync();
             (storage, result)

@@ -11,6 +11,7 @@ use ballot_model::{DurableState, DurableUpdate, NodeId, Slot, Snapshot, StateMac
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why storage failed. Either way the node stops: it can no longer promise anything.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,12 @@ pub trait Storage<S: StateMachine>: Send + 'static {
     /// A saver for snapshots taken in the background. Each snapshot it saves must not
     /// disturb one staged through [`Storage::stage_snapshot`] (they may run at once).
     fn snapshot_saver(&self) -> SnapshotSaver<S>;
+    /// How long the next sync takes on the node's clock, when that clock is simulated:
+    /// the loop waits this long before calling [`Storage::sync`], as it waits for a
+    /// real fsync. A real disk takes its own time and returns zero, the default.
+    fn simulated_sync_latency(&mut self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The production storage: a write-ahead log and snapshot files in one directory.

@@ -54,6 +54,14 @@ struct SimArgs {
     /// Simulated seconds the cluster has to commit and converge once healed.
     #[arg(long, default_value_t = 10)]
     heal_seconds: u64,
+    /// Every fsync takes this many milliseconds of simulated time [default: each seed
+    /// chooses 0, 0.1, 1 or 10].
+    #[arg(long)]
+    fsync_ms: Option<u64>,
+    /// Simulated seconds the clients keep running once the cluster converged, with no
+    /// fault; the elections started meanwhile are counted and printed.
+    #[arg(long, default_value_t = 0)]
+    calm_seconds: u64,
     /// Print each seed's trace (every client operation and fault, in simulated
     /// milliseconds).
     #[arg(long)]
@@ -175,6 +183,8 @@ fn simulate(args: SimArgs) -> ExitCode {
         heal_within: Duration::from_secs(args.heal_seconds.max(1)),
         traces: (!args.no_conform).then(|| args.dir.join("traces")),
         mutant: args.mutant.clone(),
+        fsync: args.fsync_ms.map(Duration::from_millis),
+        calm: Duration::from_secs(args.calm_seconds),
         ..Default::default()
     };
     eprintln!(
@@ -186,6 +196,7 @@ fn simulate(args: SimArgs) -> ExitCode {
     let (mut failed, mut simulated, mut operations, mut acknowledged, mut faults) =
         (0u64, Duration::ZERO, 0usize, 0usize, 0usize);
     let mut conform_steps = 0usize;
+    let mut calm_elections = 0u64;
     for seed in first..first.saturating_add(args.seeds) {
         let report = ballot_tests::sim::run_seed(&config, seed);
         simulated += report.simulated;
@@ -193,6 +204,7 @@ fn simulate(args: SimArgs) -> ExitCode {
         acknowledged += report.acknowledged;
         faults += report.faults;
         conform_steps += report.conform_steps;
+        calm_elections += report.calm_elections;
         if args.trace {
             println!("{}", report.trace);
         }
@@ -248,6 +260,12 @@ fn simulate(args: SimArgs) -> ExitCode {
         simulated.as_secs_f64() / wall,
         simulated.as_secs_f64(),
     );
+    if args.calm_seconds > 0 {
+        println!(
+            "calm load: {calm_elections} elections in {} s without faults over {} seeds",
+            args.calm_seconds, args.seeds
+        );
+    }
     let caught = failed > 0;
     if args.mutant.is_some() {
         println!(

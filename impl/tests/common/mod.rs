@@ -53,10 +53,14 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("ballot-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (nodes, clients, configs) = runtime.block_on(async {
+            // Each peer port stays held until its node binds it: released earlier, the
+            // client listeners below (or another test) could be handed the same port.
+            let mut probes = Vec::new();
             let mut peers = Vec::new();
             for _ in 0..3 {
                 let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
                 peers.push(probe.local_addr().expect("peer address"));
+                probes.push(Some(probe));
             }
             let mut listeners = Vec::new();
             for _ in 0..3 {
@@ -72,7 +76,7 @@ impl Cluster {
                 .collect();
             let mut nodes = Vec::new();
             let mut configs = Vec::new();
-            for id in 0..3 {
+            for (id, probe) in probes.iter_mut().enumerate() {
                 let mut config = NodeConfig::new(
                     ClusterId(0xc1),
                     id,
@@ -84,6 +88,7 @@ impl Cluster {
                 // Restarts find the member's data; only the first start bootstraps.
                 configs.push(config.clone());
                 config.bootstrap = true;
+                drop(probe.take());
                 nodes.push(
                     Node::start(config, KvStore::default())
                         .await

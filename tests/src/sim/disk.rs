@@ -1,5 +1,6 @@
 //! A simulated disk: what a node appended is kept apart from what it synced, so a
-//! crash loses exactly what a real one would, and a seed can make an fsync fail.
+//! crash loses exactly what a real one would (a crash during a slow fsync included),
+//! and a seed can make an fsync slow or fail.
 
 use ballot_model::{DurableState, DurableUpdate, Snapshot};
 use ballot_node::kv::{KvCommand, KvStore};
@@ -7,8 +8,9 @@ use ballot_node::wal::WalError;
 use ballot_node::world::{SnapshotSaver, Storage, StorageError};
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What survives a crash of one node: the synced log records and the latest saved
 /// snapshot. `life` counts the node's starts; storage handles of an earlier life (a
@@ -53,12 +55,19 @@ pub struct SimStorage {
     staged: Option<Snapshot<KvStore>>,
     /// Chance in a million that a sync fails (shared: healing sets it to 0).
     sync_failure_ppm: Arc<AtomicU32>,
+    /// How long a sync takes, in microseconds of simulated time (shared).
+    sync_micros: Arc<AtomicU64>,
     rng: StdRng,
 }
 
 impl SimStorage {
     /// A handle for the node's current life on `platter`.
-    pub fn new(platter: SharedPlatter, sync_failure_ppm: Arc<AtomicU32>, rng: StdRng) -> Self {
+    pub fn new(
+        platter: SharedPlatter,
+        sync_failure_ppm: Arc<AtomicU32>,
+        sync_micros: Arc<AtomicU64>,
+        rng: StdRng,
+    ) -> Self {
         let life = platter.lock().unwrap_or_else(|e| e.into_inner()).life;
         SimStorage {
             platter,
@@ -67,6 +76,7 @@ impl SimStorage {
             rewrite: None,
             staged: None,
             sync_failure_ppm,
+            sync_micros,
             rng,
         }
     }
@@ -117,6 +127,10 @@ impl Storage<KvStore> for SimStorage {
     fn log_bytes(&self) -> u64 {
         // Records, not bytes: a small `snapshot_log_bytes` then makes nodes compact.
         (lock(&self.platter).records.len() + self.pending.len()) as u64
+    }
+
+    fn simulated_sync_latency(&mut self) -> Duration {
+        Duration::from_micros(self.sync_micros.load(Ordering::Relaxed))
     }
 
     fn snapshot_saver(&self) -> SnapshotSaver<KvStore> {

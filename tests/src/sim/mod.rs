@@ -39,7 +39,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -61,6 +61,11 @@ pub struct SimConfig {
     /// the model afterwards (`ballot-check conform`'s rules; kept only if the seed
     /// failed); `None` skips the check.
     pub traces: Option<PathBuf>,
+    /// How long every fsync takes (simulated time); `None` lets the seed choose.
+    pub fsync: Option<Duration>,
+    /// Simulated time the clients keep running once the cluster converged, with no
+    /// fault: the elections started meanwhile are counted ([`SeedReport::calm_elections`]).
+    pub calm: Duration,
     /// A deliberately broken variant every node runs (a core mutant or a planted
     /// runtime bug, by name: `NodeConfig::mutant`); only builds with the `mutants`
     /// feature accept one.
@@ -76,6 +81,8 @@ impl Default for SimConfig {
             faulty: Duration::from_secs(10),
             heal_within: Duration::from_secs(10),
             traces: None,
+            fsync: None,
+            calm: Duration::ZERO,
             mutant: None,
         }
     }
@@ -88,6 +95,8 @@ pub struct SeedReport {
     pub seed: u64,
     /// What went wrong; empty if nothing did.
     pub anomalies: Vec<String>,
+    /// Elections started while the clients ran with no fault ([`SimConfig::calm`]).
+    pub calm_elections: u64,
     /// Trace steps replayed through the core by the conformance check.
     pub conform_steps: usize,
     /// Operations the clients ran, and how many were acknowledged.
@@ -157,6 +166,8 @@ struct Simulation {
     history: Rc<RefCell<Vec<Event>>>,
     trace: Rc<RefCell<String>>,
     faults: usize,
+    /// How long an fsync takes, in microseconds (this seed's disk).
+    sync_micros: Arc<AtomicU64>,
     /// The network may duplicate frames (this seed's weather).
     duplicates: bool,
     /// Chance in a million that an fsync fails, on every node (0 once healed).
@@ -189,6 +200,7 @@ impl Simulation {
             faults: 0,
             sync_failure_ppm: Arc::new(AtomicU32::new(0)),
             duplicates: false,
+            sync_micros: Arc::new(AtomicU64::new(0)),
             config,
         }
     }
@@ -232,6 +244,7 @@ impl Simulation {
         let storage = SimStorage::new(
             self.platters[id].clone(),
             self.sync_failure_ppm.clone(),
+            self.sync_micros.clone(),
             StdRng::seed_from_u64(derive(self.seed, 200 + 16 * id as u64 + life)),
         );
         let network = Arc::new(SimNetwork::new(id, self.fabric.clone()));
@@ -280,8 +293,13 @@ impl Simulation {
         let sync_failure_ppm = *pick(&mut rng, &[0, 0, 200]);
         self.sync_failure_ppm
             .store(sync_failure_ppm, Ordering::Relaxed);
+        let fsync_micros = match self.config.fsync {
+            Some(fsync) => fsync.as_micros() as u64,
+            None => *pick(&mut rng, &[0, 100, 1_000, 10_000]),
+        };
+        self.sync_micros.store(fsync_micros, Ordering::Relaxed);
         self.log(format_args!(
-            "seed {} nodes {} weather {weather:?} sync-failure-ppm {sync_failure_ppm}",
+            "seed {} nodes {} weather {weather:?} sync-failure-ppm {sync_failure_ppm} fsync-us {fsync_micros}",
             self.seed, self.config.nodes
         ));
         network::set_weather(&self.fabric, weather);
@@ -321,12 +339,15 @@ impl Simulation {
         if let Err(why) = self.converge(healed + self.config.heal_within).await {
             anomalies.push(why);
         }
+        let calm_elections = self.calm().await;
         stop.set(true);
         for client in clients {
             let _ = client.await;
         }
         // The counter, read once more after everything settled.
-        let final_count = self.final_count(healed + self.config.heal_within * 2).await;
+        let final_count = self
+            .final_count(Instant::now() + self.config.heal_within)
+            .await;
         let simulated = Instant::now() - self.epoch;
         for id in 0..self.config.nodes {
             self.crash(id).await;
@@ -361,6 +382,7 @@ impl Simulation {
         SeedReport {
             seed: self.seed,
             anomalies,
+            calm_elections,
             conform_steps,
             operations: history.len(),
             acknowledged,
@@ -489,6 +511,30 @@ impl Simulation {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Lets the clients run for [`SimConfig::calm`] with no fault; returns the
+    /// elections the nodes started meanwhile.
+    async fn calm(&self) -> u64 {
+        if self.config.calm.is_zero() {
+            return 0;
+        }
+        let elections = || -> u64 {
+            self.nodes
+                .borrow()
+                .iter()
+                .flatten()
+                .map(|node| node.status().elections)
+                .sum()
+        };
+        let before = elections();
+        tokio::time::sleep(self.config.calm).await;
+        let started = elections() - before;
+        self.log(format_args!(
+            "calm for {} s: {started} elections",
+            self.config.calm.as_secs()
+        ));
+        started
     }
 
     /// The counter's value, read linearizably through some node once faults healed.
