@@ -89,7 +89,7 @@ fn json_report_no_crash() {
     // by design (every reachability target must be found): exit 1, but a complete,
     // well-formed report in which every safety property holds.
     let report = run_json(&args, 1);
-    assert_eq!(report["unique_states"], 1218, "{report}");
+    assert_eq!(report["unique_states"], 1569, "{report}");
     for key in ["states", "max_depth"] {
         assert!(report[key].is_u64(), "{key} in {report}");
     }
@@ -125,7 +125,7 @@ fn text_report_no_crash_fails_on_unreached_targets() {
     let output = run_expecting(&args, 1);
     let text = stdout(&output);
     assert!(text.contains("not found"), "{}", describe(&args, &output));
-    assert!(text.contains("1,218"), "{}", describe(&args, &output));
+    assert!(text.contains("1,569"), "{}", describe(&args, &output));
     assert!(text.contains("FAILED"), "{}", describe(&args, &output));
     assert!(!text.contains("violated"), "{}", describe(&args, &output));
 }
@@ -232,7 +232,7 @@ fn default_check_passes() {
     let report = run_json(&args, 0);
     assert_eq!(report["complete"], true, "{report}");
     assert_eq!(report["passed"], true, "{report}");
-    assert_eq!(report["unique_states"], 362_043, "{report}");
+    assert_eq!(report["unique_states"], 462_797, "{report}");
     let properties = properties(&report);
     assert_eq!(of_kind(properties, LIVENESS).count(), 3, "{report}");
     for property in properties {
@@ -244,7 +244,7 @@ fn default_check_passes() {
         assert_eq!(property["status"], expected, "{property}");
     }
     let liveness = &report["liveness"];
-    assert_eq!(liveness["unique_states"], 362_043, "{report}");
+    assert_eq!(liveness["unique_states"], 462_797, "{report}");
     assert!(
         liveness["components"].as_u64().is_some_and(|n| n > 0),
         "{report}"

@@ -16,7 +16,8 @@
 //! | --- | --- |
 //! | `Written` / `ReadOk` for its seq | finished; the next operation takes the next seq |
 //! | `Redirect` naming a node other than the target | send there now |
-//! | `Redirect` naming the target, or no one | wait: the target may answer yet (a late redirect from an earlier target), or no leader is known ([`SessionTimer::AwaitLeader`] when no one is named) |
+//! | `Redirect` naming the target | wait: the target may answer yet (a late redirect from an earlier target) |
+//! | `Redirect` naming no one | no leader is known: pause ([`SessionTimer::AwaitLeader`]), then ask the next node |
 //! | `Refused(Busy)` | back off ([`SessionTimer::Backoff`]), then ask the same node again |
 //! | `Refused(TooLarge)` | finished: it can never be applied |
 //! | `Refused(SessionExpired)` | if no attempt was abandoned, number it above the floor and send again (this attempt will never apply, and every earlier one was answered "not taken"); otherwise the outcome is unknown |
@@ -49,8 +50,8 @@ pub enum SessionTimer {
     Attempt,
     /// The leader's queue was full: ask it again after a pause.
     Backoff,
-    /// The node asked knows no leader (an election is running): ask it again once one
-    /// may have been elected.
+    /// The node asked knows no leader (an election is running): ask the next node once
+    /// one may have been elected.
     AwaitLeader,
 }
 
@@ -376,7 +377,16 @@ impl<C: Clone, Q: Clone> ClientSession<C, Q> {
                 self.target = (self.target + 1) % members;
                 self.send(effects);
             }
-            SessionTimer::Backoff | SessionTimer::AwaitLeader => self.send(effects),
+            // The leader is there, only busy: ask it again.
+            SessionTimer::Backoff => self.send(effects),
+            // Ask the next node, not the one that knew no leader: that one may stay
+            // without one for long (a node whose higher ballot the others ignore
+            // learns of no leader until it gives up), and asking it again and again
+            // would keep the request from ever timing out.
+            SessionTimer::AwaitLeader => {
+                self.target = (self.target + 1) % members;
+                self.send(effects);
+            }
         }
     }
 
@@ -570,7 +580,7 @@ mod tests {
             },
         );
         assert!(effects.is_empty(), "{effects:?}");
-        // No leader known: pause, then ask the same node again.
+        // No leader known: pause, then ask the next node.
         let effects = answer(
             &mut session,
             ClientResponse::Redirect {
@@ -588,7 +598,11 @@ mod tests {
         // The attempt timer was cancelled: a late firing is ignored.
         assert!(step(&mut session, SessionInput::Timer(SessionTimer::Attempt)).is_empty());
         let effects = step(&mut session, SessionInput::Timer(SessionTimer::AwaitLeader));
-        assert_eq!(sends(&effects), vec![(2, 7, 1)]);
+        assert_eq!(
+            sends(&effects),
+            vec![(0, 7, 1)],
+            "node 2 knew no leader: ask node 0"
+        );
         assert_eq!(armed(&effects), vec![SessionTimer::Attempt]);
     }
 

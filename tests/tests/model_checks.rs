@@ -87,7 +87,7 @@ fn no_crash_config() -> ModelConfig {
 #[test]
 fn no_crash_one_election() {
     let checker = check(no_crash_config());
-    assert_eq!(checker.unique_state_count(), 1_218);
+    assert_eq!(checker.unique_state_count(), 1_569);
     // Without a crash there is no failover and no retry, so these two targets are out of
     // reach: they are not trivially true.
     assert_verdicts(&checker, &[WRITE_COMMITS, READ_SERVED]);
@@ -100,7 +100,7 @@ fn one_crash_one_election() {
         max_elections: 1,
         ..ModelConfig::default()
     });
-    assert_eq!(checker.unique_state_count(), 18_121);
+    assert_eq!(checker.unique_state_count(), 21_632);
     // A crashed leader cannot be replaced with only one election in the budget (the
     // first one elected it), so nothing commits after a failover and no retry is
     // answered from the client table.
@@ -117,14 +117,14 @@ fn ordered_network_no_crash() {
         client_retries: Some(1),
         ..ModelConfig::default()
     });
-    assert_eq!(checker.unique_state_count(), 440);
+    assert_eq!(checker.unique_state_count(), 507);
     assert_verdicts(&checker, &[WRITE_COMMITS, READ_SERVED]);
 }
 
 #[test]
 fn default_config() {
     let checker = check(ModelConfig::default());
-    assert_eq!(checker.unique_state_count(), 362_043);
+    assert_eq!(checker.unique_state_count(), 462_797);
     assert_verdicts(&checker, &TARGETS);
     checker.assert_properties();
 }
@@ -138,7 +138,7 @@ fn spurious_elections_one_client() {
         max_crashes: 0,
         ..ModelConfig::default()
     });
-    assert_eq!(checker.unique_state_count(), 666_984);
+    assert_eq!(checker.unique_state_count(), 717_244);
     // The one client writes, so no read is served; no crash, so no failover. A spurious
     // election does make its retry land on a leader that already applied the write.
     assert_verdicts(&checker, &[WRITE_COMMITS, DUPLICATE_DEDUPLICATED]);
@@ -204,7 +204,7 @@ fn a_busy_leader_refuses_writes_without_breaking_safety() {
             (WRITE_COMMITS, "a write commits"),
         ],
     );
-    assert_eq!(states, 10_110);
+    assert_eq!(states, 14_314);
 }
 
 /// Two clients writing once each, no crash, one election: the smallest world in which
