@@ -1097,6 +1097,9 @@ impl<S: Replicated> Node<S> {
         // The session arms at most one timer at a time.
         let mut armed: Option<(SessionTimer, Instant)> = None;
         let mut reply = None;
+        // The (client, seq) the waiter is registered under: a finished request must
+        // not leave it behind (it would count against `waiters_max`).
+        let mut registered = None;
         loop {
             for effect in effects.drain(..) {
                 match effect {
@@ -1104,6 +1107,7 @@ impl<S: Replicated> Node<S> {
                         let (client, seq) = request.id();
                         // One waiter per client: this replaces (and closes) the last.
                         reply = Some(shared.waiters.register(client, seq));
+                        registered = Some((client, seq));
                         if to == config.id {
                             if shared.events.send(Event::Local(request)).await.is_err() {
                                 return Err(self.stopped_error());
@@ -1134,6 +1138,9 @@ impl<S: Replicated> Node<S> {
                         }
                     }
                     SessionEffect::Finished(outcome) => {
+                        if let Some((client, seq)) = registered {
+                            shared.waiters.cancel(client, seq);
+                        }
                         return match outcome {
                             Outcome::Answered(response) => Ok(response),
                             Outcome::Refused(Refusal::TooLarge { bytes, max }) => {
@@ -1155,6 +1162,7 @@ impl<S: Replicated> Node<S> {
                 // the next one under the same (client, seq).
                 let session = &lent.session;
                 reply = Some(shared.waiters.register(session.client(), session.seq()));
+                registered = Some((session.client(), session.seq()));
             }
             let target = lent.session.target();
             // Biased (in order), not random: one seed replays one run in a simulation.

@@ -8,7 +8,7 @@ use ballot_model::{DurableState, DurableUpdate, NodeId, Snapshot};
 use ballot_node::frame;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
-use ballot_node::node::{Node, NodeConfig, PeerFrame, PeerInbox};
+use ballot_node::node::{Node, NodeConfig, NodeError, PeerFrame, PeerInbox};
 use ballot_node::world::{PeerNetwork, SnapshotSaver, Storage, StorageError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -269,8 +269,9 @@ async fn a_node_behind_the_compacted_log_catches_up_by_snapshot() {
     );
 }
 
-/// A caller that gives up (drops the request future, as a RESP connection that hangs
-/// up does) leaves nothing waiting behind: no leak per abandoned request.
+/// A request the node gives up on at its request timeout, and one whose caller gives up
+/// first (drops the request future, as a RESP connection that hangs up does), leave
+/// nothing waiting behind: no leak per abandoned request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_requests_leave_no_waiter_behind() {
     let network = Arc::new(ChannelNetwork {
@@ -280,14 +281,32 @@ async fn abandoned_requests_leave_no_waiter_behind() {
         dropped: AtomicU64::new(0),
     });
     let storage = MemoryStorage::new();
+    let mut config = config(0);
+    config.request_timeout = Duration::from_millis(300);
     let (node, _inbox) = Node::start_with(
-        config(0),
+        config,
         Snapshot::initial(KvStore::default()),
         DurableState::default(),
         Box::new(storage),
         network,
     )
     .expect("start");
+    // A request the node itself gives up on, at its request timeout.
+    let command = KvCommand::IncrBy {
+        key: b"n".to_vec(),
+        delta: 1,
+    };
+    let timed_out = node.propose(command).await;
+    assert!(
+        matches!(timed_out, Err(NodeError::Timeout(_))),
+        "{timed_out:?}"
+    );
+    assert_eq!(
+        node.waiting(),
+        0,
+        "a timed-out request's waiter was removed"
+    );
+    // Requests whose callers give up first.
     for _ in 0..3 {
         let command = KvCommand::IncrBy {
             key: b"n".to_vec(),

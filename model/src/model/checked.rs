@@ -130,7 +130,7 @@ impl BallotState {
 ///         assert!(checker.discovery(property.name).is_none(), "{} violated", property.name);
 ///     }
 /// }
-/// assert_eq!(checker.unique_state_count(), 1_508);
+/// assert_eq!(checker.unique_state_count(), 1_569);
 /// ```
 #[derive(Clone)]
 pub struct BallotModel {
