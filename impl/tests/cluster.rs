@@ -8,7 +8,7 @@ use ballot_node::client::Client;
 use ballot_node::kv::KvStore;
 use ballot_node::resp::Value;
 use ballot_node::trace::{check_dir, read_dir};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,21 +28,21 @@ struct Cluster {
     bootstrapped: Vec<bool>,
     /// Nodes record conformance traces, checked when the cluster is dropped.
     traced: bool,
+    /// Holds the cluster's ports for as long as its nodes may bind them.
+    _ports: ports::Reservation,
 }
 
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address")
-}
+#[path = "../../tests/src/ports.rs"]
+mod ports;
 
 impl Cluster {
     fn new(name: &str, nodes: usize) -> Cluster {
         let dir = std::env::temp_dir().join(format!("ballot-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
-        let clients: Vec<SocketAddr> = (0..nodes).map(|_| free_addr()).collect();
-        let peers: Vec<SocketAddr> = (0..nodes).map(|_| free_addr()).collect();
-        let metrics: Vec<SocketAddr> = (0..nodes).map(|_| free_addr()).collect();
+        let mut ports = ports::Reservation::new();
+        let mut claim = || ports.claim(nodes).expect("loopback ports for the cluster");
+        let (clients, peers, metrics) = (claim(), claim(), claim());
         let cluster = Cluster {
             dir,
             clients,
@@ -51,6 +51,7 @@ impl Cluster {
             children: (0..nodes).map(|_| None).collect(),
             bootstrapped: vec![false; nodes],
             traced: true,
+            _ports: ports,
         };
         for id in 0..nodes {
             cluster.write_config(id, SECRET);

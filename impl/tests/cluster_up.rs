@@ -4,25 +4,22 @@
 //! again, while the others serve what was written before. Real processes on loopback;
 //! every process started is stopped by PID, and every wait is bounded.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/src/ports.rs"]
+mod ports;
+
 /// A base port such that every port `cluster up` derives from it (clients at
-/// `base + i`, peers at `base + 100 + i`, metrics at `base + 200 + i`) is free now.
-fn free_base(nodes: u16) -> u16 {
-    let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
-    (0..200u16)
-        .map(|k| start.wrapping_add(k * 7) % 30_000 + 20_000)
-        .find(|base| {
-            (0..nodes).all(|i| {
-                [0, 100, 200]
-                    .iter()
-                    .all(|offset| TcpListener::bind(("127.0.0.1", base + offset + i)).is_ok())
-            })
-        })
-        .expect("a free range of ports")
+/// `base + i`, peers at `base + 100 + i`, metrics at `base + 200 + i`) is free and held
+/// by `ports` (the nodes bind them while it lives).
+fn free_base(ports: &mut ports::Reservation, nodes: u16) -> u16 {
+    let offsets: Vec<u16> = [0, 100, 200]
+        .iter()
+        .flat_map(|offset| (0..nodes).map(move |i| offset + i))
+        .collect();
+    ports.claim_base(&offsets).expect("a free range of ports")
 }
 
 /// One `ballot cluster up` process, its output going to files.
@@ -123,7 +120,8 @@ fn call(port: u16, args: &[&str]) -> redis::Value {
 fn cluster_up_bootstraps_once_and_then_refuses_a_node_that_lost_its_data() {
     let dir = std::env::temp_dir().join(format!("ballot-cluster-up-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let base = free_base(3);
+    let mut ports = ports::Reservation::new();
+    let base = free_base(&mut ports, 3);
 
     let first = Up::start(&dir, base, 1);
     first.wait_for("cluster of 3 running");

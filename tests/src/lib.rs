@@ -15,5 +15,6 @@ pub mod latency_plot;
 pub mod linearizability;
 pub mod nemesis;
 pub mod node_processes;
+pub mod ports;
 pub mod sim;
 pub mod workload;

@@ -21,6 +21,7 @@ use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
 use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp, PlotOutcome};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
 use crate::node_processes::NodeProcesses;
+use crate::ports::Reservation;
 use crate::workload::{final_read, run_clients, Event, History, WorkloadConfig, COUNTER_KEY};
 use ballot_node::client::Client;
 use ballot_node::kv::KvStore;
@@ -163,10 +164,6 @@ pub struct RunReport {
 /// Stop early on Ctrl-C.
 pub type Cancel = Arc<AtomicBool>;
 
-fn free_addr() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
 async fn info(addr: SocketAddr) -> Option<BTreeMap<String, String>> {
     tokio::time::timeout(Duration::from_millis(500), async {
         let mut client = Client::connect(&addr.to_string()).await.ok()?;
@@ -238,10 +235,8 @@ pub async fn run_once(
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let io = |e: std::io::Error| e.to_string();
-    let peers = (0..config.nodes)
-        .map(|_| free_addr())
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(io)?;
+    let mut ports = Reservation::new();
+    let peers = ports.claim(config.nodes).map_err(io)?;
     let proxies = Proxies::start(&peers).await.map_err(io)?;
     let mut extra = config
         .mutant

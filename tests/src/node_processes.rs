@@ -3,8 +3,9 @@
 //! PID. Every process started here is killed when the cluster is dropped.
 
 use crate::fault_proxy::Proxies;
+use crate::ports::Reservation;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -35,12 +36,8 @@ pub struct NodeProcesses {
     paused: Vec<bool>,
     /// Nodes started before: only a node's first start bootstraps it.
     bootstrapped: Vec<bool>,
-}
-
-/// A free loopback port (bound and released; the race with other processes is benign
-/// on a test machine).
-fn free_addr() -> std::io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
+    /// Holds the client ports for as long as the nodes may bind them.
+    _ports: Reservation,
 }
 
 impl NodeProcesses {
@@ -55,9 +52,8 @@ impl NodeProcesses {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let nodes = peers.len();
-        let clients = (0..nodes)
-            .map(|_| free_addr())
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut ports = Reservation::new();
+        let clients = ports.claim(nodes)?;
         let list = |addrs: &[SocketAddr]| {
             addrs
                 .iter()
@@ -88,6 +84,7 @@ impl NodeProcesses {
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
             bootstrapped: vec![false; nodes],
+            _ports: ports,
         })
     }
 
