@@ -263,6 +263,15 @@ pub enum NodeError {
     StorageFailed(String),
 }
 
+impl From<StorageError> for NodeError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Wal(error) => NodeError::Wal(error),
+            StorageError::Snapshot(error) => NodeError::Snapshot(error),
+        }
+    }
+}
+
 /// What travels between nodes: the core's messages, plus client requests forwarded to
 /// the leader and the leader's answers to them (routed to the node the client is on).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -546,14 +555,19 @@ pub enum RuntimeBug {
     ReleaseBeforeSync,
     /// A timer the core cancelled still fires.
     CancelledTimerFires,
+    /// A restart acts on what it loaded without syncing it first: records a crashed
+    /// process wrote but never synced, read back from the page cache, which a power
+    /// loss can still take away.
+    RestartTrustsUnsynced,
 }
 
 #[cfg(feature = "mutants")]
 impl RuntimeBug {
     /// Every planted runtime bug.
-    pub const ALL: [RuntimeBug; 2] = [
+    pub const ALL: [RuntimeBug; 3] = [
         RuntimeBug::ReleaseBeforeSync,
         RuntimeBug::CancelledTimerFires,
+        RuntimeBug::RestartTrustsUnsynced,
     ];
 
     /// Its kebab-case name, as `NodeConfig::mutant` takes it.
@@ -561,6 +575,7 @@ impl RuntimeBug {
         match self {
             RuntimeBug::ReleaseBeforeSync => "release-before-sync",
             RuntimeBug::CancelledTimerFires => "cancelled-timer-fires",
+            RuntimeBug::RestartTrustsUnsynced => "restart-trusts-unsynced",
         }
     }
 }
@@ -842,6 +857,17 @@ impl<S: Replicated> Node<S> {
                 .with_sessions_max(config.sessions_max),
             config.mutant.as_deref(),
         )?;
+        // What this start loaded may have been written by a crashed process and never
+        // synced (read back from the page cache): make it durable before acting on it,
+        // or a power loss after this node voted on it could take the vote back.
+        #[cfg(feature = "mutants")]
+        let trusts_unsynced = _bug == Some(RuntimeBug::RestartTrustsUnsynced);
+        #[cfg(not(feature = "mutants"))]
+        let trusts_unsynced = false;
+        let mut storage = storage;
+        if !trusts_unsynced {
+            storage.sync()?;
+        }
         let mut trace = match &config.trace_dir {
             Some(dir) => {
                 let writer = TraceWriter::create(dir, config.id)?;
@@ -1626,7 +1652,7 @@ impl<S: Replicated> Driver<S> {
             .storage
             .as_mut()
             .ok_or(WalError::Poisoned)?
-            .simulated_sync_latency();
+            .begin_sync();
         if !latency.is_zero() {
             // A simulated disk's fsync: the loop is held up, as by a real one.
             tokio::time::sleep(latency).await;

@@ -166,6 +166,11 @@ pub struct Wal {
     /// Set by [`Wal::stage_rewrite`]: `pending` holds a whole new log (records only),
     /// which the next sync writes as a fresh file that replaces this one.
     rewrite: bool,
+    /// Set when [`Wal::open`] read records back: a process that crashed between a
+    /// write and its fsync leaves the bytes in the OS's page cache, where this open
+    /// read them, yet a power loss can still take them. The next sync fsyncs even with
+    /// nothing pending, so that nothing read back is acted on before it is durable.
+    unsynced_read_back: bool,
 }
 
 impl fmt::Debug for Wal {
@@ -292,7 +297,8 @@ impl Wal {
         // put the write position back where the next record belongs.
         file.seek(SeekFrom::Start(end)).map_err(io_err)?;
 
-        let wal = Wal::at_end(path, file, end, records);
+        let mut wal = Wal::at_end(path, file, end, records);
+        wal.unsynced_read_back = records > 0;
         let recovered = Recovered {
             durable,
             records,
@@ -311,6 +317,7 @@ impl Wal {
             records,
             poisoned: false,
             rewrite: false,
+            unsynced_read_back: false,
         }
     }
 
@@ -376,7 +383,9 @@ impl Wal {
     }
 
     /// Writes every pending record with one `write_all` and makes it durable with
-    /// `sync_data`. Does nothing (and succeeds) if nothing is pending.
+    /// `sync_data`. Does nothing (and succeeds) if nothing is pending, except the first
+    /// time after [`Wal::open`] read records back: those may have been written and never
+    /// synced, so it fsyncs them.
     ///
     /// # Errors
     ///
@@ -390,13 +399,14 @@ impl Wal {
         if self.rewrite {
             return self.sync_rewrite();
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.unsynced_read_back {
             return Ok(());
         }
         let result = self
             .file
             .write_all(&self.pending)
             .and_then(|()| self.file.sync_data());
+        self.unsynced_read_back = false;
         if let Err(source) = result {
             self.poisoned = true;
             return Err(WalError::Io {
@@ -449,6 +459,7 @@ impl Wal {
         self.synced_len = (FILE_HEADER_LEN + self.pending.len()) as u64;
         self.pending.clear();
         self.rewrite = false;
+        self.unsynced_read_back = false;
         if self.pending.capacity() > KEEP_BUFFER_CAPACITY {
             self.pending.shrink_to(KEEP_BUFFER_CAPACITY);
         }

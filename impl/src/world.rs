@@ -41,17 +41,23 @@ pub trait Storage<S: StateMachine>: Send + 'static {
     /// Stages replacing the whole log by the records that rebuild `state` (which
     /// includes everything appended so far): how the log shrinks after a compaction.
     fn stage_rewrite(&mut self, state: &DurableState<S::Command>) -> Result<(), StorageError>;
-    /// Makes everything staged and appended so far durable.
+    /// Makes everything staged and appended so far durable, and everything a restart
+    /// loaded from this storage: what a crashed process wrote without syncing may sit
+    /// in the OS's page cache, where the next start reads it back, and a power loss can
+    /// still take it away. The node syncs once before it steps anything (so that no
+    /// vote or promise it acts on can vanish), then once per batch.
     fn sync(&mut self) -> Result<(), StorageError>;
     /// The log's size in bytes: what the compaction policy watches.
     fn log_bytes(&self) -> u64;
     /// A saver for snapshots taken in the background. Each snapshot it saves must not
     /// disturb one staged through [`Storage::stage_snapshot`] (they may run at once).
     fn snapshot_saver(&self) -> SnapshotSaver<S>;
-    /// How long the next sync takes on the node's clock, when that clock is simulated:
-    /// the loop waits this long before calling [`Storage::sync`], as it waits for a
-    /// real fsync. A real disk takes its own time and returns zero, the default.
-    fn simulated_sync_latency(&mut self) -> Duration {
+    /// Called as a sync begins, before [`Storage::sync`]; returns how long the sync
+    /// takes on the node's clock when that clock is simulated (the loop waits this
+    /// long first, as it waits for a real fsync). A simulated disk hands the appended
+    /// records to its page cache here, so that a crash during the wait leaves them
+    /// written but not synced. A real disk does nothing and returns zero, the default.
+    fn begin_sync(&mut self) -> Duration {
         Duration::ZERO
     }
 }

@@ -27,10 +27,12 @@ enum Command {
     Nemesis(NemesisArgs),
     /// Simulate whole clusters of the real node in one thread on a paused clock, over a
     /// seeded network (loss, duplication, reordering, one-way and two-way cuts,
-    /// splits) and disk (crashes lose what was not synced, fsyncs may fail): a safety
+    /// splits) and disk (a process crash loses what was not written, a power loss what
+    /// was not synced, tearing the last record; fsyncs may fail or be slow): a safety
     /// phase with faults, then a liveness phase where everything heals and the cluster
-    /// must commit and converge. Checks linearizability per key and the counter. One
-    /// seed replays one run exactly. Exit 0 if no seed found an anomaly, 1 otherwise.
+    /// must commit and converge. Checks linearizability per key, the counter and every
+    /// node's trace against the model. One seed replays one run exactly. Exit 0 if no
+    /// seed found an anomaly, 1 otherwise.
     Sim(SimArgs),
 }
 
@@ -70,12 +72,14 @@ struct SimArgs {
     /// trace, without wall-clock times (they mean nothing here).
     #[arg(long)]
     log: bool,
-    /// Where failing seeds' traces are kept.
+    /// Where failing seeds' traces and latency plots are kept (and a lone seed's plot:
+    /// `--seeds 1`).
     #[arg(long, default_value = "target/sim")]
     dir: PathBuf,
     /// Run every node with a deliberately broken variant (a core mutant such as
     /// `minority-commit`, or a runtime bug: `release-before-sync`,
-    /// `cancelled-timer-fires`), to see the simulator catch it; needs a build with
+    /// `cancelled-timer-fires`, `restart-trusts-unsynced`), to see the simulator catch
+    /// it; needs a build with
     /// `--features mutants`. Exit 0 only if some seed caught it.
     #[arg(long)]
     mutant: Option<String>,
@@ -207,6 +211,16 @@ fn simulate(args: SimArgs) -> ExitCode {
         calm_elections += report.calm_elections;
         if args.trace {
             println!("{}", report.trace);
+        }
+        // A replayed seed, and every failing one, gets its latency plot.
+        let plot = args.dir.join(format!("seed-{seed}-latency.svg"));
+        if args.seeds == 1 || !report.anomalies.is_empty() {
+            let written = std::fs::create_dir_all(&args.dir)
+                .and_then(|()| std::fs::write(&plot, report.plot.to_svg()));
+            match written {
+                Ok(()) => eprintln!("latency plot: {}", plot.display()),
+                Err(error) => eprintln!("latency plot not written: {error}"),
+            }
         }
         if !report.anomalies.is_empty() {
             failed += 1;

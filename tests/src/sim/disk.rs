@@ -1,6 +1,16 @@
-//! A simulated disk: what a node appended is kept apart from what it synced, so a
-//! crash loses exactly what a real one would (a crash during a slow fsync included),
-//! and a seed can make an fsync slow or fail.
+//! A simulated disk with a page cache between the node and the platter, so that each
+//! kind of crash loses exactly what a real one would:
+//!
+//! - what the node appended sits in its process until a sync begins, and a process
+//!   crash loses it;
+//! - a sync first writes it to the OS's page cache ([`Platter::cached`]), where it
+//!   survives a process crash and is read back by the next start, then fsyncs it to
+//!   the platter; a failing fsync leaves it in the cache;
+//! - a power loss ([`Platter::power_loss`]) keeps only a prefix of the cache (the pages
+//!   written back by chance), so the last record may be torn off, as the write-ahead
+//!   log truncates a torn tail.
+//!
+//! A seed can make an fsync slow or fail.
 
 use ballot_model::{DurableState, DurableUpdate, Snapshot};
 use ballot_node::kv::{KvCommand, KvStore};
@@ -12,13 +22,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What survives a crash of one node: the synced log records and the latest saved
-/// snapshot. `life` counts the node's starts; storage handles of an earlier life (a
-/// background snapshot save that outlived its crash) write nothing.
+/// One node's disk and the OS's page cache over it: what survives a crash of the
+/// node's process. `life` counts the node's starts; storage handles of an earlier life
+/// (a background snapshot save that outlived its crash) write nothing.
 #[derive(Debug, Default)]
 pub struct Platter {
     /// Durable log records, in order.
     pub records: Vec<DurableUpdate<KvCommand>>,
+    /// Log records written after them but not synced: read back by a restart, lost
+    /// (all or a suffix) in a power loss.
+    pub cached: Vec<DurableUpdate<KvCommand>>,
     /// The latest durable snapshot.
     pub snapshot: Option<Snapshot<KvStore>>,
     /// The node's current life.
@@ -26,18 +39,29 @@ pub struct Platter {
 }
 
 impl Platter {
-    /// What a node restarting from this disk recovers: its snapshot and the fold of
-    /// its durable records.
+    /// What a node restarting from this disk reads back: its snapshot and the fold of
+    /// its log, durable records and cached ones alike (a file read cannot tell them
+    /// apart).
     pub fn recover(&self) -> (Snapshot<KvStore>, DurableState<KvCommand>) {
         let snapshot = self
             .snapshot
             .clone()
             .unwrap_or_else(|| Snapshot::initial(KvStore::default()));
         let mut durable = DurableState::default();
-        for record in &self.records {
+        for record in self.records.iter().chain(&self.cached) {
             durable.apply(record);
         }
         (snapshot, durable)
+    }
+
+    /// The power fails: of the records cached and not synced, a prefix of `kept`
+    /// reached the platter, the rest is lost. Returns how many were lost.
+    pub fn power_loss(&mut self, kept: usize) -> usize {
+        let kept = kept.min(self.cached.len());
+        let lost = self.cached.len() - kept;
+        let reached: Vec<_> = self.cached.drain(..).take(kept).collect();
+        self.records.extend(reached);
+        lost
     }
 }
 
@@ -82,6 +106,20 @@ impl SimStorage {
     }
 }
 
+impl SimStorage {
+    /// The write before an fsync: appended records go to the page cache, where they
+    /// survive a process crash (a staged rewrite goes to its new file at the fsync).
+    fn write_to_cache(&mut self) {
+        if self.rewrite.is_some() {
+            return;
+        }
+        let mut platter = lock(&self.platter);
+        if platter.life == self.life {
+            platter.cached.append(&mut self.pending);
+        }
+    }
+}
+
 fn lock(platter: &SharedPlatter) -> std::sync::MutexGuard<'_, Platter> {
     platter.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -103,8 +141,12 @@ impl Storage<KvStore> for SimStorage {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
+        // The write comes first (`begin_sync` did it, unless this sync did not go
+        // through the loop), then the fsync, which may fail.
+        self.write_to_cache();
         if self.rng.random_range(0..1_000_000) < self.sync_failure_ppm.load(Ordering::Relaxed) {
-            // Nothing pending became durable, and the node must stop.
+            // What was written stays in the page cache, not synced, and the node must
+            // stop.
             return Err(StorageError::Wal(WalError::Io {
                 path: "simulated-disk".into(),
                 source: std::io::Error::other("simulated fsync failure"),
@@ -118,18 +160,23 @@ impl Storage<KvStore> for SimStorage {
             platter.snapshot = Some(snapshot);
         }
         if let Some(state) = self.rewrite.take() {
-            platter.records = state.rebuild().collect();
+            // A rewrite is a new file made durable and renamed over the old one.
+            platter.records = state.rebuild().chain(self.pending.drain(..)).collect();
+            platter.cached.clear();
         }
-        platter.records.append(&mut self.pending);
+        let cached = std::mem::take(&mut platter.cached);
+        platter.records.extend(cached);
         Ok(())
     }
 
     fn log_bytes(&self) -> u64 {
         // Records, not bytes: a small `snapshot_log_bytes` then makes nodes compact.
-        (lock(&self.platter).records.len() + self.pending.len()) as u64
+        let platter = lock(&self.platter);
+        (platter.records.len() + platter.cached.len() + self.pending.len()) as u64
     }
 
-    fn simulated_sync_latency(&mut self) -> Duration {
+    fn begin_sync(&mut self) -> Duration {
+        self.write_to_cache();
         Duration::from_micros(self.sync_micros.load(Ordering::Relaxed))
     }
 

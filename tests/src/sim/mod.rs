@@ -25,6 +25,7 @@ pub mod disk;
 pub mod network;
 
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
+use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp, PlotOutcome};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
 use ballot_model::conformance::Delivery;
 use ballot_model::NodeId;
@@ -110,6 +111,9 @@ pub struct SeedReport {
     /// Everything that happened, one line per event, in order: the same seed gives
     /// the same trace byte for byte.
     pub trace: String,
+    /// Every client operation's latency over simulated time, with the fault windows
+    /// and leader changes ([`LatencyPlot::to_svg`]).
+    pub plot: LatencyPlot,
 }
 
 /// The counter key, only ever incremented by 1.
@@ -166,6 +170,12 @@ struct Simulation {
     history: Rc<RefCell<Vec<Event>>>,
     trace: Rc<RefCell<String>>,
     faults: usize,
+    /// For the latency plot: the fault windows that ended, the link faults in force
+    /// (since when), each node's outage in force, and the leaders the clients saw.
+    windows: Vec<FaultWindow>,
+    link_faults: Vec<(String, u64)>,
+    outages: Vec<Option<(String, u64)>>,
+    leaders: Rc<RefCell<Vec<LeaderChange>>>,
     /// How long an fsync takes, in microseconds (this seed's disk).
     sync_micros: Arc<AtomicU64>,
     /// The network may duplicate frames (this seed's weather).
@@ -198,6 +208,10 @@ impl Simulation {
             history: Rc::new(RefCell::new(Vec::new())),
             trace: Rc::new(RefCell::new(String::new())),
             faults: 0,
+            windows: Vec::new(),
+            link_faults: Vec::new(),
+            outages: vec![None; nodes],
+            leaders: Rc::new(RefCell::new(Vec::new())),
             sync_failure_ppm: Arc::new(AtomicU32::new(0)),
             duplicates: false,
             sync_micros: Arc::new(AtomicU64::new(0)),
@@ -253,19 +267,66 @@ impl Simulation {
                 network::attach(&self.fabric, id, inbox);
                 self.nodes.borrow_mut()[id] = Some(Rc::new(node));
                 self.log(format_args!("node {id} starts (life {life})"));
+                self.end_outage(id);
             }
             Err(error) => self.log(format_args!("node {id} refuses to start: {error}")),
         }
     }
 
-    /// Crashes node `id`: what it had not synced is lost.
+    /// Crashes node `id`'s process: what it had not yet written is lost; what it
+    /// wrote and did not sync stays in the page cache, for its next start to read.
     async fn crash(&mut self, id: NodeId) {
         network::detach(&self.fabric, id);
         let node = self.nodes.borrow_mut()[id].take();
         if let Some(node) = node {
             node.crash().await;
             self.log(format_args!("node {id} crashes"));
+            self.outages[id] = Some((format!("node {id} down"), nanos(self.epoch)));
         }
+    }
+
+    /// Closes node `id`'s outage window, if one is open.
+    fn end_outage(&mut self, id: NodeId) {
+        if let Some((label, from_ns)) = self.outages[id].take() {
+            let to_ns = nanos(self.epoch);
+            self.windows.push(FaultWindow {
+                label,
+                from_ns,
+                to_ns,
+            });
+        }
+    }
+
+    /// Opens a window for a link fault, in force until the links heal.
+    fn link_fault(&mut self, label: String) {
+        self.link_faults.push((label, nanos(self.epoch)));
+    }
+
+    /// The links heal: every link fault's window closes.
+    fn heal_links(&mut self) {
+        network::heal(&self.fabric);
+        let to_ns = nanos(self.epoch);
+        for (label, from_ns) in self.link_faults.drain(..) {
+            self.windows.push(FaultWindow {
+                label,
+                from_ns,
+                to_ns,
+            });
+        }
+    }
+
+    /// Node `id`'s machine loses power: its process crashes, and of what it wrote and
+    /// did not sync only a prefix drawn from `rng` reached the disk (the last record
+    /// may be torn off).
+    async fn power_loss(&mut self, id: NodeId, rng: &mut StdRng) {
+        self.crash(id).await;
+        let mut platter = self.platters[id].lock().unwrap_or_else(|e| e.into_inner());
+        let cached = platter.cached.len();
+        let lost = platter.power_loss(rng.random_range(0..=cached));
+        drop(platter);
+        self.log(format_args!(
+            "node {id} loses power: {lost} of {cached} unsynced records lost"
+        ));
     }
 
     /// Nodes whose storage failed are down: take them out (they restart later).
@@ -324,7 +385,7 @@ impl Simulation {
         }
 
         // Phase 2: heal everything; the cluster must commit and converge.
-        network::heal(&self.fabric);
+        self.heal_links();
         network::set_weather(&self.fabric, Weather::CALM);
         self.sync_failure_ppm.store(0, Ordering::Relaxed);
         self.reap_failed().await;
@@ -349,6 +410,7 @@ impl Simulation {
             .final_count(Instant::now() + self.config.heal_within)
             .await;
         let simulated = Instant::now() - self.epoch;
+        let plot = self.plot();
         for id in 0..self.config.nodes {
             self.crash(id).await;
         }
@@ -389,6 +451,38 @@ impl Simulation {
             faults: self.faults,
             simulated,
             trace,
+            plot,
+        }
+    }
+
+    /// The latency plot of the run so far.
+    fn plot(&self) -> LatencyPlot {
+        let ops = self
+            .history
+            .borrow()
+            .iter()
+            .map(|e| PlotOp {
+                invoked_ns: e.operation.invoked,
+                outcome: match e.operation.outcome {
+                    Outcome::Ok { completed, .. } => PlotOutcome::Ok {
+                        latency_ns: completed.saturating_sub(e.operation.invoked),
+                    },
+                    Outcome::Failed => PlotOutcome::Failed,
+                    Outcome::Unknown => PlotOutcome::Unknown,
+                },
+            })
+            .collect();
+        LatencyPlot {
+            title: format!(
+                "sim seed {}: {} nodes, {} clients, {} s of faults then healed; latency of every operation (simulated time)",
+                self.seed,
+                self.config.nodes,
+                self.config.clients,
+                self.config.faulty.as_secs()
+            ),
+            ops,
+            faults: self.windows.clone(),
+            leaders: self.leaders.borrow().clone(),
         }
     }
 
@@ -397,9 +491,9 @@ impl Simulation {
         let n = self.config.nodes;
         let node = rng.random_range(0..n);
         self.faults += 1;
-        match rng.random_range(0..6) {
+        match rng.random_range(0..7) {
             0 => {
-                network::heal(&self.fabric);
+                self.heal_links();
                 self.log(format_args!("fault: heal links"));
             }
             1 => {
@@ -408,11 +502,13 @@ impl Simulation {
                     network::set_cut(&self.fabric, other, node, true);
                 }
                 self.log(format_args!("fault: isolate {node}"));
+                self.link_fault(format!("isolate {node}"));
             }
             2 => {
                 let other = (node + 1 + rng.random_range(0..n - 1)) % n;
                 network::set_cut(&self.fabric, node, other, true);
                 self.log(format_args!("fault: cut {node} -> {other} (one way)"));
+                self.link_fault(format!("cut {node}→{other}"));
             }
             3 => {
                 // A majority and a minority, with `node` in the minority.
@@ -425,13 +521,28 @@ impl Simulation {
                     }
                 }
                 self.log(format_args!("fault: split {minority:?} from the rest"));
+                self.link_fault(format!("split {minority:?}"));
             }
             4 => {
-                if self.nodes.borrow()[node].is_some() {
+                if self.nodes.borrow()[node].is_none() {
+                    self.start(node);
+                } else if rng.random_bool(0.5) {
                     self.crash(node).await;
                 } else {
-                    self.start(node);
+                    self.power_loss(node, rng).await;
                 }
+            }
+            5 => {
+                // A machine that reboots and loses power again at once: its start is
+                // cut short before or after its first sync.
+                self.log(format_args!("fault: power cycle {node}"));
+                if self.nodes.borrow()[node].is_some() {
+                    self.crash(node).await;
+                }
+                self.start(node);
+                let up = Duration::from_micros(rng.random_range(0..20_000));
+                tokio::time::sleep(up).await;
+                self.power_loss(node, rng).await;
             }
             _ => {
                 // Restart every node that is down.
@@ -564,11 +675,12 @@ impl Simulation {
         (0..self.config.clients)
             .map(|client| {
                 let mut rng = StdRng::seed_from_u64(derive(self.seed, 1000 + client as u64));
-                let (nodes, history, trace, stop) = (
+                let (nodes, history, trace, stop, leaders) = (
                     self.nodes.clone(),
                     self.history.clone(),
                     self.trace.clone(),
                     stop.clone(),
+                    self.leaders.clone(),
                 );
                 let (epoch, keys, n) = (self.epoch, self.config.keys, self.config.nodes);
                 tokio::task::spawn_local(async move {
@@ -606,6 +718,7 @@ impl Simulation {
                             // Its operation may still take effect: a new process.
                             process += 1;
                         }
+                        note_leader(&nodes, &leaders, epoch);
                         let think = rng.random_range(0..20);
                         tokio::time::sleep(Duration::from_millis(think)).await;
                     }
@@ -669,6 +782,24 @@ fn log(trace: &Rc<RefCell<String>>, epoch: Instant, line: std::fmt::Arguments<'_
     let at = Instant::now() - epoch;
     let mut trace = trace.borrow_mut();
     let _ = writeln!(trace, "{:>9.3} {line}", at.as_secs_f64() * 1e3);
+}
+
+/// Records the node that leads now, if it is not the last one recorded.
+fn note_leader(nodes: &Running, leaders: &RefCell<Vec<LeaderChange>>, epoch: Instant) {
+    let leading = nodes
+        .borrow()
+        .iter()
+        .flatten()
+        .map(|node| node.status())
+        .find(|status| status.role == "leader")
+        .map(|status| status.id);
+    let mut leaders = leaders.borrow_mut();
+    if let Some(leader) = leading.filter(|l| leaders.last().is_none_or(|c| c.leader != *l)) {
+        leaders.push(LeaderChange {
+            at_ns: nanos(epoch),
+            leader,
+        });
+    }
 }
 
 fn nanos(epoch: Instant) -> u64 {
