@@ -236,6 +236,10 @@ pub enum NodeError {
     /// result, say): a bug or a hostile peer; the request's outcome is unknown.
     #[error("a peer sent the wrong kind of answer: {0}")]
     BadAnswer(String),
+    /// The node broke one of its own rules: a bug in ballot, reported rather than
+    /// panicking; the request's outcome is unknown.
+    #[error("internal error (a bug in ballot; the outcome is unknown): {0}")]
+    Internal(String),
     /// Too many requests wait on this node already ([`NodeConfig::waiters_max`]); this
     /// one was not sent anywhere. Retry later.
     #[error("{waiting} requests are waiting on this node (waiters_max); retry later")]
@@ -1097,6 +1101,12 @@ impl<S: Replicated> Node<S> {
     async fn request(&self, op: Operation<S::Command, S::Query>) -> Result<Response<S>, NodeError> {
         let shared = &self.shared;
         let config = &shared.config;
+        // A node whose storage failed stops its loop; its requests would still be
+        // forwarded to the leader (answers bypass the loop), so a library caller would
+        // never learn that this node is down.
+        if let Some(reason) = shared.status.borrow().storage_failure.clone() {
+            return Err(NodeError::StorageFailed(reason));
+        }
         let waiting = shared.waiters.len();
         if waiting >= config.waiters_max {
             return Err(NodeError::Busy { waiting });
@@ -1116,7 +1126,7 @@ impl<S: Replicated> Node<S> {
             leader: shared.status.borrow().leader,
         };
         if let Err(error) = lent.session.step(start, &mut effects) {
-            return Err(NodeError::BadAnswer(error.to_string()));
+            return Err(NodeError::Internal(error.to_string()));
         }
         let deadline = Instant::now() + config.request_timeout;
         let mut backoff = RETRY_BACKOFF_MIN;
@@ -1172,7 +1182,11 @@ impl<S: Replicated> Node<S> {
                             Outcome::Refused(Refusal::TooLarge { bytes, max }) => {
                                 Err(NodeError::TooLarge { bytes, max })
                             }
-                            Outcome::Refused(other) => Err(NodeError::BadAnswer(other.to_string())),
+                            // The session finishes as refused only when the request can
+                            // never be applied (`TooLarge`, above).
+                            Outcome::Refused(other) => Err(NodeError::Internal(format!(
+                                "the client session gave up on a refusal it should retry: {other}"
+                            ))),
                             Outcome::Unknown(Uncertainty::SessionExpired) => {
                                 Err(NodeError::SessionExpired)
                             }
@@ -1218,7 +1232,7 @@ impl<S: Replicated> Node<S> {
                 _ = tokio::time::sleep_until(deadline) => SessionInput::GiveUp,
             };
             if let Err(error) = lent.session.step(input, &mut effects) {
-                return Err(NodeError::BadAnswer(error.to_string()));
+                return Err(NodeError::Internal(error.to_string()));
             }
         }
     }

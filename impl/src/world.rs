@@ -5,6 +5,8 @@
 //! (`tokio::time::pause`, which advances virtual time whenever every task is idle) —
 //! the same runtime, no second implementation.
 
+pub mod memory;
+
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
 use crate::wal::{Wal, WalError};
 use ballot_model::{DurableState, DurableUpdate, NodeId, Slot, Snapshot, StateMachine};

@@ -4,87 +4,16 @@
 //! processes: the isolated leader is replaced, writes continue, and after the heal the
 //! old leader catches up.
 
-use ballot_model::{DurableState, DurableUpdate, NodeId, Snapshot};
+use ballot_model::{DurableState, NodeId, Snapshot};
 use ballot_node::frame;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
 use ballot_node::node::{Node, NodeConfig, NodeError, PeerFrame, PeerInbox};
-use ballot_node::world::{PeerNetwork, SnapshotSaver, Storage, StorageError};
+use ballot_node::world::memory::{Disk, DiskFaults, MemoryStorage, SharedDisk};
+use ballot_node::world::PeerNetwork;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// Persists into a shared vector; "durable" once synced. Its "log size" is its
-/// record count, so a small `snapshot_log_bytes` makes nodes compact.
-struct MemoryStorage {
-    pending: Vec<DurableUpdate<KvCommand>>,
-    rewrite: Option<DurableState<KvCommand>>,
-    durable: Arc<Mutex<Vec<DurableUpdate<KvCommand>>>>,
-    snapshots: Arc<Mutex<Vec<Snapshot<KvStore>>>>,
-    staged: Option<Snapshot<KvStore>>,
-}
-
-impl MemoryStorage {
-    fn new() -> Self {
-        MemoryStorage {
-            pending: Vec::new(),
-            rewrite: None,
-            durable: Arc::new(Mutex::new(Vec::new())),
-            snapshots: Arc::new(Mutex::new(Vec::new())),
-            staged: None,
-        }
-    }
-}
-
-impl Storage<KvStore> for MemoryStorage {
-    fn append(&mut self, update: &DurableUpdate<KvCommand>) -> Result<(), StorageError> {
-        self.pending.push(update.clone());
-        Ok(())
-    }
-
-    fn stage_snapshot(&mut self, snapshot: Snapshot<KvStore>) {
-        self.staged = Some(snapshot);
-    }
-
-    fn stage_rewrite(&mut self, state: &DurableState<KvCommand>) -> Result<(), StorageError> {
-        self.pending.clear();
-        self.rewrite = Some(state.clone());
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<(), StorageError> {
-        if let Some(snapshot) = self.staged.take() {
-            self.snapshots.lock().unwrap().push(snapshot);
-        }
-        let mut durable = self.durable.lock().unwrap();
-        if let Some(state) = self.rewrite.take() {
-            durable.clear();
-            durable.push(DurableUpdate::Compact(state.compacted));
-            durable.extend(
-                state
-                    .accepted
-                    .into_iter()
-                    .map(|(slot, entry)| DurableUpdate::Accept { slot, entry }),
-            );
-            durable.push(DurableUpdate::Promise(state.promised));
-            durable.push(DurableUpdate::Commit(state.commit));
-        }
-        durable.append(&mut self.pending);
-        Ok(())
-    }
-
-    fn log_bytes(&self) -> u64 {
-        self.durable.lock().unwrap().len() as u64
-    }
-
-    fn snapshot_saver(&self) -> SnapshotSaver<KvStore> {
-        let snapshots = self.snapshots.clone();
-        Arc::new(move |snapshot: &Snapshot<KvStore>| {
-            snapshots.lock().unwrap().push(snapshot.clone());
-            Ok(())
-        })
-    }
-}
 
 type Frame = PeerFrame<KvStore>;
 
@@ -132,6 +61,41 @@ fn config(id: NodeId) -> NodeConfig {
     config
 }
 
+/// Three nodes in memory over one channel network (links cut per `isolated`), node
+/// `i`'s disk misbehaving as `faults[i]`; returns the nodes and their disks.
+fn start_three(
+    isolated: &Arc<Vec<AtomicBool>>,
+    faults: &[DiskFaults],
+    snapshot_log_bytes: u64,
+) -> (Vec<Node<KvStore>>, Vec<SharedDisk<KvStore>>) {
+    let inboxes = Arc::new(OnceLock::new());
+    let (mut nodes, mut disks, mut boxes) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, faults) in faults.iter().enumerate() {
+        let disk = Disk::shared();
+        disks.push(disk.clone());
+        let network = Arc::new(ChannelNetwork {
+            me: id,
+            inboxes: inboxes.clone(),
+            isolated: isolated.clone(),
+            dropped: AtomicU64::new(0),
+        });
+        let mut config = config(id);
+        config.snapshot_log_bytes = snapshot_log_bytes;
+        let (node, inbox) = Node::start_with(
+            config,
+            Snapshot::initial(KvStore::default()),
+            DurableState::default(),
+            Box::new(MemoryStorage::new(disk, faults.clone())),
+            network,
+        )
+        .expect("start");
+        nodes.push(node);
+        boxes.push(inbox);
+    }
+    assert!(inboxes.set(boxes).is_ok());
+    (nodes, disks)
+}
+
 async fn leader_among(nodes: &[Node<KvStore>], among: &[usize]) -> usize {
     for _ in 0..200 {
         if let Some(&id) = among
@@ -150,34 +114,9 @@ async fn leader_among(nodes: &[Node<KvStore>], among: &[usize]) -> usize {
 /// `snapshot_log_bytes` small the new leader compacts while the old one is away, so
 /// the catch-up has to go by snapshot transfer.
 async fn isolate_leader_then_heal(snapshot_log_bytes: u64) -> Vec<Node<KvStore>> {
-    let inboxes = Arc::new(OnceLock::new());
     let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
-    let mut logs = Vec::new();
-    let mut nodes = Vec::new();
-    let mut boxes = Vec::new();
-    for id in 0..3 {
-        let storage = MemoryStorage::new();
-        logs.push(storage.durable.clone());
-        let network = Arc::new(ChannelNetwork {
-            me: id,
-            inboxes: inboxes.clone(),
-            isolated: isolated.clone(),
-            dropped: AtomicU64::new(0),
-        });
-        let mut config = config(id);
-        config.snapshot_log_bytes = snapshot_log_bytes;
-        let (node, inbox) = Node::start_with(
-            config,
-            Snapshot::initial(KvStore::default()),
-            DurableState::default(),
-            Box::new(storage),
-            network,
-        )
-        .expect("start");
-        nodes.push(node);
-        boxes.push(inbox);
-    }
-    assert!(inboxes.set(boxes).is_ok());
+    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (nodes, logs) = start_three(&isolated, &faults, snapshot_log_bytes);
 
     let first = leader_among(&nodes, &[0, 1, 2]).await;
     let incr = KvCommand::IncrBy {
@@ -238,7 +177,7 @@ async fn isolate_leader_then_heal(snapshot_log_bytes: u64) -> Vec<Node<KvStore>>
         .expect("read through the healed node");
     assert_eq!(read, KvOutput::Bulk(Some(b"10".to_vec())));
     assert!(
-        !logs[first].lock().unwrap().is_empty(),
+        !logs[first].lock().unwrap().records.is_empty(),
         "persists went to the given storage"
     );
     for node in &nodes {
@@ -280,7 +219,7 @@ async fn abandoned_requests_leave_no_waiter_behind() {
         isolated: Arc::new((0..3).map(|_| AtomicBool::new(false)).collect()),
         dropped: AtomicU64::new(0),
     });
-    let storage = MemoryStorage::new();
+    let storage = MemoryStorage::new(Disk::shared(), DiskFaults::none());
     let mut config = config(0);
     config.request_timeout = Duration::from_millis(300);
     let (node, _inbox) = Node::start_with(
@@ -321,4 +260,69 @@ async fn abandoned_requests_leave_no_waiter_behind() {
         "every abandoned request's waiter was removed"
     );
     node.shutdown().await;
+}
+
+/// A node whose disk fails at start does not start; a follower whose disk fails later
+/// stops, and tells every later caller why at once (rather than forwarding their
+/// requests to the leader, whose answers would bypass its stopped loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_fails_says_so_to_every_caller() {
+    let lonely = || {
+        Arc::new(ChannelNetwork {
+            me: 0,
+            inboxes: Arc::new(OnceLock::new()),
+            isolated: Arc::new((0..3).map(|_| AtomicBool::new(false)).collect()),
+            dropped: AtomicU64::new(0),
+        })
+    };
+    let start = |faults: &DiskFaults| {
+        Node::start_with(
+            config(0),
+            Snapshot::initial(KvStore::default()),
+            DurableState::default(),
+            Box::new(MemoryStorage::new(Disk::shared(), faults.clone())),
+            lonely(),
+        )
+    };
+    let failing = DiskFaults::none();
+    failing.sync_failure_ppm.store(1_000_000, Ordering::Relaxed);
+    assert!(
+        matches!(start(&failing), Err(NodeError::Wal(_))),
+        "a start whose first sync fails is refused"
+    );
+
+    // A follower's disk fails: the next write's accept cannot be synced there.
+    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
+    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (nodes, _disks) = start_three(&isolated, &faults, u64::MAX);
+    let leader = leader_among(&nodes, &[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    let command = KvCommand::IncrBy {
+        key: b"n".to_vec(),
+        delta: 1,
+    };
+    faults[follower]
+        .sync_failure_ppm
+        .store(1_000_000, Ordering::Relaxed);
+    nodes[leader]
+        .propose(command.clone())
+        .await
+        .expect("the others commit");
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(10),
+        nodes[follower].wait_for(|s| s.storage_failure.is_some()),
+    )
+    .await
+    .expect("the follower stops on its failed fsync");
+    let reason = stopped.storage_failure.expect("a reason");
+    assert!(reason.contains("simulated fsync failure"), "{reason}");
+    // The leader is up and known: a request through the stopped follower would be
+    // forwarded there and answered, as if the follower were fine.
+    match nodes[follower].propose(command).await {
+        Err(NodeError::StorageFailed(why)) => assert_eq!(why, reason),
+        other => panic!("a stopped node answered {other:?}"),
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
 }

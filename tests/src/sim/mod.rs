@@ -1,6 +1,7 @@
 //! Deterministic simulation of whole clusters of the real node: the production
 //! [`Node`] and its driver, the same code as `ballot node`, run in one thread on
-//! tokio's paused clock, over a simulated network ([`network`]) and disk ([`disk`]),
+//! tokio's paused clock, over a simulated network ([`network`]) and disk
+//! ([`ballot_node::world::memory`]: a page cache in front of a platter),
 //! with every random choice drawn from the seed. One seed is one run, and running it
 //! again replays it exactly (a test compares two runs' traces byte for byte).
 //!
@@ -21,7 +22,6 @@
 //! before send, received was sent, restart state is durable state, the model's
 //! invariants: `ballot-check conform`'s rules).
 
-pub mod disk;
 pub mod network;
 
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
@@ -32,7 +32,7 @@ use ballot_model::NodeId;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
 use ballot_node::node::{Node, NodeConfig, NodeError};
-use disk::{Platter, SharedPlatter, SimStorage};
+use ballot_node::world::memory::{Disk, DiskFaults, MemoryStorage, SharedDisk};
 use network::{Fabric, SharedFabric, SimNetwork, Weather};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -40,8 +40,8 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -162,7 +162,7 @@ struct Simulation {
     seed: u64,
     epoch: Instant,
     fabric: SharedFabric,
-    platters: Vec<SharedPlatter>,
+    disks: Vec<SharedDisk<KvStore>>,
     /// Each node while it runs; `None` while it is down.
     nodes: Running,
     /// How many times each node has started (part of its seed).
@@ -176,12 +176,11 @@ struct Simulation {
     link_faults: Vec<(String, u64)>,
     outages: Vec<Option<(String, u64)>>,
     leaders: Rc<RefCell<Vec<LeaderChange>>>,
-    /// How long an fsync takes, in microseconds (this seed's disk).
-    sync_micros: Arc<AtomicU64>,
+    /// How every node's disk misbehaves: how long an fsync takes (this seed's disk)
+    /// and the chance in a million that one fails (0 once healed).
+    disk_faults: DiskFaults,
     /// The network may duplicate frames (this seed's weather).
     duplicates: bool,
-    /// Chance in a million that an fsync fails, on every node (0 once healed).
-    sync_failure_ppm: Arc<AtomicU32>,
 }
 
 /// Derives an independent seed for one purpose of one run.
@@ -200,9 +199,7 @@ impl Simulation {
             seed,
             epoch: Instant::now(),
             fabric: Fabric::new(nodes, StdRng::seed_from_u64(derive(seed, 1))),
-            platters: (0..nodes)
-                .map(|_| Arc::new(Mutex::new(Platter::default())))
-                .collect(),
+            disks: (0..nodes).map(|_| Disk::shared()).collect(),
             nodes: Rc::new(RefCell::new(vec![None; nodes])),
             starts: vec![0; nodes],
             history: Rc::new(RefCell::new(Vec::new())),
@@ -212,9 +209,8 @@ impl Simulation {
             link_faults: Vec::new(),
             outages: vec![None; nodes],
             leaders: Rc::new(RefCell::new(Vec::new())),
-            sync_failure_ppm: Arc::new(AtomicU32::new(0)),
+            disk_faults: DiskFaults::none(),
             duplicates: false,
-            sync_micros: Arc::new(AtomicU64::new(0)),
             config,
         }
     }
@@ -246,21 +242,20 @@ impl Simulation {
         config.rng_seed = Some(derive(self.seed, 100 + 16 * id as u64 + life));
         config.blocking_inline = true;
         config.request_timeout = Duration::from_secs(2);
-        // Records, not bytes (see `SimStorage::log_bytes`): compact every 300.
+        // Records, not bytes (see `ballot_node::world::memory`): compact every 300.
         config.snapshot_log_bytes = 300;
         config.trace_dir = self.trace_dir();
         config.mutant = self.config.mutant.clone();
         let (snapshot, durable) = {
-            let mut platter = self.platters[id].lock().unwrap_or_else(|e| e.into_inner());
-            platter.life = life;
-            platter.recover()
+            let mut disk = self.disks[id].lock().unwrap_or_else(|e| e.into_inner());
+            disk.life = life;
+            disk.recover(KvStore::default())
         };
-        let storage = SimStorage::new(
-            self.platters[id].clone(),
-            self.sync_failure_ppm.clone(),
-            self.sync_micros.clone(),
-            StdRng::seed_from_u64(derive(self.seed, 200 + 16 * id as u64 + life)),
-        );
+        let faults = DiskFaults {
+            seed: derive(self.seed, 200 + 16 * id as u64 + life),
+            ..self.disk_faults.clone()
+        };
+        let storage = MemoryStorage::new(self.disks[id].clone(), faults);
         let network = Arc::new(SimNetwork::new(id, self.fabric.clone()));
         match Node::start_with(config, snapshot, durable, Box::new(storage), network) {
             Ok((node, inbox)) => {
@@ -320,10 +315,10 @@ impl Simulation {
     /// may be torn off).
     async fn power_loss(&mut self, id: NodeId, rng: &mut StdRng) {
         self.crash(id).await;
-        let mut platter = self.platters[id].lock().unwrap_or_else(|e| e.into_inner());
-        let cached = platter.cached.len();
-        let lost = platter.power_loss(rng.random_range(0..=cached));
-        drop(platter);
+        let mut disk = self.disks[id].lock().unwrap_or_else(|e| e.into_inner());
+        let cached = disk.cached.len();
+        let lost = disk.power_loss(rng.random_range(0..=cached));
+        drop(disk);
         self.log(format_args!(
             "node {id} loses power: {lost} of {cached} unsynced records lost"
         ));
@@ -352,13 +347,16 @@ impl Simulation {
             delay_max: Duration::from_micros(*pick(&mut rng, &[500, 5_000, 30_000])),
         };
         let sync_failure_ppm = *pick(&mut rng, &[0, 0, 200]);
-        self.sync_failure_ppm
+        self.disk_faults
+            .sync_failure_ppm
             .store(sync_failure_ppm, Ordering::Relaxed);
         let fsync_micros = match self.config.fsync {
             Some(fsync) => fsync.as_micros() as u64,
             None => *pick(&mut rng, &[0, 100, 1_000, 10_000]),
         };
-        self.sync_micros.store(fsync_micros, Ordering::Relaxed);
+        self.disk_faults
+            .sync_micros
+            .store(fsync_micros, Ordering::Relaxed);
         self.log(format_args!(
             "seed {} nodes {} weather {weather:?} sync-failure-ppm {sync_failure_ppm} fsync-us {fsync_micros}",
             self.seed, self.config.nodes
@@ -387,7 +385,9 @@ impl Simulation {
         // Phase 2: heal everything; the cluster must commit and converge.
         self.heal_links();
         network::set_weather(&self.fabric, Weather::CALM);
-        self.sync_failure_ppm.store(0, Ordering::Relaxed);
+        self.disk_faults
+            .sync_failure_ppm
+            .store(0, Ordering::Relaxed);
         self.reap_failed().await;
         for id in 0..self.config.nodes {
             if self.nodes.borrow()[id].is_none() {
