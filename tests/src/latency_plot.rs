@@ -7,6 +7,7 @@
 //! hundred lines of SVG text, and the points are one path each, so a run of 100,000
 //! operations stays a few megabytes.
 
+use crate::linearizability::{Operation, Outcome};
 use std::fmt::Write as _;
 
 /// What came of one operation, as the plot shows it.
@@ -31,6 +32,29 @@ pub struct PlotOp {
     pub invoked_ns: u64,
     /// Its outcome.
     pub outcome: PlotOutcome,
+}
+
+impl PlotOp {
+    /// How the plot shows `operation` (its times in nanoseconds since the run began).
+    ///
+    /// ```
+    /// use ballot_tests::latency_plot::{PlotOp, PlotOutcome};
+    /// use ballot_tests::linearizability::Operation;
+    /// let op = Operation::ok(0, 1_000, 3_000, "w", ());
+    /// assert_eq!(PlotOp::of(&op).outcome, PlotOutcome::Ok { latency_ns: 2_000 });
+    /// ```
+    pub fn of<O, R>(operation: &Operation<O, R>) -> PlotOp {
+        PlotOp {
+            invoked_ns: operation.invoked,
+            outcome: match operation.outcome {
+                Outcome::Ok { completed, .. } => PlotOutcome::Ok {
+                    latency_ns: completed.saturating_sub(operation.invoked),
+                },
+                Outcome::Failed => PlotOutcome::Failed,
+                Outcome::Unknown => PlotOutcome::Unknown,
+            },
+        }
+    }
 }
 
 /// A window in which a fault was in force.

@@ -18,7 +18,7 @@
 use crate::abuser::{run_abusers, AbuseCounts, AbuserConfig};
 use crate::fault_proxy::Proxies;
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
-use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp, PlotOutcome};
+use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
 use crate::node_processes::NodeProcesses;
 use crate::ports::Reservation;
@@ -618,19 +618,7 @@ fn latency_plot(
     run: usize,
     seed: u64,
 ) -> LatencyPlot {
-    let ops = history
-        .iter()
-        .map(|e| PlotOp {
-            invoked_ns: e.operation.invoked,
-            outcome: match e.operation.outcome {
-                Outcome::Ok { completed, .. } => PlotOutcome::Ok {
-                    latency_ns: completed.saturating_sub(e.operation.invoked),
-                },
-                Outcome::Failed => PlotOutcome::Failed,
-                Outcome::Unknown => PlotOutcome::Unknown,
-            },
-        })
-        .collect();
+    let ops = history.iter().map(|e| PlotOp::of(&e.operation)).collect();
     let faults = injected
         .iter()
         .map(|f| FaultWindow {

@@ -25,7 +25,7 @@
 pub mod network;
 
 use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
-use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp, PlotOutcome};
+use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
 use ballot_model::conformance::Delivery;
 use ballot_model::NodeId;
@@ -461,16 +461,7 @@ impl Simulation {
             .history
             .borrow()
             .iter()
-            .map(|e| PlotOp {
-                invoked_ns: e.operation.invoked,
-                outcome: match e.operation.outcome {
-                    Outcome::Ok { completed, .. } => PlotOutcome::Ok {
-                        latency_ns: completed.saturating_sub(e.operation.invoked),
-                    },
-                    Outcome::Failed => PlotOutcome::Failed,
-                    Outcome::Unknown => PlotOutcome::Unknown,
-                },
-            })
+            .map(|e| PlotOp::of(&e.operation))
             .collect();
         LatencyPlot {
             title: format!(
