@@ -84,7 +84,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub writes_only: bool,
     /// Network semantics: `unordered` (any order, at most once), `duplicating` (any
-    /// order, any number of times) or `ordered` (per-channel FIFO, at most once).
+    /// order; peer messages any number of times, client traffic at most once) or
+    /// `ordered` (per-channel FIFO, at most once).
     #[arg(long, default_value = "unordered", value_parser = parse_network)]
     pub network: NetworkKind,
     /// Let the network drop any message (much larger state space).
