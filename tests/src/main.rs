@@ -27,7 +27,7 @@ enum Command {
     Nemesis(NemesisArgs),
     /// Simulate whole clusters of the real node in one thread on a paused clock, over a
     /// seeded network (loss, duplication, reordering, one-way and two-way cuts,
-    /// splits) and disk (a process crash loses what was not written, a power loss what
+    /// splits, bridges) and disk (a process crash loses what was not written, a power loss what
     /// was not synced, tearing the last record; fsyncs may fail or be slow): a safety
     /// phase with faults, then a liveness phase where everything heals and the cluster
     /// must commit and converge. Checks linearizability per key, the counter and every

@@ -9,9 +9,11 @@
 //!
 //! 1. **Safety**: clients read, write and increment a few keys through random nodes
 //!    while the seed's faults come and go: lost, duplicated and reordered frames, links
-//!    cut one way or both, a node isolated or the cluster split, nodes crashing (what
-//!    they had not synced is lost) and restarting, a failing fsync (the node stops, and
-//!    is restarted later).
+//!    cut one way or both, a node isolated, the cluster split, or split with one node
+//!    bridging the halves; processes crashing (what they had not written is lost),
+//!    machines losing power (what they had not synced is lost, the last record may be
+//!    torn off) and restarting; a failing fsync (the node stops, and is restarted
+//!    later).
 //! 2. **Liveness**: every fault heals and every node runs; the cluster must commit a
 //!    write and converge (every node applies the same log) within a bounded simulated
 //!    time.
@@ -501,7 +503,7 @@ impl Simulation {
                 self.log(format_args!("fault: cut {node} -> {other} (one way)"));
                 self.link_fault(format!("cut {node}→{other}"));
             }
-            3 => {
+            3 if rng.random_bool(0.5) => {
                 // A majority and a minority, with `node` in the minority.
                 let minority: Vec<NodeId> = (0..n / 2).map(|k| (node + k) % n).collect();
                 for a in 0..n {
@@ -513,6 +515,23 @@ impl Simulation {
                 }
                 self.log(format_args!("fault: split {minority:?} from the rest"));
                 self.link_fault(format!("split {minority:?}"));
+            }
+            3 => {
+                // A bridge: the others split in two halves that cannot reach each
+                // other, and `node` still reaches both (each half with the bridge may
+                // be a majority; no majority sees all of it).
+                let others: Vec<NodeId> = (1..n).map(|k| (node + k) % n).collect();
+                let (left, right) = others.split_at(others.len() / 2);
+                for &a in left {
+                    for &b in right {
+                        network::set_cut(&self.fabric, a, b, true);
+                        network::set_cut(&self.fabric, b, a, true);
+                    }
+                }
+                self.log(format_args!(
+                    "fault: bridge {node} between {left:?} and {right:?}"
+                ));
+                self.link_fault(format!("bridge {node}"));
             }
             4 => {
                 if self.nodes.borrow()[node].is_none() {
