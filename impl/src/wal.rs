@@ -1044,6 +1044,11 @@ mod tests {
         );
         assert_eq!(wal.records(), updates.len() as u64);
         assert_eq!(wal.len_bytes(), read(&dir.log()).len() as u64);
+        // What was read back may never have been synced: the first sync fsyncs it
+        // even with nothing appended, and the next one with nothing has nothing to do.
+        assert!(wal.unsynced_read_back);
+        wal.sync().expect("sync what was read back");
+        assert!(!wal.unsynced_read_back);
 
         // Appending to a reopened log continues after the replayed records.
         wal.append(&DurableUpdate::<u64>::Promise(Ballot::new(5, 2)))
