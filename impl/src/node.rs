@@ -6,7 +6,10 @@
 //! with **one** fsync (group commit: every persist in the batch shares it), and only
 //! then lets the batch's sends and replies out. That is the core's ordering contract —
 //! no send or reply before the persists that precede it are durable — kept for a whole
-//! batch at once. Timers are armed immediately; they never leave the node.
+//! batch at once. Timers are armed immediately; they never leave the node. Before its
+//! first step a node syncs its storage once: what it loaded may have been written by a
+//! crashed process and never synced, and it must not act on what a power loss can
+//! still take away.
 //!
 //! No protocol decision is made here: the loop feeds inputs and executes effects. The
 //! only choices it makes are the ones the core leaves to drivers: timer durations and
