@@ -97,6 +97,11 @@ pub struct ModelArgs {
     /// Elections (new ballots) allowed in a run [default: 2].
     #[arg(long)]
     pub elections: Option<u8>,
+    /// Times the operator may ask the leader to hand its leadership over (`ballot member
+    /// transfer-leader`), at any moment; each starts one ballot outside the election
+    /// budget. Adds the target "a transfer hands leadership over".
+    #[arg(long, default_value_t = 0)]
+    pub transfers: u8,
     /// When timers fire: `stable` (partial synchrony), `spurious-elections` (election
     /// and quorum-check timers at any moment), `async` (every timer at any moment).
     #[arg(long, default_value = "stable", value_parser = parse_timing)]
@@ -184,6 +189,7 @@ impl ModelArgs {
         let base = ModelConfig {
             clients: self.clients.map_or(base.clients, usize::from),
             max_elections: self.elections.map_or(base.max_elections, usize::from),
+            max_transfers: usize::from(self.transfers),
             ..base
         };
         ModelConfig {

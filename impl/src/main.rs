@@ -317,7 +317,18 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         reason = node.storage_failed() => Some(reason),
     };
     match &failure {
-        None => tracing::info!("shutting down"),
+        None => {
+            // A leader that stops hands over first, so that a rolling restart costs
+            // clients a round trip, not an election timeout. Clients are still served
+            // meanwhile (their requests follow the new leader).
+            if node.status().role == "leader" {
+                match node.transfer_leadership(None).await {
+                    Ok(leader) => tracing::info!(leader, "handed leadership over"),
+                    Err(error) => tracing::warn!(%error, "could not hand leadership over"),
+                }
+            }
+            tracing::info!("shutting down");
+        }
         Some(reason) => {
             tracing::error!(%reason, "storage failed: exiting so that a supervisor restarts the node; it recovers from what its log made durable")
         }

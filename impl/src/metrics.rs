@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
     let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
-    let metrics: [(&str, &str, &str, String); 19] = [
+    let metrics: [(&str, &str, &str, String); 20] = [
         (
             "ballot_commit_index",
             "gauge",
@@ -117,6 +117,12 @@ pub fn render(status: &Status, dropped_frames: u64) -> String {
             "counter",
             "Elections this node started.",
             status.elections.to_string(),
+        ),
+        (
+            "ballot_leadership_transfers_total",
+            "counter",
+            "Times this node handed its leadership over.",
+            status.transfers.to_string(),
         ),
         (
             "ballot_persist_records_total",

@@ -39,7 +39,7 @@ use ballot_model::{
     ClientId, ClientRequest, ClientResponse, ClientSession, ClusterConfig, DurableState,
     DurableUpdate, Effect, Input, Message, NodeId, Operation, Outcome, Refusal, Replica,
     RestoreError, Role, SessionEffect, SessionInput, SessionTimer, Slot, Snapshot, StateMachine,
-    Timer, Uncertainty,
+    Timer, TransferOutcome, TransferRefusal, Uncertainty,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -235,6 +235,9 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Shutdown,
+    /// A leadership transfer was refused; nothing changed.
+    #[error("leadership transfer refused: {0}")]
+    TransferRefused(TransferRefusal),
     /// A peer answered a request with the wrong kind of answer (a write with a read's
     /// result, say): a bug or a hostile peer; the request's outcome is unknown.
     #[error("a peer sent the wrong kind of answer: {0}")]
@@ -383,6 +386,8 @@ pub struct Status {
     pub snapshot_streams_failed: u64,
     /// Elections this node started (since it started).
     pub elections: u64,
+    /// Times this node handed its leadership over (since it started).
+    pub transfers: u64,
     /// Fsyncs of the write-ahead log (since it started).
     pub fsyncs: u64,
     /// Persist records written (since it started).
@@ -424,6 +429,11 @@ enum Event<S: StateMachine> {
     },
     /// A connection from this peer closed.
     PeerDisconnected(NodeId),
+    /// The operator asks for a leadership transfer; the core's answer goes to `reply`.
+    TransferLeadership {
+        to: Option<NodeId>,
+        reply: tokio::sync::oneshot::Sender<TransferOutcome>,
+    },
     Shutdown,
 }
 
@@ -932,6 +942,7 @@ impl<S: Replicated> Node<S> {
             trace,
             busy: Busy::default(),
             rng,
+            transfer_replies: std::collections::VecDeque::new(),
             #[cfg(feature = "mutants")]
             bug: _bug,
         };
@@ -979,6 +990,43 @@ impl<S: Replicated> Node<S> {
         match response {
             ClientResponse::ReadOk { output, .. } => Ok(output),
             other => Err(NodeError::BadAnswer(format!("{other:?}"))),
+        }
+    }
+
+    /// Hands this node's leadership to `to` (or, with `None`, to a peer it heard from
+    /// lately) without waiting for an election timeout, and waits until another node
+    /// leads; returns that node. For rolling restarts: a leader that is about to stop
+    /// calls this first, and clients see no failover gap.
+    ///
+    /// Refused ([`NodeError::TransferRefused`]) if this node does not lead or `to` is
+    /// not a peer; [`NodeError::Timeout`] if no other node leads within the longest
+    /// election timeout (the successor could not win: this node may lead again).
+    ///
+    /// ```no_run
+    /// # async fn example(node: &ballot_node::node::Node<ballot_node::kv::KvStore>) {
+    /// match node.transfer_leadership(None).await {
+    ///     Ok(leader) => println!("node {leader} leads now"),
+    ///     Err(error) => eprintln!("kept the lead: {error}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<NodeId, NodeError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared
+            .events
+            .send(Event::TransferLeadership { to, reply })
+            .await
+            .map_err(|_| self.stopped_error())?;
+        let successor = match answer.await.map_err(|_| self.stopped_error())? {
+            TransferOutcome::HandedOver { to } => to,
+            TransferOutcome::Refused(refusal) => return Err(NodeError::TransferRefused(refusal)),
+        };
+        let me = self.shared.config.id;
+        let limit = self.shared.config.election_timeout_max;
+        let leads = |s: &Status| s.leader.is_some_and(|leader| leader != me);
+        match tokio::time::timeout(limit, self.wait_for(leads)).await {
+            Ok(status) => Ok(status.leader.unwrap_or(successor)),
+            Err(_) => Err(NodeError::Timeout(limit)),
         }
     }
 
@@ -1288,6 +1336,9 @@ struct Driver<S: Replicated> {
     rng: StdRng,
     /// Notified when the known leader changes.
     leader_changed: Arc<tokio::sync::Notify>,
+    /// Operators waiting for the core's answer to their transfer request, in the
+    /// order their inputs were stepped (each step answers exactly one).
+    transfer_replies: std::collections::VecDeque<tokio::sync::oneshot::Sender<TransferOutcome>>,
     /// The planted runtime bug this loop runs, if any.
     #[cfg(feature = "mutants")]
     bug: Option<RuntimeBug>,
@@ -1431,6 +1482,10 @@ impl<S: Replicated> Driver<S> {
                 return self.flush_streams();
             }
             Event::PeerDisconnected(from) => return self.streams.disconnected(from),
+            Event::TransferLeadership { to, reply } => {
+                self.transfer_replies.push_back(reply);
+                Input::TransferLeadership { to }
+            }
             Event::SnapshotSaved(saved) => {
                 self.snapshotting = false;
                 match saved {
@@ -1597,7 +1652,22 @@ impl<S: Replicated> Driver<S> {
                 }
                 Effect::Campaigning { ballot } => {
                     self.counters.elections += 1;
-                    tracing::info!(%ballot, "election timeout: running for leader");
+                    tracing::info!(%ballot, "running for leader");
+                }
+                Effect::LeadershipTransfer(outcome) => {
+                    match outcome {
+                        TransferOutcome::HandedOver { to } => {
+                            self.counters.transfers += 1;
+                            tracing::info!(to, "handing leadership over");
+                        }
+                        TransferOutcome::Refused(refusal) => {
+                            tracing::info!(%refusal, "leadership transfer refused");
+                        }
+                    }
+                    // The operator may have stopped waiting: nothing to do then.
+                    if let Some(reply) = self.transfer_replies.pop_front() {
+                        let _ = reply.send(outcome);
+                    }
                 }
                 // Armed when emitted (`arm_timers`).
                 Effect::SetTimer(_) | Effect::CancelTimer(_) | Effect::Applied { .. } => {}

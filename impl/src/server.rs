@@ -199,7 +199,7 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         .and_then(|l| info.client_addrs.get(l).cloned())
         .unwrap_or_default();
     format!(
-        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
+        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
         status.role,
         status.id,
         leader,
@@ -219,6 +219,7 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         status.snapshot_bytes_received,
         status.snapshot_streams_failed,
         status.elections,
+        status.transfers,
         status.fsyncs,
         status.persists,
         node.dropped_frames(),

@@ -591,7 +591,8 @@ fn absorb<S: StateMachine>(
             Effect::CancelTimer(timer) => {
                 run.armed.remove(&timer);
             }
-            Effect::Applied { .. } | Effect::Campaigning { .. } => {}
+            Effect::Applied { .. } | Effect::Campaigning { .. } | Effect::LeadershipTransfer(_) => {
+            }
         }
     }
 }

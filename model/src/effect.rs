@@ -63,6 +63,14 @@ pub enum Input<S: StateMachine> {
     Client(ClientRequest<S::Command, S::Query>),
     /// An armed timer fired.
     Timer(Timer),
+    /// The operator asks this node, if it leads, to hand its leadership to `to` (or,
+    /// with `None`, to the peer of its choice) without waiting for an election
+    /// timeout: for rolling restarts. Answered by one
+    /// [`Effect::LeadershipTransfer`].
+    TransferLeadership {
+        /// The peer to hand over to.
+        to: Option<NodeId>,
+    },
     /// The driver made a snapshot taken with [`crate::Replica::snapshot`] durable, at
     /// this slot: the core may drop the log up to it. When to compact is the driver's
     /// choice (a resource policy, not a protocol decision); the driver must not send
@@ -120,10 +128,61 @@ pub enum Effect<S: StateMachine> {
         /// The slot just applied.
         slot: Slot,
     },
+    /// The answer to [`Input::TransferLeadership`], for the operator who asked.
+    LeadershipTransfer(TransferOutcome),
     /// The core started a new ballot to run for leader (for logs and metrics; nothing
     /// for the driver to do). A candidacy retry at the same ballot is not one.
     Campaigning {
         /// The new ballot (persisted as the promise just before).
         ballot: Ballot,
     },
+}
+
+/// What became of a request to hand leadership over ([`Input::TransferLeadership`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TransferOutcome {
+    /// This node stepped down and told `to` to run for leader at once, and every other
+    /// peer to back `to`. Whether `to` wins shows in who leads next.
+    HandedOver {
+        /// The peer asked to take over.
+        to: NodeId,
+    },
+    /// Nothing changed, for this reason.
+    Refused(TransferRefusal),
+}
+
+/// Why a request to hand leadership over was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TransferRefusal {
+    /// This node does not lead; `leader` is the one it knows of, if any.
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// `to` is not a peer of this node (it is this node, or no member at all).
+    NotAPeer {
+        /// The node named.
+        to: NodeId,
+    },
+    /// This node has no peer to hand over to (a cluster of one).
+    NoPeer,
+}
+
+impl std::fmt::Display for TransferRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferRefusal::NotLeader {
+                leader: Some(leader),
+            } => {
+                write!(f, "this node does not lead; node {leader} does")
+            }
+            TransferRefusal::NotLeader { leader: None } => {
+                write!(f, "this node does not lead, and knows no leader")
+            }
+            TransferRefusal::NotAPeer { to } => {
+                write!(f, "node {to} is not a peer of this node")
+            }
+            TransferRefusal::NoPeer => write!(f, "this node has no peer to hand over to"),
+        }
+    }
 }

@@ -69,6 +69,7 @@ pub mod replica;
 pub mod snapshot;
 pub mod spec;
 pub mod state_machine;
+mod transfer;
 
 pub use ballot::{quorum, Ballot, ClientId, NodeId, Slot};
 pub use client_session::{
@@ -77,7 +78,7 @@ pub use client_session::{
 };
 pub use client_table::{ApplyOutcome, ClientTable, Session};
 pub use durable::{DurableState, DurableUpdate};
-pub use effect::{Effect, Input, Timer};
+pub use effect::{Effect, Input, Timer, TransferOutcome, TransferRefusal};
 pub use message::{
     AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Refusal, Request,
 };

@@ -148,6 +148,16 @@ pub enum Message<S: StateMachine> {
         /// The receiver's promise, which is higher.
         promised: Ballot,
     },
+    /// The leader of `ballot` steps down in favour of `to`: `to` runs for leader at
+    /// once, and every other peer backs `to` rather than the sender (leadership
+    /// transfer, for rolling restarts). Safety asks nothing of it: any node may start
+    /// a ballot at any time; it only spares the cluster an election timeout.
+    TransferLeadership {
+        /// The sender's ballot, as it led.
+        ballot: Ballot,
+        /// The peer that takes over.
+        to: NodeId,
+    },
 }
 
 impl<S: StateMachine> Message<S> {
@@ -167,7 +177,8 @@ impl<S: StateMachine> Message<S> {
             | Message::Heartbeat { ballot, .. }
             | Message::HeartbeatAck { ballot, .. }
             | Message::InstallSnapshot { ballot, .. }
-            | Message::Reject { ballot, .. } => *ballot,
+            | Message::Reject { ballot, .. }
+            | Message::TransferLeadership { ballot, .. } => *ballot,
         }
     }
 }

@@ -192,6 +192,14 @@ pub enum StepError {
         /// The ballot.
         ballot: Ballot,
     },
+    /// A leadership transfer naming the sender itself or no member as successor.
+    #[error("TransferLeadership from node {from} names node {to}, which cannot take over")]
+    TransferToNonPeer {
+        /// Sender.
+        from: NodeId,
+        /// The successor named.
+        to: NodeId,
+    },
     /// A reply about a ballot this node never ran.
     #[error("{kind} from node {from} answers ballot {ballot}, which is not ours")]
     NotOurBallot {
@@ -562,6 +570,10 @@ impl<S: StateMachine> Replica<S> {
                 self.on_compact(through, effects);
                 Ok(())
             }
+            Input::TransferLeadership { to } => {
+                self.on_transfer_request(to, effects);
+                Ok(())
+            }
         }
     }
 
@@ -663,6 +675,9 @@ impl<S: StateMachine> Replica<S> {
                 self.on_install_snapshot(from, ballot, snapshot, commit, effects);
             }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised, effects),
+            Message::TransferLeadership { ballot, to } => {
+                self.on_transfer(from, ballot, to, effects);
+            }
         }
         Ok(())
     }
@@ -708,6 +723,13 @@ impl<S: StateMachine> Replica<S> {
                 self.require_own_ballot("HeartbeatAck", from, *ballot)
             }
             Message::Reject { ballot, .. } => self.require_own_ballot("Reject", from, *ballot),
+            Message::TransferLeadership { ballot, to } => {
+                self.require_sender_ballot("TransferLeadership", from, *ballot)?;
+                if *to >= self.config.node_count || *to == from {
+                    return Err(StepError::TransferToNonPeer { from, to: *to });
+                }
+                Ok(())
+            }
         }
     }
 
@@ -801,6 +823,13 @@ impl<S: StateMachine> Replica<S> {
             effects.push(Effect::SetTimer(Timer::Election));
             return;
         }
+        self.campaign(effects);
+    }
+
+    /// Starts phase 1 at a new ballot above every ballot seen, for every slot from the
+    /// commit point on. Only a node that does not lead campaigns.
+    pub(crate) fn campaign(&mut self, effects: &mut Vec<Effect<S>>) {
+        debug_assert!(!self.is_leader(), "a leader campaigns against itself");
         let Some(round) = self
             .durable
             .promised
@@ -1031,7 +1060,8 @@ impl<S: StateMachine> Replica<S> {
             Message::Prepare { .. }
             | Message::Accept { .. }
             | Message::Heartbeat { .. }
-            | Message::InstallSnapshot { .. } => false,
+            | Message::InstallSnapshot { .. }
+            | Message::TransferLeadership { .. } => false,
             Message::Promise { ballot, .. } => running != Some((*ballot, false)),
             Message::Accepted { ballot, .. } | Message::HeartbeatAck { ballot, .. } => {
                 running != Some((*ballot, true))

@@ -8,7 +8,7 @@ use ballot_model::invariants::check_replica;
 use ballot_model::{
     AcceptedEntry, ApplyOutcome, Ballot, ClientRequest, ClientResponse, ClusterConfig,
     DurableState, DurableUpdate, Effect, Input, Message, NodeId, Proposal, Refusal, Register,
-    Replica, Request, Role, Slot, StepError, Timer,
+    Replica, Request, Role, Slot, StepError, Timer, TransferOutcome, TransferRefusal,
 };
 use std::collections::BTreeMap;
 
@@ -1885,4 +1885,148 @@ fn reject_about_an_old_ballot_teaches_nothing() {
     // The candidacy is not pushed to the end of the ballot space: it asks again at 2.0.
     step(&mut r, timer(Timer::Election));
     assert_eq!(r.durable().promised, b(2, 0));
+}
+
+// ---------------------------------------------------------------------------------------
+// 14. Leadership transfer
+// ---------------------------------------------------------------------------------------
+
+fn transfer(to: Option<NodeId>) -> Input<Register> {
+    Input::TransferLeadership { to }
+}
+
+#[test]
+fn a_leader_hands_over_redirects_what_it_queued_and_steps_down() {
+    let config = cluster(3).with_pipeline_depth(1);
+    let mut r = elect(recover_with(0, config, DurableState::default()));
+    let ballot = r.leader_ballot().unwrap();
+    // The pipeline (1 slot) fills; the second write waits in the queue.
+    step(&mut r, client_write(10, 1, 1));
+    step(&mut r, client_write(12, 1, 3));
+    let effects = step(&mut r, transfer(Some(2)));
+    let handover = |to| send(to, Message::TransferLeadership { ballot, to: 2 });
+    let mut expected = vec![redirect(12, 1, Some(2)), handover(1), handover(2)];
+    expected.extend(step_down_timers());
+    expected.push(Effect::LeadershipTransfer(TransferOutcome::HandedOver {
+        to: 2,
+    }));
+    assert_eq!(effects, expected);
+    assert!(!r.is_leader());
+    assert_eq!(r.backing(), Some(2));
+    assert_eq!(
+        r.leader_hint(),
+        Some(2),
+        "clients are sent to the successor"
+    );
+    // The successor's higher ballot is promised, not refused out of loyalty.
+    let effects = step(&mut r, msg(2, prepare(b(ballot.round + 1, 2), 1)));
+    assert!(effects.contains(&Effect::Persist(DurableUpdate::Promise(b(
+        ballot.round + 1,
+        2
+    )))));
+}
+
+#[test]
+fn a_leader_chooses_a_peer_it_heard_from_when_none_is_named() {
+    let mut r = elect(follower(0));
+    let ballot = r.leader_ballot().unwrap();
+    step(&mut r, msg(2, heartbeat_ack(ballot, 0, 0, false)));
+    let effects = step(&mut r, transfer(None));
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::LeadershipTransfer(TransferOutcome::HandedOver {
+            to: 2
+        }))
+    );
+}
+
+#[test]
+fn a_transfer_is_refused_by_a_follower_and_for_a_non_peer() {
+    let mut r = follower(1);
+    step(&mut r, msg(0, heartbeat(b(1, 0), 0, 0)));
+    let before = r.clone();
+    let effects = step(&mut r, transfer(Some(2)));
+    assert_eq!(
+        effects,
+        vec![Effect::LeadershipTransfer(TransferOutcome::Refused(
+            TransferRefusal::NotLeader { leader: Some(0) }
+        ))]
+    );
+    assert_eq!(r, before);
+
+    let mut r = elect(follower(0));
+    let before = r.clone();
+    for to in [0, 3] {
+        let effects = step(&mut r, transfer(Some(to)));
+        assert_eq!(
+            effects,
+            vec![Effect::LeadershipTransfer(TransferOutcome::Refused(
+                TransferRefusal::NotAPeer { to }
+            ))]
+        );
+        assert_eq!(r, before, "a refused transfer changes nothing");
+    }
+}
+
+#[test]
+fn the_successor_campaigns_at_once_and_the_others_back_it() {
+    let mut successor = follower(2);
+    step(&mut successor, msg(0, heartbeat(b(1, 0), 0, 0)));
+    let effects = step(
+        &mut successor,
+        msg(
+            0,
+            Message::TransferLeadership {
+                ballot: b(1, 0),
+                to: 2,
+            },
+        ),
+    );
+    assert_eq!(effects[0], Effect::Persist(DurableUpdate::Promise(b(2, 2))));
+    assert!(matches!(successor.role(), Role::Candidate(_)));
+
+    let mut other = follower(1);
+    step(&mut other, msg(0, heartbeat(b(1, 0), 0, 0)));
+    let effects = step(
+        &mut other,
+        msg(
+            0,
+            Message::TransferLeadership {
+                ballot: b(1, 0),
+                to: 2,
+            },
+        ),
+    );
+    assert_eq!(effects, vec![Effect::SetTimer(Timer::Election)]);
+    assert_eq!(other.backing(), Some(2));
+    let effects = step(&mut other, msg(2, prepare(b(2, 2), 1)));
+    assert!(effects.contains(&Effect::Persist(DurableUpdate::Promise(b(2, 2)))));
+}
+
+#[test]
+fn a_stale_or_malformed_transfer_changes_nothing() {
+    let mut r = follower(1);
+    step(&mut r, msg(2, prepare(b(3, 2), 1)));
+    let before = r.clone();
+    let effects = step(
+        &mut r,
+        msg(
+            0,
+            Message::TransferLeadership {
+                ballot: b(1, 0),
+                to: 1,
+            },
+        ),
+    );
+    assert_eq!(effects, vec![], "a newer ballot was promised since");
+    assert_eq!(r, before);
+    for (from, ballot, to) in [(0, b(4, 2), 1), (0, b(4, 0), 0), (0, b(4, 0), 9)] {
+        let (result, effects) = try_step(
+            &mut r,
+            msg(from, Message::TransferLeadership { ballot, to }),
+        );
+        assert!(result.is_err(), "{ballot} to {to} accepted");
+        assert_eq!(effects, vec![]);
+        assert_eq!(r, before);
+    }
 }

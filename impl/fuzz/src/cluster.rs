@@ -655,7 +655,8 @@ impl Cluster {
                 | Effect::SetTimer(_)
                 | Effect::CancelTimer(_)
                 | Effect::Applied { .. }
-                | Effect::Campaigning { .. } => {}
+                | Effect::Campaigning { .. }
+                | Effect::LeadershipTransfer(_) => {}
             }
         }
     }

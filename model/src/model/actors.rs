@@ -36,6 +36,10 @@ pub enum ModelTimer {
     Server(Timer),
     /// A client session's timer.
     Client(SessionTimer),
+    /// Not a timer but the operator: "hand your leadership over"
+    /// ([`Input::TransferLeadership`]). Armed on every server when the model allows
+    /// transfers; the model lets it fire only at a live leader, within its budget.
+    TransferLeadership,
 }
 
 impl ModelTimer {
@@ -140,6 +144,9 @@ pub enum ModelActor {
         cluster: ClusterConfig,
         /// Whether the driver compacts (see [`crate::model::ModelConfig::compaction`]).
         compaction: bool,
+        /// Whether the operator may ask for leadership transfers
+        /// ([`crate::model::ModelConfig::max_transfers`]).
+        transfers: bool,
     },
     /// A client running a script.
     Client {
@@ -228,8 +235,10 @@ fn emit(
             ),
             Effect::SetTimer(timer) => o.set_timer(ModelTimer::Server(timer), model_timeout()),
             Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Server(timer)),
-            // The election budget is counted by the model itself (`BallotModel`).
-            Effect::Applied { .. } | Effect::Campaigning { .. } => {}
+            // The election and transfer budgets are counted by the model itself
+            // (`BallotModel`).
+            Effect::Applied { .. } | Effect::Campaigning { .. } | Effect::LeadershipTransfer(_) => {
+            }
         }
     }
     if persisted {
@@ -258,7 +267,12 @@ impl Actor for ModelActor {
 
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
         match self {
-            ModelActor::Server { cluster, .. } => {
+            ModelActor::Server {
+                cluster, transfers, ..
+            } => {
+                if *transfers {
+                    o.set_timer(ModelTimer::TransferLeadership, model_timeout());
+                }
                 let stored = storage.clone().unwrap_or_default();
                 let restored = Replica::restore(
                     usize::from(id),
@@ -335,6 +349,11 @@ impl Actor for ModelActor {
         match (self, timer) {
             (ModelActor::Server { .. }, ModelTimer::Server(timer)) => {
                 self.drive_server(state, Input::Timer(*timer), o);
+            }
+            (ModelActor::Server { .. }, ModelTimer::TransferLeadership) => {
+                // The operator may ask again (the model's budget bounds how often).
+                o.set_timer(ModelTimer::TransferLeadership, model_timeout());
+                self.drive_server(state, Input::TransferLeadership { to: None }, o);
             }
             (ModelActor::Client { .. }, ModelTimer::Client(timer)) => {
                 self.drive_client(state, SessionInput::Timer(*timer), o);

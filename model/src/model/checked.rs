@@ -38,6 +38,13 @@ pub struct Ledger {
     /// Elections so far: election timeouts that started a new ballot (a candidate
     /// asking again at its ballot is not counted).
     pub elections: u8,
+    /// Leadership transfers the operator asked for so far.
+    pub transfers: u8,
+    /// The last transfer: the leader that handed over, and the elections count then
+    /// (a successor that leads with no election since took over by the transfer).
+    pub handed_over: Option<(NodeId, u8)>,
+    /// Some node took over by a transfer, with no election timeout since it was asked.
+    pub transfer_took_over: bool,
     /// Every vote ever cast: `(slot, ballot, value)` → voters. Shared between states
     /// until a step records a new vote (most steps do not).
     pub votes: Arc<Votes>,
@@ -152,6 +159,7 @@ impl BallotModel {
             .actors((0..config.servers).map(|_| ModelActor::Server {
                 cluster: cluster.clone(),
                 compaction: config.compaction,
+                transfers: config.max_transfers > 0,
             }))
             .actors((0..config.clients).map(|client| ModelActor::Client {
                 client: client as u64,
@@ -212,6 +220,10 @@ impl BallotModel {
                 usize::from(*id) < config.servers
                     && (state.ledger.crashes as usize) < config.max_crashes
             }
+            ActorModelAction::Timeout(id, ModelTimer::TransferLeadership) => {
+                (state.ledger.transfers as usize) < config.max_transfers
+                    && self.is_live_leader(state, usize::from(*id))
+            }
             ActorModelAction::Timeout(id, timer) => {
                 let over_budget = timer.is_election()
                     && state.ledger.elections as usize >= config.max_elections
@@ -233,6 +245,7 @@ impl BallotModel {
                     ModelTimer::Client(SessionTimer::Backoff | SessionTimer::AwaitLeader) => {
                         config.timing.early_heartbeats()
                     }
+                    ModelTimer::TransferLeadership => true,
                 };
                 free_to_fire || self.timer_is_timely(state, *id, timer)
             }
@@ -377,8 +390,9 @@ impl BallotModel {
 impl BallotModel {
     /// Kinds of action, for searches that weigh or switch them (see
     /// `ballot-check check --strategy swarm`): delivering a peer message, a client
-    /// request, an answer; a drop; each timer; a crash; a recovery.
-    pub const ACTION_KINDS: usize = 10;
+    /// request, an answer; a drop; each timer; a crash; a recovery; the operator's
+    /// request for a leadership transfer.
+    pub const ACTION_KINDS: usize = 11;
 
     /// The kind of `action`, below [`BallotModel::ACTION_KINDS`].
     ///
@@ -404,6 +418,7 @@ impl BallotModel {
                 ModelTimer::Server(Timer::Heartbeat) => 5,
                 ModelTimer::Server(Timer::CheckQuorum) => 6,
                 ModelTimer::Client(_) => 7,
+                ModelTimer::TransferLeadership => 10,
             },
             ActorModelAction::Crash(_) => 8,
             ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => 9,
@@ -455,6 +470,10 @@ impl Model for BallotModel {
             {
                 ledger.elections += 1;
             }
+            ActorModelAction::Timeout(id, ModelTimer::TransferLeadership) => {
+                ledger.transfers += 1;
+                ledger.handed_over = Some((usize::from(*id), ledger.elections));
+            }
             _ => {}
         }
         let mut system = self.inner.next_state(&last.system, action)?;
@@ -474,6 +493,16 @@ impl Model for BallotModel {
             };
             sum(&system) > sum(&last.system)
         };
+        ledger.transfer_took_over = ledger.transfer_took_over
+            || ledger.handed_over.is_some_and(|(from, elections)| {
+                elections == ledger.elections
+                    && system.actor_states.iter().enumerate().any(|(id, state)| {
+                        id != from
+                            && !system.crashed[id]
+                            && matches!(&**state, ModelActorState::Server(server)
+                                if server.replica.is_leader())
+                    })
+            });
         ledger.deduplicated = ledger.deduplicated || rose(Replica::deduplicated_count);
         ledger.installed_snapshot = ledger.installed_snapshot || rose(Replica::snapshots_installed);
         ledger.refused_busy = ledger.refused_busy || rose(Replica::refused_busy_count);

@@ -171,6 +171,10 @@ pub struct ModelConfig {
     pub max_crashes: usize,
     /// Total election timeouts over a run. Bound: ballots stay small and finite.
     pub max_elections: usize,
+    /// Times over a run that the operator asks the leader to hand its leadership over
+    /// ([`crate::Input::TransferLeadership`]). Each starts one ballot outside the
+    /// election budget, so ballots stay finite.
+    pub max_transfers: usize,
     /// When timers may fire; see [`Timing`].
     pub timing: Timing,
     /// Times a client re-sends one operation after a timeout, to the next server;
@@ -215,6 +219,7 @@ impl Default for ModelConfig {
             lossy: false,
             max_crashes: 1,
             max_elections: 2,
+            max_transfers: 0,
             timing: Timing::Stable,
             client_retries: None,
             connectivity: Connectivity::full(),
@@ -340,6 +345,9 @@ impl ModelConfig {
             self.pipeline_depth,
             self.max_batch,
         );
+        if self.max_transfers > 0 {
+            text.push_str(&format!(" transfers={}", self.max_transfers));
+        }
         if let Some(max) = self.queue_requests_max {
             text.push_str(&format!(" queue-max={max}"));
         }

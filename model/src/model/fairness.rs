@@ -91,7 +91,11 @@ impl BallotModel {
     /// ```
     pub fn classify(&self, state: &BallotState, action: &BallotAction) -> ActionClass {
         match action {
-            ActorModelAction::Crash(_) | ActorModelAction::Drop(_) => ActionClass::Fault,
+            // An operator's request, like a crash, may happen a finite number of times
+            // and need never happen: no run is unfair for lacking one.
+            ActorModelAction::Crash(_)
+            | ActorModelAction::Drop(_)
+            | ActorModelAction::Timeout(_, ModelTimer::TransferLeadership) => ActionClass::Fault,
             ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => {
                 ActionClass::Free
             }
@@ -209,6 +213,8 @@ impl BallotModel {
             ModelTimer::Server(Timer::Heartbeat) => {
                 !self.has_effective_in_flight(state, id, false) && self.follower_lags(state, n)
             }
+            // The operator is no timer: whenever the model lets it act, it may.
+            ModelTimer::TransferLeadership => true,
             ModelTimer::Client(timer) => {
                 let Some(ModelActorState::Client(client)) =
                     state.system.actor_states.get(n).map(|s| &**s)

@@ -51,6 +51,10 @@ pub const SESSION_EXPIRED: &str = "a client session expires";
 /// refused (not applied a second time).
 pub const EXPIRED_REFUSED: &str = "an expired session's request is refused";
 
+/// Reachability (with transfers allowed): the operator asks the leader to hand over,
+/// and another node leads with no election timeout since.
+pub const TRANSFER_TAKES_OVER: &str = "a transfer hands leadership over";
+
 /// Every property for `config`, safety first.
 pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     let mut properties = vec![
@@ -72,6 +76,12 @@ pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     }
     if config.queue_requests_max.is_some() {
         properties.push(Property::sometimes(BUSY_REFUSED, busy_refused));
+    }
+    if config.max_transfers > 0 {
+        properties.push(Property::sometimes(
+            TRANSFER_TAKES_OVER,
+            transfer_takes_over,
+        ));
     }
     if config.sessions_max.is_some() {
         properties.push(Property::sometimes(SESSION_EXPIRED, session_expired));
@@ -225,6 +235,10 @@ fn snapshot_installed(_: &BallotModel, state: &BallotState) -> bool {
 
 fn busy_refused(_: &BallotModel, state: &BallotState) -> bool {
     state.ledger.refused_busy
+}
+
+fn transfer_takes_over(_: &BallotModel, state: &BallotState) -> bool {
+    state.ledger.transfer_took_over
 }
 
 fn session_expired(_: &BallotModel, state: &BallotState) -> bool {
