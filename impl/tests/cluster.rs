@@ -1228,3 +1228,92 @@ fn client_sessions_expire_through_the_log_and_increments_apply_exactly_once() {
         }
     });
 }
+
+/// A rolling restart under load: each node in turn, the leader included, is stopped
+/// with SIGTERM and started again while a client keeps writing. The stopped leader hands
+/// over first (its log says so), every acknowledged write survives, and the longest
+/// wait between two acknowledged writes is printed (no time is asserted).
+#[test]
+fn a_rolling_restart_hands_leadership_over_and_loses_no_write() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut cluster = Cluster::new("rolling", 3);
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    let first = runtime().block_on(leader(&cluster, &[0, 1, 2]));
+    // Stop the followers first and the leader last, so the leader's stop is the one
+    // that has to hand over, with both peers up to date.
+    let order: Vec<usize> = (0..3).filter(|&id| id != first).chain([first]).collect();
+    let clients = cluster.clients.clone();
+    let stopping = Arc::new(AtomicUsize::new(usize::MAX));
+    let done = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let writer = {
+        let (stopping, done, acked) = (stopping.clone(), done.clone(), acked.clone());
+        std::thread::spawn(move || {
+            runtime().block_on(async {
+                let mut i = 0usize;
+                while !done.load(Ordering::SeqCst) {
+                    // Through a node that is not being restarted.
+                    let avoid = stopping.load(Ordering::SeqCst);
+                    let via = (0..3).map(|k| (i + k) % 3).find(|&n| n != avoid).unwrap();
+                    let key = format!("r{i}");
+                    if set(clients[via], &key, "v").await.is_ok() {
+                        acked.lock().unwrap().push((key, Instant::now()));
+                        i += 1;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for &id in &order {
+        stopping.store(id, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        cluster.stop(id);
+        cluster.start(id);
+        runtime().block_on(async {
+            // Back in service once it reports a leader again.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while info(cluster.clients[id])
+                .await
+                .is_none_or(|i| i.get("leader").is_none_or(|l| l.is_empty()))
+            {
+                assert!(Instant::now() < deadline, "node {id} did not rejoin");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        stopping.store(usize::MAX, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    done.store(true, Ordering::SeqCst);
+    writer.join().expect("writer");
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "too few writes: {}", acked.len());
+    let longest = acked
+        .windows(2)
+        .map(|pair| pair[1].1 - pair[0].1)
+        .max()
+        .unwrap();
+    eprintln!(
+        "rolling restart of 3 nodes: {} writes, longest wait between two acknowledged writes {longest:?}",
+        acked.len()
+    );
+    assert!(
+        cluster.log_text(first).contains("handed leadership over"),
+        "the leader did not hand over on SIGTERM:\n{}",
+        cluster.log_text(first)
+    );
+    runtime().block_on(async {
+        for (key, _) in &acked {
+            let got = get(cluster.clients[first], key).await.expect("read");
+            assert_eq!(got.as_deref(), Some(b"v".as_slice()), "{key} lost");
+        }
+    });
+    for id in 0..3 {
+        cluster.stop(id);
+    }
+}
