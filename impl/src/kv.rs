@@ -331,6 +331,9 @@ pub enum KvRequest {
     Quit,
     /// `INFO [section ...]`: the sections asked for, joined by spaces, if any.
     Info(Option<String>),
+    /// `BALLOT.TRANSFERLEADER [id]`: this node, if it leads, hands its leadership to
+    /// node `id` (or to a peer of its choice) and answers once another node leads.
+    TransferLeader(Option<usize>),
 }
 
 /// The options Redis's `SET` takes; all involve expiry or conditional writes, which
@@ -427,6 +430,7 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         b"dbsize" => ("dbsize", 1),
         b"info" => ("info", -1),
         b"quit" => ("quit", -1),
+        b"ballot.transferleader" => ("ballot.transferleader", -1),
         _ => return Err(unknown_command(args)),
     };
     if !arity_ok(arity, args.len()) {
@@ -506,6 +510,16 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         } else {
             None
         }),
+        "ballot.transferleader" => match &args[1..] {
+            [] => KvRequest::TransferLeader(None),
+            [id] => KvRequest::TransferLeader(Some(
+                std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| "ERR the node id must be a non-negative integer".to_string())?,
+            )),
+            _ => return Err(wrong_arity(name)),
+        },
         _ => KvRequest::Quit,
     };
     Ok(request)
@@ -530,6 +544,29 @@ mod tests {
             KvRequest::Read(query) => Ok(store.query(&query)),
             other => panic!("not a key-value request: {other:?}"),
         }
+    }
+
+    #[test]
+    fn transfer_leader_takes_an_optional_member_id() {
+        let parse = |list: &[&str]| parse_command(&args(list));
+        assert_eq!(
+            parse(&["BALLOT.TRANSFERLEADER"]),
+            Ok(KvRequest::TransferLeader(None))
+        );
+        assert_eq!(
+            parse(&["ballot.transferleader", "2"]),
+            Ok(KvRequest::TransferLeader(Some(2)))
+        );
+        for bad in ["-1", "x", ""] {
+            assert_eq!(
+                parse(&["ballot.transferleader", bad]),
+                Err("ERR the node id must be a non-negative integer".to_string())
+            );
+        }
+        assert_eq!(
+            parse(&["ballot.transferleader", "1", "2"]),
+            Err(wrong_arity("ballot.transferleader"))
+        );
     }
 
     #[test]

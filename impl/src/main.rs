@@ -5,6 +5,7 @@ use ballot_node::client::Client;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::KvStore;
 use ballot_node::node::{Node, NodeConfig};
+use ballot_node::resp::Value;
 use ballot_node::server::{self, ServerInfo};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ enum Command {
     /// Start or inspect a local cluster on loopback.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The cluster's members, asked of any node (in the spirit of `etcdctl member`).
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Closed-loop load over RESP: prints ops/s, p50/p99/p999 latency, and the elections
     /// the nodes in `--addr` started meanwhile (a busy leader should cause none).
     Bench(BenchArgs),
@@ -75,6 +79,28 @@ enum ClusterCommand {
         /// The cluster directory written by `cluster up`.
         #[arg(long, default_value = "ballot-cluster")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MemberCommand {
+    /// List the members: id, client and peer address, role, indexes, and how far each
+    /// lags behind the leader's commit index (every member votes: the membership is
+    /// fixed at bootstrap).
+    List {
+        /// Any member's client address.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
+    },
+    /// Ask the leader to hand its leadership to member ID (or, without ID, to a member
+    /// of its choice) without an election timeout; answers once the new leader leads.
+    /// A leader stopped with SIGTERM does this by itself.
+    TransferLeader {
+        /// The member to take over.
+        id: Option<usize>,
+        /// Any member's client address: the leader is found through it.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
     },
 }
 
@@ -206,6 +232,10 @@ fn main() -> ExitCode {
                 trace,
             }) => cluster_up(nodes, &dir, base_port, trace).await,
             Command::Cluster(ClusterCommand::Status { dir }) => cluster_status(&dir).await,
+            Command::Member(MemberCommand::List { addr }) => member_list(&addr).await,
+            Command::Member(MemberCommand::TransferLeader { id, addr }) => {
+                transfer_leader(&addr, id).await
+            }
             Command::Bench(args) => bench(args).await,
         }
     });
@@ -560,6 +590,101 @@ async fn cluster_status(dir: &Path) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `INFO` of the node at `addr`, or why not.
+async fn node_info(addr: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut client = tokio::time::timeout(Duration::from_secs(2), Client::connect(addr))
+        .await
+        .map_err(|_| "no answer within 2 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(2), client.info())
+        .await
+        .map_err(|_| "no INFO within 2 s".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn member_list(addr: &str) -> Result<(), String> {
+    let info = node_info(addr)
+        .await
+        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let list = |field: &str| -> Vec<String> {
+        info.get(field)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let (clients, peers) = (list("clients"), list("peers"));
+    let mut rows = Vec::new();
+    for (id, client) in clients.iter().enumerate() {
+        rows.push((id, client, node_info(client).await));
+    }
+    let leader_commit: Option<u64> = rows.iter().find_map(|(_, _, info)| {
+        let info = info.as_ref().ok()?;
+        (info.get("role")? == "leader").then(|| info.get("commit_index")?.parse().ok())?
+    });
+    println!("id  client                 peer                   role       commit   applied  lag");
+    for (id, client, info) in rows {
+        let peer = peers.get(id).map_or("?", String::as_str);
+        match info {
+            Ok(info) => {
+                let field = |name: &str| info.get(name).map_or("?", String::as_str).to_string();
+                let commit: Option<u64> = info.get("commit_index").and_then(|c| c.parse().ok());
+                let lag = match (leader_commit, commit) {
+                    (Some(leader), Some(commit)) => leader.saturating_sub(commit).to_string(),
+                    _ => "?".into(),
+                };
+                println!(
+                    "{id:<3} {client:<22} {peer:<22} {:<10} {:<8} {:<8} {lag}",
+                    field("role"),
+                    field("commit_index"),
+                    field("applied_index"),
+                );
+            }
+            Err(error) => println!("{id:<3} {client:<22} {peer:<22} down       ({error})"),
+        }
+    }
+    Ok(())
+}
+
+async fn transfer_leader(addr: &str, id: Option<usize>) -> Result<(), String> {
+    let info = node_info(addr)
+        .await
+        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let members: Vec<String> = info
+        .get("clients")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    // The member that says it leads; a node that has not heard from a new leader yet
+    // knows none, so ask them all, for about an election's time.
+    let mut leader = None;
+    for _ in 0..20 {
+        for member in &members {
+            if let Ok(info) = node_info(member).await {
+                if info.get("role").is_some_and(|role| role == "leader") {
+                    leader = Some(member.clone());
+                    break;
+                }
+            }
+        }
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.ok_or_else(|| "no member leads; try again in a moment".to_string())?;
+    let mut client = Client::connect(&leader)
+        .await
+        .map_err(|e| format!("cannot reach the leader at {leader}: {e}"))?;
+    let mut args = vec!["BALLOT.TRANSFERLEADER".to_string()];
+    args.extend(id.map(|id| id.to_string()));
+    match client.call(&args).await.map_err(|e| e.to_string())? {
+        Value::Simple(reply) => {
+            println!("{reply}");
+            Ok(())
+        }
+        Value::Error(error) => Err(error),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
 }
 
 async fn bench(args: BenchArgs) -> Result<(), String> {

@@ -169,6 +169,10 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
         KvRequest::Ping(None) => Value::Simple("PONG".into()),
         KvRequest::Ping(Some(message)) | KvRequest::Echo(message) => Value::Bulk(message),
         KvRequest::Quit => return (Value::Simple("OK".into()), true),
+        KvRequest::TransferLeader(to) => match node.transfer_leadership(to).await {
+            Ok(leader) => Value::Simple(format!("OK node {leader} leads")),
+            Err(error) => Value::Error(format!("ERR {error}")),
+        },
         KvRequest::Info(_) => Value::Verbatim {
             format: *b"txt",
             text: info_text(node, info).into_bytes(),
@@ -199,7 +203,7 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         .and_then(|l| info.client_addrs.get(l).cloned())
         .unwrap_or_default();
     format!(
-        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\n",
+        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\nclients:{}\r\n",
         status.role,
         status.id,
         leader,
@@ -224,5 +228,6 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         status.persists,
         node.dropped_frames(),
         info.peer_addrs.join(","),
+        info.client_addrs.join(","),
     )
 }

@@ -1317,3 +1317,67 @@ fn a_rolling_restart_hands_leadership_over_and_loses_no_write() {
         cluster.stop(id);
     }
 }
+
+/// `ballot member list` and `ballot member transfer-leader`, as an operator runs them
+/// against any node: the list shows every member with one leader, a transfer to a named
+/// follower makes it lead, and a transfer to no member is refused with the reason.
+#[test]
+fn member_commands_list_members_and_transfer_leadership() {
+    let mut cluster = Cluster::new("member-cli", 3);
+    for id in 0..3 {
+        cluster.start(id);
+    }
+    let first = runtime().block_on(leader(&cluster, &[0, 1, 2]));
+    let ballot = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ballot"))
+            .args(args)
+            .output()
+            .expect("run ballot");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).to_string();
+        (
+            output.status.success(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let follower = (first + 1) % 3;
+    let via = cluster.clients[(first + 2) % 3].to_string();
+    let (ok, listed, _) = ballot(&["member", "list", "--addr", &via]);
+    assert!(ok, "{listed}");
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "a header and three members:\n{listed}"
+    );
+    assert_eq!(listed.matches(" leader ").count(), 1, "{listed}");
+    for id in 0..3 {
+        assert!(
+            listed.contains(&cluster.clients[id].to_string()),
+            "{listed}"
+        );
+    }
+
+    let (ok, out, err) = ballot(&["member", "transfer-leader", "7", "--addr", &via]);
+    assert!(!ok, "a transfer to no member succeeded: {out}");
+    assert!(err.contains("node 7 is not a peer"), "{err}");
+
+    let (ok, out, err) = ballot(&[
+        "member",
+        "transfer-leader",
+        &follower.to_string(),
+        "--addr",
+        &via,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), format!("OK node {follower} leads"));
+    let now = runtime().block_on(leader(&cluster, &[0, 1, 2]));
+    assert_eq!(now, follower);
+    runtime().block_on(async {
+        set(cluster.clients[first], "after-transfer", "1")
+            .await
+            .expect("a write through the old leader after the transfer");
+    });
+    for id in 0..3 {
+        cluster.stop(id);
+    }
+}
