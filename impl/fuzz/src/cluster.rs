@@ -27,7 +27,7 @@ use ballot_model::DurableUpdate;
 use ballot_model::{
     AcceptedEntry, Ballot, ClientId, ClientRequest, ClientTable, ClusterConfig, DurableState,
     Effect, Input, Message, NodeId, Proposal, Register, Replica, Request, Slot, Snapshot,
-    StepError, Timer, MAX_SLOTS_AHEAD,
+    StepError, Timer, TransferOutcome, MAX_SLOTS_AHEAD,
 };
 use std::collections::VecDeque;
 
@@ -46,7 +46,9 @@ const VALUES: u8 = 4;
 const CLIENTS: u8 = 4;
 const SEQS: u8 = 8;
 /// Number of [`Action`] kinds, and the order of [`TIMERS`] (the encoding).
-const OPCODES: u8 = 10;
+const OPCODES: u8 = 11;
+/// Kinds of forged message ([`Message`]'s variants).
+const MESSAGE_KINDS: u8 = 9;
 const TIMERS: [Timer; Timer::ALL.len()] = Timer::ALL;
 
 /// One step of a schedule.
@@ -105,6 +107,14 @@ pub enum Action {
         /// The slot reported.
         through: Slot,
     },
+    /// The operator asks `node` to hand its leadership to `to` (perhaps itself,
+    /// perhaps no member), or, with `None`, to a peer of its choice.
+    Transfer {
+        /// The node asked.
+        node: NodeId,
+        /// The successor named, if any.
+        to: Option<NodeId>,
+    },
     /// `node` crashes and restarts from its durable state and newest saved snapshot.
     Restart {
         /// The node.
@@ -159,6 +169,10 @@ impl Action {
                 through: slot(r),
             },
             8 => Action::Restart { node: node(r) },
+            9 => Action::Transfer {
+                node: node(r),
+                to: (r.below(2) == 1).then(|| any_node(r)),
+            },
             _ => Action::Forge {
                 to: node(r),
                 from: any_node(r),
@@ -241,7 +255,7 @@ fn snapshot(r: &mut Reader) -> Snapshot<Register> {
 
 fn message(r: &mut Reader) -> Message<Register> {
     let ballot = ballot(r);
-    match r.below(8) {
+    match r.below(MESSAGE_KINDS) {
         0 => Message::Prepare {
             ballot,
             from_slot: slot(r),
@@ -292,9 +306,13 @@ fn message(r: &mut Reader) -> Message<Register> {
             snapshot: snapshot(r),
             commit: slot(r),
         },
-        _ => Message::Reject {
+        7 => Message::Reject {
             ballot,
             promised: self::ballot(r),
+        },
+        _ => Message::TransferLeadership {
+            ballot,
+            to: any_node(r),
         },
     }
 }
@@ -395,13 +413,24 @@ impl Schedule {
         ballot: Ballot,
         from_slot: Slot,
     ) -> &mut Self {
-        let w = self.op(9);
+        let w = self.op(10);
         w.below(to as u8, NODES as u8);
         w.number(from as u64, 5, usize::MAX as u64);
         w.number(u64::from(ballot.round), 4, u64::from(u32::MAX));
         w.number(ballot.node as u64, 5, usize::MAX as u64);
-        w.below(0, 8);
+        w.below(0, MESSAGE_KINDS);
         w.number(from_slot, 8, u64::MAX);
+        self
+    }
+
+    /// [`Action::Transfer`].
+    pub fn transfer(&mut self, node: NodeId, to: Option<NodeId>) -> &mut Self {
+        let w = self.op(9);
+        w.below(node as u8, NODES as u8);
+        w.below(u8::from(to.is_some()), 2);
+        if let Some(to) = to {
+            w.number(to as u64, 5, usize::MAX as u64);
+        }
         self
     }
 }
@@ -421,6 +450,8 @@ pub struct Reached {
     pub refused: bool,
     /// Some node restarted.
     pub restarted: bool,
+    /// Some leader handed its leadership over.
+    pub handed_over: bool,
 }
 
 /// A message in flight.
@@ -545,6 +576,9 @@ impl Cluster {
                 let _ = self.step(node, Input::Compact { through }, at);
             }
             Action::Restart { node } => self.restart(node, at),
+            Action::Transfer { node, to } => {
+                let _ = self.step(node, Input::TransferLeadership { to }, at);
+            }
             Action::Forge {
                 to,
                 from,
@@ -655,8 +689,11 @@ impl Cluster {
                 | Effect::SetTimer(_)
                 | Effect::CancelTimer(_)
                 | Effect::Applied { .. }
-                | Effect::Campaigning { .. }
-                | Effect::LeadershipTransfer(_) => {}
+                | Effect::Campaigning { .. } => {}
+                Effect::LeadershipTransfer(outcome) => {
+                    self.reached.handed_over |=
+                        matches!(outcome, TransferOutcome::HandedOver { .. });
+                }
             }
         }
     }

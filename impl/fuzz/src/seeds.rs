@@ -170,6 +170,13 @@ fn peer_frame() -> Vec<Seed> {
             }),
         ),
         (
+            "transfer_leadership",
+            PeerFrame::Paxos(Message::TransferLeadership {
+                ballot: Ballot::new(2, 1),
+                to: 2,
+            }),
+        ),
+        (
             "forward_write",
             PeerFrame::Forward(ClientRequest::Write(Request {
                 client: 3,
@@ -460,6 +467,21 @@ fn core_step() -> Vec<Seed> {
         .timer(1, Timer::Heartbeat)
         .flush();
 
+    // The leader hands over to node 2, which leads ballot 2.2 and commits; a follower
+    // and a member that does not exist are refused.
+    let mut transfer = elect();
+    transfer
+        .write(0, 1, 1, 1)
+        .flush()
+        .transfer(1, Some(2))
+        .transfer(0, Some(7))
+        .transfer(0, Some(2))
+        .flush()
+        .write(2, 2, 1, 2)
+        .flush()
+        .transfer(2, None)
+        .flush();
+
     let mut forged = elect();
     forged
         .forge_prepare(0, 1, Ballot::new(5, 1), 1)
@@ -477,5 +499,6 @@ fn core_step() -> Vec<Seed> {
         ),
         seed("core_step", "restarts", restart.bytes()),
         seed("core_step", "forged_prepares", forged.bytes()),
+        seed("core_step", "leadership_transfer", transfer.bytes()),
     ]
 }

@@ -72,6 +72,7 @@ fn core_step_seeds_reach_the_interesting_paths() {
         total.installed |= reached.installed;
         total.refused |= reached.refused;
         total.restarted |= reached.restarted;
+        total.handed_over |= reached.handed_over;
     }
     assert_eq!(
         total,
@@ -82,6 +83,7 @@ fn core_step_seeds_reach_the_interesting_paths() {
             installed: true,
             refused: true,
             restarted: true,
+            handed_over: true,
         }
     );
 }
