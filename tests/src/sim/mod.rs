@@ -178,6 +178,9 @@ struct Simulation {
     link_faults: Vec<(String, u64)>,
     outages: Vec<Option<(String, u64)>>,
     leaders: Rc<RefCell<Vec<LeaderChange>>>,
+    /// Hand-overs, each from the operator's request until the node saw another lead
+    /// (or gave up): they run beside the fault loop, which cannot close them.
+    handovers: Rc<RefCell<Vec<FaultWindow>>>,
     /// How every node's disk misbehaves: how long an fsync takes (this seed's disk)
     /// and the chance in a million that one fails (0 once healed).
     disk_faults: DiskFaults,
@@ -211,6 +214,7 @@ impl Simulation {
             link_faults: Vec::new(),
             outages: vec![None; nodes],
             leaders: Rc::new(RefCell::new(Vec::new())),
+            handovers: Rc::new(RefCell::new(Vec::new())),
             disk_faults: DiskFaults::none(),
             duplicates: false,
             config,
@@ -474,7 +478,12 @@ impl Simulation {
                 self.config.faulty.as_secs()
             ),
             ops,
-            faults: self.windows.clone(),
+            faults: self
+                .windows
+                .iter()
+                .chain(self.handovers.borrow().iter())
+                .cloned()
+                .collect(),
             leaders: self.leaders.borrow().clone(),
         }
     }
@@ -553,6 +562,38 @@ impl Simulation {
                 let up = Duration::from_micros(rng.random_range(0..20_000));
                 tokio::time::sleep(up).await;
                 self.power_loss(node, rng).await;
+            }
+            6 if rng.random_bool(0.5) => {
+                // The operator hands leadership over (a rolling restart's first step),
+                // at whichever node leads; the request runs beside the faults that
+                // follow, as an operator's command would.
+                let leading = self
+                    .nodes
+                    .borrow()
+                    .iter()
+                    .flatten()
+                    .find_map(|node| (node.status().role == "leader").then(|| node.clone()));
+                match leading {
+                    Some(node) => {
+                        let id = node.status().id;
+                        self.log(format_args!("fault: node {id} hands its leadership over"));
+                        let (handovers, epoch) = (self.handovers.clone(), self.epoch);
+                        let from_ns = nanos(epoch);
+                        tokio::task::spawn_local(async move {
+                            let label = match node.transfer_leadership(None).await {
+                                Ok(leader) => format!("hand-over {id}→{leader}"),
+                                Err(_) => format!("hand-over by {id} failed"),
+                            };
+                            let to_ns = nanos(epoch);
+                            handovers.borrow_mut().push(FaultWindow {
+                                label,
+                                from_ns,
+                                to_ns,
+                            });
+                        });
+                    }
+                    None => self.log(format_args!("fault: no leader to hand over")),
+                }
             }
             _ => {
                 // Restart every node that is down.
