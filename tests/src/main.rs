@@ -28,7 +28,8 @@ enum Command {
     /// Simulate whole clusters of the real node in one thread on a paused clock, over a
     /// seeded network (loss, duplication, reordering, one-way and two-way cuts,
     /// splits, bridges) and disk (a process crash loses what was not written, a power loss what
-    /// was not synced, tearing the last record; fsyncs may fail or be slow), with
+    /// was not synced, tearing the last record; fsyncs may fail or be slow; a record may
+    /// rot, and its node refuses to start on it), with
     /// leadership hand-overs among the faults: a safety
     /// phase with faults, then a liveness phase where everything heals and the cluster
     /// must commit and converge. Checks linearizability per key, the counter and every

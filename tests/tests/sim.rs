@@ -65,3 +65,29 @@ fn seeds_show_no_anomaly_and_their_traces_conform() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_node_whose_disk_rots_refuses_to_start_and_the_others_serve() {
+    // A power loss now and then leaves a record that fails its checksum; the node
+    // must refuse to start on it (never vote with what it may have lost), and the
+    // majority left must still commit and converge.
+    let config = short(3);
+    let found = (0..60)
+        .map(|seed| (seed, run_seed(&config, seed)))
+        .find(|(_, report)| {
+            report.trace.contains("disk rots") && report.trace.contains("refuses to start")
+        });
+    let (seed, report) = found.expect("no seed of 60 lost a disk");
+    eprintln!("seed {seed} lost a disk");
+    assert!(
+        report.anomalies.is_empty(),
+        "seed {seed}: {:?}\n{}",
+        report.anomalies,
+        report.trace
+    );
+    assert!(
+        report.trace.contains("converged"),
+        "seed {seed}:\n{}",
+        report.trace
+    );
+}

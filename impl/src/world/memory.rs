@@ -10,6 +10,9 @@
 //! - A power loss ([`Disk::power_loss`]) keeps only a prefix of the cache (the pages
 //!   written back by chance), so the last records may be torn off, as the write-ahead
 //!   log truncates a torn tail.
+//! - A durable record may rot ([`Disk::rot`]): it no longer matches its checksum, and
+//!   reading the disk back fails as the write-ahead log's does
+//!   ([`WalError::Corrupt`]), so the node refuses to start on it.
 //!
 //! A [`DiskFaults`] makes fsyncs slow (in simulated time) or fail, at a rate shared
 //! with whoever runs the world. A node's size limit on its log counts records here,
@@ -38,6 +41,8 @@ pub struct Disk<S: StateMachine> {
     pub snapshot: Option<Snapshot<S>>,
     /// The node's current life.
     pub life: u64,
+    /// A durable record (its index in `records`) that fails its checksum.
+    pub rotten: Option<usize>,
 }
 
 impl<S: StateMachine> Default for Disk<S> {
@@ -47,6 +52,7 @@ impl<S: StateMachine> Default for Disk<S> {
             cached: Vec::new(),
             snapshot: None,
             life: 0,
+            rotten: None,
         }
     }
 }
@@ -61,6 +67,12 @@ impl<S: StateMachine + Clone> Disk<S> {
     /// and the fold of its log, durable records and cached ones alike (a file read
     /// cannot tell them apart).
     ///
+    /// # Errors
+    ///
+    /// [`WalError::Corrupt`] if a record rotted ([`Disk::rot`]), as the write-ahead
+    /// log refuses a log with damage that is not a torn tail; its `offset` counts
+    /// records here, not bytes.
+    ///
     /// ```
     /// use ballot_node::kv::{KvCommand, KvStore};
     /// use ballot_node::world::memory::Disk;
@@ -68,11 +80,20 @@ impl<S: StateMachine + Clone> Disk<S> {
     /// let mut disk = Disk::<KvStore>::default();
     /// disk.records.push(DurableUpdate::Commit(3));
     /// disk.cached.push(DurableUpdate::Commit(5));
-    /// assert_eq!(disk.recover(KvStore::default()).1.commit, 5);
+    /// assert_eq!(disk.recover(KvStore::default()).unwrap().1.commit, 5);
     /// assert_eq!(disk.power_loss(0), 1);
-    /// assert_eq!(disk.recover(KvStore::default()).1.commit, 3);
+    /// assert_eq!(disk.recover(KvStore::default()).unwrap().1.commit, 3);
+    /// assert!(disk.rot(7), "any index names a durable record");
+    /// assert!(disk.recover(KvStore::default()).is_err());
     /// ```
-    pub fn recover(&self, initial: S) -> (Snapshot<S>, DurableState<S::Command>) {
+    pub fn recover(&self, initial: S) -> Result<(Snapshot<S>, DurableState<S::Command>), WalError> {
+        if let Some(index) = self.rotten {
+            return Err(WalError::Corrupt {
+                path: "simulated-disk".into(),
+                offset: index as u64,
+                reason: "record checksum mismatch (this disk counts records, not bytes)".into(),
+            });
+        }
         let snapshot = self
             .snapshot
             .clone()
@@ -81,7 +102,17 @@ impl<S: StateMachine + Clone> Disk<S> {
         for record in self.records.iter().chain(&self.cached) {
             durable.apply(record);
         }
-        (snapshot, durable)
+        Ok((snapshot, durable))
+    }
+
+    /// A durable record rots: the one at `index` modulo their count. Returns false
+    /// (and rots nothing) if no record is durable.
+    pub fn rot(&mut self, index: usize) -> bool {
+        if self.records.is_empty() {
+            return false;
+        }
+        self.rotten = Some(index % self.records.len());
+        true
     }
 
     /// The power fails: of the records cached and not synced, the first `kept` (at

@@ -169,6 +169,12 @@ struct Simulation {
     nodes: Running,
     /// How many times each node has started (part of its seed).
     starts: Vec<u64>,
+    /// Nodes gone for good: a record on their disk rotted, and they refuse to start
+    /// on it (as a real node refuses a corrupt log). At most a minority.
+    lost: Vec<bool>,
+    /// Draws whether a power loss also rots a record: a stream of its own, so that
+    /// seeds where nothing rots run exactly as before this fault existed.
+    rot_rng: StdRng,
     history: Rc<RefCell<Vec<Event>>>,
     trace: Rc<RefCell<String>>,
     faults: usize,
@@ -207,6 +213,8 @@ impl Simulation {
             disks: (0..nodes).map(|_| Disk::shared()).collect(),
             nodes: Rc::new(RefCell::new(vec![None; nodes])),
             starts: vec![0; nodes],
+            lost: vec![false; nodes],
+            rot_rng: StdRng::seed_from_u64(derive(seed, 3)),
             history: Rc::new(RefCell::new(Vec::new())),
             trace: Rc::new(RefCell::new(String::new())),
             faults: 0,
@@ -231,8 +239,11 @@ impl Simulation {
         log(&self.trace, self.epoch, line);
     }
 
-    /// Starts (or restarts) node `id` from its disk.
+    /// Starts (or restarts) node `id` from its disk, unless it is lost for good.
     fn start(&mut self, id: NodeId) {
+        if self.lost[id] {
+            return;
+        }
         let peers = (0..self.config.nodes)
             .map(|i| format!("127.0.0.1:{}", 1 + i).parse().expect("an address"))
             .collect();
@@ -252,10 +263,23 @@ impl Simulation {
         config.snapshot_log_bytes = 300;
         config.trace_dir = self.trace_dir();
         config.mutant = self.config.mutant.clone();
-        let (snapshot, durable) = {
+        let recovered = {
             let mut disk = self.disks[id].lock().unwrap_or_else(|e| e.into_inner());
             disk.life = life;
             disk.recover(KvStore::default())
+        };
+        let (snapshot, durable) = match recovered {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                // What a real node does with a corrupt log: refuse to start, rather
+                // than vote with what it may have forgotten. The machine is gone.
+                self.log(format_args!("node {id} refuses to start: {error}"));
+                self.lost[id] = true;
+                if let Some((label, _)) = self.outages[id].as_mut() {
+                    *label = format!("node {id} lost");
+                }
+                return;
+            }
         };
         let faults = DiskFaults {
             seed: derive(self.seed, 200 + 16 * id as u64 + life),
@@ -324,10 +348,27 @@ impl Simulation {
         let mut disk = self.disks[id].lock().unwrap_or_else(|e| e.into_inner());
         let cached = disk.cached.len();
         let lost = disk.power_loss(rng.random_range(0..=cached));
+        // Now and then the machine does not come back whole: a record on its disk
+        // rots. Only while a majority stays, so that the cluster can still serve.
+        let gone = (0..self.config.nodes)
+            .filter(|&other| other != id)
+            .filter(|&other| {
+                let disk = self.disks[other].lock().unwrap_or_else(|e| e.into_inner());
+                disk.rotten.is_some()
+            })
+            .count();
+        let rots = self.rot_rng.random_range(0..16) == 0
+            && gone < (self.config.nodes - 1) / 2
+            && disk.rot(self.rot_rng.random_range(0..usize::MAX));
         drop(disk);
         self.log(format_args!(
             "node {id} loses power: {lost} of {cached} unsynced records lost"
         ));
+        if rots {
+            self.log(format_args!(
+                "node {id}'s disk rots: a record fails its checksum"
+            ));
+        }
     }
 
     /// Nodes whose storage failed are down: take them out (they restart later).
@@ -614,7 +655,7 @@ impl Simulation {
             if Instant::now() >= deadline {
                 return Err("liveness: no write committed after every fault healed".into());
             }
-            let node = self.nodes.borrow()[0].clone();
+            let node = self.nodes.borrow().iter().flatten().next().cloned();
             if let Some(node) = node {
                 let probe = KvCommand::Set {
                     key: b"probe".to_vec(),
@@ -646,7 +687,8 @@ impl Simulation {
                 .unzip();
             let applied: Vec<u64> = statuses.iter().flatten().map(|s| s.applied_index).collect();
             let commit = statuses.iter().flatten().map(|s| s.commit_index).max();
-            if applied.len() == self.config.nodes && applied.iter().all(|a| Some(*a) == commit) {
+            let serving = self.lost.iter().filter(|lost| !**lost).count();
+            if applied.len() == serving && applied.iter().all(|a| Some(*a) == commit) {
                 self.log(format_args!("converged at slot {}", applied[0]));
                 return Ok(());
             }
