@@ -102,6 +102,11 @@ pub struct ModelArgs {
     /// budget. Adds the target "a transfer hands leadership over".
     #[arg(long, default_value_t = 0)]
     pub transfers: u8,
+    /// Persists become durable only at a disk sync of their own, a crash loses what was
+    /// not synced, and sends and replies wait for the sync of what was persisted before
+    /// them (the runtime's ordering contract, checked rather than assumed; more states).
+    #[arg(long)]
+    pub lazy_disks: bool,
     /// When timers fire: `stable` (partial synchrony), `spurious-elections` (election
     /// and quorum-check timers at any moment), `async` (every timer at any moment).
     #[arg(long, default_value = "stable", value_parser = parse_timing)]
@@ -190,6 +195,7 @@ impl ModelArgs {
             clients: self.clients.map_or(base.clients, usize::from),
             max_elections: self.elections.map_or(base.max_elections, usize::from),
             max_transfers: usize::from(self.transfers),
+            lazy_disks: self.lazy_disks,
             ..base
         };
         ModelConfig {

@@ -92,6 +92,16 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             script: ClientScript::WritesOnly,
             ..ModelConfig::default()
         },
+        // An answer that leaves before the persists ahead of it are durable, then a
+        // crash that loses them: one write, one crash. Lazy disks are what let a crash
+        // lose a persist at all.
+        Mutant::ReleaseBeforeSync => ModelConfig {
+            mutant: Some(mutant),
+            lazy_disks: true,
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            ..ModelConfig::default()
+        },
         // Candidates that give up, or never yield, need a failed or contested election:
         // spurious timeouts make one (as faults, before the run settles), and a crash
         // removes the node whose promise would have settled it. Elections alone show

@@ -44,12 +44,17 @@ pub enum Mutant {
     /// again even though an attempt it gave up on may have been applied: the write can
     /// be applied twice.
     ClientRenumbersAbandoned,
+    /// The driver lets sends and replies leave before the persists ahead of them are
+    /// durable (the runtime's ordering contract broken; seen by the model with lazy
+    /// disks, where a crash loses what was not synced). The node's planted runtime bug
+    /// of the same name breaks the same rule in its real loop.
+    ReleaseBeforeSync,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 14] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -64,6 +69,7 @@ impl Mutant {
         Mutant::PromiseOmitsSnapshot,
         Mutant::ExpiryForgetsFloor,
         Mutant::ClientRenumbersAbandoned,
+        Mutant::ReleaseBeforeSync,
     ];
 
     /// A kebab-case name for the CLI.
@@ -83,6 +89,7 @@ impl Mutant {
             Mutant::PromiseOmitsSnapshot => "promise-omits-snapshot",
             Mutant::ExpiryForgetsFloor => "expiry-forgets-floor",
             Mutant::ClientRenumbersAbandoned => "client-renumbers-abandoned",
+            Mutant::ReleaseBeforeSync => "release-before-sync",
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum ModelTimer {
     Server(Timer),
     /// A client session's timer.
     Client(SessionTimer),
+    /// The disk finishes an fsync (with [`crate::model::ModelConfig::lazy_disks`]):
+    /// what the server persisted becomes durable, and the sends and replies that waited
+    /// for it leave. Armed while something persisted is not yet durable.
+    Sync,
     /// Not a timer but the operator: "hand your leadership over"
     /// ([`Input::TransferLeadership`]). Armed on every server when the model allows
     /// transfers; the model lets it fire only at a live leader, within its budget.
@@ -102,8 +106,14 @@ impl Stored {
 pub struct ServerState {
     /// The protocol state.
     pub replica: Replica<Register>,
-    /// The disk.
+    /// The disk as written: what a sync makes durable. Durable at once without
+    /// [`crate::model::ModelConfig::lazy_disks`].
     pub stored: Stored,
+    /// With lazy disks: `stored` holds writes not yet durable.
+    pub unsynced: bool,
+    /// With lazy disks: sends and replies waiting for the sync of what was persisted
+    /// before them, in order (stateright ids and messages).
+    pub outbox: Vec<(usize, ModelMsg)>,
 }
 
 /// A client's progress through its script: which operation, and the session that
@@ -147,6 +157,9 @@ pub enum ModelActor {
         /// Whether the operator may ask for leadership transfers
         /// ([`crate::model::ModelConfig::max_transfers`]).
         transfers: bool,
+        /// Whether persists become durable only at a sync of their own
+        /// ([`crate::model::ModelConfig::lazy_disks`]).
+        lazy_disks: bool,
     },
     /// A client running a script.
     Client {
@@ -173,8 +186,14 @@ impl ModelActor {
         input: Input<Register>,
         o: &mut Out<Self>,
     ) {
-        let (ModelActorState::Server(server), ModelActor::Server { compaction, .. }) =
-            (&**state, self)
+        let (
+            ModelActorState::Server(server),
+            ModelActor::Server {
+                compaction,
+                lazy_disks,
+                ..
+            },
+        ) = (&**state, self)
         else {
             return;
         };
@@ -192,12 +211,7 @@ impl ModelActor {
             let _ = next.replica.step(Input::Compact { through }, &mut effects);
         }
         let acted = !effects.is_empty();
-        emit(
-            &mut next.stored,
-            effects,
-            next.replica.config().node_count,
-            o,
-        );
+        emit(&mut next, effects, *lazy_disks, o);
         // A step that emitted anything took effect, even if what changed (a metric
         // counter) takes no part in equality: keep the new state.
         if next != *server || acted {
@@ -207,43 +221,91 @@ impl ModelActor {
 }
 
 /// Maps the core's effects onto stateright commands, in order. Stateright applies one
-/// handler's commands atomically, so persist-before-send holds trivially here; the
-/// runtime must honour it explicitly (see `Effect`).
+/// handler's commands atomically, so with eager disks persist-before-send holds
+/// trivially here; the runtime must honour it explicitly (see `Effect`). With lazy
+/// disks ([`crate::model::ModelConfig::lazy_disks`]) the adapter honours it as the
+/// runtime does: persists are written, not durable, until a [`ModelTimer::Sync`], and a
+/// send or reply emitted while anything written is not durable waits for that sync.
 fn emit(
-    stored: &mut Stored,
+    server: &mut ServerState,
     effects: Vec<Effect<Register>>,
-    servers: usize,
+    lazy_disks: bool,
     o: &mut Out<ModelActor>,
 ) {
+    let servers = server.replica.config().node_count;
+    let was_unsynced = server.unsynced;
     let mut persisted = false;
     for effect in effects {
-        match effect {
+        let (to, msg) = match effect {
             Effect::Persist(update) => {
-                Arc::make_mut(&mut stored.durable).apply(&update);
+                Arc::make_mut(&mut server.stored.durable).apply(&update);
                 persisted = true;
+                continue;
             }
             Effect::SaveSnapshot(snapshot) => {
-                if snapshot.slot > stored.snapshot.slot {
-                    stored.snapshot = Arc::new(snapshot);
+                if snapshot.slot > server.stored.snapshot.slot {
+                    server.stored.snapshot = Arc::new(snapshot);
                     persisted = true;
                 }
+                continue;
             }
-            Effect::Send { to, message } => o.send(Id::from(to), ModelMsg::Peer(Arc::new(message))),
-            Effect::Reply { client, response } => o.send(
-                client_actor_id(servers, client),
+            Effect::Send { to, message } => (to, ModelMsg::Peer(Arc::new(message))),
+            Effect::Reply { client, response } => (
+                usize::from(client_actor_id(servers, client)),
                 ModelMsg::Response(response),
             ),
-            Effect::SetTimer(timer) => o.set_timer(ModelTimer::Server(timer), model_timeout()),
-            Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Server(timer)),
+            Effect::SetTimer(timer) => {
+                o.set_timer(ModelTimer::Server(timer), model_timeout());
+                continue;
+            }
+            Effect::CancelTimer(timer) => {
+                o.cancel_timer(ModelTimer::Server(timer));
+                continue;
+            }
             // The election and transfer budgets are counted by the model itself
             // (`BallotModel`).
             Effect::Applied { .. } | Effect::Campaigning { .. } | Effect::LeadershipTransfer(_) => {
+                continue
             }
+        };
+        if lazy_disks && (persisted || server.unsynced) && !release_before_sync(server) {
+            // A copy of a message already waiting is dropped, as identical messages in
+            // flight on one channel coalesce (SPEC §4): Paxos tolerates the loss, and
+            // otherwise acknowledgements of repeated heartbeats would pile up without
+            // bound while a sync waits.
+            if !server.outbox.contains(&(to, msg.clone())) {
+                server.outbox.push((to, msg));
+            }
+        } else {
+            o.send(Id::from(to), msg);
         }
     }
-    if persisted {
-        o.save(stored.clone());
+    if !persisted {
+        return;
     }
+    if lazy_disks {
+        server.unsynced = true;
+        if !was_unsynced {
+            o.set_timer(ModelTimer::Sync, model_timeout());
+        }
+    } else {
+        o.save(server.stored.clone());
+    }
+}
+
+/// With lazy disks: the fsync completes. What was written is durable, and what waited
+/// for it leaves, in order.
+fn sync(server: &mut ServerState, o: &mut Out<ModelActor>) {
+    o.save(server.stored.clone());
+    server.unsynced = false;
+    for (to, msg) in server.outbox.drain(..) {
+        o.send(Id::from(to), msg);
+    }
+}
+
+/// The `release-before-sync` mutant: the runtime sends without waiting for its fsync.
+fn release_before_sync(server: &ServerState) -> bool {
+    crate::mutant::mutant!(server.replica.config(), ReleaseBeforeSync)
 }
 
 /// The stateright id of client `client`.
@@ -268,7 +330,10 @@ impl Actor for ModelActor {
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
         match self {
             ModelActor::Server {
-                cluster, transfers, ..
+                cluster,
+                transfers,
+                lazy_disks,
+                ..
             } => {
                 if *transfers {
                     o.set_timer(ModelTimer::TransferLeadership, model_timeout());
@@ -283,8 +348,13 @@ impl Actor for ModelActor {
                 // The adapter saves every snapshot before it compacts, so the disk it
                 // kept is always consistent.
                 let (replica, effects) = restored.expect("the model's disk is consistent");
-                let mut server = ServerState { replica, stored };
-                emit(&mut server.stored, effects, cluster.node_count, o);
+                let mut server = ServerState {
+                    replica,
+                    stored,
+                    unsynced: false,
+                    outbox: Vec::new(),
+                };
+                emit(&mut server, effects, *lazy_disks, o);
                 ModelActorState::Server(server)
             }
             ModelActor::Client {
@@ -349,6 +419,11 @@ impl Actor for ModelActor {
         match (self, timer) {
             (ModelActor::Server { .. }, ModelTimer::Server(timer)) => {
                 self.drive_server(state, Input::Timer(*timer), o);
+            }
+            (ModelActor::Server { .. }, ModelTimer::Sync) => {
+                if let ModelActorState::Server(server) = state.to_mut() {
+                    sync(server, o);
+                }
             }
             (ModelActor::Server { .. }, ModelTimer::TransferLeadership) => {
                 // The operator may ask again (the model's budget bounds how often).

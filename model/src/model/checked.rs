@@ -160,6 +160,7 @@ impl BallotModel {
                 cluster: cluster.clone(),
                 compaction: config.compaction,
                 transfers: config.max_transfers > 0,
+                lazy_disks: config.lazy_disks,
             }))
             .actors((0..config.clients).map(|client| ModelActor::Client {
                 client: client as u64,
@@ -215,6 +216,9 @@ impl BallotModel {
     /// faults from fair steps).
     fn allowed(&self, state: &BallotState, action: &BallotAction) -> bool {
         let config = &self.config;
+        if config.lazy_disks && !self.lazy_disk_allows(state, action) {
+            return false;
+        }
         match action {
             ActorModelAction::Crash(id) => {
                 usize::from(*id) < config.servers
@@ -245,11 +249,32 @@ impl BallotModel {
                     ModelTimer::Client(SessionTimer::Backoff | SessionTimer::AwaitLeader) => {
                         config.timing.early_heartbeats()
                     }
-                    ModelTimer::TransferLeadership => true,
+                    // A disk completes its fsync in its own time.
+                    ModelTimer::TransferLeadership | ModelTimer::Sync => true,
                 };
                 free_to_fire || self.timer_is_timely(state, *id, timer)
             }
             _ => true,
+        }
+    }
+
+    /// With lazy disks, an fsync is faster than anything else that happens: while a live
+    /// server has written what is not durable, the only actions are its sync and its
+    /// crash (which loses what was not synced). That keeps the one window the runtime's
+    /// ordering contract is about, a crash between a persist and its fsync, without
+    /// every interleaving of slow disks with everything else.
+    fn lazy_disk_allows(&self, state: &BallotState, action: &BallotAction) -> bool {
+        let unsynced = |id: usize| {
+            !state.system.crashed[id] && self.server(state, id).is_some_and(|s| s.unsynced)
+        };
+        if !(0..self.config.servers).any(unsynced) {
+            return true;
+        }
+        match action {
+            ActorModelAction::Timeout(id, ModelTimer::Sync) | ActorModelAction::Crash(id) => {
+                unsynced(usize::from(*id))
+            }
+            _ => false,
         }
     }
 
@@ -391,8 +416,8 @@ impl BallotModel {
     /// Kinds of action, for searches that weigh or switch them (see
     /// `ballot-check check --strategy swarm`): delivering a peer message, a client
     /// request, an answer; a drop; each timer; a crash; a recovery; the operator's
-    /// request for a leadership transfer.
-    pub const ACTION_KINDS: usize = 11;
+    /// request for a leadership transfer; a disk's sync.
+    pub const ACTION_KINDS: usize = 12;
 
     /// The kind of `action`, below [`BallotModel::ACTION_KINDS`].
     ///
@@ -419,6 +444,7 @@ impl BallotModel {
                 ModelTimer::Server(Timer::CheckQuorum) => 6,
                 ModelTimer::Client(_) => 7,
                 ModelTimer::TransferLeadership => 10,
+                ModelTimer::Sync => 11,
             },
             ActorModelAction::Crash(_) => 8,
             ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => 9,

@@ -175,6 +175,12 @@ pub struct ModelConfig {
     /// ([`crate::Input::TransferLeadership`]). Each starts one ballot outside the
     /// election budget, so ballots stay finite.
     pub max_transfers: usize,
+    /// A server's persists become durable only at a sync of their own (a separate
+    /// action, as the runtime's fsync is), a crash loses what was not synced, and its
+    /// sends and replies wait for the sync of the persists before them: the runtime's
+    /// ordering contract, checked rather than assumed. Off: a step's persists are
+    /// durable with the step.
+    pub lazy_disks: bool,
     /// When timers may fire; see [`Timing`].
     pub timing: Timing,
     /// Times a client re-sends one operation after a timeout, to the next server;
@@ -220,6 +226,7 @@ impl Default for ModelConfig {
             max_crashes: 1,
             max_elections: 2,
             max_transfers: 0,
+            lazy_disks: false,
             timing: Timing::Stable,
             client_retries: None,
             connectivity: Connectivity::full(),
@@ -347,6 +354,9 @@ impl ModelConfig {
         );
         if self.max_transfers > 0 {
             text.push_str(&format!(" transfers={}", self.max_transfers));
+        }
+        if self.lazy_disks {
+            text.push_str(" lazy-disks");
         }
         if let Some(max) = self.queue_requests_max {
             text.push_str(&format!(" queue-max={max}"));

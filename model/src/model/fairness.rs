@@ -213,8 +213,9 @@ impl BallotModel {
             ModelTimer::Server(Timer::Heartbeat) => {
                 !self.has_effective_in_flight(state, id, false) && self.follower_lags(state, n)
             }
-            // The operator is no timer: whenever the model lets it act, it may.
-            ModelTimer::TransferLeadership => true,
+            // The operator is no timer: whenever the model lets it act, it may. A disk
+            // finishes its fsync in its own time.
+            ModelTimer::TransferLeadership | ModelTimer::Sync => true,
             ModelTimer::Client(timer) => {
                 let Some(ModelActorState::Client(client)) =
                     state.system.actor_states.get(n).map(|s| &**s)
