@@ -1,10 +1,11 @@
 //! `ballot`: run a replicated key-value node, a local cluster, or a benchmark.
 
+use ballot_model::TransferRefusal;
 use ballot_node::bench::{elections, leader_and_follower, run_load, Load};
 use ballot_node::client::Client;
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::KvStore;
-use ballot_node::node::{Node, NodeConfig};
+use ballot_node::node::{Node, NodeConfig, NodeError};
 use ballot_node::resp::Value;
 use ballot_node::server::{self, ServerInfo};
 use clap::{Parser, Subcommand};
@@ -351,11 +352,11 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
             // A leader that stops hands over first, so that a rolling restart costs
             // clients a round trip, not an election timeout. Clients are still served
             // meanwhile (their requests follow the new leader).
-            if node.status().role == "leader" {
-                match node.transfer_leadership(None).await {
-                    Ok(leader) => tracing::info!(leader, "handed leadership over"),
-                    Err(error) => tracing::warn!(%error, "could not hand leadership over"),
-                }
+            match node.transfer_leadership(None).await {
+                Ok(leader) => tracing::info!(leader, "handed leadership over"),
+                // A follower has nothing to hand over.
+                Err(NodeError::TransferRefused(TransferRefusal::NotLeader { .. })) => {}
+                Err(error) => tracing::warn!(%error, "could not hand leadership over"),
             }
             tracing::info!("shutting down");
         }
