@@ -185,8 +185,7 @@ impl<S: StateMachine> Replica<S> {
         if ballot > self.durable.promised {
             self.persist(DurableUpdate::Promise(ballot), effects);
         }
-        self.backing = Some(leader);
-        self.released = false;
+        self.back(leader);
         match self.role {
             Role::Follower { .. } => {
                 self.role = Role::Follower {

@@ -108,8 +108,9 @@ impl<S: StateMachine> Replica<S> {
         self.back(to);
     }
 
-    /// Backs `node` from now on: promises its ballot, refuses others' out of loyalty.
-    fn back(&mut self, node: NodeId) {
+    /// Backs `node` from now on: promises its ballot, refuses others' out of loyalty
+    /// (the leader it follows, or the successor a leader handed over to).
+    pub(crate) fn back(&mut self, node: NodeId) {
         self.backing = Some(node);
         self.released = false;
     }
