@@ -107,6 +107,11 @@ pub struct ModelArgs {
     /// them (the runtime's ordering contract, checked rather than assumed; more states).
     #[arg(long)]
     pub lazy_disks: bool,
+    /// With `--lazy-disks`: how many other actions may happen while a server's sync is
+    /// pending (the node's loop steps inputs while its fsync runs). 0: every fsync is
+    /// faster than anything else.
+    #[arg(long, default_value_t = 0, requires = "lazy_disks")]
+    pub sync_window: u8,
     /// When timers fire: `stable` (partial synchrony), `spurious-elections` (election
     /// and quorum-check timers at any moment), `async` (every timer at any moment).
     #[arg(long, default_value = "stable", value_parser = parse_timing)]
@@ -196,6 +201,7 @@ impl ModelArgs {
             max_elections: self.elections.map_or(base.max_elections, usize::from),
             max_transfers: usize::from(self.transfers),
             lazy_disks: self.lazy_disks,
+            sync_window: self.sync_window,
             ..base
         };
         ModelConfig {

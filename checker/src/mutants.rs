@@ -102,6 +102,18 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             ops_per_client: 1,
             ..ModelConfig::default()
         },
+        // An accept that leaves before the leader's own vote is durable: a follower
+        // votes and acknowledges while the leader's fsync still runs (the loop steps
+        // inputs meanwhile: a sync window of two actions), and the leader commits on
+        // a vote no disk holds. One write; no crash needed to see it.
+        Mutant::AcceptSentAhead => ModelConfig {
+            mutant: Some(mutant),
+            lazy_disks: true,
+            sync_window: 2,
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            ..ModelConfig::default()
+        },
         // Candidates that give up, or never yield, need a failed or contested election:
         // spurious timeouts make one (as faults, before the run settles), and a crash
         // removes the node whose promise would have settled it. Elections alone show

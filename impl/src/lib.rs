@@ -67,6 +67,7 @@ mod byte_strings;
 pub mod client;
 pub mod connection;
 pub mod frame;
+mod group_commit;
 pub mod handshake;
 pub mod identity;
 pub mod kv;

@@ -99,6 +99,12 @@ pub const SNAPSHOT_CHUNKS_IN_FLIGHT_MAX: usize = 4;
 /// arrives, and then the decoded state beside it.
 pub const SNAPSHOT_BYTES_MAX: u64 = 8 << 30;
 
+/// Inputs the node's loop steps while one fsync runs beside it, before it takes no
+/// more until that fsync completes (timers still fire): what waits for the fsync —
+/// the persists appended meanwhile, the sends and replies behind them — stays bounded,
+/// while a disk that is merely slow holds up no heartbeat.
+pub const INPUTS_WHILE_SYNCING_MAX: usize = 1 << 16;
+
 /// Client connections one node serves at once, by default; the next is told
 /// `-ERR max number of clients reached` and closed, as Redis does.
 pub const CONNECTIONS_MAX: usize = 10_000;

@@ -2,11 +2,14 @@
 //! and the [`Node`] handle applications use to propose commands and read.
 //!
 //! The loop takes a *batch* of inputs (everything queued, up to a limit), steps the
-//! core on each, appends every `Persist` to the write-ahead log, makes the log durable
-//! with **one** fsync (group commit: every persist in the batch shares it), and only
-//! then lets the batch's sends and replies out. That is the core's ordering contract —
-//! no send or reply before the persists that precede it are durable — kept for a whole
-//! batch at once. Timers are armed immediately; they never leave the node. Before its
+//! core on each, appends every `Persist` to the write-ahead log, and starts **one**
+//! fsync beside the loop (group commit: every persist appended meanwhile shares it; see
+//! [`crate::group_commit`]). Each send and reply leaves once the fsync that covers the
+//! persists ahead of it completes: the core's ordering contract — no send or reply
+//! before the persists that precede it are durable. While the fsync runs, the loop
+//! goes on stepping inputs and sends at once what the core sends ahead (a leader's
+//! heartbeats), so a slow disk does not depose a healthy leader. Timers are armed
+//! immediately; they never leave the node. Before its
 //! first step a node syncs its storage once: what it loaded may have been written by a
 //! crashed process and never synced, and it must not act on what a power loss can
 //! still take away.
@@ -22,6 +25,7 @@
 //! how it travels, not what the receiving core steps.
 
 use crate::frame;
+use crate::group_commit::{GroupCommit, SyncDone};
 use crate::identity::{self, Admission, ClusterId, Identity, IdentityError, KnownPeers};
 use crate::limits;
 use crate::snapshot_store::{SnapshotDir, SnapshotError};
@@ -61,6 +65,8 @@ const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(1);
 
 /// Most inputs stepped between two fsyncs.
 const MAX_BATCH_INPUTS: usize = 4096;
+// A whole batch may be stepped while an fsync runs.
+const _: () = assert!(MAX_BATCH_INPUTS <= limits::INPUTS_WHILE_SYNCING_MAX);
 /// Capacity of the node's input queue; a full queue drops peer frames (Paxos
 /// retransmits) and makes local callers wait.
 const INPUT_QUEUE: usize = 65_536;
@@ -923,7 +929,7 @@ impl<S: Replicated> Node<S> {
         let transfer_ids = rng.random();
         let driver = Driver {
             replica,
-            storage: Some(storage),
+            commit: GroupCommit::new(storage, config.blocking_inline),
             timers: Timers::default(),
             config: config.clone(),
             network: network.clone(),
@@ -941,6 +947,7 @@ impl<S: Replicated> Node<S> {
             ),
             trace,
             busy: Busy::default(),
+            inputs_while_syncing: 0,
             rng,
             transfer_replies: std::collections::VecDeque::new(),
             #[cfg(feature = "mutants")]
@@ -1311,8 +1318,8 @@ impl<S: Replicated> Drop for SessionGuard<'_, S> {
 /// The event loop's state.
 struct Driver<S: Replicated> {
     replica: Replica<S>,
-    /// Always `Some` except while an fsync runs on a blocking thread.
-    storage: Option<Box<dyn Storage<S>>>,
+    /// The storage, and the fsync that runs beside the loop.
+    commit: GroupCommit<S>,
     timers: Timers,
     config: NodeConfig,
     network: std::sync::Arc<dyn PeerNetwork>,
@@ -1332,6 +1339,8 @@ struct Driver<S: Replicated> {
     trace: Option<TraceWriter<S>>,
     /// Where the current batch's time went, for the slow-batch warning.
     busy: Busy,
+    /// Inputs stepped since the fsync in flight began.
+    inputs_while_syncing: usize,
     /// Every random choice the loop makes ([`NodeConfig::rng_seed`]).
     rng: StdRng,
     /// Notified when the known leader changes.
@@ -1345,15 +1354,24 @@ struct Driver<S: Replicated> {
 }
 
 /// Where one batch's time went: while the loop is busy it sends no heartbeat, so a
-/// batch near an election timeout is logged with this breakdown.
+/// batch near an election timeout is logged with this breakdown. (An fsync runs beside
+/// the loop and holds up no heartbeat.)
 #[derive(Debug, Default)]
 struct Busy {
     /// Inputs stepped.
     inputs: usize,
     /// Time inside the core's `step`.
     stepping: Duration,
-    /// Time in the storage's sync (fsync, log rewrite).
-    syncing: Duration,
+}
+
+/// What woke the loop.
+enum Wake<S: Replicated> {
+    /// The fsync beside the loop completed.
+    Synced(SyncDone<S>),
+    /// An input arrived (`None`: every sender is gone).
+    Event(Option<Event<S>>),
+    /// A timer or a stream deadline is due.
+    Deadline,
 }
 
 impl<S: Replicated> Driver<S> {
@@ -1361,8 +1379,13 @@ impl<S: Replicated> Driver<S> {
         self.arm_timers(&initial);
         let mut effects = initial;
         let mut batch_started = Instant::now();
+        let mut synced = None;
         loop {
-            let executed = self.execute(&mut effects).await;
+            let executed = match synced.take() {
+                Some(done) => self.on_synced(done),
+                None => Ok(()),
+            }
+            .and_then(|()| self.execute(&mut effects));
             self.report_slow_batch(batch_started.elapsed());
             if let Err(error) = executed {
                 // A log that cannot be written cannot promise anything: stop serving,
@@ -1379,17 +1402,29 @@ impl<S: Replicated> Driver<S> {
                 self.timers.next_deadline(),
                 self.streams.next_deadline().map(Instant::from_std),
             );
-            // Biased (inputs first), not random: one seed replays one run in a
+            // Past this many inputs stepped while one fsync runs, take no more until it
+            // completes (timers still fire): what waits for it stays bounded.
+            let backlogged = self.commit.syncing()
+                && self.inputs_while_syncing >= limits::INPUTS_WHILE_SYNCING_MAX;
+            // Biased (a completed fsync first, so that replies are never starved by a
+            // stream of inputs; then inputs), not random: one seed replays one run in a
             // simulation.
-            let mut next = tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                event = events.recv() => match event {
-                    Some(event) => Some(event),
-                    None => break,
-                },
-                _ = sleep_until(deadline) => None,
+                done = self.commit.completion() => Wake::Synced(done),
+                event = events.recv(), if !backlogged => Wake::Event(event),
+                _ = sleep_until(deadline) => Wake::Deadline,
             };
             batch_started = Instant::now();
+            let mut next = match wake {
+                Wake::Synced(done) => {
+                    synced = Some(done);
+                    continue;
+                }
+                Wake::Event(None) => break,
+                Wake::Event(Some(event)) => Some(event),
+                Wake::Deadline => None,
+            };
             // Take everything already queued (up to a limit) into this batch: the
             // persists of all of it share the next fsync.
             let mut batch = 0;
@@ -1403,6 +1438,9 @@ impl<S: Replicated> Driver<S> {
                     Some(event) => {
                         self.on_event(event, &mut effects);
                         batch += 1;
+                        if self.commit.syncing() {
+                            self.inputs_while_syncing += 1;
+                        }
                     }
                     None => {}
                 }
@@ -1417,7 +1455,7 @@ impl<S: Replicated> Driver<S> {
             self.fire_due_timers(&mut effects);
             self.poll_streams();
             if shutdown {
-                if let Err(error) = self.execute(&mut effects).await {
+                if let Err(error) = self.drain(&mut effects).await {
                     tracing::error!(%error, "write-ahead log failed at shutdown");
                 }
                 if let Some(trace) = self.trace.as_mut() {
@@ -1441,7 +1479,6 @@ impl<S: Replicated> Driver<S> {
                 busy_ms = elapsed.as_millis() as u64,
                 inputs = busy.inputs,
                 stepping_ms = busy.stepping.as_millis() as u64,
-                syncing_ms = busy.syncing.as_millis() as u64,
                 "the loop was busy for over half an election timeout, sending no heartbeat"
             );
         }
@@ -1513,8 +1550,8 @@ impl<S: Replicated> Driver<S> {
     /// Only the copy is taken on the loop: make the state machine a persistent
     /// structure (as [`crate::kv::KvStore`] is) and it costs next to nothing.
     fn maybe_snapshot(&mut self) {
-        let Some(storage) = self.storage.as_ref() else {
-            return;
+        let Some(storage) = self.commit.storage() else {
+            return; // away on an fsync: look again after it
         };
         let log_bytes = storage.log_bytes();
         self.counters.log_bytes = log_bytes;
@@ -1620,35 +1657,28 @@ impl<S: Replicated> Driver<S> {
     }
 
     /// Executes `effects` in order, keeping the contract: persists are appended as they
-    /// come, made durable with one fsync, and only then do sends and replies leave.
-    async fn execute(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), StorageError> {
+    /// come; a send or reply leaves once the fsync that covers the persists emitted
+    /// ahead of it has completed (at once if they are durable already), a send ahead
+    /// at once; then an fsync starts beside the loop if anything is left to sync.
+    fn execute(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), StorageError> {
         // The trace reaches the OS before the log does: a restarted node must never
         // have loaded an update its trace lacks.
         if let Some(trace) = self.trace.as_mut() {
             trace.flush();
         }
-        let mut outbox = Vec::new();
-        let mut persisted = false;
+        let mut now = Vec::new();
         let mut compacted = false;
         for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(update) => {
                     compacted |= matches!(update, DurableUpdate::Compact(_));
-                    self.storage
-                        .as_mut()
-                        .ok_or(WalError::Poisoned)?
-                        .append(&update)?;
+                    self.commit.persist(update)?;
                     self.counters.persists += 1;
-                    persisted = true;
                 }
                 Effect::SaveSnapshot(snapshot) => {
                     tracing::info!(slot = snapshot.slot, "installing a snapshot from a peer");
                     self.counters.snapshots_installed += 1;
-                    self.storage
-                        .as_mut()
-                        .ok_or(WalError::Poisoned)?
-                        .stage_snapshot(snapshot);
-                    persisted = true;
+                    self.commit.save_snapshot(snapshot);
                 }
                 Effect::Campaigning { ballot } => {
                     self.counters.elections += 1;
@@ -1671,53 +1701,78 @@ impl<S: Replicated> Driver<S> {
                 }
                 // Armed when emitted (`arm_timers`).
                 Effect::SetTimer(_) | Effect::CancelTimer(_) | Effect::Applied { .. } => {}
-                out @ (Effect::Send { .. } | Effect::Reply { .. }) => outbox.push(out),
+                out @ (Effect::Send { .. } | Effect::Reply { .. }) => {
+                    now.extend(self.commit.hold(out));
+                }
+                ahead @ Effect::SendAhead { .. } => now.push(ahead),
             }
         }
         if compacted {
             // The log now starts after the compaction point: write it afresh (few
             // records) rather than keep the dropped slots on disk.
-            self.storage
-                .as_mut()
-                .ok_or(WalError::Poisoned)?
-                .stage_rewrite(self.replica.durable())?;
+            self.commit.rewrite(self.replica.durable())?;
         }
+        #[cfg(feature = "mutants")]
         if runtime_bug!(self, ReleaseBeforeSync) {
-            self.trace_released(&outbox);
-            self.release(std::mem::take(&mut outbox));
+            now.extend(self.commit.release_all_early());
         }
-        if persisted {
-            self.sync().await?;
-        }
-        if let Some(trace) = self.trace.as_mut() {
-            if persisted {
-                trace.record(&TraceRecord::Synced { at: now_nanos() });
-            }
-        }
-        self.trace_released(&outbox);
-        self.release(outbox);
+        self.commit.start_sync();
+        self.release(now);
         Ok(())
     }
 
-    /// Records that `outbox` leaves now, and makes the trace reach the OS first: a
-    /// peer must never step a message that its sender's trace lacks.
-    fn trace_released(&mut self, outbox: &[Effect<S>]) {
+    /// The fsync beside the loop completed: what waited for it leaves.
+    fn on_synced(&mut self, done: SyncDone<S>) -> Result<(), StorageError> {
+        self.inputs_while_syncing = 0;
+        self.count_fsync(done.took);
+        let ready = self.commit.completed(done)?;
         if let Some(trace) = self.trace.as_mut() {
-            if !outbox.is_empty() {
-                trace.record(&TraceRecord::Released { at: now_nanos() });
+            trace.record(&TraceRecord::Synced {
+                at: now_nanos(),
+                persists: self.commit.synced(),
+            });
+        }
+        self.release(ready);
+        Ok(())
+    }
+
+    /// Executes `effects` and waits until everything persisted is durable and every
+    /// send and reply has left: a clean stop.
+    async fn drain(&mut self, effects: &mut Vec<Effect<S>>) -> Result<(), StorageError> {
+        self.execute(effects)?;
+        while self.commit.syncing() {
+            let done = self.commit.completion().await;
+            self.on_synced(done)?;
+            self.execute(effects)?;
+        }
+        Ok(())
+    }
+
+    /// Hands `out` (sends, sends ahead, replies) to the network and the waiting
+    /// clients, recording first in the trace how many sends and replies have left, and
+    /// making the trace reach the OS: a peer must never step a message that its
+    /// sender's trace lacks.
+    fn release(&mut self, out: Vec<Effect<S>>) {
+        if out.is_empty() {
+            return;
+        }
+        if let Some(trace) = self.trace.as_mut() {
+            if out.iter().any(|e| !matches!(e, Effect::SendAhead { .. })) {
+                trace.record(&TraceRecord::Released {
+                    at: now_nanos(),
+                    sends: self.commit.released(),
+                });
             }
             trace.flush();
         }
-    }
-
-    /// Sends and replies, once what they depend on is durable.
-    fn release(&mut self, outbox: Vec<Effect<S>>) {
-        for effect in outbox {
+        for effect in out {
             match effect {
-                Effect::Send { to, message } => match SnapshotKey::of(&message) {
-                    Some(key) => self.stream(to, key, message),
-                    None => self.send(to, &PeerFrame::Paxos(message)),
-                },
+                Effect::Send { to, message } | Effect::SendAhead { to, message } => {
+                    match SnapshotKey::of(&message) {
+                        Some(key) => self.stream(to, key, message),
+                        None => self.send(to, &PeerFrame::Paxos(message)),
+                    }
+                }
                 Effect::Reply { client, response } => {
                     let owner = client_node(client);
                     if owner == self.config.id {
@@ -1727,43 +1782,23 @@ impl<S: Replicated> Driver<S> {
                         self.send(owner, &frame);
                     }
                 }
-                _ => unreachable!("only sends and replies are queued"),
+                _ => unreachable!("only sends and replies are released"),
             }
         }
     }
 
-    /// One fsync for everything appended since the last, off the async threads.
-    async fn sync(&mut self) -> Result<(), StorageError> {
-        let started = std::time::Instant::now();
-        let latency = self
-            .storage
-            .as_mut()
-            .ok_or(WalError::Poisoned)?
-            .begin_sync();
-        if !latency.is_zero() {
-            // A simulated disk's fsync: the loop is held up, as by a real one.
-            tokio::time::sleep(latency).await;
-        }
-        let mut storage = self.storage.take().ok_or(WalError::Poisoned)?;
-        let (storage, result) = off_loop(self.config.blocking_inline, move || {
-            let result = storage.sync();
-            (storage, result)
-        })
-        .await
-        .ok_or(WalError::Poisoned)?;
-        self.storage = Some(storage);
-        self.counters.fsyncs += 1;
-        self.busy.syncing += started.elapsed();
-        let micros = started.elapsed().as_micros() as u64;
-        self.counters.fsync_micros_total += micros;
+    /// Counts one completed fsync that took `took`.
+    fn count_fsync(&mut self, took: Duration) {
         let counters = &mut self.counters;
+        counters.fsyncs += 1;
+        let micros = took.as_micros() as u64;
+        counters.fsync_micros_total += micros;
         for (bucket, bound) in FSYNC_BUCKETS_US.iter().enumerate() {
             if micros <= *bound {
                 counters.fsync_buckets[bucket] += 1;
             }
         }
         counters.fsync_buckets[FSYNC_BUCKETS_US.len()] += 1;
-        result
     }
 
     /// Streams `message`, which carries a snapshot, to `to` in chunks, unless the
@@ -1924,7 +1959,7 @@ async fn leader_moves<S: Replicated>(shared: &Shared<S>, from: NodeId) -> NodeId
 
 /// Runs `work` off the async threads, on tokio's blocking pool; or right here with
 /// [`NodeConfig::blocking_inline`]. `None` if it panicked on the pool.
-async fn off_loop<T: Send + 'static>(
+pub(crate) async fn off_loop<T: Send + 'static>(
     inline: bool,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {

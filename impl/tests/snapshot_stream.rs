@@ -132,10 +132,18 @@ fn a_follower_behind_the_compacted_log_catches_up_by_a_snapshot_many_frames_long
     );
 
     // The follower holds the data: in the snapshot it saved, and in what it serves.
-    let saved = SnapshotDir::new(&cluster.configs[lagging].data_dir)
-        .latest::<KvStore>()
-        .expect("a readable snapshot")
-        .expect("the installed snapshot");
+    // (Saved by the fsync that runs beside the loop, so it may land just after the
+    // status showed the install.)
+    let snapshots = SnapshotDir::new(&cluster.configs[lagging].data_dir);
+    let mut saved = None;
+    for _ in 0..1_000 {
+        saved = snapshots.latest::<KvStore>().expect("a readable snapshot");
+        if saved.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let saved = saved.expect("the installed snapshot, within 10 s");
     for i in 0..KEYS {
         assert_eq!(
             saved.table.machine().get(&key(i)),

@@ -18,7 +18,13 @@
 //! - `timer-was-armed`: a timer input fires only a timer the core armed and did not
 //!   cancel (a fired timer stays disarmed until the core re-arms it).
 //! - `persist-before-send`: no send or reply left before every persist emitted ahead of
-//!   it was durable ([`TraceRecord::Synced`] before [`TraceRecord::Released`]).
+//!   it was durable (a [`TraceRecord::Synced`] covering them before the
+//!   [`TraceRecord::Released`] that covers it). A message the core sent ahead
+//!   ([`Effect::SendAhead`]) leaves at once and is the only one that may.
+//! - `only_heartbeats_sent_ahead`: the core sends ahead nothing but a leader's heartbeats
+//!   ([`crate::invariants::only_heartbeats_sent_ahead`]).
+//! - `synced-what-was-emitted`, `released-what-was-emitted`: a sync or a release covers
+//!   a prefix of what the run emitted, never less than the one before.
 //! - `received-was-sent`: every message a node stepped was released by its sender to
 //!   that node earlier, and no more often than it was sent.
 //! - `restart-state-is-durable-state`: a restarted node loaded the durable state of its
@@ -41,7 +47,7 @@ use crate::replica::{ClusterConfig, Replica};
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 /// One record of a node's trace. `at` is wall-clock time in nanoseconds since the Unix
@@ -94,15 +100,23 @@ pub enum TraceRecord<S: StateMachine> {
         /// What the step emitted.
         effects: Vec<Effect<S>>,
     },
-    /// Every persist and snapshot emitted so far is durable (an fsync completed).
+    /// An fsync completed: the first `persists` persists and snapshots this run
+    /// emitted (counted from its Start) are durable. A loop that fsyncs beside its
+    /// steps covers only what it had appended when the fsync began.
     Synced {
         /// When.
         at: u64,
+        /// How many persists and snapshots, from the run's first, are durable now.
+        persists: u64,
     },
-    /// Every send and reply emitted so far has been handed to the network.
+    /// The first `sends` sends and replies this run emitted (counted from its Start; a
+    /// [`Effect::SendAhead`] is not counted: it leaves at once) have been handed to
+    /// the network. Each must have waited for the sync of the persists ahead of it.
     Released {
         /// When.
         at: u64,
+        /// How many sends and replies, from the run's first, have left.
+        sends: u64,
     },
     /// The node stopped cleanly; nothing follows.
     Stop {
@@ -117,14 +131,14 @@ impl<S: StateMachine> TraceRecord<S> {
     /// ```
     /// use ballot_model::conformance::TraceRecord;
     /// use ballot_model::Register;
-    /// assert_eq!(TraceRecord::<Register>::Synced { at: 7 }.at(), 7);
+    /// assert_eq!(TraceRecord::<Register>::Synced { at: 7, persists: 2 }.at(), 7);
     /// ```
     pub fn at(&self) -> u64 {
         match self {
             TraceRecord::Start { at, .. }
             | TraceRecord::Step { at, .. }
-            | TraceRecord::Synced { at }
-            | TraceRecord::Released { at }
+            | TraceRecord::Synced { at, .. }
+            | TraceRecord::Released { at, .. }
             | TraceRecord::Stop { at } => *at,
         }
     }
@@ -208,20 +222,26 @@ const CHECK_EVERY_STEP_UP_TO: usize = 64;
 const CONTEXT_RECORDS: usize = 6;
 
 /// Replay state of one node run.
+/// A message and the peer it goes to.
+type Addressed<S> = (NodeId, Message<S>);
+
 struct RunState<S: StateMachine> {
     node: NodeId,
     replica: Replica<S>,
     armed: BTreeSet<Timer>,
     /// The durable state folded up to the last completed sync.
     synced_state: DurableState<S::Command>,
-    /// Persists emitted since the last sync, in order.
-    unsynced: Vec<DurableUpdate<S::Command>>,
-    /// A snapshot emitted but not yet synced (counts as a persist).
-    unsynced_snapshot: bool,
-    /// Sends emitted and not yet released, and whether a persist precedes them unsynced.
-    unreleased: Vec<(NodeId, Message<S>)>,
-    /// An emitted send or reply is waiting on a persist that is not durable yet.
-    release_waits_on_sync: bool,
+    /// Persists emitted and not yet synced, in order (`None`: a snapshot).
+    unsynced: VecDeque<Option<DurableUpdate<S::Command>>>,
+    /// Persists and snapshots emitted, and synced, since the run's Start.
+    persists_emitted: u64,
+    persists_synced: u64,
+    /// Sends and replies emitted and not yet released, in order, each with the number
+    /// of persists emitted ahead of it (which must be synced before it leaves); a
+    /// reply has no message to put in flight.
+    unreleased: VecDeque<(Option<Addressed<S>>, u64)>,
+    /// Sends and replies released since the run's Start.
+    sends_released: u64,
     stopped: bool,
     last_commit: Slot,
 }
@@ -375,13 +395,14 @@ pub fn check_conformance_over<S: StateMachine>(
                     replica,
                     armed: BTreeSet::new(),
                     synced_state: durable.clone(),
-                    unsynced: Vec::new(),
-                    unsynced_snapshot: false,
-                    unreleased: Vec::new(),
-                    release_waits_on_sync: false,
+                    unsynced: VecDeque::new(),
+                    persists_emitted: 0,
+                    persists_synced: 0,
+                    unreleased: VecDeque::new(),
+                    sends_released: 0,
                     stopped: false,
                 };
-                absorb(&mut run_state, replayed, &mut report);
+                absorb(&mut run_state, replayed, &mut in_flight, &mut report);
                 state[index] = Some(run_state);
                 previous_run.insert(*node, index);
                 current.insert(*node, index);
@@ -462,7 +483,9 @@ pub fn check_conformance_over<S: StateMachine>(
                                 _ => None,
                             })
                             .collect();
-                        absorb(run_state, replayed, &mut report);
+                        invariants::only_heartbeats_sent_ahead(&replayed)
+                            .map_err(|v| fail(v.invariant, node, v.to_string()))?;
+                        absorb(run_state, replayed, &mut in_flight, &mut report);
                         // Agreement over time: each newly committed slot still in the log
                         // must match what any node ever committed there.
                         let replica = &run_state.replica;
@@ -505,25 +528,62 @@ pub fn check_conformance_over<S: StateMachine>(
                             .map_err(global)?;
                         report.global_states_checked += 1;
                     }
-                    TraceRecord::Synced { .. } => {
-                        for update in run_state.unsynced.drain(..) {
-                            run_state.synced_state.apply(&update);
-                        }
-                        run_state.unsynced_snapshot = false;
-                        run_state.release_waits_on_sync = false;
-                    }
-                    TraceRecord::Released { .. } => {
-                        if run_state.release_waits_on_sync {
+                    TraceRecord::Synced { persists, .. } => {
+                        if *persists < run_state.persists_synced
+                            || *persists > run_state.persists_emitted
+                        {
                             return Err(fail(
-                                "persist-before-send",
+                                "synced-what-was-emitted",
                                 node,
-                                "sends or replies left before the persists emitted ahead of \
-                                 them were durable"
-                                    .into(),
+                                format!(
+                                    "a sync of the first {persists} persists, after {} were \
+                                     synced and with {} emitted",
+                                    run_state.persists_synced, run_state.persists_emitted
+                                ),
                             ));
                         }
-                        for (to, message) in run_state.unreleased.drain(..) {
-                            *in_flight.entry((run_state.node, to, message)).or_default() += 1;
+                        while run_state.persists_synced < *persists {
+                            run_state.persists_synced += 1;
+                            if let Some(Some(update)) = run_state.unsynced.pop_front() {
+                                run_state.synced_state.apply(&update);
+                            }
+                        }
+                    }
+                    TraceRecord::Released { sends, .. } => {
+                        let waiting = run_state.unreleased.len() as u64;
+                        if *sends < run_state.sends_released
+                            || *sends > run_state.sends_released + waiting
+                        {
+                            return Err(fail(
+                                "released-what-was-emitted",
+                                node,
+                                format!(
+                                    "released the first {sends} sends and replies, after {} \
+                                     were released and with {waiting} more emitted",
+                                    run_state.sends_released
+                                ),
+                            ));
+                        }
+                        while run_state.sends_released < *sends {
+                            run_state.sends_released += 1;
+                            let Some((send, ahead)) = run_state.unreleased.pop_front() else {
+                                unreachable!("bounded by the count of waiting sends above")
+                            };
+                            if ahead > run_state.persists_synced {
+                                return Err(fail(
+                                    "persist-before-send",
+                                    node,
+                                    format!(
+                                        "a send or reply left after {} persists were durable, \
+                                         but {ahead} were emitted ahead of it (only a \
+                                         message the core sends ahead may leave early)",
+                                        run_state.persists_synced
+                                    ),
+                                ));
+                            }
+                            if let Some((to, message)) = send {
+                                *in_flight.entry((run_state.node, to, message)).or_default() += 1;
+                            }
                         }
                     }
                     TraceRecord::Stop { .. } => run_state.stopped = true,
@@ -564,26 +624,35 @@ pub fn check_conformance_over<S: StateMachine>(
     Ok(report)
 }
 
-/// Folds a step's effects into the run's bookkeeping: persists wait for the next sync,
-/// sends for the next release, timers arm and disarm.
+/// Folds a step's effects into the run's bookkeeping: persists wait for a sync, sends
+/// and replies for a release (each after the persists ahead of it), a send ahead is in
+/// flight at once, timers arm and disarm.
 fn absorb<S: StateMachine>(
     run: &mut RunState<S>,
     effects: Vec<Effect<S>>,
+    in_flight: &mut HashMap<(NodeId, NodeId, Message<S>), u64>,
     report: &mut ConformanceReport,
 ) {
     for effect in effects {
         match effect {
             Effect::Persist(update) => {
                 report.persists += 1;
-                run.unsynced.push(update);
+                run.persists_emitted += 1;
+                run.unsynced.push_back(Some(update));
             }
-            Effect::SaveSnapshot(_) => run.unsynced_snapshot = true,
+            Effect::SaveSnapshot(_) => {
+                run.persists_emitted += 1;
+                run.unsynced.push_back(None);
+            }
             Effect::Send { to, message } => {
-                run.release_waits_on_sync |= !run.unsynced.is_empty() || run.unsynced_snapshot;
-                run.unreleased.push((to, message));
+                run.unreleased
+                    .push_back((Some((to, message)), run.persists_emitted));
+            }
+            Effect::SendAhead { to, message } => {
+                *in_flight.entry((run.node, to, message)).or_default() += 1;
             }
             Effect::Reply { .. } => {
-                run.release_waits_on_sync |= !run.unsynced.is_empty() || run.unsynced_snapshot;
+                run.unreleased.push_back((None, run.persists_emitted));
             }
             Effect::SetTimer(timer) => {
                 run.armed.insert(timer);
@@ -608,7 +677,7 @@ fn check_restart<S: StateMachine>(
     if candidate == *loaded {
         return Ok(());
     }
-    for update in &previous.unsynced {
+    for update in previous.unsynced.iter().flatten() {
         candidate.apply(update);
         if candidate == *loaded {
             return Ok(());

@@ -86,7 +86,8 @@ pub enum Input<S: StateMachine> {
 /// **Ordering contract.** Effects are executed in the order they are returned. A `Send`
 /// or `Reply` must not leave the node until every `Persist` before it in the same list
 /// (and in earlier lists) is durable; a `SaveSnapshot` counts as a persist, and must be
-/// durable before the `Persist`s after it. The core relies on this: it never emits a message
+/// durable before the `Persist`s after it. A `SendAhead` is the one exception: it may
+/// leave at once. The core relies on this: it never emits a message
 /// that depends on state it has not first asked to persist. `SetTimer` re-arms (resets)
 /// a timer; `CancelTimer` disarms it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,19 @@ pub enum Effect<S: StateMachine> {
     Persist(DurableUpdate<S::Command>),
     /// Send a message to a peer.
     Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        message: Message<S>,
+    },
+    /// Send a message to a peer that may leave *ahead* of the persists before it: it
+    /// vouches for nothing that is not durable already (SPEC §3.4). Only a leader's
+    /// [`Message::Heartbeat`] is sent so ([`crate::invariants::only_heartbeats_sent_ahead`]):
+    /// its ballot was durable before the node led, its commit index counts
+    /// acknowledgements of accepts that each left after the leader's own vote was
+    /// durable, and its read round is volatile. A driver that fsyncs beside its loop
+    /// sends it at once, so a slow disk does not silence a healthy leader.
+    SendAhead {
         /// The peer.
         to: NodeId,
         /// The message.

@@ -6,7 +6,8 @@
 
 use crate::ballot::{Ballot, Slot};
 use crate::client_table::ClientTable;
-use crate::message::Proposal;
+use crate::effect::Effect;
+use crate::message::{Message, Proposal};
 use crate::replica::{Replica, Role};
 use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,6 +132,39 @@ pub fn check_replica<S: StateMachine>(replica: &Replica<S>) -> Result<(), Violat
                     replica.id, durable.promised
                 ),
             );
+        }
+    }
+    Ok(())
+}
+
+/// Only a leader's heartbeats may leave ahead of the persists before them
+/// ([`Effect::SendAhead`], SPEC §3.4): every other message vouches for something the
+/// sender persisted (a promise, a vote, its own vote in an accept) and must wait for
+/// its sync. Checked on every step's effects in debug builds, and by trace
+/// conformance on what a node emitted.
+///
+/// ```
+/// use ballot_model::{invariants, Effect, Message, Register};
+/// let heartbeat = Effect::<Register>::SendAhead {
+///     to: 1,
+///     message: Message::Heartbeat { ballot: Default::default(), commit: 0, read_round: 0 },
+/// };
+/// assert!(invariants::only_heartbeats_sent_ahead(&[heartbeat]).is_ok());
+/// let promise = Effect::<Register>::SendAhead {
+///     to: 1,
+///     message: Message::Prepare { ballot: Default::default(), from_slot: 1 },
+/// };
+/// assert!(invariants::only_heartbeats_sent_ahead(&[promise]).is_err());
+/// ```
+pub fn only_heartbeats_sent_ahead<S: StateMachine>(effects: &[Effect<S>]) -> Result<(), Violation> {
+    for effect in effects {
+        if let Effect::SendAhead { to, message } = effect {
+            if !matches!(message, Message::Heartbeat { .. }) {
+                return violation(
+                    "only_heartbeats_sent_ahead",
+                    format!("a message to node {to} may leave before its sync: {message:?}"),
+                );
+            }
         }
     }
     Ok(())

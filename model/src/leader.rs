@@ -137,15 +137,20 @@ impl<S: StateMachine> Replica<S> {
         self.persist(DurableUpdate::Accept { slot, entry }, effects);
         let commit = self.durable.commit;
         for peer in self.config.peers(self.id) {
-            effects.push(Effect::Send {
-                to: peer,
-                message: Message::Accept {
-                    ballot,
-                    slot,
-                    proposal: proposal.clone(),
-                    commit,
-                },
-            });
+            let message = Message::Accept {
+                ballot,
+                slot,
+                proposal: proposal.clone(),
+                commit,
+            };
+            // The accept vouches for the leader's own vote, just persisted: it must
+            // wait for that vote's sync. Sent ahead, a crash can lose the vote after a
+            // follower's acknowledgement completed a majority with it.
+            if mutant!(self.config, AcceptSentAhead) {
+                effects.push(Effect::SendAhead { to: peer, message });
+            } else {
+                effects.push(Effect::Send { to: peer, message });
+            }
         }
     }
 
@@ -446,7 +451,7 @@ impl<S: StateMachine> Replica<S> {
         });
         let commit = self.durable.commit;
         for peer in self.config.peers(self.id) {
-            effects.push(Effect::Send {
+            effects.push(Effect::SendAhead {
                 to: peer,
                 message: Message::Heartbeat {
                     ballot,
@@ -492,7 +497,7 @@ impl<S: StateMachine> Replica<S> {
         let ballot = leadership.ballot;
         let commit = self.durable.commit;
         for peer in self.config.peers(self.id) {
-            effects.push(Effect::Send {
+            effects.push(Effect::SendAhead {
                 to: peer,
                 message: Message::Heartbeat {
                     ballot,

@@ -49,12 +49,17 @@ pub enum Mutant {
     /// disks, where a crash loses what was not synced). The node's planted runtime bug
     /// of the same name breaks the same rule in its real loop.
     ReleaseBeforeSync,
+    /// The leader marks its `Accept`s as free to leave ahead of the persist of its own
+    /// vote (`Effect::SendAhead`), as only heartbeats may: a crash before the sync
+    /// loses a vote that, with a follower's, made a majority, and a second value can
+    /// be chosen in the slot.
+    AcceptSentAhead,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -70,6 +75,7 @@ impl Mutant {
         Mutant::ExpiryForgetsFloor,
         Mutant::ClientRenumbersAbandoned,
         Mutant::ReleaseBeforeSync,
+        Mutant::AcceptSentAhead,
     ];
 
     /// A kebab-case name for the CLI.
@@ -90,6 +96,7 @@ impl Mutant {
             Mutant::ExpiryForgetsFloor => "expiry-forgets-floor",
             Mutant::ClientRenumbersAbandoned => "client-renumbers-abandoned",
             Mutant::ReleaseBeforeSync => "release-before-sync",
+            Mutant::AcceptSentAhead => "accept-sent-ahead",
         }
     }
 }

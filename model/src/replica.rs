@@ -541,6 +541,22 @@ impl<S: StateMachine> Replica<S> {
     /// [`Effect`] for the ordering contract). Invalid peer input is an `Err` and leaves
     /// the state unchanged.
     pub fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) -> Result<(), StepError> {
+        let from = effects.len();
+        let result = self.step_input(input, effects);
+        debug_assert!(
+            mutant!(self.config, AcceptSentAhead)
+                || crate::invariants::only_heartbeats_sent_ahead(&effects[from..]).is_ok(),
+            "{:?}",
+            crate::invariants::only_heartbeats_sent_ahead(&effects[from..])
+        );
+        result
+    }
+
+    fn step_input(
+        &mut self,
+        input: Input<S>,
+        effects: &mut Vec<Effect<S>>,
+    ) -> Result<(), StepError> {
         match input {
             Input::Message { from, message } => self.on_message(from, message, effects),
             Input::Client(request) => {

@@ -121,6 +121,11 @@ fn send(to: NodeId, message: Msg) -> E {
     Effect::Send { to, message }
 }
 
+/// A send that may leave ahead of the persists before it (a leader's heartbeat).
+fn send_ahead(to: NodeId, message: Msg) -> E {
+    Effect::SendAhead { to, message }
+}
+
 fn persist_accept(slot: Slot, ballot: Ballot, proposal: Proposal<u8>) -> E {
     Effect::Persist(DurableUpdate::Accept {
         slot,
@@ -912,10 +917,10 @@ fn heartbeat_timeout_retransmits_unacknowledged_accepts() {
     assert_eq!(
         effects,
         vec![
-            send(1, heartbeat(ballot, 0, 0)),
+            send_ahead(1, heartbeat(ballot, 0, 0)),
             send(1, accept(ballot, 1, p1.clone(), 0)),
             send(1, accept(ballot, 2, p2, 0)),
-            send(2, heartbeat(ballot, 0, 0)),
+            send_ahead(2, heartbeat(ballot, 0, 0)),
             send(2, accept(ballot, 1, p1, 0)),
             Effect::SetTimer(Timer::Heartbeat),
         ]
@@ -940,10 +945,10 @@ fn heartbeat_retransmits_within_one_slots_bytes_per_peer_oldest_first() {
     assert_eq!(
         effects,
         vec![
-            send(1, heartbeat(ballot, 0, 0)),
+            send_ahead(1, heartbeat(ballot, 0, 0)),
             send(1, accept(ballot, 1, p(1), 0)),
             send(1, accept(ballot, 2, p(2), 0)),
-            send(2, heartbeat(ballot, 0, 0)),
+            send_ahead(2, heartbeat(ballot, 0, 0)),
             send(2, accept(ballot, 1, p(1), 0)),
             send(2, accept(ballot, 2, p(2), 0)),
             Effect::SetTimer(Timer::Heartbeat),
@@ -958,9 +963,9 @@ fn heartbeat_retransmits_within_one_slots_bytes_per_peer_oldest_first() {
     assert_eq!(
         effects,
         vec![
-            send(1, heartbeat(ballot, 2, 0)),
+            send_ahead(1, heartbeat(ballot, 2, 0)),
             send(1, accept(ballot, 3, p(3), 2)),
-            send(2, heartbeat(ballot, 2, 0)),
+            send_ahead(2, heartbeat(ballot, 2, 0)),
             send(2, accept(ballot, 3, p(3), 2)),
             Effect::SetTimer(Timer::Heartbeat),
         ]
@@ -1432,8 +1437,8 @@ fn leader_confirms_read_with_heartbeat_round_before_replying() {
     assert_eq!(
         effects,
         vec![
-            send(1, heartbeat(ballot, 1, 1)),
-            send(2, heartbeat(ballot, 1, 1)),
+            send_ahead(1, heartbeat(ballot, 1, 1)),
+            send_ahead(2, heartbeat(ballot, 1, 1)),
         ]
     );
     // An ack of an older round does not confirm the read.

@@ -673,7 +673,7 @@ impl Cluster {
                     saved_slot = Some(snapshot.slot);
                     self.save(node, snapshot);
                 }
-                Effect::Send { to, message } => {
+                Effect::Send { to, message } | Effect::SendAhead { to, message } => {
                     if to >= NODES || to == node {
                         fail(at, format!("node {node} sent {message:?} to node {to}"));
                     }

@@ -225,7 +225,8 @@ impl ModelActor {
 /// trivially here; the runtime must honour it explicitly (see `Effect`). With lazy
 /// disks ([`crate::model::ModelConfig::lazy_disks`]) the adapter honours it as the
 /// runtime does: persists are written, not durable, until a [`ModelTimer::Sync`], and a
-/// send or reply emitted while anything written is not durable waits for that sync.
+/// send or reply emitted while anything written is not durable waits for that sync,
+/// except a [`Effect::SendAhead`], which leaves at once.
 fn emit(
     server: &mut ServerState,
     effects: Vec<Effect<Register>>,
@@ -250,6 +251,11 @@ fn emit(
                 continue;
             }
             Effect::Send { to, message } => (to, ModelMsg::Peer(Arc::new(message))),
+            // Depends on no persist: leaves at once, even while a sync is pending.
+            Effect::SendAhead { to, message } => {
+                o.send(Id::from(to), ModelMsg::Peer(Arc::new(message)));
+                continue;
+            }
             Effect::Reply { client, response } => (
                 usize::from(client_actor_id(servers, client)),
                 ModelMsg::Response(response),
@@ -304,6 +310,7 @@ fn sync(server: &mut ServerState, o: &mut Out<ModelActor>) {
 }
 
 /// The `release-before-sync` mutant: the runtime sends without waiting for its fsync.
+#[cfg_attr(not(feature = "mutants"), allow(unused_variables))]
 fn release_before_sync(server: &ServerState) -> bool {
     crate::mutant::mutant!(server.replica.config(), ReleaseBeforeSync)
 }

@@ -50,6 +50,9 @@ pub struct Ledger {
     pub votes: Arc<Votes>,
     /// The abstract state the concrete one maps to; shared like `votes`.
     pub spec: Arc<ConsensusSpec>,
+    /// With lazy disks: actions taken while some live server's sync is pending, up to
+    /// [`ModelConfig::sync_window`]; zero once every live server is synced.
+    pub sync_window_used: u8,
     /// The first spec violation found, if any.
     pub spec_violation: Option<SpecViolation>,
     /// When a leader first crashed: the highest commit index any server had then.
@@ -258,21 +261,32 @@ impl BallotModel {
         }
     }
 
-    /// With lazy disks, an fsync is faster than anything else that happens: while a live
-    /// server has written what is not durable, the only actions are its sync and its
-    /// crash (which loses what was not synced). That keeps the one window the runtime's
-    /// ordering contract is about, a crash between a persist and its fsync, without
-    /// every interleaving of slow disks with everything else.
+    /// With lazy disks, an fsync is faster than all but [`ModelConfig::sync_window`]
+    /// other actions: while a live server has written what is not durable, the actions
+    /// are its sync, its crash (which loses what was not synced), and up to that many
+    /// others (the runtime's loop steps inputs while its fsync runs). A window of 0
+    /// keeps the one gap the ordering contract is about, a crash between a persist and
+    /// its fsync, without every interleaving of slow disks with everything else.
     fn lazy_disk_allows(&self, state: &BallotState, action: &BallotAction) -> bool {
-        let unsynced = |id: usize| {
-            !state.system.crashed[id] && self.server(state, id).is_some_and(|s| s.unsynced)
-        };
-        if !(0..self.config.servers).any(unsynced) {
-            return true;
-        }
+        !self.any_unsynced(state)
+            || self.ends_sync_gap(state, action)
+            || state.ledger.sync_window_used < self.config.sync_window
+    }
+
+    /// True if some live server has written what is not durable yet.
+    fn any_unsynced(&self, state: &BallotState) -> bool {
+        (0..self.config.servers).any(|id| self.unsynced(state, id))
+    }
+
+    fn unsynced(&self, state: &BallotState, id: usize) -> bool {
+        !state.system.crashed[id] && self.server(state, id).is_some_and(|s| s.unsynced)
+    }
+
+    /// The action is an unsynced server's sync or crash.
+    fn ends_sync_gap(&self, state: &BallotState, action: &BallotAction) -> bool {
         match action {
             ActorModelAction::Timeout(id, ModelTimer::Sync) | ActorModelAction::Crash(id) => {
-                unsynced(usize::from(*id))
+                self.unsynced(state, usize::from(*id))
             }
             _ => false,
         }
@@ -502,6 +516,9 @@ impl Model for BallotModel {
             }
             _ => {}
         }
+        if self.config.lazy_disks && self.any_unsynced(last) && !self.ends_sync_gap(last, &action) {
+            ledger.sync_window_used += 1;
+        }
         let mut system = self.inner.next_state(&last.system, action)?;
         self.bound_network(&mut system, ledger.opened);
         // Metric counters take no part in state identity, so facts the reachability
@@ -544,7 +561,11 @@ impl Model for BallotModel {
             &system,
             Some(&last.system),
         );
-        Some(BallotState { system, ledger })
+        let mut next = BallotState { system, ledger };
+        if next.ledger.sync_window_used > 0 && !self.any_unsynced(&next) {
+            next.ledger.sync_window_used = 0;
+        }
+        Some(next)
     }
 
     fn format_action(&self, action: &BallotAction) -> String {

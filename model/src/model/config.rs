@@ -181,6 +181,11 @@ pub struct ModelConfig {
     /// ordering contract, checked rather than assumed. Off: a step's persists are
     /// durable with the step.
     pub lazy_disks: bool,
+    /// With lazy disks: how many other actions may happen while some live server's
+    /// sync is pending. The node's loop goes on stepping inputs while its fsync runs;
+    /// 0 makes every fsync faster than anything else (the smallest world that still
+    /// lets a crash fall between a persist and its sync).
+    pub sync_window: u8,
     /// When timers may fire; see [`Timing`].
     pub timing: Timing,
     /// Times a client re-sends one operation after a timeout, to the next server;
@@ -227,6 +232,7 @@ impl Default for ModelConfig {
             max_elections: 2,
             max_transfers: 0,
             lazy_disks: false,
+            sync_window: 0,
             timing: Timing::Stable,
             client_retries: None,
             connectivity: Connectivity::full(),
@@ -357,6 +363,9 @@ impl ModelConfig {
         }
         if self.lazy_disks {
             text.push_str(" lazy-disks");
+            if self.sync_window > 0 {
+                text.push_str(&format!(" sync-window={}", self.sync_window));
+            }
         }
         if let Some(max) = self.queue_requests_max {
             text.push_str(&format!(" queue-max={max}"));

@@ -1,11 +1,13 @@
 //! The refinement mapping: from every explored model state to the abstract
 //! [`ConsensusSpec`](crate::spec::ConsensusSpec), checking each abstract step is one the spec allows.
 //!
-//! Votes are the bridge. An acceptor's vote is whatever its `accepted` map holds; each
-//! model step changes at most one server, so recording every vote seen after every step
-//! records every vote ever cast (Lamport's `votes` history variable). A value is chosen
-//! once a majority has voted for it at one ballot — whether or not they still hold that
-//! vote — exactly the definition in the Paxos papers.
+//! Votes are the bridge. An acceptor's vote is whatever its *durable* `accepted` map
+//! holds (what its disk has made durable: with lazy disks, only what a sync completed;
+//! a vote a crash took back before its sync was never cast, and nothing it caused left
+//! the node); each model step changes at most one server, so recording every vote seen
+//! after every step records every vote ever cast (Lamport's `votes` history variable).
+//! A value is chosen once a majority has voted for it at one ballot — whether or not
+//! they still hold that vote — exactly the definition in the Paxos papers.
 
 use super::actors::{ModelActor, ModelActorState};
 use super::checked::Ledger;
@@ -70,7 +72,13 @@ fn refine_step(
         if untouched {
             continue;
         }
-        for (slot, entry) in &server.replica.durable().accepted {
+        // The disk's durable copy, as the last save (eager disks: every step that
+        // persists; lazy disks: every sync) left it; none before the first.
+        let Some(stored) = &system.actor_storages[node] else {
+            continue;
+        };
+        debug_assert!(server.unsynced || *stored.durable == *server.replica.durable());
+        for (slot, entry) in &stored.durable.accepted {
             let key = (*slot, entry.ballot, entry.proposal.clone());
             let known = ledger
                 .votes
