@@ -91,3 +91,36 @@ fn a_node_whose_disk_rots_refuses_to_start_and_the_others_serve() {
         report.trace
     );
 }
+
+#[test]
+fn a_disk_slower_than_an_election_timeout_deposes_no_leader() {
+    // Every fsync takes 200 ms, more than the shortest election timeout (150 ms): a
+    // loop that held up heartbeats for its fsync lost its leader again and again and
+    // acknowledged nothing. The leader's heartbeats leave ahead of the fsync, and the
+    // loop steps inputs while it runs.
+    let config = SimConfig {
+        nodes: 3,
+        clients: 16,
+        faulty: Duration::ZERO,
+        heal_within: Duration::from_secs(10),
+        fsync: Some(Duration::from_millis(200)),
+        calm: Duration::from_secs(10),
+        ..SimConfig::default()
+    };
+    let report = run_seed(&config, 1);
+    assert!(
+        report.anomalies.is_empty(),
+        "{:?}\n{}",
+        report.anomalies,
+        report.trace
+    );
+    assert_eq!(
+        report.calm_elections, 0,
+        "elections while clients ran with no fault"
+    );
+    assert!(
+        report.acknowledged > 100,
+        "{} operations acknowledged",
+        report.acknowledged
+    );
+}
