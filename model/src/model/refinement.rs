@@ -77,7 +77,6 @@ fn refine_step(
         let Some(stored) = &system.actor_storages[node] else {
             continue;
         };
-        debug_assert!(server.unsynced || *stored.durable == *server.replica.durable());
         for (slot, entry) in &stored.durable.accepted {
             let key = (*slot, entry.ballot, entry.proposal.clone());
             let known = ledger
