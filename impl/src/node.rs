@@ -4,7 +4,7 @@
 //! The loop takes a *batch* of inputs (everything queued, up to a limit), steps the
 //! core on each, appends every `Persist` to the write-ahead log, and starts **one**
 //! fsync beside the loop (group commit: every persist appended meanwhile shares it; see
-//! [`crate::group_commit`]). Each send and reply leaves once the fsync that covers the
+//! `group_commit.rs`). Each send and reply leaves once the fsync that covers the
 //! persists ahead of it completes: the core's ordering contract — no send or reply
 //! before the persists that precede it are durable. While the fsync runs, the loop
 //! goes on stepping inputs and sends at once what the core sends ahead (a leader's

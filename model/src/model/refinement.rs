@@ -64,9 +64,9 @@ fn refine_step(
     //    state (stateright shares it), so its votes are recorded already.
     let mut new_votes = Vec::new();
     for (node, state) in system.actor_states.iter().enumerate().take(servers) {
-        let ModelActorState::Server(server) = &**state else {
+        if !matches!(&**state, ModelActorState::Server(_)) {
             continue;
-        };
+        }
         let untouched =
             previous.is_some_and(|previous| Arc::ptr_eq(&previous.actor_states[node], state));
         if untouched {
