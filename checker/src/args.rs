@@ -83,6 +83,11 @@ pub struct ModelArgs {
     /// Make every client operation a write.
     #[arg(long)]
     pub writes_only: bool,
+    /// Every client writes first, then alternates (write, read, …) instead of client
+    /// `c` starting with a read when `c` is odd: every client's script then has the
+    /// same shape, which `--symmetry` needs.
+    #[arg(long, conflicts_with = "writes_only")]
+    pub write_first: bool,
     /// Network semantics: `unordered` (any order, at most once), `duplicating` (any
     /// order; peer messages any number of times, client traffic at most once) or
     /// `ordered` (per-channel FIFO, at most once).
@@ -207,6 +212,8 @@ impl ModelArgs {
         ModelConfig {
             script: if self.writes_only || self.scenario.is_some() {
                 ClientScript::WritesOnly
+            } else if self.write_first {
+                ClientScript::WriteFirst
             } else {
                 ClientScript::Alternating
             },
@@ -245,7 +252,10 @@ pub struct RunArgs {
     /// Seed for `--strategy sim` and `swarm`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Symmetry reduction. Refused for this model: see SPEC.md, "Symmetry".
+    /// Client symmetry: states that differ only in which of two clients with the same
+    /// script shape is which (their ids and written values traded) are explored once.
+    /// Safety and reachability only (needs `--no-liveness`); refused without two such
+    /// clients or with `--sessions-max`. See SPEC.md, "Symmetry".
     #[arg(long)]
     pub symmetry: bool,
     /// Skip the liveness analysis (the graph it reads is built by the exploration

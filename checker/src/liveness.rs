@@ -218,6 +218,10 @@ where
     M::State: Hash,
     M::Action: Clone,
 {
+    assert!(
+        !exploration.classes,
+        "liveness is not decided on a graph of classes: its cycles need not be cycles of states"
+    );
     let graph = &exploration.graph;
     let started = Instant::now();
     let mut truncated = graph.outside.iter().filter(|o| **o).count() + graph.cut.len();

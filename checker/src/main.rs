@@ -5,8 +5,9 @@ mod mutants;
 mod report;
 mod run;
 
+use args::Strategy;
 use args::{Cli, Command};
-use ballot_model::model::BallotModel;
+use ballot_model::model::{BallotModel, ClientSymmetry};
 use clap::Parser;
 use stateright::Model;
 use std::process::ExitCode;
@@ -21,11 +22,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => {
             if args.run.symmetry {
-                return usage_error(
-                    "--symmetry is refused for this model: servers are not interchangeable \
-                     (ballots break ties by node id), and clients run different scripts. \
-                     See SPEC.md, \"Symmetry\".",
-                );
+                if let Err(refusal) = ClientSymmetry::new(&args.model.config()) {
+                    return usage_error(&format!("--symmetry: {refusal} (SPEC.md, \"Symmetry\")"));
+                }
+                if args.run.liveness {
+                    return usage_error(
+                        "--symmetry decides safety and reachability only (a cycle of classes \
+                         of states need not be a cycle of states): add --no-liveness",
+                    );
+                }
+                if !matches!(args.run.strategy, Strategy::Bfs | Strategy::Dfs) {
+                    return usage_error("--symmetry applies to --strategy bfs and dfs only");
+                }
             }
             let outcome = run::run(args.model.config(), &args.run, !args.json);
             let targets_optional = args.safety_only || args.model.scenario.is_some();

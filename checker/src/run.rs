@@ -3,9 +3,9 @@
 use crate::args::{RunArgs, Strategy};
 use crate::report::group;
 use ballot_checker::liveness::{self, BallotFairness, Verdict};
-use ballot_checker::state_graph::{self, Order, Progress};
+use ballot_checker::state_graph::{self, fingerprint, ClassFingerprint, Order, Progress};
 use ballot_model::model::liveness as goals;
-use ballot_model::model::{BallotAction, BallotModel, BallotState, ModelConfig};
+use ballot_model::model::{BallotAction, BallotModel, BallotState, ClientSymmetry, ModelConfig};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -176,7 +176,10 @@ impl Outcome {
 
 /// Checks `config` as `run` says; prints progress on stderr if `progress`.
 pub fn run(config: ModelConfig, run: &RunArgs, progress: bool) -> Outcome {
-    let description = config.describe();
+    let mut description = config.describe();
+    if run.symmetry {
+        description.push_str(" symmetry=clients");
+    }
     let model = BallotModel::new(config);
     let threads = run
         .threads
@@ -299,12 +302,23 @@ fn explore_once(
         );
     };
     let liveness_properties = goals::all();
+    let symmetry = run.symmetry.then(|| {
+        ClientSymmetry::new(&model.config).expect("the command line checked the symmetry")
+    });
+    let class = |state: &BallotState| {
+        symmetry
+            .as_ref()
+            .map_or_else(|| fingerprint(state), |s| s.fingerprint(state, fingerprint))
+    };
     let options = state_graph::Options {
         threads,
         deadline,
         max_depth: run.depth,
         progress: Some(&mut report),
         order,
+        class: symmetry
+            .is_some()
+            .then_some(&class as ClassFingerprint<BallotState>),
     };
     let exploration = state_graph::explore(model, &BallotFairness, &liveness_properties, options);
     if progress && interactive {
@@ -347,7 +361,7 @@ fn explore_once(
     }
     // On an incomplete graph every liveness verdict would be "unknown": not worth the
     // analysis.
-    let run_liveness = run.liveness && exploration.complete;
+    let run_liveness = run.liveness && exploration.complete && !exploration.classes;
     if run_liveness {
         let started = Instant::now();
         let result = liveness::analyze(model, &exploration, &liveness_properties);

@@ -70,6 +70,8 @@ pub(crate) struct Graph {
     /// `(NONE, init index)`.
     pub(crate) parent: Vec<(u32, u32)>,
     pub(crate) fingerprints: Vec<u64>,
+    /// True if `fingerprints` are those of classes of states ([`Options::class`]).
+    pub(crate) classes: bool,
     /// `(state, index in init_states)` of each initial state.
     pub(crate) inits: Vec<(u32, u32)>,
     /// Debug text of each interned key, for reports.
@@ -88,6 +90,7 @@ impl Graph {
             cut: HashMap::new(),
             parent: Vec::new(),
             fingerprints: Vec::new(),
+            classes: false,
             inits: Vec::new(),
             key_names: Vec::new(),
             strong: Vec::new(),
@@ -166,7 +169,7 @@ impl Graph {
 /// stateright's checkers do). Fixed seeds make it deterministic across runs; aHash
 /// gives 64 well-mixed bits at a fraction of SipHash's cost, and hashing is a large
 /// share of exploring a state.
-pub(crate) fn fingerprint<T: Hash>(value: &T) -> u64 {
+pub fn fingerprint<T: Hash>(value: &T) -> u64 {
     const SEEDS: [u64; 4] = [
         0x243f_6a88_85a3_08d3,
         0x1319_8a2e_0370_7344,
@@ -198,8 +201,12 @@ impl Hasher for FingerprintHasher {
 
 type FingerprintMap = HashMap<u64, u32, BuildHasherDefault<FingerprintHasher>>;
 
+/// How states are told apart when not by their own fingerprint: the fingerprint of
+/// their class under a symmetry (see `ClientSymmetry::fingerprint` in the model).
+pub type ClassFingerprint<'a, S> = &'a (dyn Fn(&S) -> u64 + Sync);
+
 /// How far and how wide to explore.
-pub struct Options<'a> {
+pub struct Options<'a, S> {
     /// Worker threads expanding states (at least 1).
     pub threads: usize,
     /// Stop expanding at this time (the exploration is then incomplete).
@@ -211,6 +218,12 @@ pub struct Options<'a> {
     pub progress: Option<&'a mut dyn FnMut(&Progress)>,
     /// Which queued state to expand next.
     pub order: Order,
+    /// Explore one state per class: states with the same class fingerprint are one
+    /// node of the graph, expanded from the first member found. Safety and
+    /// reachability verdicts carry over when the classes are those of a symmetry of
+    /// the model and its properties; liveness is not decided on such a graph
+    /// ([`Exploration::classes`]).
+    pub class: Option<ClassFingerprint<'a, S>>,
 }
 
 /// The order states are expanded in.
@@ -228,7 +241,7 @@ pub enum Order {
     DepthFirst,
 }
 
-impl Default for Options<'_> {
+impl<S> Default for Options<'_, S> {
     fn default() -> Self {
         Options {
             threads: 1,
@@ -236,6 +249,7 @@ impl Default for Options<'_> {
             max_depth: None,
             progress: None,
             order: Order::BreadthFirst,
+            class: None,
         }
     }
 }
@@ -332,6 +346,9 @@ pub struct Exploration {
     pub complete: bool,
     /// True if a violated safety property stopped the exploration.
     pub stopped_by_violation: bool,
+    /// True if the graph's nodes are classes of states ([`Options::class`]): its
+    /// cycles need not be cycles of states, so no liveness verdict is drawn from it.
+    pub classes: bool,
 }
 
 impl Exploration {
@@ -404,7 +421,7 @@ pub fn explore<M, F>(
     model: &M,
     fairness: &F,
     liveness: &[LivenessProperty<M>],
-    mut options: Options<'_>,
+    mut options: Options<'_, M::State>,
 ) -> Exploration
 where
     M: Model + Sync,
@@ -423,6 +440,7 @@ where
     let settled = AtomicU64::new(0);
     let threads = options.threads.max(1);
     let mut graph = Graph::new();
+    graph.classes = options.class.is_some();
     let mut index_of = FingerprintMap::default();
     let mut keys: HashMap<F::Key, u32> = HashMap::new();
     // States numbered but not yet handed out, by index.
@@ -432,6 +450,11 @@ where
     // many; the arrays are put in index order at the end.
     let mut ranges: Vec<(u32, u32)> = Vec::new();
     let mut figures = Progress::default();
+    let class = options.class;
+    let identify = |state: &M::State| match class {
+        Some(class) => class(state),
+        None => fingerprint(state),
+    };
     let discover = |graph: &mut Graph,
                     depths: &mut Vec<u32>,
                     ranges: &mut Vec<(u32, u32)>,
@@ -451,7 +474,7 @@ where
     };
     for (position, state) in model.init_states().into_iter().enumerate() {
         figures.states += 1;
-        let fp = fingerprint(&state);
+        let fp = identify(&state);
         if index_of.contains_key(&fp) {
             continue;
         }
@@ -495,7 +518,7 @@ where
         for (position, action) in actions.into_iter().enumerate() {
             let class = fairness.classify(model, &state, &action);
             if let Some(next) = model.next_state(&state, action) {
-                let fp = fingerprint(&next);
+                let fp = identify(&next);
                 successors.push((position as u32, class, fp, next));
             }
         }
@@ -683,6 +706,7 @@ where
         figures,
         complete: !cut_short && !depth_cut,
         stopped_by_violation,
+        classes: class.is_some(),
     }
 }
 
@@ -728,7 +752,9 @@ where
             .next_state(&state, action.clone())
             .expect("replayed actions were enabled when the graph was built");
         indices.push(edge.action as usize);
-        debug_assert_eq!(fingerprint(&next), graph.fingerprints[edge.to as usize]);
+        // Along parents, each state replayed is the one the exploration expanded;
+        // with classes, the graph holds its class's fingerprint instead.
+        debug_assert!(graph.classes || fingerprint(&next) == graph.fingerprints[edge.to as usize]);
         states.push(std::mem::replace(&mut state, next));
         replayed.push(action);
     }

@@ -120,6 +120,41 @@ fn json_report_no_crash() {
 }
 
 #[test]
+fn client_symmetry_explores_one_state_per_class() {
+    let world = [
+        "check",
+        "--writes-only",
+        "--clients",
+        "2",
+        "--ops",
+        "1",
+        "--crashes",
+        "0",
+        "--safety-only",
+        "--no-liveness",
+        "--json",
+    ];
+    let full = run_json(&world, 0);
+    let reduced = run_json(&[&world[..], &["--symmetry"]].concat(), 0);
+    assert_eq!(full["unique_states"], 11_746, "{full}");
+    assert_eq!(reduced["unique_states"], 6_326, "{reduced}");
+    assert!(
+        reduced["config"]
+            .as_str()
+            .is_some_and(|c| c.contains("symmetry=clients")),
+        "{reduced}"
+    );
+    for property in properties(&full) {
+        let name = property["name"].as_str().expect("a name");
+        assert_eq!(
+            status(properties(&reduced), name),
+            property["status"],
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn a_leadership_transfer_is_reached_and_every_property_holds_with_it() {
     // One write (so a transfer can meet it in flight), no crash and one election: the
     // only other ballot is the transfer's. Without transfers this world has 1,569
@@ -209,11 +244,35 @@ fn mutant_text_has_counterexample() {
 
 #[test]
 fn bad_usage_exits_2() {
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 12] = [
         &["check", "--servers", "0"],
         &["check", "--network", "bogus"],
         &["check", "--timing", "bogus"],
-        &["check", "--symmetry"],
+        // The default clients' scripts differ; liveness is not decided under it; a
+        // bounded client table's expiry compares ids; walks have no classes.
+        &["check", "--symmetry", "--no-liveness"],
+        &["check", "--symmetry", "--writes-only", "--clients", "2"],
+        &[
+            "check",
+            "--symmetry",
+            "--no-liveness",
+            "--writes-only",
+            "--clients",
+            "2",
+            "--sessions-max",
+            "1",
+        ],
+        &[
+            "check",
+            "--symmetry",
+            "--no-liveness",
+            "--writes-only",
+            "--clients",
+            "2",
+            "--strategy",
+            "swarm",
+        ],
+        &["check", "--write-first", "--writes-only"],
         &["check", "--scenario", "bogus"],
         &["check", "--scenario", "chained", "--servers", "5"],
         &["mutants", "--only", "bogus"],

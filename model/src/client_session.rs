@@ -444,6 +444,25 @@ impl<C: Clone, Q: Clone> ClientSession<C, Q> {
         self.seq += 1;
         effects.push(SessionEffect::Finished(outcome));
     }
+
+    /// Renames the client and the command in flight, for the model's client symmetry
+    /// (`model::symmetry`): the session the client named `client(self.client)` would
+    /// hold in the mirrored run.
+    #[cfg(feature = "model")]
+    pub(crate) fn rename(
+        &mut self,
+        client: &dyn Fn(ClientId) -> ClientId,
+        command: &dyn Fn(&mut C),
+    ) {
+        self.client = client(self.client);
+        if let Some(Pending {
+            op: Operation::Write(written),
+            ..
+        }) = &mut self.pending
+        {
+            command(written);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,29 @@ impl<S: StateMachine> ClientTable<S> {
         debug_assert_eq!(self.by_activity.len(), self.sessions.len());
         ApplyOutcome::Applied(output)
     }
+
+    /// Renames clients and the values the table holds, for the model's client
+    /// symmetry (`model::symmetry`): the table another run would hold had the clients
+    /// traded names. `client` must be a permutation.
+    #[cfg(feature = "model")]
+    pub(crate) fn rename(
+        &mut self,
+        client: &dyn Fn(ClientId) -> ClientId,
+        machine: &dyn Fn(&mut S),
+        output: &dyn Fn(&mut S::Output),
+    ) {
+        machine(&mut self.machine);
+        self.sessions = std::mem::take(&mut self.sessions)
+            .into_iter()
+            .map(|(id, mut session)| {
+                output(&mut session.last_output);
+                (client(id), session)
+            })
+            .collect();
+        for id in self.by_activity.values_mut() {
+            *id = client(*id);
+        }
+    }
 }
 
 /// What expiring a session does to the floor.

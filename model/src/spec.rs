@@ -307,4 +307,12 @@ impl ConsensusSpec {
         }
         Err(SpecViolation::ReadNotFromPrefix { client, replied })
     }
+
+    /// Renames the writes of every chosen value, for the model's client symmetry.
+    #[cfg(feature = "model")]
+    pub(crate) fn rename(&mut self, write: &dyn Fn(&mut SpecWrite)) {
+        for (_, value) in self.chosen.values_mut() {
+            value.iter_mut().for_each(write);
+        }
+    }
 }

@@ -146,6 +146,10 @@ pub enum ClientScript {
     Alternating,
     /// Every operation is a write (exposes ordering and deduplication bugs).
     WritesOnly,
+    /// Every client alternates starting with a write (write, read, write, …): two
+    /// clients × two operations each write and then read, and since every client's
+    /// script has the same shape, client symmetry applies (SPEC §4.1).
+    WriteFirst,
 }
 
 /// The model's configuration. Defaults: 3 servers, one client that writes then reads,
@@ -284,6 +288,7 @@ impl ModelConfig {
                 let write = match self.script {
                     ClientScript::Alternating => (client + k).is_multiple_of(2),
                     ClientScript::WritesOnly => true,
+                    ClientScript::WriteFirst => k.is_multiple_of(2),
                 };
                 if write {
                     RegisterOp::Write((client * self.ops_per_client + k + 1) as Value)
@@ -358,6 +363,11 @@ impl ModelConfig {
             self.pipeline_depth,
             self.max_batch,
         );
+        match self.script {
+            ClientScript::Alternating => {}
+            ClientScript::WritesOnly => text.push_str(" script=writes-only"),
+            ClientScript::WriteFirst => text.push_str(" script=write-first"),
+        }
         if self.max_transfers > 0 {
             text.push_str(&format!(" transfers={}", self.max_transfers));
         }

@@ -9,6 +9,7 @@ use crate::register::{RegisterOp, RegisterRet, RegisterSpec, Value};
 use stateright::actor::Envelope;
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 /// (stateright copies it on every step; few steps change it). Reads go through
 /// [`Deref`] to [`Observed`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ModelHistory(Arc<Observed>);
+pub struct ModelHistory(pub(crate) Arc<Observed>);
 
 impl Deref for ModelHistory {
     type Target = Observed;
@@ -32,7 +33,7 @@ impl Deref for ModelHistory {
 /// pending is the same operation numbered again after its session expired unused) and
 /// *returns* when the client accepts the first answer for it. A client never abandons an operation, so one thread id per
 /// client is sound for the tester (one operation in flight per thread).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub struct Observed {
     /// Stateright's linearizability tester over the register spec, one thread per client.
     pub linearizability: LinearizabilityTester<ClientId, RegisterSpec>,
@@ -44,6 +45,45 @@ pub struct Observed {
     pub write_replies: BTreeMap<(ClientId, u64), Option<Value>>,
     /// Reads answered: `(client, seq)` → value received.
     pub read_replies: BTreeMap<(ClientId, u64), Option<Value>>,
+    /// What the tester was told, in order: the tester's own records are private, so
+    /// the client symmetry (`model::symmetry`) renames these and tells a new tester.
+    /// No part of the state's identity: the tester's state is a function of them that
+    /// does not depend on clients' names, so states whose testers agree have futures
+    /// that agree under any renaming.
+    pub told: Vec<(ClientId, Told)>,
+}
+
+/// One event told to the linearizability tester.
+#[derive(Clone, Debug)]
+pub enum Told {
+    /// An operation was invoked.
+    Invoke(RegisterOp),
+    /// The client's operation returned.
+    Return(RegisterRet),
+}
+
+/// Equality and hashing leave out [`Observed::told`]: how the tester got to its state
+/// is no part of the state.
+impl PartialEq for Observed {
+    fn eq(&self, other: &Self) -> bool {
+        self.linearizability == other.linearizability
+            && self.invoked == other.invoked
+            && self.returned == other.returned
+            && self.write_replies == other.write_replies
+            && self.read_replies == other.read_replies
+    }
+}
+
+impl Eq for Observed {}
+
+impl Hash for Observed {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        self.linearizability.hash(hasher);
+        self.invoked.hash(hasher);
+        self.returned.hash(hasher);
+        self.write_replies.hash(hasher);
+        self.read_replies.hash(hasher);
+    }
 }
 
 impl Default for Observed {
@@ -54,6 +94,7 @@ impl Default for Observed {
             returned: BTreeMap::new(),
             write_replies: BTreeMap::new(),
             read_replies: BTreeMap::new(),
+            told: Vec::new(),
         }
     }
 }
@@ -93,7 +134,8 @@ pub fn record_invocation(
     let mut next = Observed::clone(history);
     // An error means two operations in flight for one client: the tester then marks the
     // history invalid, which the linearizability property reports.
-    let _ = next.linearizability.on_invoke(client, op);
+    let _ = next.linearizability.on_invoke(client, op.clone());
+    next.told.push((client, Told::Invoke(op)));
     next.invoked.insert(client, seq);
     Some(ModelHistory(Arc::new(next)))
 }
@@ -130,7 +172,8 @@ pub fn record_return(
         }
         ClientResponse::Redirect { .. } | ClientResponse::Refused { .. } => return None,
     };
-    let _ = next.linearizability.on_return(client, ret);
+    let _ = next.linearizability.on_return(client, ret.clone());
+    next.told.push((client, Told::Return(ret)));
     next.returned.insert(client, seq);
     Some(ModelHistory(Arc::new(next)))
 }

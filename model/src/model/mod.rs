@@ -14,6 +14,8 @@
 //!   concurrent crashes), an election budget and the partial-synchrony switch,
 //!   coalescing of identical in-flight messages, and the ledger the spec mapping needs.
 //! - [`properties`]: the named safety and reachability properties.
+//! - [`symmetry`]: renaming clients with the same script shape, so that states that
+//!   differ only in which client is which are explored once.
 
 pub mod actors;
 pub mod checked;
@@ -24,6 +26,7 @@ pub mod history;
 pub mod liveness;
 pub mod properties;
 pub mod refinement;
+pub mod symmetry;
 
 pub use actors::{ClientState, ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
 pub use checked::{BallotAction, BallotModel, BallotState, Ledger};
@@ -31,3 +34,4 @@ pub use config::{ClientScript, ModelConfig, NetworkKind, Timing};
 pub use connectivity::{Connectivity, Opening, Scenario};
 pub use fairness::{ActionClass, Obligation};
 pub use history::{ModelHistory, Observed};
+pub use symmetry::{ClientSymmetry, SymmetryRefusal};
