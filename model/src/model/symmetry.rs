@@ -37,7 +37,7 @@ use crate::register::{Register, RegisterOp, RegisterRet, Value};
 use crate::replica::{Replica, Role};
 use crate::snapshot::Snapshot;
 use crate::spec::{SpecViolation, SpecWrite};
-use stateright::actor::{Envelope, Id, Network};
+use stateright::actor::{ActorModelState, Envelope, Id, Network};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::fmt;
 use std::sync::Arc;
@@ -227,12 +227,15 @@ impl Renaming {
     }
 
     /// `items[i]` moved to `actor(i)`.
-    fn per_actor<T: Clone>(&self, items: &[T]) -> Vec<T> {
-        let mut moved = items.to_vec();
-        for (index, item) in items.iter().enumerate() {
-            moved[self.actor(index)] = item.clone();
+    fn per_actor<T>(&self, items: Vec<T>) -> Vec<T> {
+        let mut slots: Vec<Option<T>> = items.iter().map(|_| None).collect();
+        for (index, item) in items.into_iter().enumerate() {
+            slots[self.actor(index)] = Some(item);
         }
-        moved
+        slots
+            .into_iter()
+            .map(|slot| slot.expect("a renaming is a permutation of the actors"))
+            .collect()
     }
 
     fn request(&self, request: &Request<Value>) -> Request<Value> {
@@ -325,7 +328,18 @@ impl Renaming {
 
     fn model_msg(&self, msg: &ModelMsg) -> ModelMsg {
         match msg {
-            ModelMsg::Peer(message) => ModelMsg::Peer(Arc::new(self.message(message))),
+            // Only these carry requests or client tables; the rest are shared as they are.
+            ModelMsg::Peer(message)
+                if matches!(
+                    **message,
+                    Message::Promise { .. }
+                        | Message::Accept { .. }
+                        | Message::InstallSnapshot { .. }
+                ) =>
+            {
+                ModelMsg::Peer(Arc::new(self.message(message)))
+            }
+            ModelMsg::Peer(_) => msg.clone(),
             ModelMsg::Request(ClientRequest::Write(request)) => {
                 ModelMsg::Request(ClientRequest::Write(self.request(request)))
             }
@@ -427,9 +441,18 @@ impl Renaming {
     }
 
     fn stored(&self, stored: &Stored) -> Stored {
+        // An empty log or the initial snapshot names no client: shared as it is.
         Stored {
-            durable: Arc::new(self.durable(&stored.durable)),
-            snapshot: Arc::new(self.snapshot(&stored.snapshot)),
+            durable: if stored.durable.accepted.is_empty() {
+                Arc::clone(&stored.durable)
+            } else {
+                Arc::new(self.durable(&stored.durable))
+            },
+            snapshot: if stored.snapshot.slot == 0 {
+                Arc::clone(&stored.snapshot)
+            } else {
+                Arc::new(self.snapshot(&stored.snapshot))
+            },
         }
     }
 
@@ -585,26 +608,27 @@ impl Renaming {
 
     fn state(&self, state: &BallotState) -> BallotState {
         let system = &state.system;
-        let mut renamed = system.clone();
-        renamed.actor_states = self.per_actor(
-            &system
-                .actor_states
-                .iter()
-                .map(|s| Arc::new(self.actor_state(s)))
-                .collect::<Vec<_>>(),
-        );
-        renamed.network = self.network(&system.network);
-        renamed.timers_set = self.per_actor(&system.timers_set);
-        renamed.random_choices = self.per_actor(&system.random_choices);
-        renamed.crashed = self.per_actor(&system.crashed);
-        renamed.actor_storages = self.per_actor(
-            &system
-                .actor_storages
-                .iter()
-                .map(|s| s.as_ref().map(|stored| self.stored(stored)))
-                .collect::<Vec<_>>(),
-        );
-        renamed.history = self.history(&system.history);
+        let renamed = ActorModelState {
+            actor_states: self.per_actor(
+                system
+                    .actor_states
+                    .iter()
+                    .map(|s| Arc::new(self.actor_state(s)))
+                    .collect(),
+            ),
+            network: self.network(&system.network),
+            timers_set: self.per_actor(system.timers_set.clone()),
+            random_choices: self.per_actor(system.random_choices.clone()),
+            crashed: self.per_actor(system.crashed.clone()),
+            history: self.history(&system.history),
+            actor_storages: self.per_actor(
+                system
+                    .actor_storages
+                    .iter()
+                    .map(|s| s.as_ref().map(|stored| self.stored(stored)))
+                    .collect(),
+            ),
+        };
         BallotState {
             system: renamed,
             ledger: self.ledger(&state.ledger),
