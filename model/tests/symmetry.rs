@@ -19,15 +19,40 @@ fn fingerprint(state: &BallotState) -> u64 {
     hasher.finish()
 }
 
-/// Fingerprints of the successors of `state`, with how many actions lead to each.
-fn successors(model: &BallotModel, state: &BallotState) -> BTreeMap<u64, usize> {
+/// The states one step from `state`, one per enabled action.
+fn next_states(model: &BallotModel, state: &BallotState) -> Vec<BallotState> {
     let mut actions = Vec::new();
     model.actions(state, &mut actions);
+    actions
+        .into_iter()
+        .filter_map(|action| model.next_state(state, action))
+        .collect()
+}
+
+/// Fingerprints of `states`, with how many times each occurs.
+fn counted(states: impl IntoIterator<Item = BallotState>) -> BTreeMap<u64, usize> {
     let mut found = BTreeMap::new();
-    for action in actions {
-        if let Some(next) = model.next_state(state, action) {
-            *found.entry(fingerprint(&next)).or_insert(0) += 1;
+    for state in states {
+        *found.entry(fingerprint(&state)).or_insert(0) += 1;
+    }
+    found
+}
+
+/// The first `limit` distinct states of `model`, breadth first.
+fn breadth_first(model: &BallotModel, limit: usize) -> Vec<BallotState> {
+    let mut queue: VecDeque<BallotState> = model.init_states().into();
+    let mut seen: HashSet<u64> = queue.iter().map(fingerprint).collect();
+    let mut found = Vec::new();
+    while let Some(state) = queue.pop_front() {
+        if found.len() == limit {
+            break;
         }
+        for next in next_states(model, &state) {
+            if seen.insert(fingerprint(&next)) {
+                queue.push_back(next);
+            }
+        }
+        found.push(state);
     }
     found
 }
@@ -43,32 +68,21 @@ fn commutes(config: ModelConfig, limit: usize) -> usize {
     );
     let model = BallotModel::new(config.clone());
     let properties = model.properties();
-    let mut seen = HashSet::new();
-    let mut queue: VecDeque<BallotState> = model.init_states().into();
-    let mut checked = 0;
     let mut moved = 0;
-    while let Some(state) = queue.pop_front() {
-        if checked == limit {
-            break;
-        }
-        checked += 1;
+    for state in breadth_first(&model, limit) {
         for image in symmetry.images(&state) {
             if fingerprint(&image) != fingerprint(&state) {
                 moved += 1;
             }
-            // Renamed successors, counted per action as above. Two clients: the one
-            // renaming is the swap, so it is also the image of each successor.
-            let mut renamed = BTreeMap::new();
-            let mut actions = Vec::new();
-            model.actions(&state, &mut actions);
-            for action in actions {
-                if let Some(next) = model.next_state(&state, action) {
-                    let image_of_next = symmetry.images(&next).remove(0);
-                    *renamed.entry(fingerprint(&image_of_next)).or_insert(0) += 1;
-                }
-            }
+            // Two clients: the one renaming is the swap, so it is also the image of
+            // each successor.
+            let renamed = counted(
+                next_states(&model, &state)
+                    .iter()
+                    .map(|next| symmetry.images(next).remove(0)),
+            );
             assert_eq!(
-                successors(&model, &image),
+                counted(next_states(&model, &image)),
                 renamed,
                 "renaming does not commute with a step in {}:\n{state:#?}",
                 config.describe()
@@ -81,15 +95,6 @@ fn commutes(config: ModelConfig, limit: usize) -> usize {
                     property.name,
                     config.describe()
                 );
-            }
-        }
-        let mut actions = Vec::new();
-        model.actions(&state, &mut actions);
-        for action in actions {
-            if let Some(next) = model.next_state(&state, action) {
-                if seen.insert(fingerprint(&next)) {
-                    queue.push_back(next);
-                }
             }
         }
     }
@@ -172,26 +177,10 @@ fn renaming_twice_is_the_identity() {
     let config = two_writers();
     let symmetry = ClientSymmetry::new(&config).expect("interchangeable clients");
     let model = BallotModel::new(config);
-    let mut queue: VecDeque<BallotState> = model.init_states().into();
-    let mut seen = HashSet::new();
-    let mut checked = 0;
-    while let Some(state) = queue.pop_front() {
-        if checked == 2_000 {
-            break;
-        }
-        checked += 1;
+    for state in breadth_first(&model, 2_000) {
         let image = symmetry.images(&state).remove(0);
         let back = symmetry.images(&image).remove(0);
         assert_eq!(back, state);
         assert_eq!(fingerprint(&back), fingerprint(&state));
-        let mut actions = Vec::new();
-        model.actions(&state, &mut actions);
-        for action in actions {
-            if let Some(next) = model.next_state(&state, action) {
-                if seen.insert(fingerprint(&next)) {
-                    queue.push_back(next);
-                }
-            }
-        }
     }
 }
