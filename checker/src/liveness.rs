@@ -219,7 +219,7 @@ where
     M::Action: Clone,
 {
     assert!(
-        !exploration.classes,
+        !exploration.classes(),
         "liveness is not decided on a graph of classes: its cycles need not be cycles of states"
     );
     let graph = &exploration.graph;

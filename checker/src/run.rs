@@ -361,7 +361,7 @@ fn explore_once(
     }
     // On an incomplete graph every liveness verdict would be "unknown": not worth the
     // analysis.
-    let run_liveness = run.liveness && exploration.complete && !exploration.classes;
+    let run_liveness = run.liveness && exploration.complete && !exploration.classes();
     if run_liveness {
         let started = Instant::now();
         let result = liveness::analyze(model, &exploration, &liveness_properties);

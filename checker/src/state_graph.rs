@@ -346,12 +346,15 @@ pub struct Exploration {
     pub complete: bool,
     /// True if a violated safety property stopped the exploration.
     pub stopped_by_violation: bool,
-    /// True if the graph's nodes are classes of states ([`Options::class`]): its
-    /// cycles need not be cycles of states, so no liveness verdict is drawn from it.
-    pub classes: bool,
 }
 
 impl Exploration {
+    /// True if the graph's nodes are classes of states ([`Options::class`]): its
+    /// cycles need not be cycles of states, so no liveness verdict is drawn from it.
+    pub fn classes(&self) -> bool {
+        self.graph.classes
+    }
+
     /// Distinct states.
     pub fn unique_states(&self) -> usize {
         self.graph.len()
@@ -706,7 +709,6 @@ where
         figures,
         complete: !cut_short && !depth_cut,
         stopped_by_violation,
-        classes: class.is_some(),
     }
 }
 

@@ -44,7 +44,7 @@ fn agree(config: ModelConfig) -> (usize, usize) {
     let full = explore(&config, false);
     let reduced = explore(&config, true);
     assert!(full.complete && reduced.complete, "{}", config.describe());
-    assert!(reduced.classes && !full.classes);
+    assert!(reduced.classes() && !full.classes());
     assert_eq!(
         verdicts(&full),
         verdicts(&reduced),
