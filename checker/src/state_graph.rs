@@ -165,20 +165,9 @@ impl Graph {
     }
 }
 
-/// A state's fingerprint: how the graph tells states apart (by their `Hash`, as
-/// stateright's checkers do). Fixed seeds make it deterministic across runs; aHash
-/// gives 64 well-mixed bits at a fraction of SipHash's cost, and hashing is a large
-/// share of exploring a state.
-pub fn fingerprint<T: Hash>(value: &T) -> u64 {
-    const SEEDS: [u64; 4] = [
-        0x243f_6a88_85a3_08d3,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-    ];
-    let state = ahash::RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]);
-    state.hash_one(value)
-}
+/// A state's fingerprint: how the graph tells states apart (deterministic; one home,
+/// in the model, since a server's state keeps a digest of itself made the same way).
+pub use ballot_model::model::fingerprint;
 
 /// Hashes a fingerprint (already uniformly distributed) to itself.
 #[derive(Default)]
@@ -445,7 +434,8 @@ where
     let mut graph = Graph::new();
     graph.classes = options.class.is_some();
     let mut index_of = FingerprintMap::default();
-    let mut keys: HashMap<F::Key, u32> = HashMap::new();
+    // Interned on the one merging thread, for every edge: aHash, not SipHash.
+    let mut keys: HashMap<F::Key, u32, ahash::RandomState> = HashMap::default();
     // States numbered but not yet handed out, by index.
     let mut queue: VecDeque<(M::State, u32)> = VecDeque::new();
     let mut depths: Vec<u32> = Vec::new();

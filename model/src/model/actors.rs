@@ -14,7 +14,8 @@ use crate::replica::{ClusterConfig, Replica};
 use crate::snapshot::Snapshot;
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 /// Everything on the model's network.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,6 +48,29 @@ pub enum ModelTimer {
 }
 
 impl ModelTimer {
+    /// This timer's bit in a set of timers: distinct for every timer, so a set's bits
+    /// identify it exactly (how a state's hash encodes an actor's armed timers).
+    ///
+    /// ```
+    /// use ballot_model::model::ModelTimer;
+    /// use ballot_model::Timer;
+    /// assert_ne!(ModelTimer::Server(Timer::Election).bit(), ModelTimer::Sync.bit());
+    /// ```
+    pub fn bit(&self) -> u16 {
+        let index = match self {
+            ModelTimer::Server(Timer::Election) => 0,
+            ModelTimer::Server(Timer::Heartbeat) => 1,
+            ModelTimer::Server(Timer::CheckQuorum) => 2,
+            ModelTimer::Server(Timer::CandidacyRetry) => 3,
+            ModelTimer::Client(SessionTimer::Attempt) => 4,
+            ModelTimer::Client(SessionTimer::Backoff) => 5,
+            ModelTimer::Client(SessionTimer::AwaitLeader) => 6,
+            ModelTimer::Sync => 7,
+            ModelTimer::TransferLeadership => 8,
+        };
+        1 << index
+    }
+
     /// True for the timers that run elections: a follower's election timer and a
     /// candidate's retry (which starts a new ballot if its own was outbid). The
     /// election budget and the election timing rule apply to both alike.
@@ -102,7 +126,7 @@ impl Stored {
 /// `stored` is kept apart from `replica`'s own copy of its durable state so that a core
 /// that changed durable state without persisting it (see the `PromiseNotPersisted`
 /// mutant) loses that change on a crash, exactly as a real node would.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ServerState {
     /// The protocol state.
     pub replica: Replica<Register>,
@@ -114,6 +138,72 @@ pub struct ServerState {
     /// With lazy disks: sends and replies waiting for the sync of what was persisted
     /// before them, in order (stateright ids and messages).
     pub outbox: Vec<(usize, ModelMsg)>,
+    /// The digest of the fields above, computed when first hashed.
+    pub(super) digest: Digest,
+}
+
+/// A server's state is hashed as a digest of its fields, computed once and kept with
+/// it: a step changes one actor, and the others keep their very state (stateright
+/// shares it between a state and its successors), so every successor's fingerprint
+/// would otherwise hash every unchanged replica, log and client table again.
+impl Hash for ServerState {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        let digest = *self.digest.0.get_or_init(|| self.digest_now());
+        debug_assert_eq!(
+            digest,
+            self.digest_now(),
+            "a server's state changed after it was hashed"
+        );
+        hasher.write_u64(digest);
+    }
+}
+
+impl ServerState {
+    /// The state as the model starts (or restarts) a server: `replica` over `stored`.
+    pub(super) fn new(replica: Replica<Register>, stored: Stored) -> Self {
+        ServerState {
+            replica,
+            stored,
+            unsynced: false,
+            outbox: Vec::new(),
+            digest: Digest::default(),
+        }
+    }
+
+    fn digest_now(&self) -> u64 {
+        super::fingerprint(&(&self.replica, &self.stored, self.unsynced, &self.outbox))
+    }
+}
+
+/// A cached digest: no part of a state's identity (equal, ordered and hashed as
+/// nothing), and never copied, since a state is copied in order to be changed.
+#[derive(Debug, Default)]
+pub(super) struct Digest(OnceLock<u64>);
+
+impl Clone for Digest {
+    fn clone(&self) -> Self {
+        Digest::default()
+    }
+}
+
+impl PartialEq for Digest {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Digest {}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
 }
 
 /// A client's progress through its script: which operation, and the session that
@@ -214,7 +304,7 @@ impl ModelActor {
         emit(&mut next, effects, *lazy_disks, o);
         // A step that emitted anything took effect, even if what changed (a metric
         // counter) takes no part in equality: keep the new state.
-        if next != *server || acted {
+        if acted || next != *server {
             *state = Cow::Owned(ModelActorState::Server(next));
         }
     }
@@ -355,12 +445,7 @@ impl Actor for ModelActor {
                 // The adapter saves every snapshot before it compacts, so the disk it
                 // kept is always consistent.
                 let (replica, effects) = restored.expect("the model's disk is consistent");
-                let mut server = ServerState {
-                    replica,
-                    stored,
-                    unsynced: false,
-                    outbox: Vec::new(),
-                };
+                let mut server = ServerState::new(replica, stored);
                 emit(&mut server, effects, *lazy_disks, o);
                 ModelActorState::Server(server)
             }

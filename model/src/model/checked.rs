@@ -6,6 +6,7 @@
 use super::actors::{ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
 use super::config::{ModelConfig, NetworkKind};
 use super::connectivity::Opening;
+use super::fairness::InFlightEffects;
 use super::history::{record_invocation, record_return, ModelHistory};
 use super::properties;
 use super::refinement::refine;
@@ -81,17 +82,33 @@ pub struct BallotState {
     pub ledger: Ledger,
 }
 
-/// The checker tells states apart by this hash alone. Stateright 0.31 hashes each
-/// actor's timer set as its sorted element hashes with no length, so two states whose
-/// actors hold the same timers in different places (client 0 waiting to retry versus
-/// client 1) hash alike and one of them would never be explored. Hashing each set's
-/// size as well makes the encoding unambiguous.
+/// The checker tells states apart by this hash alone, so it must encode every part of
+/// the state unambiguously. Stateright 0.31 hashes each actor's timer set as its sorted
+/// element hashes with no length, so two states whose actors hold the same timers in
+/// different places (client 0 waiting to retry versus client 1) would hash alike and
+/// one of them would never be explored. Each timer set is hashed instead as the bit
+/// set of the timers it holds ([`ModelTimer::bit`]): exact, and without hashing and
+/// sorting every element on every state. The model makes no random choices, so
+/// stateright's per-actor random choices (always empty) are left out.
 impl Hash for BallotState {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
-        self.system.hash(hasher);
-        for timers in &self.system.timers_set {
-            timers.iter().count().hash(hasher);
+        let system = &self.system;
+        debug_assert!(
+            system
+                .random_choices
+                .iter()
+                .all(|choices| choices.map.is_empty()),
+            "the model makes no random choices"
+        );
+        system.actor_states.hash(hasher);
+        system.history.hash(hasher);
+        for timers in &system.timers_set {
+            let bits = timers.iter().fold(0u16, |bits, timer| bits | timer.bit());
+            hasher.write_u16(bits);
         }
+        system.network.hash(hasher);
+        system.crashed.hash(hasher);
+        system.actor_storages.hash(hasher);
         self.ledger.hash(hasher);
     }
 }
@@ -217,7 +234,12 @@ impl BallotModel {
     /// and in the stricter timing modes only timely timer firings (see
     /// [`BallotModel::timer_is_timely`], which the liveness checker also uses to tell
     /// faults from fair steps).
-    fn allowed(&self, state: &BallotState, action: &BallotAction) -> bool {
+    fn allowed(
+        &self,
+        state: &BallotState,
+        action: &BallotAction,
+        effects: &InFlightEffects,
+    ) -> bool {
         let config = &self.config;
         if config.lazy_disks && !self.lazy_disk_allows(state, action) {
             return false;
@@ -255,7 +277,7 @@ impl BallotModel {
                     // A disk completes its fsync in its own time.
                     ModelTimer::TransferLeadership | ModelTimer::Sync => true,
                 };
-                free_to_fire || self.timer_is_timely(state, *id, timer)
+                free_to_fire || self.timer_is_timely_in(state, *id, timer, effects)
             }
             _ => true,
         }
@@ -491,7 +513,8 @@ impl Model for BallotModel {
 
     fn actions(&self, state: &BallotState, actions: &mut Vec<BallotAction>) {
         self.inner.actions(&state.system, actions);
-        actions.retain(|action| self.allowed(state, action));
+        let effects = InFlightEffects::default();
+        actions.retain(|action| self.allowed(state, action, &effects));
     }
 
     fn next_state(&self, last: &BallotState, action: BallotAction) -> Option<BallotState> {

@@ -27,6 +27,7 @@ use crate::effect::Timer;
 use crate::replica::Role;
 use stateright::actor::{Actor, ActorModelAction, Envelope, Id, Out};
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// A weak-fairness obligation: if it stays enabled, it is eventually taken.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -64,6 +65,30 @@ pub enum Fairness<K> {
     Strong(K),
     /// Neither obliged nor a fault: may happen or not.
     Free,
+}
+
+/// For one state: whether delivering each message in flight now would change
+/// anything (the receiver's state, or what it sends), found out on first need and
+/// remembered, so that deciding the timeliness of every timer in a state runs each
+/// receiver's handler on each message at most once. Indexed by the message's place in
+/// the network's iteration order, which is fixed for one state.
+#[derive(Default)]
+pub(super) struct InFlightEffects(RefCell<Vec<Option<bool>>>);
+
+impl InFlightEffects {
+    /// Whether the message at `index` changes anything: remembered, or found by `find`.
+    fn of(&self, index: usize, find: impl FnOnce() -> bool) -> bool {
+        if let Some(Some(known)) = self.0.borrow().get(index) {
+            return *known;
+        }
+        let found = find();
+        let mut known = self.0.borrow_mut();
+        if index >= known.len() {
+            known.resize(index + 1, None);
+        }
+        known[index] = Some(found);
+        found
+    }
 }
 
 /// What an action of this model is to the liveness checker: crashes, losses, deliveries
@@ -142,14 +167,18 @@ impl BallotModel {
         if (state.ledger.elections as usize) < self.config.max_elections {
             return Vec::new();
         }
+        let effects = InFlightEffects::default();
         state
             .live_servers()
             .filter(|(_, server)| server.replica.election_timeout_starts_ballot())
             .flat_map(|(id, _)| {
+                let effects = &effects;
                 state.system.timers_set[id]
                     .iter()
                     .filter(|timer| timer.is_election())
-                    .filter(move |timer| self.timer_is_timely(state, Id::from(id), timer))
+                    .filter(move |timer| {
+                        self.timer_is_timely_in(state, Id::from(id), timer, effects)
+                    })
                     .map(move |timer| Obligation::Timer {
                         actor: Id::from(id),
                         timer: timer.clone(),
@@ -178,6 +207,18 @@ impl BallotModel {
     ///   down or some server leads.
     /// - A client's **Backoff** pause: its messages have arrived.
     pub fn timer_is_timely(&self, state: &BallotState, id: Id, timer: &ModelTimer) -> bool {
+        self.timer_is_timely_in(state, id, timer, &InFlightEffects::default())
+    }
+
+    /// [`BallotModel::timer_is_timely`], reusing what `effects` already found out about
+    /// `state`'s messages in flight (every call on it must pass the same state).
+    pub(super) fn timer_is_timely_in(
+        &self,
+        state: &BallotState,
+        id: Id,
+        timer: &ModelTimer,
+        effects: &InFlightEffects,
+    ) -> bool {
         let n = usize::from(id);
         match timer {
             // A candidate's retry is due exactly when a follower's election would be.
@@ -185,22 +226,22 @@ impl BallotModel {
                 let Some(me) = self.server(state, n) else {
                     return false;
                 };
-                if self.has_effective_in_flight(state, id, true) {
-                    return false;
-                }
                 let promised = me.replica.durable().promised;
                 let backing = me.replica.backing();
-                !self
-                    .live_peers(state, n)
-                    .any(|(peer, server)| match server.replica.role() {
-                        Role::Leader(leadership) => leadership.ballot >= promised,
-                        Role::Candidate(candidacy) => {
-                            backing.is_none_or(|backed| backed == peer)
-                                && candidacy.ballot >= promised
-                                && self.is_quorum_connected(state, peer)
-                        }
-                        Role::Follower { .. } => false,
-                    })
+                // The peers' roles first: far cheaper than running handlers on what
+                // is in flight, and they usually decide.
+                let contested =
+                    self.live_peers(state, n)
+                        .any(|(peer, server)| match server.replica.role() {
+                            Role::Leader(leadership) => leadership.ballot >= promised,
+                            Role::Candidate(candidacy) => {
+                                backing.is_none_or(|backed| backed == peer)
+                                    && candidacy.ballot >= promised
+                                    && self.is_quorum_connected(state, peer)
+                            }
+                            Role::Follower { .. } => false,
+                        });
+                !contested && !self.has_effective_in_flight(state, id, true, effects)
             }
             // Due when the leader lost its majority (it must step down), and also when a
             // snapshot it sent is lost and nothing else is on its way: the check is the
@@ -208,10 +249,11 @@ impl BallotModel {
             ModelTimer::Server(Timer::CheckQuorum) => {
                 !self.is_quorum_connected(state, n)
                     || (self.snapshot_resend_due(state, n)
-                        && !self.has_effective_in_flight(state, id, false))
+                        && !self.has_effective_in_flight(state, id, false, effects))
             }
             ModelTimer::Server(Timer::Heartbeat) => {
-                !self.has_effective_in_flight(state, id, false) && self.follower_lags(state, n)
+                self.follower_lags(state, n)
+                    && !self.has_effective_in_flight(state, id, false, effects)
             }
             // The operator is no timer: whenever the model lets it act, it may. A disk
             // finishes its fsync in its own time.
@@ -222,9 +264,6 @@ impl BallotModel {
                 else {
                     return false;
                 };
-                if self.has_effective_in_flight(state, id, false) {
-                    return false;
-                }
                 let target = client.session.target();
                 let target_down = state.system.crashed[target];
                 let some_leader = || {
@@ -232,7 +271,8 @@ impl BallotModel {
                         .live_servers()
                         .any(|(_, server)| server.replica.is_leader())
                 };
-                match timer {
+                // The cheap conditions first; the messages in flight last.
+                let due = match timer {
                     SessionTimer::Attempt => {
                         let seq = client.session.seq();
                         let being_served = !target_down
@@ -243,7 +283,8 @@ impl BallotModel {
                     }
                     SessionTimer::AwaitLeader => target_down || some_leader(),
                     SessionTimer::Backoff => true,
-                }
+                };
+                due && !self.has_effective_in_flight(state, id, false, effects)
             }
         }
     }
@@ -325,17 +366,23 @@ impl BallotModel {
         state: &BallotState,
         id: Id,
         peers_only: bool,
+        effects: &InFlightEffects,
     ) -> bool {
         if self.config.network == NetworkKind::UnorderedDuplicating {
             return false;
         }
-        state.system.network.iter_deliverable().any(|envelope| {
-            (envelope.src == id || envelope.dst == id)
-                && (!peers_only || matches!(envelope.msg, ModelMsg::Peer(_)))
-                && !state.system.crashed[usize::from(envelope.dst)]
-                && self.linked(envelope.src, envelope.dst)
-                && self.delivery_changes_something(state, &envelope)
-        })
+        state
+            .system
+            .network
+            .iter_deliverable()
+            .enumerate()
+            .any(|(index, envelope)| {
+                (envelope.src == id || envelope.dst == id)
+                    && (!peers_only || matches!(envelope.msg, ModelMsg::Peer(_)))
+                    && !state.system.crashed[usize::from(envelope.dst)]
+                    && self.linked(envelope.src, envelope.dst)
+                    && effects.of(index, || self.delivery_changes_something(state, &envelope))
+            })
     }
 
     /// Runs the receiver's handler on a copy: does delivering `envelope` now change

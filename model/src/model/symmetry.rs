@@ -467,6 +467,7 @@ impl Renaming {
                     .iter()
                     .map(|(to, msg)| (self.actor(*to), self.model_msg(msg)))
                     .collect(),
+                digest: Default::default(),
             }),
             ModelActorState::Client(client) => {
                 let mut session = client.session.clone();
