@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Exhaustively check the model (default: 3 servers, one client writing then
     /// reading, 1 crash, 2 elections): safety, reachability targets, and liveness under
-    /// fairness. About 8 s on 2 cores. Exit 0 if every safety and liveness property
+    /// fairness. About 10 s on 2 cores. Exit 0 if every safety and liveness property
     /// holds and every reachability target is found, 1 on any violation (or a liveness
     /// verdict left unknown by a bound), 2 on bad usage.
     Check(CheckArgs),

@@ -2,6 +2,7 @@
 //! operations and retry and redirect like real clients. No protocol decision is made
 //! here.
 
+use super::Shared;
 use crate::ballot::ClientId;
 use crate::client_session::{
     ClientSession, Operation, Outcome, SessionEffect, SessionInput, SessionTimer,
@@ -90,16 +91,16 @@ impl ModelTimer {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stored {
     /// The durable state as persisted.
-    pub durable: Arc<DurableState<Value>>,
+    pub durable: Shared<DurableState<Value>>,
     /// The latest durable snapshot (the initial state until the first one).
-    pub snapshot: Arc<Snapshot<Register>>,
+    pub snapshot: Shared<Snapshot<Register>>,
 }
 
 impl Default for Stored {
     fn default() -> Self {
         Stored {
-            durable: Arc::new(DurableState::default()),
-            snapshot: Arc::new(Snapshot::initial(Register::default())),
+            durable: Shared::default(),
+            snapshot: Shared::new(Snapshot::initial(Register::default())),
         }
     }
 }
@@ -329,13 +330,13 @@ fn emit(
     for effect in effects {
         let (to, msg) = match effect {
             Effect::Persist(update) => {
-                Arc::make_mut(&mut server.stored.durable).apply(&update);
+                server.stored.durable.make_mut().apply(&update);
                 persisted = true;
                 continue;
             }
             Effect::SaveSnapshot(snapshot) => {
                 if snapshot.slot > server.stored.snapshot.slot {
-                    server.stored.snapshot = Arc::new(snapshot);
+                    server.stored.snapshot = Shared::new(snapshot);
                     persisted = true;
                 }
                 continue;

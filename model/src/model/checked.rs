@@ -10,6 +10,7 @@ use super::fairness::InFlightEffects;
 use super::history::{record_invocation, record_return, ModelHistory};
 use super::properties;
 use super::refinement::refine;
+use super::Shared;
 use crate::ballot::{Ballot, NodeId, Slot};
 use crate::client_session::SessionTimer;
 use crate::effect::Timer;
@@ -22,7 +23,6 @@ use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Id, Lossy
 use stateright::{Model, Path, Property};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 /// An action of the model: deliver, drop, timeout, crash, recover.
 pub type BallotAction = ActorModelAction<ModelMsg, ModelTimer, ()>;
@@ -48,9 +48,9 @@ pub struct Ledger {
     pub transfer_took_over: bool,
     /// Every vote ever cast: `(slot, ballot, value)` → voters. Shared between states
     /// until a step records a new vote (most steps do not).
-    pub votes: Arc<Votes>,
+    pub votes: Shared<Votes>,
     /// The abstract state the concrete one maps to; shared like `votes`.
-    pub spec: Arc<ConsensusSpec>,
+    pub spec: Shared<ConsensusSpec>,
     /// With lazy disks: actions taken while some live server's sync is pending, up to
     /// [`ModelConfig::sync_window`]; zero once every live server is synced.
     pub sync_window_used: u8,
@@ -498,7 +498,7 @@ impl Model for BallotModel {
             .into_iter()
             .map(|system| {
                 let mut ledger = Ledger {
-                    spec: Arc::new(ConsensusSpec::with_sessions_max(self.config.sessions_max)),
+                    spec: Shared::new(ConsensusSpec::with_sessions_max(self.config.sessions_max)),
                     ..Ledger::default()
                 };
                 refine(&mut ledger, self.config.servers, &system, None);

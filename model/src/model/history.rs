@@ -3,6 +3,7 @@
 
 use super::actors::ModelMsg;
 use super::config::ModelConfig;
+use super::Shared;
 use crate::ballot::ClientId;
 use crate::message::{ClientRequest, ClientResponse};
 use crate::register::{RegisterOp, RegisterRet, RegisterSpec, Value};
@@ -11,13 +12,12 @@ use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
 /// The clients' history, shared between states until one of them records something
 /// (stateright copies it on every step; few steps change it). Reads go through
 /// [`Deref`] to [`Observed`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ModelHistory(pub(crate) Arc<Observed>);
+pub struct ModelHistory(pub(crate) Shared<Observed>);
 
 impl Deref for ModelHistory {
     type Target = Observed;
@@ -125,7 +125,7 @@ pub fn record_invocation(
         // earlier attempts were all refused untaken): the same operation.
         let mut next = Observed::clone(history);
         next.invoked.insert(client, seq);
-        return Some(ModelHistory(Arc::new(next)));
+        return Some(ModelHistory(Shared::new(next)));
     }
     let op = match request {
         ClientRequest::Write(request) => RegisterOp::Write(request.command),
@@ -137,7 +137,7 @@ pub fn record_invocation(
     let _ = next.linearizability.on_invoke(client, op.clone());
     next.told.push((client, Told::Invoke(op)));
     next.invoked.insert(client, seq);
-    Some(ModelHistory(Arc::new(next)))
+    Some(ModelHistory(Shared::new(next)))
 }
 
 /// `record_msg_in` hook: a client accepting an answer returns the operation. Only
@@ -175,7 +175,7 @@ pub fn record_return(
     let _ = next.linearizability.on_return(client, ret.clone());
     next.told.push((client, Told::Return(ret)));
     next.returned.insert(client, seq);
-    Some(ModelHistory(Arc::new(next)))
+    Some(ModelHistory(Shared::new(next)))
 }
 
 impl Observed {

@@ -27,6 +27,7 @@ pub mod history;
 pub mod liveness;
 pub mod properties;
 pub mod refinement;
+pub mod shared;
 pub mod symmetry;
 
 pub use actors::{ClientState, ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
@@ -36,4 +37,5 @@ pub use connectivity::{Connectivity, Opening, Scenario};
 pub use fairness::{ActionClass, Obligation};
 pub use fingerprint::fingerprint;
 pub use history::{ModelHistory, Observed};
+pub use shared::Shared;
 pub use symmetry::{ClientSymmetry, SymmetryRefusal};

@@ -30,6 +30,7 @@ use super::actors::{ClientState, ModelActorState, ModelMsg, ServerState, Stored}
 use super::checked::{BallotState, Ledger};
 use super::config::ModelConfig;
 use super::history::{ModelHistory, Observed, Told};
+use super::Shared;
 use crate::ballot::ClientId;
 use crate::durable::DurableState;
 use crate::message::{AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Request};
@@ -444,14 +445,14 @@ impl Renaming {
         // An empty log or the initial snapshot names no client: shared as it is.
         Stored {
             durable: if stored.durable.accepted.is_empty() {
-                Arc::clone(&stored.durable)
+                stored.durable.clone()
             } else {
-                Arc::new(self.durable(&stored.durable))
+                Shared::new(self.durable(&stored.durable))
             },
             snapshot: if stored.snapshot.slot == 0 {
-                Arc::clone(&stored.snapshot)
+                stored.snapshot.clone()
             } else {
-                Arc::new(self.snapshot(&stored.snapshot))
+                Shared::new(self.snapshot(&stored.snapshot))
             },
         }
     }
@@ -518,7 +519,7 @@ impl Renaming {
                 .map(|((c, seq), output)| ((self.client(*c), *seq), self.output(*output)))
                 .collect()
         };
-        ModelHistory(Arc::new(Observed {
+        ModelHistory(Shared::new(Observed {
             linearizability,
             invoked: rename_keys(&history.invoked),
             returned: rename_keys(&history.returned),
@@ -592,7 +593,7 @@ impl Renaming {
         let mut spec = (*ledger.spec).clone();
         spec.rename(&|write| self.spec_write(write));
         Ledger {
-            votes: Arc::new(
+            votes: Shared::new(
                 ledger
                     .votes
                     .iter()
@@ -601,7 +602,7 @@ impl Renaming {
                     })
                     .collect(),
             ),
-            spec: Arc::new(spec),
+            spec: Shared::new(spec),
             spec_violation: ledger.spec_violation.as_ref().map(|v| self.violation(v)),
             ..ledger.clone()
         }

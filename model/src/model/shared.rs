@@ -1,0 +1,125 @@
+//! [`Shared`]: a part of the state that many states share, copied on write and hashed
+//! once.
+
+use super::fingerprint;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+/// A value that many states share — a disk's durable state and snapshot, the vote
+/// history, the abstract spec, the clients' history — copied when a step changes it
+/// (like an `Arc` with [`Shared::make_mut`]), and keeping the digest of its value, so
+/// that the fingerprints of all the states sharing it hash it once instead of once per
+/// state. Equality, order and `Debug` are the value's.
+///
+/// ```
+/// use ballot_model::model::Shared;
+/// let mut a = Shared::new(vec![1, 2]);
+/// let b = a.clone();
+/// assert!(Shared::ptr_eq(&a, &b));
+/// a.make_mut().push(3);
+/// assert_eq!(*a, vec![1, 2, 3]);
+/// assert_eq!(*b, vec![1, 2]);
+/// assert_ne!(a, b);
+/// ```
+pub struct Shared<T>(Arc<Digested<T>>);
+
+struct Digested<T> {
+    value: T,
+    /// The fingerprint of `value`, computed when first hashed.
+    digest: OnceLock<u64>,
+}
+
+impl<T: Clone> Clone for Digested<T> {
+    /// A copy is made in order to be changed: its digest is computed afresh.
+    fn clone(&self) -> Self {
+        Digested {
+            value: self.value.clone(),
+            digest: OnceLock::new(),
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    /// Shares `value`.
+    pub fn new(value: T) -> Self {
+        Shared(Arc::new(Digested {
+            value,
+            digest: OnceLock::new(),
+        }))
+    }
+
+    /// True if `a` and `b` share one value (so are equal without comparing).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    /// The value, to change: copied first if another state shares it; its digest is
+    /// forgotten either way.
+    pub fn make_mut(&mut self) -> &mut T {
+        let digested = Arc::make_mut(&mut self.0);
+        digested.digest = OnceLock::new();
+        &mut digested.value
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0.value
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T: Hash> Hash for Shared<T> {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        let digest = *self.0.digest.get_or_init(|| fingerprint(&self.0.value));
+        debug_assert_eq!(
+            digest,
+            fingerprint(&self.0.value),
+            "a shared value changed after it was hashed"
+        );
+        hasher.write_u64(digest);
+    }
+}
+
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Shared::ptr_eq(self, other) || self.0.value == other.0.value
+    }
+}
+
+impl<T: Eq> Eq for Shared<T> {}
+
+impl<T: PartialOrd> PartialOrd for Shared<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.0.value.partial_cmp(&other.0.value)
+    }
+}
+
+impl<T: Ord> Ord for Shared<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.value.cmp(&other.0.value)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.value.fmt(f)
+    }
+}
+
+impl<T: Default> Default for Shared<T> {
+    fn default() -> Self {
+        Shared::new(T::default())
+    }
+}
