@@ -1,7 +1,7 @@
 //! Loom checks of the waiter table and its reply slots: every interleaving of an answer,
 //! a waiting caller, a retry and a cancellation. Run with
-//! `RUSTFLAGS="--cfg ballot_loom" cargo test -p ballot-node --test loom_waiters --release`.
-#![cfg(ballot_loom)]
+//! `cargo test -p ballot-node --features loom --test loom_waiters --release`.
+#![cfg(feature = "loom")]
 
 use ballot_node::waiters::Waiters;
 use loom::sync::Arc;

@@ -163,8 +163,9 @@ fn model_core_depends_only_on_serde_thiserror_and_the_model_on_stateright() {
     );
     assert_eq!(
         named(true),
-        BTreeSet::from(["stateright"]),
-        "{}: the only optional dependency is stateright, for the `model` feature",
+        BTreeSet::from(["ahash", "stateright"]),
+        "{}: the only optional dependencies are the `model` feature's: stateright, and \
+         aHash for the fingerprints it tells states apart by",
         path.display()
     );
     // No target-specific dependency table sneaks one in either.

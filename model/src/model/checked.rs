@@ -6,7 +6,7 @@
 use super::actors::{ModelActor, ModelActorState, ModelMsg, ModelTimer, ServerState};
 use super::config::{ModelConfig, NetworkKind};
 use super::connectivity::Opening;
-use super::fairness::InFlightEffects;
+use super::fairness::{DeliveryEffects, InFlightEffects};
 use super::history::{record_invocation, record_return, ModelHistory};
 use super::properties;
 use super::refinement::refine;
@@ -164,6 +164,8 @@ pub struct BallotModel {
     /// The configuration checked.
     pub config: ModelConfig,
     inner: ActorModel<ModelActor, ModelConfig, ModelHistory>,
+    /// Delivery effects remembered for deciding timeliness.
+    pub(super) delivery_effects: DeliveryEffects,
 }
 
 impl BallotModel {
@@ -201,7 +203,11 @@ impl BallotModel {
             .record_msg_in(record_return);
         // Properties live on the wrapper; the inner model only explores.
         inner.properties.clear();
-        BallotModel { config, inner }
+        BallotModel {
+            config,
+            inner,
+            delivery_effects: DeliveryEffects::default(),
+        }
     }
 
     pub(super) fn server<'a>(&self, state: &'a BallotState, id: usize) -> Option<&'a ServerState> {

@@ -21,6 +21,7 @@
 use super::actors::{ModelActor, ModelActorState, ModelMsg, ModelTimer};
 use super::checked::{BallotAction, BallotModel, BallotState};
 use super::config::NetworkKind;
+use super::fingerprint;
 use crate::ballot::NodeId;
 use crate::client_session::SessionTimer;
 use crate::effect::Timer;
@@ -28,6 +29,8 @@ use crate::replica::Role;
 use stateright::actor::{Actor, ActorModelAction, Envelope, Id, Out};
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// A weak-fairness obligation: if it stays enabled, it is eventually taken.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,6 +90,70 @@ impl InFlightEffects {
             known.resize(index + 1, None);
         }
         known[index] = Some(found);
+        found
+    }
+}
+
+/// What identifies a delivery's effect: the receiver and the sender, and the
+/// fingerprints of the receiver's state and of the message. The handler is a pure
+/// function of exactly these (each actor's code and configuration are fixed for a
+/// model), so its effect is too.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct DeliveryKey {
+    dst: Id,
+    src: Id,
+    receiver: u64,
+    msg: u64,
+}
+
+/// Shards of [`DeliveryEffects`], so that worker threads rarely wait for each other.
+const DELIVERY_SHARDS: usize = 16;
+/// Effects a shard remembers before it forgets them all: 16 shards of 16,384 keep at
+/// most 262,144 (about 10 MB).
+const DELIVERY_SHARD_MAX: usize = 1 << 14;
+
+/// Whether delivering a message changes anything, remembered across states: states
+/// that differ elsewhere hold the same receiver in the same state with the same message
+/// in flight again and again, and running the receiver's handler on a copy of its
+/// state is the costliest part of deciding whether a timer is timely. Bounded: a shard
+/// that fills is emptied. A model's clone starts empty.
+pub(super) struct DeliveryEffects {
+    shards: [Mutex<HashMap<DeliveryKey, bool, ahash::RandomState>>; DELIVERY_SHARDS],
+}
+
+impl Default for DeliveryEffects {
+    fn default() -> Self {
+        DeliveryEffects {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+impl Clone for DeliveryEffects {
+    fn clone(&self) -> Self {
+        DeliveryEffects::default()
+    }
+}
+
+impl DeliveryEffects {
+    /// The effect remembered for `key`, or found by `find` (outside the lock) and
+    /// remembered.
+    fn get_or_find(&self, key: DeliveryKey, find: impl FnOnce() -> bool) -> bool {
+        let shard = &self.shards[(key.receiver ^ key.msg) as usize % DELIVERY_SHARDS];
+        let lock = || {
+            shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some(known) = lock().get(&key) {
+            return *known;
+        }
+        let found = find();
+        let mut known = lock();
+        if known.len() >= DELIVERY_SHARD_MAX {
+            known.clear();
+        }
+        known.insert(key, found);
         found
     }
 }
@@ -385,15 +452,28 @@ impl BallotModel {
             })
     }
 
-    /// Runs the receiver's handler on a copy: does delivering `envelope` now change
-    /// its state or make it send anything?
+    /// Does delivering `envelope` now change the receiver's state or make it send
+    /// anything? Found by running the receiver's handler on a copy, or remembered
+    /// from another state where the same receiver held the same state.
     fn delivery_changes_something(
         &self,
         state: &BallotState,
         envelope: &Envelope<&ModelMsg>,
     ) -> bool {
-        let (changed, out) = self.deliver_on_copy(state, envelope);
-        changed || !out.is_empty()
+        let receiver = &state.system.actor_states[usize::from(envelope.dst)];
+        let key = DeliveryKey {
+            dst: envelope.dst,
+            src: envelope.src,
+            receiver: fingerprint(&**receiver),
+            msg: fingerprint(envelope.msg),
+        };
+        let find = || {
+            let (changed, out) = self.deliver_on_copy(state, envelope);
+            changed || !out.is_empty()
+        };
+        let changes = self.delivery_effects.get_or_find(key, find);
+        debug_assert_eq!(changes, find(), "a remembered delivery effect is stale");
+        changes
     }
 
     /// Runs the receiver's handler for `envelope` on a copy of its state: whether its
