@@ -16,6 +16,9 @@
 //! - [`properties`]: the named safety and reachability properties.
 //! - [`symmetry`]: renaming clients with the same script shape, so that states that
 //!   differ only in which client is which are explored once.
+//! - [`fingerprint`](mod@fingerprint) and [`shared`]: how states are told apart (one
+//!   deterministic 64-bit hash), and the copy-on-write parts many states share, each
+//!   hashed once.
 
 pub mod actors;
 pub mod checked;
