@@ -2,6 +2,7 @@
 //! operations and retry and redirect like real clients. No protocol decision is made
 //! here.
 
+use super::shared::Digest;
 use super::Shared;
 use crate::ballot::ClientId;
 use crate::client_session::{
@@ -16,7 +17,7 @@ use crate::snapshot::Snapshot;
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Everything on the model's network.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,13 +150,7 @@ pub struct ServerState {
 /// would otherwise hash every unchanged replica, log and client table again.
 impl Hash for ServerState {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
-        let digest = *self.digest.0.get_or_init(|| self.digest_now());
-        debug_assert_eq!(
-            digest,
-            self.digest_now(),
-            "a server's state changed after it was hashed"
-        );
-        hasher.write_u64(digest);
+        hasher.write_u64(self.digest.of(|| self.digest_now()));
     }
 }
 
@@ -173,37 +168,6 @@ impl ServerState {
 
     fn digest_now(&self) -> u64 {
         super::fingerprint(&(&self.replica, &self.stored, self.unsynced, &self.outbox))
-    }
-}
-
-/// A cached digest: no part of a state's identity (equal, ordered and hashed as
-/// nothing), and never copied, since a state is copied in order to be changed.
-#[derive(Debug, Default)]
-pub(super) struct Digest(OnceLock<u64>);
-
-impl Clone for Digest {
-    fn clone(&self) -> Self {
-        Digest::default()
-    }
-}
-
-impl PartialEq for Digest {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Digest {}
-
-impl PartialOrd for Digest {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Digest {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
     }
 }
 

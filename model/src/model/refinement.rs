@@ -55,6 +55,14 @@ pub fn refine(
     if let Err(violation) = refine_step(ledger, servers, system, previous) {
         ledger.spec_violation = Some(violation);
     }
+    // The step re-checks only what changed since `previous`; debug builds (the test
+    // command) also run every check from scratch on a copy, which must agree.
+    debug_assert!(
+        ledger.spec_violation.is_some()
+            || previous.is_none()
+            || refine_step(&mut ledger.clone(), servers, system, None).is_ok(),
+        "the refinement's incremental checks passed a state its full checks reject"
+    );
 }
 
 fn refine_step(
@@ -170,27 +178,23 @@ fn refine_step(
                 replica.client_table().machine().value,
             )
         };
-        if untouched(node) || before(node).is_some_and(|before| applied(before) == applied(replica))
-        {
+        let (index, value) = applied(replica);
+        if untouched(node) || before(node).is_some_and(|before| applied(before) == (index, value)) {
             continue;
         }
-        ledger.spec.check_applied_state(
-            node,
-            replica.applied_index(),
-            replica.client_table().machine().value,
-        )?;
+        ledger.spec.check_applied_state(node, index, value)?;
     }
     // 6. Replies carry what the chosen prefix gives. A reply checked before stays
     //    right: a write's output is fixed once its slot is chosen, and the states a
     //    read may return only grow with the prefix.
     let history = &system.history;
-    let before = previous.map(|previous| &previous.history);
-    if before.is_none_or(|before| before.write_replies != history.write_replies) {
+    let replied_before = previous.map(|previous| &previous.history);
+    if replied_before.is_none_or(|before| before.write_replies != history.write_replies) {
         for ((client, seq), output) in &history.write_replies {
             ledger.spec.check_write_reply(*client, *seq, *output)?;
         }
     }
-    if before.is_none_or(|before| before.read_replies != history.read_replies) {
+    if replied_before.is_none_or(|before| before.read_replies != history.read_replies) {
         for ((client, _), output) in &history.read_replies {
             ledger.spec.check_read_reply(*client, *output)?;
         }

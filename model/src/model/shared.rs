@@ -25,19 +25,53 @@ use std::sync::{Arc, OnceLock};
 /// ```
 pub struct Shared<T>(Arc<Digested<T>>);
 
+#[derive(Clone)]
 struct Digested<T> {
     value: T,
     /// The fingerprint of `value`, computed when first hashed.
-    digest: OnceLock<u64>,
+    digest: Digest,
 }
 
-impl<T: Clone> Clone for Digested<T> {
-    /// A copy is made in order to be changed: its digest is computed afresh.
+/// A cached digest of the value it is kept with: no part of that value's identity
+/// (equal, ordered and hashed as nothing), and never copied, since a value is copied
+/// in order to be changed.
+#[derive(Debug, Default)]
+pub(super) struct Digest(OnceLock<u64>);
+
+impl Digest {
+    /// The digest, computed by `compute` on first need. Debug builds compute it again
+    /// every time and assert it is the same: a value changed after it was hashed would
+    /// otherwise be told apart by its old digest.
+    pub(super) fn of(&self, compute: impl Fn() -> u64) -> u64 {
+        let digest = *self.0.get_or_init(&compute);
+        debug_assert_eq!(digest, compute(), "a value changed after it was hashed");
+        digest
+    }
+}
+
+impl Clone for Digest {
     fn clone(&self) -> Self {
-        Digested {
-            value: self.value.clone(),
-            digest: OnceLock::new(),
-        }
+        Digest::default()
+    }
+}
+
+impl PartialEq for Digest {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Digest {}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Digest {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
     }
 }
 
@@ -46,7 +80,7 @@ impl<T> Shared<T> {
     pub fn new(value: T) -> Self {
         Shared(Arc::new(Digested {
             value,
-            digest: OnceLock::new(),
+            digest: Digest::default(),
         }))
     }
 
@@ -61,7 +95,7 @@ impl<T: Clone> Shared<T> {
     /// forgotten either way.
     pub fn make_mut(&mut self) -> &mut T {
         let digested = Arc::make_mut(&mut self.0);
-        digested.digest = OnceLock::new();
+        digested.digest = Digest::default();
         &mut digested.value
     }
 }
@@ -82,13 +116,7 @@ impl<T> Clone for Shared<T> {
 
 impl<T: Hash> Hash for Shared<T> {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
-        let digest = *self.0.digest.get_or_init(|| fingerprint(&self.0.value));
-        debug_assert_eq!(
-            digest,
-            fingerprint(&self.0.value),
-            "a shared value changed after it was hashed"
-        );
-        hasher.write_u64(digest);
+        hasher.write_u64(self.0.digest.of(|| fingerprint(&self.0.value)));
     }
 }
 
