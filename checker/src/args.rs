@@ -74,6 +74,11 @@ pub struct ModelArgs {
     /// Number of servers.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
     pub servers: u8,
+    /// Learners: this many more servers, numbered after the voters, that receive the
+    /// log, commit and apply it, and answer clients, but never vote or campaign (see
+    /// SPEC.md, "Membership change").
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub learners: u8,
     /// Number of clients [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub clients: Option<u8>,
@@ -202,6 +207,8 @@ impl ModelArgs {
             },
         };
         let base = ModelConfig {
+            servers: base.servers + usize::from(self.learners),
+            learners: usize::from(self.learners),
             clients: self.clients.map_or(base.clients, usize::from),
             max_elections: self.elections.map_or(base.max_elections, usize::from),
             max_transfers: usize::from(self.transfers),

@@ -67,6 +67,19 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             ..base
         },
         Mutant::MinorityCommit | Mutant::RecoveredForgetsPromise => base,
+        // A leader and a learner count as a majority: the write is acknowledged on
+        // votes no majority of voters holds, and after the leader crashes the next
+        // leader's phase 1 (voters only) fills the slot with a no-op. One write, one
+        // crash; the learner is the fourth server.
+        Mutant::LearnerCounted => ModelConfig {
+            mutant: Some(mutant),
+            servers: 4,
+            learners: 1,
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            client_retries: Some(1),
+            ..ModelConfig::default()
+        },
         // One session at most: the second client's write expires the first client's
         // session, and the first client's retry of its applied write (sent early: an
         // impatient client) must be refused.

@@ -3,7 +3,7 @@
 
 use crate::ballot::{Ballot, NodeId, Slot};
 use crate::durable::DurableUpdate;
-use crate::effect::{Effect, Timer};
+use crate::effect::Effect;
 use crate::message::{AcceptedEntry, Message, Proposal};
 use crate::mutant::mutant;
 use crate::replica::{Replica, Role};
@@ -20,6 +20,11 @@ impl<S: StateMachine> Replica<S> {
         from_slot: Slot,
         effects: &mut Vec<Effect<S>>,
     ) {
+        if !self.config.is_voter(self.id) {
+            // A learner is no acceptor: its promise would count in no quorum, and a
+            // candidate asks voters only.
+            return;
+        }
         if ballot < self.durable.promised {
             effects.push(reject(from, ballot, self.durable.promised));
             return;
@@ -191,7 +196,7 @@ impl<S: StateMachine> Replica<S> {
                 self.role = Role::Follower {
                     leader: Some(leader),
                 };
-                effects.push(Effect::SetTimer(Timer::Election));
+                self.arm_election_timer(effects);
             }
             _ => self.step_down(Some(leader), effects),
         }

@@ -170,8 +170,9 @@ pub fn only_heartbeats_sent_ahead<S: StateMachine>(effects: &[Effect<S>]) -> Res
     Ok(())
 }
 
-/// Per slot, the values currently chosen: voted by a majority of `replicas` at one
-/// ballot. (Only the current votes; the model's ledger remembers past choices.)
+/// Per slot, the values currently chosen: voted by a majority of the voters among
+/// `replicas` at one ballot (a learner's copy of the log is no vote). Only the current
+/// votes; the model's ledger remembers past choices.
 pub fn chosen_values<S: StateMachine>(
     replicas: &[&Replica<S>],
 ) -> BTreeMap<Slot, BTreeSet<Proposal<S::Command>>> {
@@ -180,7 +181,7 @@ pub fn chosen_values<S: StateMachine>(
     };
     let quorum = first.config.quorum();
     let mut votes: BTreeMap<(Slot, Ballot, &Proposal<S::Command>), usize> = BTreeMap::new();
-    for replica in replicas {
+    for replica in replicas.iter().filter(|replica| replica.is_voter()) {
         for (slot, entry) in &replica.durable.accepted {
             *votes
                 .entry((*slot, entry.ballot, &entry.proposal))
@@ -230,7 +231,7 @@ pub fn at_most_one_value_chosen_at<S: StateMachine>(
     let quorum = first.config.quorum();
     for slot in slots {
         let mut votes: BTreeMap<(Ballot, &Proposal<S::Command>), usize> = BTreeMap::new();
-        for replica in replicas {
+        for replica in replicas.iter().filter(|replica| replica.is_voter()) {
             if let Some(entry) = replica.durable.accepted.get(&slot) {
                 *votes.entry((entry.ballot, &entry.proposal)).or_default() += 1;
             }

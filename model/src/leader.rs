@@ -40,6 +40,9 @@ impl<S: StateMachine> Replica<S> {
         let Role::Candidate(candidacy) = &mut self.role else {
             return;
         };
+        if !self.config.is_voter(from) {
+            return; // Learners do not promise; one that says it did counts for nothing.
+        }
         candidacy.promises.insert(from, accepted);
         self.try_become_leader(effects);
     }
@@ -218,7 +221,9 @@ impl<S: StateMachine> Replica<S> {
         };
         let mut commit = self.durable.commit;
         while let Some(in_flight) = leadership.in_flight.get(&(commit + 1)) {
-            if in_flight.acks.len() < quorum {
+            // `acks` holds learners too (so that accepts are not re-sent to them);
+            // only voters' count.
+            if self.config.votes_among(&in_flight.acks) < quorum {
                 break;
             }
             leadership.in_flight.remove(&(commit + 1));
@@ -472,8 +477,13 @@ impl<S: StateMachine> Replica<S> {
         };
         let read_acks = &leadership.read_acks;
         let machine = self.table.machine();
+        let config = &self.config;
         leadership.reads.retain(|read| {
-            let confirmations = 1 + read_acks.values().filter(|r| **r >= read.round).count();
+            let confirmed = read_acks
+                .iter()
+                .filter(|(_, round)| **round >= read.round)
+                .map(|(peer, _)| peer);
+            let confirmations = 1 + config.votes_among(confirmed);
             if confirmations < quorum || applied < read.read_index {
                 return true;
             }
@@ -533,7 +543,7 @@ impl<S: StateMachine> Replica<S> {
         let Role::Leader(leadership) = &mut self.role else {
             return;
         };
-        if leadership.heard.len() + 1 >= quorum {
+        if self.config.votes_among(&leadership.heard) + 1 >= quorum {
             leadership.heard.clear();
             leadership.snapshot_sent.clear();
             effects.push(Effect::SetTimer(Timer::CheckQuorum));

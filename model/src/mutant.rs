@@ -54,12 +54,16 @@ pub enum Mutant {
     /// loses a vote that, with a follower's, made a majority, and a second value can
     /// be chosen in the slot.
     AcceptSentAhead,
+    /// The leader counts a learner's acknowledgement toward a slot's quorum: a leader
+    /// and a learner "choose" a slot that no majority of voters holds, and a new
+    /// leader's phase 1 (which asks voters only) never finds it.
+    LearnerCounted,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 16] = [
+    pub const ALL: [Mutant; 17] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -76,6 +80,7 @@ impl Mutant {
         Mutant::ClientRenumbersAbandoned,
         Mutant::ReleaseBeforeSync,
         Mutant::AcceptSentAhead,
+        Mutant::LearnerCounted,
     ];
 
     /// A kebab-case name for the CLI.
@@ -97,6 +102,7 @@ impl Mutant {
             Mutant::ClientRenumbersAbandoned => "client-renumbers-abandoned",
             Mutant::ReleaseBeforeSync => "release-before-sync",
             Mutant::AcceptSentAhead => "accept-sent-ahead",
+            Mutant::LearnerCounted => "learner-counted",
         }
     }
 }

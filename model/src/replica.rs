@@ -24,8 +24,12 @@ pub const MAX_SLOTS_AHEAD: Slot = 1 << 20;
 /// Static cluster parameters, identical on every server.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterConfig {
-    /// Number of servers; ids are `0..node_count`.
+    /// Number of servers, voters and learners; ids are `0..node_count`.
     pub node_count: usize,
+    /// The servers that are learners: they receive the log, commit and apply it, and
+    /// answer clients with redirects, but never count in a quorum and never campaign.
+    /// Every other id below `node_count` is a voter (an acceptor). Empty by default.
+    pub learners: BTreeSet<NodeId>,
     /// Most slots a leader has proposed but not yet committed (the pipeline window).
     /// At least 1.
     pub pipeline_depth: usize,
@@ -66,6 +70,7 @@ impl ClusterConfig {
     pub fn new(node_count: usize) -> Self {
         ClusterConfig {
             node_count,
+            learners: BTreeSet::new(),
             pipeline_depth: 4,
             max_batch: 64,
             batch_bytes_max: usize::MAX,
@@ -148,23 +153,62 @@ impl ClusterConfig {
         self
     }
 
-    /// Size of a majority.
-    pub fn quorum(&self) -> usize {
-        quorum(self.node_count)
+    /// Makes `learners` learners (non-voting members): ids at or above `node_count`
+    /// are ignored. At least one server must stay a voter for anything to be chosen.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(4).with_learners([3, 9]);
+    /// assert_eq!((c.voter_count(), c.quorum()), (3, 2));
+    /// assert!(c.is_voter(2) && !c.is_voter(3) && !c.is_voter(9));
+    /// ```
+    pub fn with_learners(mut self, learners: impl IntoIterator<Item = NodeId>) -> Self {
+        let node_count = self.node_count;
+        self.learners = learners.into_iter().filter(|id| *id < node_count).collect();
+        self
     }
 
-    /// How many acknowledgements (the leader's own included) choose a slot. A majority,
-    /// except in the `MinorityCommit` mutant.
+    /// True if `id` is a voter: a server (below `node_count`) that is not a learner.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        id < self.node_count && !self.learners.contains(&id)
+    }
+
+    /// Number of voters, whose majorities are the quorums.
+    pub fn voter_count(&self) -> usize {
+        self.node_count - self.learners.len()
+    }
+
+    /// Size of a majority of the voters.
+    pub fn quorum(&self) -> usize {
+        quorum(self.voter_count())
+    }
+
+    /// How many voters' acknowledgements (the leader's own included) choose a slot. A
+    /// majority, except in the `MinorityCommit` mutant.
     pub(crate) fn commit_quorum(&self) -> usize {
         if mutant!(self, MinorityCommit) {
-            return (self.node_count / 2).max(1);
+            return (self.voter_count() / 2).max(1);
         }
         self.quorum()
     }
 
-    /// Every server id but `me`.
+    /// How many of `ids` count toward a quorum: the voters among them. (In the
+    /// `LearnerCounted` mutant, every one of them.)
+    pub(crate) fn votes_among<'a>(&self, ids: impl IntoIterator<Item = &'a NodeId>) -> usize {
+        if mutant!(self, LearnerCounted) {
+            return ids.into_iter().count();
+        }
+        ids.into_iter().filter(|id| self.is_voter(**id)).count()
+    }
+
+    /// Every server id but `me`, learners included: who receives the log.
     pub fn peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
         (0..self.node_count).filter(move |id| *id != me)
+    }
+
+    /// Every voter but `me`: who a candidate asks for promises, and who may take over
+    /// a leadership.
+    pub fn voter_peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers(me).filter(|id| self.is_voter(*id))
     }
 }
 
@@ -517,7 +561,7 @@ impl<S: StateMachine> Replica<S> {
         replica.apply_committed(&mut replay);
         // Replaying at start-up is not news to anyone: only the persist and the timer
         // matter.
-        effects.push(Effect::SetTimer(Timer::Election));
+        replica.arm_election_timer(&mut effects);
         Ok((replica, effects))
     }
 
@@ -741,7 +785,7 @@ impl<S: StateMachine> Replica<S> {
             Message::Reject { ballot, .. } => self.require_own_ballot("Reject", from, *ballot),
             Message::TransferLeadership { ballot, to } => {
                 self.require_sender_ballot("TransferLeadership", from, *ballot)?;
-                if *to >= self.config.node_count || *to == from {
+                if !self.config.is_voter(*to) || *to == from {
                     return Err(StepError::TransferToNonPeer { from, to: *to });
                 }
                 Ok(())
@@ -818,8 +862,9 @@ impl<S: StateMachine> Replica<S> {
     /// commit point on, with a ballot above everything seen; or, as a candidate whose
     /// ballot nobody has outbid, ask again at the same ballot.
     fn on_election_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
-        if matches!(self.role, Role::Leader(_)) {
-            // A leader's election timer is cancelled; a stale firing changes nothing.
+        if matches!(self.role, Role::Leader(_)) || !self.config.is_voter(self.id) {
+            // A leader's election timer is cancelled, and a learner's never armed: a
+            // stale firing changes nothing.
             return;
         }
         if self.election_retries_ballot() {
@@ -836,7 +881,7 @@ impl<S: StateMachine> Replica<S> {
             // If no one wins, our next timeout campaigns (`released`).
             self.released = true;
             self.role = Role::Follower { leader: None };
-            effects.push(Effect::SetTimer(Timer::Election));
+            self.arm_election_timer(effects);
             return;
         }
         self.campaign(effects);
@@ -846,6 +891,9 @@ impl<S: StateMachine> Replica<S> {
     /// commit point on. Only a node that does not lead campaigns.
     pub(crate) fn campaign(&mut self, effects: &mut Vec<Effect<S>>) {
         debug_assert!(!self.is_leader(), "a leader campaigns against itself");
+        if !self.config.is_voter(self.id) {
+            return; // A learner never runs: its promise counts in no quorum.
+        }
         let Some(round) = self
             .durable
             .promised
@@ -873,7 +921,7 @@ impl<S: StateMachine> Replica<S> {
             from_slot,
             promises,
         });
-        for peer in self.config.peers(self.id) {
+        for peer in self.config.voter_peers(self.id) {
             effects.push(Effect::Send {
                 to: peer,
                 message: Message::Prepare { ballot, from_slot },
@@ -944,7 +992,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         let (ballot, from_slot) = (candidacy.ballot, candidacy.from_slot);
-        for peer in self.config.peers(self.id) {
+        for peer in self.config.voter_peers(self.id) {
             if !candidacy.promises.contains_key(&peer) {
                 effects.push(Effect::Send {
                     to: peer,
@@ -970,12 +1018,20 @@ impl<S: StateMachine> Replica<S> {
             effects.push(Effect::CancelTimer(Timer::CandidacyRetry));
         }
         if !(failed_candidate && mutant!(self.config, ElectionTimerNotRearmed)) {
-            effects.push(Effect::SetTimer(Timer::Election));
+            self.arm_election_timer(effects);
         }
         // Pending reads cannot be confirmed any more; their clients time out and retry
         // elsewhere. Write waiters stay: if their slot is chosen we will still apply it
         // and can answer with the chosen output.
         self.role = Role::Follower { leader };
+    }
+
+    /// (Re-)arms the election timer, which only a voter has: a learner never
+    /// campaigns, so it has no timeout to notice a silent leader by.
+    pub(crate) fn arm_election_timer(&self, effects: &mut Vec<Effect<S>>) {
+        if self.config.is_voter(self.id) {
+            effects.push(Effect::SetTimer(Timer::Election));
+        }
     }
 
     /// Raises the commit index to `commit` (if higher), persisting it before anything
@@ -1128,6 +1184,19 @@ impl<S: StateMachine> Replica<S> {
     /// The current role.
     pub fn role(&self) -> &Role<S> {
         &self.role
+    }
+
+    /// True if this node is a voter (an acceptor that counts in quorums), false for a
+    /// learner.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Register, Replica};
+    /// let config = ClusterConfig::new(4).with_learners([3]);
+    /// let (learner, _) = Replica::recover(3, config, Register::default(), DurableState::default());
+    /// assert!(!learner.is_voter());
+    /// ```
+    pub fn is_voter(&self) -> bool {
+        self.config.is_voter(self.id)
     }
 
     /// True while leading.

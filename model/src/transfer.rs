@@ -11,7 +11,7 @@
 //! in which no one leads.
 
 use crate::ballot::{Ballot, NodeId};
-use crate::effect::{Effect, Timer, TransferOutcome, TransferRefusal};
+use crate::effect::{Effect, TransferOutcome, TransferRefusal};
 use crate::message::{ClientResponse, Message};
 use crate::replica::{Replica, Role};
 use crate::state_machine::StateMachine;
@@ -30,13 +30,14 @@ impl<S: StateMachine> Replica<S> {
             let leader = self.known_leader();
             return refuse(effects, TransferRefusal::NotLeader { leader });
         };
-        let is_peer = |node: NodeId| node < self.config.node_count && node != self.id;
+        // Only a voter can take over: a learner never campaigns.
+        let is_peer = |node: NodeId| self.config.is_voter(node) && node != self.id;
         let successor = match to {
             Some(to) if is_peer(to) => to,
             Some(to) => return refuse(effects, TransferRefusal::NotAPeer { to }),
             None => {
                 let heard = leadership.heard.iter().copied().find(|&peer| is_peer(peer));
-                match heard.or_else(|| self.config.peers(self.id).next()) {
+                match heard.or_else(|| self.config.voter_peers(self.id).next()) {
                     Some(peer) => peer,
                     None => return refuse(effects, TransferRefusal::NoPeer),
                 }
@@ -103,7 +104,7 @@ impl<S: StateMachine> Replica<S> {
         } else {
             // Give the successor a whole timeout to win before we run ourselves.
             self.role = Role::Follower { leader: None };
-            effects.push(Effect::SetTimer(Timer::Election));
+            self.arm_election_timer(effects);
         }
         self.back(to);
     }

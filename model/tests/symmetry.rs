@@ -120,7 +120,7 @@ fn renaming_two_writers_commutes_with_every_step() {
 }
 
 #[test]
-fn renaming_commutes_with_duelling_leaders_lazy_disks_and_compaction() {
+fn renaming_commutes_with_duelling_leaders_lazy_disks_compaction_and_learners() {
     for config in [
         ModelConfig {
             timing: Timing::SpuriousElections,
@@ -147,6 +147,12 @@ fn renaming_commutes_with_duelling_leaders_lazy_disks_and_compaction() {
         ModelConfig {
             ops_per_client: 2,
             max_transfers: 1,
+            ..two_writers()
+        },
+        // Three voters and a learner.
+        ModelConfig {
+            servers: 4,
+            learners: 1,
             ..two_writers()
         },
         // Reads: each client writes, then reads.

@@ -2035,3 +2035,129 @@ fn a_stale_or_malformed_transfer_changes_nothing() {
         assert_eq!(r, before);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Learners: members that receive the log but never vote
+// ---------------------------------------------------------------------------------------
+
+/// Three voters (0, 1, 2) and a learner (3).
+fn with_learner() -> ClusterConfig {
+    cluster(4).with_learners([3])
+}
+
+#[test]
+fn a_learner_never_campaigns_nor_promises() {
+    let (mut r, effects) = Replica::recover(
+        3,
+        with_learner(),
+        Register::default(),
+        DurableState::default(),
+    );
+    assert_eq!(effects, vec![], "a learner arms no election timer");
+    assert!(!r.is_voter());
+    assert_eq!(step(&mut r, timer(Timer::Election)), vec![]);
+    assert!(matches!(r.role(), Role::Follower { .. }));
+    let before = r.clone();
+    assert_eq!(step(&mut r, msg(0, prepare(b(1, 0), 1))), vec![]);
+    assert_eq!(r.durable(), before.durable(), "a learner promises nothing");
+    assert_eq!(r.role(), before.role());
+    // It does learn the log: an accept is stored and acknowledged, and a heartbeat
+    // commits it; following a leader arms no timer either.
+    let proposal = batch(&[req(7, 1, 5)]);
+    let effects = step(&mut r, msg(0, accept(b(1, 0), 1, proposal.clone(), 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Promise(b(1, 0))),
+            persist_accept(1, b(1, 0), proposal),
+            send(0, accepted(b(1, 0), 1, 0)),
+        ]
+    );
+    step(&mut r, msg(0, heartbeat(b(1, 0), 1, 0)));
+    assert_eq!((r.commit_index(), r.applied_index()), (1, 1));
+}
+
+#[test]
+fn a_candidate_asks_voters_only_and_a_learner_transfer_is_refused() {
+    let mut r = recover_with(0, with_learner(), DurableState::default());
+    let effects = step(&mut r, timer(Timer::Election));
+    assert_eq!(
+        effects,
+        election_effects(b(1, 0), 1),
+        "no Prepare to the learner"
+    );
+    let promise = Message::Promise {
+        ballot: b(1, 0),
+        accepted: vec![],
+        snapshot: None,
+    };
+    assert_eq!(step(&mut r, msg(3, promise.clone())), vec![], "not counted");
+    assert!(!r.is_leader());
+    assert_eq!(step(&mut r, msg(1, promise)), leadership_timers());
+    let effects = step(&mut r, Input::TransferLeadership { to: Some(3) });
+    assert_eq!(
+        effects,
+        vec![Effect::LeadershipTransfer(TransferOutcome::Refused(
+            TransferRefusal::NotAPeer { to: 3 }
+        ))]
+    );
+    let (result, _) = try_step(
+        &mut follower_of_four(1),
+        msg(
+            0,
+            Message::TransferLeadership {
+                ballot: b(1, 0),
+                to: 3,
+            },
+        ),
+    );
+    assert!(result.is_err(), "a transfer to a learner is refused");
+}
+
+fn follower_of_four(id: NodeId) -> R {
+    recover_with(id, with_learner(), DurableState::default())
+}
+
+#[test]
+fn a_learners_acknowledgement_chooses_nothing() {
+    let mut r = recover_with(0, with_learner(), DurableState::default());
+    step(&mut r, timer(Timer::Election));
+    step(
+        &mut r,
+        msg(
+            1,
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![],
+                snapshot: None,
+            },
+        ),
+    );
+    let effects = step(&mut r, client_write(7, 1, 5));
+    assert!(
+        effects.contains(&send(3, accept(b(1, 0), 1, batch(&[req(7, 1, 5)]), 0))),
+        "the learner receives the log: {effects:?}"
+    );
+    assert_eq!(step(&mut r, msg(3, accepted(b(1, 0), 1, 0))), vec![]);
+    assert_eq!(
+        r.commit_index(),
+        0,
+        "leader and learner are no majority of 3 voters"
+    );
+    // A heartbeat re-sends the accept to the voters that have not acknowledged, not to
+    // the learner that has.
+    let effects = step(&mut r, timer(Timer::Heartbeat));
+    let accepts_to: Vec<NodeId> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Send {
+                to,
+                message: Message::Accept { .. },
+            } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepts_to, vec![1, 2]);
+    step(&mut r, msg(2, accepted(b(1, 0), 1, 0)));
+    assert_eq!(r.commit_index(), 1, "with a second voter it is chosen");
+}

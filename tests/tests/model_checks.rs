@@ -9,10 +9,10 @@
 
 use ballot_model::model::properties::{
     ACKED_WRITES_DURABLE, APPLIED_MATCHES_LOG, DUPLICATE_DEDUPLICATED, FAILOVER_COMMITS,
-    LINEARIZABLE, LOGS_AGREE, ONE_LEADER_PER_BALLOT, ONE_VALUE_PER_SLOT, READ_SERVED, REFINES_SPEC,
-    REPLICA_INVARIANTS, WRITE_COMMITS,
+    LEARNER_APPLIES, LINEARIZABLE, LOGS_AGREE, ONE_LEADER_PER_BALLOT, ONE_VALUE_PER_SLOT,
+    READ_SERVED, REFINES_SPEC, REPLICA_INVARIANTS, WRITE_COMMITS,
 };
-use ballot_model::model::{BallotModel, ModelConfig, NetworkKind, Timing};
+use ballot_model::model::{BallotModel, ClientScript, ModelConfig, NetworkKind, Timing};
 use stateright::{Checker, Model, Path};
 
 /// Every safety property.
@@ -105,6 +105,28 @@ fn one_crash_one_election() {
     // first one elected it), so nothing commits after a failover and no retry is
     // answered from the client table.
     assert_verdicts(&checker, &[WRITE_COMMITS, READ_SERVED]);
+}
+
+#[test]
+fn a_learner_applies_what_the_voters_chose() {
+    // Three voters and a learner (server 3): the learner receives the log and applies
+    // it, and the client may ask it first (it redirects); it never votes or runs.
+    let checker = check(ModelConfig {
+        servers: 4,
+        learners: 1,
+        ops_per_client: 1,
+        script: ClientScript::WritesOnly,
+        max_crashes: 0,
+        max_elections: 1,
+        ..ModelConfig::default()
+    });
+    assert!(checker.is_done(), "exploration incomplete");
+    assert_eq!(checker.unique_state_count(), 5_100);
+    for name in SAFETY {
+        checker.assert_no_discovery(name);
+    }
+    assert!(checker.discovery(LEARNER_APPLIES).is_some());
+    assert!(checker.discovery(WRITE_COMMITS).is_some());
 }
 
 #[test]

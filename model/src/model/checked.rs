@@ -9,7 +9,7 @@ use super::connectivity::Opening;
 use super::fairness::{DeliveryEffects, InFlightEffects};
 use super::history::{record_invocation, record_return, ModelHistory};
 use super::properties;
-use super::refinement::refine;
+use super::refinement::{refine, Members};
 use super::Shared;
 use crate::ballot::{Ballot, NodeId, Slot};
 use crate::client_session::SessionTimer;
@@ -507,7 +507,7 @@ impl Model for BallotModel {
                     spec: Shared::new(ConsensusSpec::with_sessions_max(self.config.sessions_max)),
                     ..Ledger::default()
                 };
-                refine(&mut ledger, self.config.servers, &system, None);
+                refine(&mut ledger, Members::of(&self.config), &system, None);
                 let state = BallotState { system, ledger };
                 match self.config.opening {
                     Opening::Cold => state,
@@ -586,7 +586,7 @@ impl Model for BallotModel {
             });
         refine(
             &mut ledger,
-            self.config.servers,
+            Members::of(&self.config),
             &system,
             Some(&last.system),
         );

@@ -158,8 +158,12 @@ pub enum ClientScript {
 /// `clients: 2, ops_per_client: 1`, make about nine times the states.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelConfig {
-    /// Number of servers (3 or 5 are the interesting sizes).
+    /// Number of servers, learners included (3 or 5 voters are the interesting sizes).
     pub servers: usize,
+    /// How many of the servers, the highest ids, are learners: they receive the log
+    /// and apply it but never vote or campaign ([`ClusterConfig::learners`]). Zero by
+    /// default.
+    pub learners: usize,
     /// Number of clients.
     pub clients: usize,
     /// Operations each client performs, one at a time. Bound: finite client work.
@@ -227,6 +231,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             servers: 3,
+            learners: 0,
             clients: 1,
             ops_per_client: 2,
             script: ClientScript::Alternating,
@@ -257,6 +262,7 @@ impl ModelConfig {
     /// The core's configuration for this model.
     pub fn cluster(&self) -> ClusterConfig {
         let config = ClusterConfig::new(self.servers)
+            .with_learners(self.voters()..self.servers)
             .with_pipeline_depth(self.pipeline_depth)
             .with_max_batch(self.max_batch);
         let config = match self.queue_requests_max {
@@ -270,6 +276,18 @@ impl ModelConfig {
         #[cfg(feature = "mutants")]
         let config = config.with_mutant(self.mutant);
         config
+    }
+
+    /// Number of voters: the servers `0..voters()`; the learners follow them.
+    ///
+    /// ```
+    /// use ballot_model::model::ModelConfig;
+    /// let config = ModelConfig { servers: 4, learners: 1, ..ModelConfig::default() };
+    /// assert_eq!(config.voters(), 3);
+    /// assert!(config.cluster().is_voter(2) && !config.cluster().is_voter(3));
+    /// ```
+    pub fn voters(&self) -> usize {
+        self.servers.saturating_sub(self.learners)
     }
 
     /// Client `client`'s operations, in order. Written values are distinct across the
@@ -363,6 +381,9 @@ impl ModelConfig {
             self.pipeline_depth,
             self.max_batch,
         );
+        if self.learners > 0 {
+            text.push_str(&format!(" learners={}", self.learners));
+        }
         match self.script {
             ClientScript::Alternating => {}
             ClientScript::WritesOnly => text.push_str(" script=writes-only"),

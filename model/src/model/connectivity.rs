@@ -74,19 +74,19 @@ impl Connectivity {
         self.cut.is_empty()
     }
 
-    /// True if server `node`, counting itself, reaches a majority of the `servers`
-    /// servers that `live` says are up: the condition under which it can win an
+    /// True if server `node`, counting itself, reaches a majority of the voters
+    /// `0..voters` that `live` says are up: the condition under which it can win an
     /// election and commit.
     pub fn quorum_connected(
         &self,
         node: NodeId,
-        servers: usize,
+        voters: usize,
         live: impl Fn(NodeId) -> bool,
     ) -> bool {
-        let reachable = (0..servers)
+        let reachable = (0..voters)
             .filter(|peer| live(*peer) && self.connected(node, *peer))
             .count();
-        reachable >= quorum(servers)
+        reachable >= quorum(voters)
     }
 }
 

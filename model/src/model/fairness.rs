@@ -379,13 +379,13 @@ impl BallotModel {
             .filter(move |(peer, _)| *peer != n && self.linked(Id::from(*peer), Id::from(n)))
     }
 
-    /// True if server `n` reaches a live majority (itself included) over links that
-    /// hold.
+    /// True if server `n` reaches a live majority of the voters (itself included) over
+    /// links that hold.
     pub(super) fn is_quorum_connected(&self, state: &BallotState, n: NodeId) -> bool {
         let crashed = &state.system.crashed;
         self.config
             .connectivity
-            .quorum_connected(n, self.config.servers, |peer| !crashed[peer])
+            .quorum_connected(n, self.config.voters(), |peer| !crashed[peer])
     }
 
     /// True if some connected live follower of leader `leader` lacks a commit or a

@@ -55,6 +55,10 @@ pub const EXPIRED_REFUSED: &str = "an expired session's request is refused";
 /// and another node leads with no election timeout since.
 pub const TRANSFER_TAKES_OVER: &str = "a transfer hands leadership over";
 
+/// Reachability (with learners): a learner applies a write, which it learned from a
+/// leader's accepts, heartbeats or snapshot without ever voting.
+pub const LEARNER_APPLIES: &str = "a learner applies a write";
+
 /// Every property for `config`, safety first.
 pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     let mut properties = vec![
@@ -82,6 +86,9 @@ pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
             TRANSFER_TAKES_OVER,
             transfer_takes_over,
         ));
+    }
+    if config.learners > 0 {
+        properties.push(Property::sometimes(LEARNER_APPLIES, learner_applies));
     }
     if config.sessions_max.is_some() {
         properties.push(Property::sometimes(SESSION_EXPIRED, session_expired));
@@ -156,10 +163,11 @@ fn linearizable(_: &BallotModel, state: &BallotState) -> bool {
     state.system.history.is_linearizable()
 }
 
-/// Every acknowledged write sits in a chosen slot that a majority of servers hold in
+/// Every acknowledged write sits in a chosen slot that a majority of voters hold in
 /// *stable storage* (what survives any crash), with that same value.
 fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
-    let majority = quorum(model.config.servers);
+    let voters = model.config.voters();
+    let majority = quorum(voters);
     state
         .system
         .history
@@ -180,7 +188,7 @@ fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
                 .system
                 .actor_storages
                 .iter()
-                .take(model.config.servers)
+                .take(voters)
                 .flatten()
                 .filter(|stored| {
                     stored.holds(slot, |proposal| {
@@ -223,6 +231,13 @@ fn failover_commits(_: &BallotModel, state: &BallotState) -> bool {
         .spec
         .chosen_prefix()
         .any(|(slot, writes)| slot > crash_commit && slot <= committed && !writes.is_empty())
+}
+
+fn learner_applies(_: &BallotModel, state: &BallotState) -> bool {
+    state.servers().any(|(_, server)| {
+        let learner = &server.replica;
+        !learner.is_voter() && learner.client_table().machine().value.is_some()
+    })
 }
 
 fn read_served(_: &BallotModel, state: &BallotState) -> bool {

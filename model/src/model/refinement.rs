@@ -31,13 +31,34 @@ pub fn abstract_value(proposal: &Proposal<Value>) -> SpecValue {
         .collect()
 }
 
+/// Who the servers are: `0..servers`, of which `0..voters` vote.
+#[derive(Clone, Copy, Debug)]
+pub struct Members {
+    /// The voters are the servers `0..voters`.
+    pub voters: usize,
+    /// The servers, voters and learners, are `0..servers`.
+    pub servers: usize,
+}
+
+impl Members {
+    /// The members of a model configuration.
+    pub fn of(config: &super::ModelConfig) -> Self {
+        Members {
+            voters: config.voters(),
+            servers: config.servers,
+        }
+    }
+}
+
 fn spec_ballot(ballot: Ballot) -> (u32, usize) {
     (ballot.round, ballot.node)
 }
 
 /// Advances the ledger's abstract state to match `system`, reached in one step from
 /// `previous` (`None` for an initial state, whose ledger is fresh); records the first
-/// spec violation found.
+/// spec violation found. The servers are `0..members.servers`, of which
+/// `0..members.voters` vote: a learner's copy of the log is no vote, but what it
+/// commits and applies must agree with the spec like any replica's.
 ///
 /// The vote history and the abstract state change only when a step records a new
 /// vote, and are shared between states otherwise. That is exact, not a shortcut: a
@@ -45,14 +66,14 @@ fn spec_ballot(ballot: Ballot) -> (u32, usize) {
 /// choose nothing new, and every vote was already checked against every choice.
 pub fn refine(
     ledger: &mut Ledger,
-    servers: usize,
+    members: Members,
     system: &ActorModelState<ModelActor, ModelHistory>,
     previous: Option<&ActorModelState<ModelActor, ModelHistory>>,
 ) {
     if ledger.spec_violation.is_some() {
         return; // Already failed; the first violation is the interesting one.
     }
-    if let Err(violation) = refine_step(ledger, servers, system, previous) {
+    if let Err(violation) = refine_step(ledger, members, system, previous) {
         ledger.spec_violation = Some(violation);
     }
     // The step re-checks only what changed since `previous`; debug builds (the test
@@ -60,14 +81,14 @@ pub fn refine(
     debug_assert!(
         ledger.spec_violation.is_some()
             || previous.is_none()
-            || refine_step(&mut ledger.clone(), servers, system, None).is_ok(),
+            || refine_step(&mut ledger.clone(), members, system, None).is_ok(),
         "the refinement's incremental checks passed a state its full checks reject"
     );
 }
 
 fn refine_step(
     ledger: &mut Ledger,
-    servers: usize,
+    Members { voters, servers }: Members,
     system: &ActorModelState<ModelActor, ModelHistory>,
     previous: Option<&ActorModelState<ModelActor, ModelHistory>>,
 ) -> Result<(), SpecViolation> {
@@ -93,7 +114,7 @@ fn refine_step(
     };
     // 1. Record the votes visible now.
     let mut new_votes = Vec::new();
-    for (node, state) in system.actor_states.iter().enumerate().take(servers) {
+    for (node, state) in system.actor_states.iter().enumerate().take(voters) {
         if !matches!(&**state, ModelActorState::Server(_)) || disk_unchanged(node) {
             continue;
         }
@@ -125,7 +146,7 @@ fn refine_step(
         }
         let spec = ledger.spec.make_mut();
         // 2. Abstract step: values voted by a majority at one ballot are chosen.
-        let majority = quorum(servers);
+        let majority = quorum(voters);
         for ((slot, ballot, proposal), voters) in votes.iter() {
             if recheck(slot) && voters.len() >= majority {
                 spec.choose(*slot, spec_ballot(*ballot), abstract_value(proposal))?;
