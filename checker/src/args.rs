@@ -64,8 +64,9 @@ pub enum Strategy {
 /// The model's configuration, shared by `check` and `explore`.
 #[derive(Clone, Debug, Args)]
 pub struct ModelArgs {
-    /// A partial-connectivity scenario from the Omni-Paxos paper: `quorum-loss`,
-    /// `constrained` or `chained` (see SPEC.md, "Partial connectivity"). Sets the
+    /// A partial-connectivity scenario: `quorum-loss`, `constrained` or `chained` from
+    /// the Omni-Paxos paper, or `learner-behind-leader` (a learner only the leader
+    /// reaches); see SPEC.md, "Partial connectivity". Sets the
     /// servers, the links that hold once faults stop, no crashes, and its own client
     /// and election counts unless `--clients`/`--elections` are given; the other flags
     /// apply on top.
@@ -208,7 +209,7 @@ impl ModelArgs {
         };
         let base = ModelConfig {
             servers: base.servers + usize::from(self.learners),
-            learners: usize::from(self.learners),
+            learners: base.learners + usize::from(self.learners),
             clients: self.clients.map_or(base.clients, usize::from),
             max_elections: self.elections.map_or(base.max_elections, usize::from),
             max_transfers: usize::from(self.transfers),
@@ -225,7 +226,7 @@ impl ModelArgs {
                 ClientScript::Alternating
             },
             network: self.network,
-            lossy: self.lossy,
+            lossy: self.lossy || base.lossy,
             timing: self.timing,
             client_retries: self.retries.0,
             pipeline_depth: self.pipeline as usize,

@@ -108,6 +108,18 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
         // An answer that leaves before the persists ahead of it are durable, then a
         // crash that loses them: one write, one crash. Lazy disks are what let a crash
         // lose a persist at all.
+        // A write acknowledged on the leader's and one follower's votes, then that
+        // follower restarts with its disk lost before the third holds the value: no
+        // majority holds the acknowledged write any more (and a second leader could
+        // fill its slot with a no-op). One write, one crash, one election.
+        Mutant::WipedVoter => ModelConfig {
+            mutant: Some(mutant),
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            client_retries: Some(0),
+            max_elections: 1,
+            ..ModelConfig::default()
+        },
         Mutant::ReleaseBeforeSync => ModelConfig {
             mutant: Some(mutant),
             lazy_disks: true,

@@ -372,7 +372,11 @@ fn liveness_mutant_has_a_lasso() {
 /// (`quorum-loss`, the largest, is checked by CI in release mode.)
 #[test]
 fn partial_connectivity_scenarios_are_live() {
-    for (scenario, cut) in [("chained", "cut 0-2"), ("constrained", "cut 0-1,0-2")] {
+    for (scenario, cut) in [
+        ("chained", "cut 0-2"),
+        ("constrained", "cut 0-1,0-2"),
+        ("learner-behind-leader", "cut 1-3,2-3"),
+    ] {
         let args = ["check", "--scenario", scenario, "--json"];
         let report = run_json(&args, 0);
         assert!(

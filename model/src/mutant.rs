@@ -58,12 +58,17 @@ pub enum Mutant {
     /// and a learner "choose" a slot that no majority of voters holds, and a new
     /// leader's phase 1 (which asks voters only) never finds it.
     LearnerCounted,
+    /// A node that restarts with its disk lost (an empty data directory) rejoins as a
+    /// voter with no promise and no votes. The node refuses to start that way (its
+    /// data directory names the cluster and the member: `impl/src/identity.rs`); the
+    /// model restarts every node from its disk, and this mutant shows why it must.
+    WipedVoter,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 17] = [
+    pub const ALL: [Mutant; 18] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -81,6 +86,7 @@ impl Mutant {
         Mutant::ReleaseBeforeSync,
         Mutant::AcceptSentAhead,
         Mutant::LearnerCounted,
+        Mutant::WipedVoter,
     ];
 
     /// A kebab-case name for the CLI.
@@ -103,6 +109,7 @@ impl Mutant {
             Mutant::ReleaseBeforeSync => "release-before-sync",
             Mutant::AcceptSentAhead => "accept-sent-ahead",
             Mutant::LearnerCounted => "learner-counted",
+            Mutant::WipedVoter => "wiped-voter",
         }
     }
 }

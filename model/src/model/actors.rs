@@ -400,7 +400,18 @@ impl Actor for ModelActor {
                 if *transfers {
                     o.set_timer(ModelTimer::TransferLeadership, model_timeout());
                 }
-                let stored = storage.clone().unwrap_or_default();
+                // A restart finds the disk as the last save left it: a node whose disk
+                // was lost must not start as the member it was (the node's identity
+                // check refuses it), which the `WipedVoter` mutant breaks.
+                let wiped = crate::mutant::mutant!(cluster, WipedVoter) && storage.is_some();
+                let stored = if wiped {
+                    Stored::default()
+                } else {
+                    storage.clone().unwrap_or_default()
+                };
+                if wiped {
+                    o.save(stored.clone()); // The disk is empty from now on.
+                }
                 let restored = Replica::restore(
                     usize::from(id),
                     cluster.clone(),

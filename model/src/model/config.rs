@@ -344,6 +344,8 @@ impl ModelConfig {
         let servers = scenario.servers();
         ModelConfig {
             servers,
+            learners: scenario.learners(),
+            lossy: scenario.lossy(),
             clients: 1,
             ops_per_client: 1,
             script: ClientScript::WritesOnly,

@@ -115,14 +115,19 @@ pub enum Scenario {
     /// Three servers in a line, 0 – 1 – 2: the ends cannot hear each other, so each
     /// end suspects the other when it leads.
     Chained,
+    /// Three voters, every link up, and a learner (server 3) that only the leader,
+    /// server 0, reaches: a new member behind a partial partition, which missed the
+    /// write and must catch up from the leader alone.
+    LearnerBehindLeader,
 }
 
 impl Scenario {
     /// Every scenario, with its CLI name.
-    pub const ALL: [(Scenario, &'static str); 3] = [
+    pub const ALL: [(Scenario, &'static str); 4] = [
         (Scenario::QuorumLoss, "quorum-loss"),
         (Scenario::Constrained, "constrained"),
         (Scenario::Chained, "chained"),
+        (Scenario::LearnerBehindLeader, "learner-behind-leader"),
     ];
 
     /// The CLI name.
@@ -146,14 +151,32 @@ impl Scenario {
             Scenario::QuorumLoss => 9,
             Scenario::Constrained => 8,
             Scenario::Chained => 3,
+            // The opening's election; the leader keeps its majority.
+            Scenario::LearnerBehindLeader => 1,
         }
     }
 
-    /// Number of servers.
+    /// Number of servers, learners included.
     pub fn servers(self) -> usize {
         match self {
             Scenario::QuorumLoss | Scenario::Constrained => 5,
             Scenario::Chained => 3,
+            Scenario::LearnerBehindLeader => 4,
+        }
+    }
+
+    /// True if the network may lose messages: in `LearnerBehindLeader`, so that the
+    /// learner must catch up by the leader's re-sends (an accept it never got, a
+    /// commit it learns late), not by the one accept the opening left in flight.
+    pub fn lossy(self) -> bool {
+        self == Scenario::LearnerBehindLeader
+    }
+
+    /// How many of the servers, the highest ids, are learners.
+    pub fn learners(self) -> usize {
+        match self {
+            Scenario::LearnerBehindLeader => 1,
+            _ => 0,
         }
     }
 
@@ -171,11 +194,15 @@ impl Scenario {
             Scenario::QuorumLoss => Connectivity::only(5, &[(2, 0), (2, 1), (2, 3), (2, 4)]),
             Scenario::Constrained => Connectivity::only(5, &[(2, 1), (2, 3), (2, 4)]),
             Scenario::Chained => Connectivity::only(3, &[(0, 1), (1, 2)]),
+            Scenario::LearnerBehindLeader => {
+                Connectivity::only(4, &[(0, 1), (0, 2), (1, 2), (0, 3)])
+            }
         }
     }
 
     /// How the scenario's runs begin: with server 0 leading, and for `Constrained`
-    /// with server 2 missing the write it replicated.
+    /// with server 2 missing the write it replicated (for `LearnerBehindLeader`, the
+    /// learner).
     pub fn opening(self) -> Opening {
         match self {
             Scenario::QuorumLoss | Scenario::Chained => Opening::Elected {
@@ -185,6 +212,10 @@ impl Scenario {
             Scenario::Constrained => Opening::Elected {
                 leader: 0,
                 miss: Some(2),
+            },
+            Scenario::LearnerBehindLeader => Opening::Elected {
+                leader: 0,
+                miss: Some(3),
             },
         }
     }

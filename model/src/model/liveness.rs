@@ -84,8 +84,8 @@ pub fn all() -> Vec<LivenessProperty<BallotModel>> {
 }
 
 /// The one live leader a majority follows, if there is one: exactly one live server
-/// leads, and it together with the live followers that back it (promised its ballot in
-/// phase 1, or heard from it since) make a majority. A leadership change passes through states where this is `None` (the old
+/// leads, and it together with the live voters that back it (promised its ballot in
+/// phase 1, or heard from it since) make a majority of the voters. A leadership change passes through states where this is `None` (the old
 /// leader's followers must promise the new ballot before it can lead), so "from some
 /// point on, always `Some`" means one leader for good.
 pub fn stable_leader(model: &BallotModel, state: &BallotState) -> Option<NodeId> {
@@ -100,6 +100,7 @@ pub fn stable_leader(model: &BallotModel, state: &BallotState) -> Option<NodeId>
         .live_servers()
         .filter(|(_, server)| {
             matches!(server.replica.role(), Role::Follower { .. })
+                && server.replica.is_voter()
                 && server.replica.backing() == Some(leader)
                 && server.replica.durable().promised == ballot
         })
