@@ -146,6 +146,10 @@ struct NodeFile {
     peers: Vec<SocketAddr>,
     /// Every node's client (RESP) address, by id.
     clients: Vec<SocketAddr>,
+    /// The ids of the nodes that are learners (receive the log, never vote); the same
+    /// list on every node. None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    learners: Vec<usize>,
     /// The cluster secret (or `secret_file`).
     #[serde(default)]
     secret: Option<String>,
@@ -287,6 +291,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         secret,
     );
     config.bootstrap = args.bootstrap;
+    config.learners = file.learners.clone();
     config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);
     config.election_timeout_max = Duration::from_millis(file.election_timeout_max_ms);
     config.heartbeat_interval = Duration::from_millis(file.heartbeat_ms);
@@ -434,6 +439,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             data_dir: dir.join(format!("node-{id}")),
             peers: peers.clone(),
             clients: clients.clone(),
+            learners: Vec::new(),
             secret: None,
             secret_file: Some(secret_path.clone()),
             election_timeout_min_ms: default_election_min(),
@@ -615,6 +621,14 @@ async fn member_list(addr: &str) -> Result<(), String> {
             .unwrap_or_default()
     };
     let (clients, peers) = (list("clients"), list("peers"));
+    let learners = list("learners");
+    let member = |id: usize| {
+        if learners.contains(&id.to_string()) {
+            "learner"
+        } else {
+            "voter"
+        }
+    };
     let mut rows = Vec::new();
     for (id, client) in clients.iter().enumerate() {
         rows.push((id, client, node_info(client).await));
@@ -623,9 +637,12 @@ async fn member_list(addr: &str) -> Result<(), String> {
         let info = info.as_ref().ok()?;
         (info.get("role")? == "leader").then(|| info.get("commit_index")?.parse().ok())?
     });
-    println!("id  client                 peer                   role       commit   applied  lag");
+    println!(
+        "id  client                 peer                   member   role       commit   applied  lag"
+    );
     for (id, client, info) in rows {
         let peer = peers.get(id).map_or("?", String::as_str);
+        let member = member(id);
         match info {
             Ok(info) => {
                 let field = |name: &str| info.get(name).map_or("?", String::as_str).to_string();
@@ -635,13 +652,15 @@ async fn member_list(addr: &str) -> Result<(), String> {
                     _ => "?".into(),
                 };
                 println!(
-                    "{id:<3} {client:<22} {peer:<22} {:<10} {:<8} {:<8} {lag}",
+                    "{id:<3} {client:<22} {peer:<22} {member:<8} {:<10} {:<8} {:<8} {lag}",
                     field("role"),
                     field("commit_index"),
                     field("applied_index"),
                 );
             }
-            Err(error) => println!("{id:<3} {client:<22} {peer:<22} down       ({error})"),
+            Err(error) => {
+                println!("{id:<3} {client:<22} {peer:<22} {member:<8} down       ({error})")
+            }
         }
     }
     Ok(())

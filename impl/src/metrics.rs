@@ -15,7 +15,13 @@ use tokio::net::TcpListener;
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
     let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
-    let metrics: [(&str, &str, &str, String); 20] = [
+    let metrics: [(&str, &str, &str, String); 21] = [
+        (
+            "ballot_voter",
+            "gauge",
+            "1 if this node votes, 0 for a learner (receives the log, never votes).",
+            u8::from(status.voter).to_string(),
+        ),
         (
             "ballot_commit_index",
             "gauge",

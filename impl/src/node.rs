@@ -81,6 +81,10 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Every node's peer (server-to-server) address, by id. The cluster size is its length.
     pub peers: Vec<SocketAddr>,
+    /// The nodes (ids into `peers`) that are learners: they receive the log and apply
+    /// it, and never vote or campaign (see [`ballot_model::ClusterConfig::learners`]).
+    /// Every node of the cluster must be given the same list. Empty by default.
+    pub learners: Vec<NodeId>,
     /// Where the write-ahead log lives.
     pub data_dir: PathBuf,
     /// Whether an empty data directory may become this member's: true only for the
@@ -178,6 +182,7 @@ impl NodeConfig {
             cluster,
             id,
             peers,
+            learners: Vec::new(),
             data_dir,
             bootstrap: false,
             secret,
@@ -363,6 +368,11 @@ pub struct Status {
     pub id: NodeId,
     /// "leader", "candidate" or "follower".
     pub role: &'static str,
+    /// True if this node votes; false for a learner (it receives the log, never
+    /// votes or campaigns).
+    pub voter: bool,
+    /// The cluster's learners.
+    pub learners: Vec<NodeId>,
     /// The leader this node knows of.
     pub leader: Option<NodeId>,
     /// The highest ballot promised, as `round.node`.
@@ -808,6 +818,16 @@ impl<S: Replicated> Node<S> {
                 config.id
             )));
         }
+        if let Some(learner) = config.learners.iter().find(|id| **id >= node_count) {
+            return Err(NodeError::Config(format!(
+                "learner {learner} is not an index into the {node_count} peer addresses"
+            )));
+        }
+        if (0..node_count).all(|id| config.learners.contains(&id)) {
+            return Err(NodeError::Config(
+                "every node is a learner: at least one must vote".into(),
+            ));
+        }
         if config.election_timeout_min >= config.election_timeout_max
             || config.heartbeat_interval * 2 > config.election_timeout_min
         {
@@ -872,6 +892,7 @@ impl<S: Replicated> Node<S> {
     ) -> Result<Self, NodeError> {
         let (cluster, _bug) = with_mutant(
             ClusterConfig::new(config.peers.len())
+                .with_learners(config.learners.iter().copied())
                 .with_pipeline_depth(config.pipeline_depth.max(1))
                 .with_max_batch(config.max_batch.max(1))
                 .with_batch_bytes_max(config.batch_bytes_max)
@@ -905,6 +926,7 @@ impl<S: Replicated> Node<S> {
                 at: now_nanos(),
                 node: config.id,
                 node_count: cluster.node_count,
+                learners: cluster.learners.iter().copied().collect(),
                 pipeline_depth: cluster.pipeline_depth,
                 max_batch: cluster.max_batch,
                 batch_bytes_max: cluster.batch_bytes_max,
@@ -1906,6 +1928,8 @@ impl<S: Replicated> Driver<S> {
                 Role::Candidate(_) => "candidate",
                 Role::Follower { .. } => "follower",
             },
+            voter: replica.is_voter(),
+            learners: replica.config().learners.iter().copied().collect(),
             leader: replica.known_leader(),
             ballot: replica.durable().promised.to_string(),
             commit_index: replica.commit_index(),
@@ -1987,6 +2011,30 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learners_must_be_nodes_and_leave_a_voter() {
+        let peers: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 7100 + i)))
+            .collect();
+        let config = |learners: Vec<NodeId>| NodeConfig {
+            learners,
+            ..NodeConfig::new(
+                ClusterId(1),
+                0,
+                peers.clone(),
+                "/nowhere".into(),
+                vec![7; 32],
+            )
+        };
+        assert!(Node::<crate::kv::KvStore>::check_config(&config(vec![2])).is_ok());
+        let refused = |learners| match Node::<crate::kv::KvStore>::check_config(&config(learners)) {
+            Err(NodeError::Config(reason)) => reason,
+            other => panic!("accepted: {other:?}"),
+        };
+        assert!(refused(vec![3]).contains("learner 3 is not an index"));
+        assert!(refused(vec![0, 1, 2]).contains("at least one must vote"));
+    }
 
     #[test]
     fn due_timers_fire_earliest_first_and_a_cancelled_one_never_fires() {

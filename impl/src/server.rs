@@ -198,13 +198,17 @@ fn outcome(result: Result<crate::kv::KvOutput, NodeError>) -> Value {
 pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
     let status = node.status();
     let leader = status.leader.map_or("none".to_string(), |l| l.to_string());
+    let learners: Vec<String> = status.learners.iter().map(|id| id.to_string()).collect();
+    let learners = learners.join(",");
     let leader_addr = status
         .leader
         .and_then(|l| info.client_addrs.get(l).cloned())
         .unwrap_or_default();
     format!(
-        "# Replication\r\nrole:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\nclients:{}\r\n",
+        "# Replication\r\nrole:{}\r\nmember:{}\r\nlearners:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\nclients:{}\r\n",
         status.role,
+        if status.voter { "voter" } else { "learner" },
+        learners,
         status.id,
         leader,
         leader_addr,

@@ -1381,3 +1381,92 @@ fn member_commands_list_members_and_transfer_leadership() {
         cluster.stop(id);
     }
 }
+
+/// Waits (at most 20 s) until node `id` has applied at least `index`; returns its INFO.
+async fn applied_at_least(
+    cluster: &Cluster,
+    id: usize,
+    index: u64,
+) -> std::collections::BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(info) = info(cluster.clients[id]).await {
+            let applied: u64 = info
+                .get("applied_index")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            if applied >= index {
+                return info;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} did not apply {index} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three voters and a learner (node 3, `learners = [3]` on every node): writes commit
+/// and the learner applies them; INFO and `ballot member list` say which is which; the
+/// leader is SIGKILLed, a voter (never the learner) takes over, and the learner goes on
+/// applying what the new leader commits. Every node records a trace, checked against
+/// the model when the cluster is dropped.
+#[test]
+fn a_learner_applies_the_log_and_never_leads() {
+    let mut cluster = Cluster::new("learner", 4);
+    cluster.configure("learners = [3]");
+    for id in 0..4 {
+        cluster.start(id);
+    }
+    let voters = [0, 1, 2];
+    runtime().block_on(async {
+        let first = leader(&cluster, &voters).await;
+        for i in 0..20 {
+            set(cluster.clients[i % 4], &format!("k{i}"), "v")
+                .await
+                .expect("a write through any node, the learner included");
+        }
+        let leader_info = info(cluster.clients[first]).await.expect("leader INFO");
+        let commit: u64 = leader_info["commit_index"].parse().expect("commit index");
+        assert!(commit >= 20, "{leader_info:?}");
+        assert_eq!(leader_info["member"], "voter");
+        let learner = applied_at_least(&cluster, 3, commit).await;
+        assert_eq!(learner["member"], "learner", "{learner:?}");
+        assert_eq!(learner["learners"], "3");
+        assert_eq!(learner["role"], "follower");
+
+        cluster.kill(first);
+        let survivors: Vec<usize> = voters.into_iter().filter(|&id| id != first).collect();
+        let next = leader(&cluster, &survivors).await;
+        set(cluster.clients[next], "after-failover", "1")
+            .await
+            .expect("a write after the failover");
+        let commit: u64 = info(cluster.clients[next]).await.expect("INFO")["commit_index"]
+            .parse()
+            .expect("commit index");
+        let learner = applied_at_least(&cluster, 3, commit).await;
+        assert_eq!(
+            learner["role"], "follower",
+            "a learner never runs: {learner:?}"
+        );
+        assert_eq!(learner["elections"], "0", "{learner:?}");
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["member", "list", "--addr", &cluster.clients[3].to_string()])
+        .output()
+        .expect("run ballot member list");
+    let listed = String::from_utf8_lossy(&output.stdout).to_string();
+    let row = |id: usize| {
+        listed
+            .lines()
+            .find(|line| line.starts_with(&format!("{id} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(3).contains(" learner "), "{listed}");
+    assert!(row(0).contains(" voter "), "{listed}");
+    for id in 0..4 {
+        cluster.stop(id);
+    }
+}

@@ -68,8 +68,10 @@ pub enum TraceRecord<S: StateMachine> {
         at: u64,
         /// The node.
         node: NodeId,
-        /// Cluster size.
+        /// Cluster size, learners included.
         node_count: usize,
+        /// The learners among the nodes ([`ClusterConfig::learners`]).
+        learners: Vec<NodeId>,
         /// The core's pipeline window.
         pipeline_depth: usize,
         /// The core's batch limit.
@@ -256,7 +258,7 @@ struct RunState<S: StateMachine> {
 ///     Replica::restore(0, ClusterConfig::new(3), Snapshot::initial(Register::default()), DurableState::default())
 ///         .unwrap();
 /// let start = TraceRecord::<Register>::Start {
-///     at: 1, node: 0, node_count: 3, pipeline_depth: 4, max_batch: 64,
+///     at: 1, node: 0, node_count: 3, learners: vec![], pipeline_depth: 4, max_batch: 64,
 ///     batch_bytes_max: usize::MAX, queue_requests_max: usize::MAX, reads_pending_max: usize::MAX,
 ///     sessions_max: usize::MAX, snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
 /// };
@@ -342,6 +344,7 @@ pub fn check_conformance_over<S: StateMachine>(
             TraceRecord::Start {
                 node,
                 node_count,
+                learners,
                 pipeline_depth,
                 max_batch,
                 batch_bytes_max,
@@ -372,6 +375,7 @@ pub fn check_conformance_over<S: StateMachine>(
                     report.nodes += 1;
                 }
                 let config = ClusterConfig::new(*node_count)
+                    .with_learners(learners.iter().copied())
                     .with_pipeline_depth(*pipeline_depth)
                     .with_max_batch(*max_batch)
                     .with_batch_bytes_max(*batch_bytes_max)
