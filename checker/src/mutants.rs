@@ -105,9 +105,6 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             script: ClientScript::WritesOnly,
             ..ModelConfig::default()
         },
-        // An answer that leaves before the persists ahead of it are durable, then a
-        // crash that loses them: one write, one crash. Lazy disks are what let a crash
-        // lose a persist at all.
         // A write acknowledged on the leader's and one follower's votes, then that
         // follower restarts with its disk lost before the third holds the value: no
         // majority holds the acknowledged write any more (and a second leader could
@@ -120,6 +117,9 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             max_elections: 1,
             ..ModelConfig::default()
         },
+        // An answer that leaves before the persists ahead of it are durable, then a
+        // crash that loses them: one write, one crash. Lazy disks are what let a crash
+        // lose a persist at all.
         Mutant::ReleaseBeforeSync => ModelConfig {
             mutant: Some(mutant),
             lazy_disks: true,

@@ -5,11 +5,11 @@
 //!
 //! ```text
 //! dialer   -> acceptor : HELLO  magic "BLT" version, dialer id, cluster id,
-//!                        dialer incarnation, nonce_d
+//!                        membership, dialer incarnation, nonce_d
 //! acceptor -> dialer   : CHALLENGE magic version, acceptor id, cluster id,
-//!                        acceptor incarnation, nonce_a,
-//!                        HMAC(secret, "accept" | ids | cluster | incarnations | nonce_d | nonce_a)
-//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | incarnations | nonce_a | nonce_d)
+//!                        membership, acceptor incarnation, nonce_a,
+//!                        HMAC(secret, "accept" | ids | cluster | membership | incarnations | nonce_d | nonce_a)
+//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | membership | incarnations | nonce_a | nonce_d)
 //! ```
 //!
 //! Each side learns the other's authenticated [`Incarnation`], for the caller to check
@@ -17,7 +17,10 @@
 //!
 //! Both sides name their cluster ([`ClusterId`]); a node of another cluster is refused
 //! with [`HandshakeError::ForeignCluster`] on both ends (the acceptor still answers, so
-//! that the dialer can say why), even if the two clusters share a secret.
+//! that the dialer can say why), even if the two clusters share a secret. Both also
+//! name their membership ([`membership_digest`] of the learners): two nodes that
+//! disagree on who votes would count different majorities, which need not intersect,
+//! so a peer with another list is refused ([`HandshakeError::OtherMembership`]).
 //!
 //! What it does not do: encrypt, or authenticate each later frame (no TLS). It keeps
 //! strangers out of the cluster; it does not defend against an on-path attacker who
@@ -30,14 +33,17 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Handshake format version; a peer speaking another one is refused with a clear error.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 const MAGIC: &[u8; 3] = b"BLT";
 const NONCE: usize = 16;
 const MAC: usize = 32;
 const CLUSTER: usize = 16;
 const INCARNATION: usize = 8;
+const MEMBERSHIP: usize = 8;
+/// Where the membership digest starts in a HELLO or CHALLENGE.
+const MEMBERSHIP_AT: usize = 3 + 2 + 2 + CLUSTER;
 /// Where the incarnation starts in a HELLO or CHALLENGE.
-const INCARNATION_AT: usize = 3 + 2 + 2 + CLUSTER;
+const INCARNATION_AT: usize = MEMBERSHIP_AT + MEMBERSHIP;
 /// Where the nonce starts in a HELLO or CHALLENGE.
 const NONCE_AT: usize = INCARNATION_AT + INCARNATION;
 const HELLO: usize = NONCE_AT + NONCE;
@@ -69,6 +75,15 @@ pub enum HandshakeError {
         /// This node's.
         ours: ClusterId,
     },
+    /// The peer lists other learners than this node: the two would count different
+    /// majorities.
+    #[error("peer's membership (digest {theirs:016x}) differs from this node's ({ours:016x}): every node must list the same `learners`")]
+    OtherMembership {
+        /// The peer's digest.
+        theirs: u64,
+        /// This node's.
+        ours: u64,
+    },
     /// The peer claims an id outside the cluster, ours, or not the one we dialled.
     #[error("peer claims node id {claimed}, expected {expected}")]
     WrongId {
@@ -85,6 +100,7 @@ struct Parties {
     dialer: u16,
     acceptor: u16,
     cluster: ClusterId,
+    membership: u64,
     dialer_incarnation: Incarnation,
     acceptor_incarnation: Incarnation,
 }
@@ -96,6 +112,7 @@ fn mac(secret: &[u8], label: &[u8], parties: Parties, n1: &[u8], n2: &[u8]) -> H
     m.update(&parties.dialer.to_le_bytes());
     m.update(&parties.acceptor.to_le_bytes());
     m.update(&parties.cluster.to_bytes());
+    m.update(&parties.membership.to_le_bytes());
     m.update(&parties.dialer_incarnation.0.to_le_bytes());
     m.update(&parties.acceptor_incarnation.0.to_le_bytes());
     m.update(n1);
@@ -107,6 +124,7 @@ fn mac(secret: &[u8], label: &[u8], parties: Parties, n1: &[u8], n2: &[u8]) -> H
 struct Greeting {
     id: u16,
     cluster: ClusterId,
+    membership: u64,
     incarnation: Incarnation,
 }
 
@@ -121,36 +139,72 @@ fn check_header(bytes: &[u8]) -> Result<Greeting, HandshakeError> {
     }
     let id = u16::from_le_bytes([bytes[5], bytes[6]]);
     let mut cluster = [0u8; CLUSTER];
-    cluster.copy_from_slice(&bytes[7..INCARNATION_AT]);
+    cluster.copy_from_slice(&bytes[7..MEMBERSHIP_AT]);
+    let mut membership = [0u8; MEMBERSHIP];
+    membership.copy_from_slice(&bytes[MEMBERSHIP_AT..INCARNATION_AT]);
     let mut incarnation = [0u8; INCARNATION];
     incarnation.copy_from_slice(&bytes[INCARNATION_AT..NONCE_AT]);
     Ok(Greeting {
         id,
         cluster: ClusterId::from_bytes(cluster),
+        membership: u64::from_le_bytes(membership),
         incarnation: Incarnation(u64::from_le_bytes(incarnation)),
     })
 }
 
 /// A HELLO (or the start of a CHALLENGE): magic, version, sender, cluster,
-/// incarnation, nonce.
+/// membership, incarnation, nonce.
 fn greeting(me: Me, nonce: &[u8; NONCE]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(CHALLENGE);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&me.id.to_le_bytes());
     bytes.extend_from_slice(&me.cluster.to_bytes());
+    bytes.extend_from_slice(&me.membership.to_le_bytes());
     bytes.extend_from_slice(&me.incarnation.0.to_le_bytes());
     bytes.extend_from_slice(nonce);
     debug_assert_eq!(bytes.len(), HELLO);
     bytes
 }
 
-fn same_cluster(theirs: ClusterId, ours: ClusterId) -> Result<(), HandshakeError> {
-    if theirs == ours {
-        Ok(())
-    } else {
-        Err(HandshakeError::ForeignCluster { theirs, ours })
+/// The peer is of our cluster and membership, or why not.
+fn same_cluster(theirs: &Greeting, me: Me) -> Result<(), HandshakeError> {
+    if theirs.cluster != me.cluster {
+        return Err(HandshakeError::ForeignCluster {
+            theirs: theirs.cluster,
+            ours: me.cluster,
+        });
     }
+    if theirs.membership != me.membership {
+        return Err(HandshakeError::OtherMembership {
+            theirs: theirs.membership,
+            ours: me.membership,
+        });
+    }
+    Ok(())
+}
+
+/// A digest of who votes, for the handshake: FNV-1a over the sorted, distinct learner
+/// ids. Equal lists give equal digests; the MAC, not the digest, is what an attacker
+/// would have to forge.
+///
+/// ```
+/// use ballot_node::handshake::membership_digest;
+/// assert_eq!(membership_digest(&[3, 4]), membership_digest(&[4, 3, 3]));
+/// assert_ne!(membership_digest(&[]), membership_digest(&[3]));
+/// ```
+pub fn membership_digest(learners: &[usize]) -> u64 {
+    let mut ids = learners.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for id in ids {
+        for byte in (id as u64).to_le_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 fn nonce() -> [u8; NONCE] {
@@ -164,6 +218,8 @@ fn nonce() -> [u8; NONCE] {
 pub struct Me {
     /// Its cluster.
     pub cluster: ClusterId,
+    /// Its membership: [`membership_digest`] of the learners.
+    pub membership: u64,
     /// Its member id.
     pub id: u16,
     /// Its data directory's incarnation.
@@ -183,7 +239,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     let mut challenge = [0u8; CHALLENGE];
     stream.read_exact(&mut challenge).await?;
     let acceptor = check_header(&challenge)?;
-    same_cluster(acceptor.cluster, me.cluster)?;
+    same_cluster(&acceptor, me)?;
     if acceptor.id != expected {
         return Err(HandshakeError::WrongId {
             claimed: acceptor.id,
@@ -194,6 +250,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         dialer: me.id,
         acceptor: acceptor.id,
         cluster: me.cluster,
+        membership: me.membership,
         dialer_incarnation: me.incarnation,
         acceptor_incarnation: acceptor.incarnation,
     };
@@ -230,6 +287,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         dialer: dialer.id,
         acceptor: me.id,
         cluster: me.cluster,
+        membership: me.membership,
         dialer_incarnation: dialer.incarnation,
         acceptor_incarnation: me.incarnation,
     };
@@ -244,7 +302,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(&challenge).await?;
     stream.flush().await?;
     // Answered first, so that the dialer of another cluster can say why it is refused.
-    same_cluster(dialer.cluster, me.cluster)?;
+    same_cluster(&dialer, me)?;
     let mut proof = [0u8; MAC];
     stream.read_exact(&mut proof).await?;
     mac(secret, b"dial", parties, &nonce_a, nonce_d)
@@ -272,6 +330,7 @@ mod tests {
     /// Node 0 of cluster A (3 nodes), incarnation 0xa0.
     const ACCEPTOR: Me = Me {
         cluster: CLUSTER_A,
+        membership: 0,
         id: 0,
         incarnation: Incarnation(0xa0),
     };
@@ -283,11 +342,23 @@ mod tests {
         accept_secret: &[u8],
         expected: u16,
     ) -> Outcomes {
+        run_as(dial_cluster, 0, dial_secret, accept_secret, expected).await
+    }
+
+    /// As [`run_in`], with the dialer's membership digest too.
+    async fn run_as(
+        dial_cluster: ClusterId,
+        dial_membership: u64,
+        dial_secret: &[u8],
+        accept_secret: &[u8],
+        expected: u16,
+    ) -> Outcomes {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let dial_secret = dial_secret.to_vec();
         let accept_secret = accept_secret.to_vec();
         let me = Me {
             cluster: dial_cluster,
+            membership: dial_membership,
             id: 1,
             incarnation: Incarnation(0xd1),
         };
@@ -313,6 +384,19 @@ mod tests {
         );
         let message = accepted.unwrap_err().to_string();
         assert!(message.contains(&other.to_string()), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_node_with_other_learners_is_refused_by_both_sides() {
+        let theirs = membership_digest(&[2]);
+        let (dialed, accepted) = run_as(CLUSTER_A, theirs, b"s3cret", b"s3cret", 0).await;
+        assert!(
+            matches!(dialed, Err(HandshakeError::OtherMembership { theirs: 0, ours })
+                if ours == theirs),
+            "{dialed:?}"
+        );
+        let message = accepted.unwrap_err().to_string();
+        assert!(message.contains("the same `learners`"), "{message}");
     }
 
     #[tokio::test]
@@ -349,7 +433,7 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&9u16.to_le_bytes());
-        hello.extend_from_slice(&[0; 2 + CLUSTER + INCARNATION + NONCE]);
+        hello.extend_from_slice(&[0; 2 + CLUSTER + MEMBERSHIP + INCARNATION + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
             accept(&mut b, b"s", ACCEPTOR, 3).await,
@@ -359,7 +443,7 @@ mod tests {
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&VERSION.to_le_bytes());
         hello.extend_from_slice(&7u16.to_le_bytes());
-        hello.extend_from_slice(&[0; CLUSTER + INCARNATION + NONCE]);
+        hello.extend_from_slice(&[0; CLUSTER + MEMBERSHIP + INCARNATION + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
             accept(&mut b, b"s", ACCEPTOR, 3).await,

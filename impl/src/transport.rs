@@ -35,6 +35,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct TransportConfig {
     /// The cluster this node belongs to; peers of another are refused at the handshake.
     pub cluster: ClusterId,
+    /// Who votes ([`handshake::membership_digest`] of the learners); peers that say
+    /// otherwise are refused at the handshake.
+    pub membership: u64,
     /// This node.
     pub id: NodeId,
     /// This node's data directory's incarnation, presented at the handshake.
@@ -267,6 +270,7 @@ impl TransportConfig {
     fn me(&self) -> handshake::Me {
         handshake::Me {
             cluster: self.cluster,
+            membership: self.membership,
             id: self.id as u16,
             incarnation: self.incarnation,
         }

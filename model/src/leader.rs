@@ -32,6 +32,11 @@ impl<S: StateMachine> Replica<S> {
         if candidacy.ballot != ballot {
             return; // A promise for an earlier candidacy of ours.
         }
+        if !self.config.is_voter(from) {
+            // Learners do not promise; one that says it did counts for nothing, and
+            // its snapshot is not installed on its word.
+            return;
+        }
         if let Some(snapshot) = snapshot {
             // The acceptor no longer holds its votes for these slots; they are chosen,
             // and this is their effect. Phase 1 then starts after it.
@@ -40,9 +45,6 @@ impl<S: StateMachine> Replica<S> {
         let Role::Candidate(candidacy) = &mut self.role else {
             return;
         };
-        if !self.config.is_voter(from) {
-            return; // Learners do not promise; one that says it did counts for nothing.
-        }
         candidacy.promises.insert(from, accepted);
         self.try_become_leader(effects);
     }
@@ -54,7 +56,7 @@ impl<S: StateMachine> Replica<S> {
         let Role::Candidate(candidacy) = &self.role else {
             return;
         };
-        if candidacy.promises.len() < self.config.quorum() {
+        if self.config.votes_among(candidacy.promises.keys()) < self.config.quorum() {
             return;
         }
         let ballot = candidacy.ballot;

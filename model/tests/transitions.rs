@@ -2161,3 +2161,47 @@ fn a_learners_acknowledgement_chooses_nothing() {
     step(&mut r, msg(2, accepted(b(1, 0), 1, 0)));
     assert_eq!(r.commit_index(), 1, "with a second voter it is chosen");
 }
+
+/// Node 0 leading a cluster of three voters and a learner (3), at ballot 1.0.
+fn leader_with_learner() -> R {
+    let mut r = recover_with(0, with_learner(), DurableState::default());
+    step(&mut r, timer(Timer::Election));
+    let promise = Message::Promise {
+        ballot: b(1, 0),
+        accepted: vec![],
+        snapshot: None,
+    };
+    step(&mut r, msg(1, promise));
+    assert!(r.is_leader());
+    r
+}
+
+#[test]
+fn a_learners_heartbeat_acknowledgement_confirms_no_read() {
+    let mut r = leader_with_learner();
+    step(&mut r, client_read(7, 1));
+    assert_eq!(
+        step(&mut r, msg(3, heartbeat_ack(b(1, 0), 0, 1, false))),
+        vec![],
+        "leader and learner are no majority of the voters"
+    );
+    assert_eq!(
+        step(&mut r, msg(2, heartbeat_ack(b(1, 0), 0, 1, false))),
+        vec![read_ok(7, 1, None)]
+    );
+}
+
+#[test]
+fn a_leader_that_hears_only_from_its_learner_steps_down() {
+    let mut r = leader_with_learner();
+    step(&mut r, msg(3, heartbeat_ack(b(1, 0), 0, 0, false)));
+    assert_eq!(step(&mut r, timer(Timer::CheckQuorum)), step_down_timers());
+    assert!(!r.is_leader());
+    let mut r = leader_with_learner();
+    step(&mut r, msg(2, heartbeat_ack(b(1, 0), 0, 0, false)));
+    assert_eq!(
+        step(&mut r, timer(Timer::CheckQuorum)),
+        vec![Effect::SetTimer(Timer::CheckQuorum)]
+    );
+    assert!(r.is_leader());
+}

@@ -147,18 +147,18 @@ fn refine_step(
         let spec = ledger.spec.make_mut();
         // 2. Abstract step: values voted by a majority at one ballot are chosen.
         let majority = quorum(voters);
-        for ((slot, ballot, proposal), voters) in votes.iter() {
-            if recheck(slot) && voters.len() >= majority {
+        for ((slot, ballot, proposal), voted) in votes.iter() {
+            if recheck(slot) && voted.len() >= majority {
                 spec.choose(*slot, spec_ballot(*ballot), abstract_value(proposal))?;
             }
         }
         // 3. No vote may contradict a choice.
-        for ((slot, ballot, proposal), voters) in votes.iter() {
+        for ((slot, ballot, proposal), voted) in votes.iter() {
             if !recheck(slot) {
                 continue;
             }
             let value = abstract_value(proposal);
-            for node in voters {
+            for node in voted {
                 spec.check_vote(*node, *slot, spec_ballot(*ballot), &value)?;
             }
         }
