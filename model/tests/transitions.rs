@@ -2164,16 +2164,7 @@ fn a_learners_acknowledgement_chooses_nothing() {
 
 /// Node 0 leading a cluster of three voters and a learner (3), at ballot 1.0.
 fn leader_with_learner() -> R {
-    let mut r = recover_with(0, with_learner(), DurableState::default());
-    step(&mut r, timer(Timer::Election));
-    let promise = Message::Promise {
-        ballot: b(1, 0),
-        accepted: vec![],
-        snapshot: None,
-    };
-    step(&mut r, msg(1, promise));
-    assert!(r.is_leader());
-    r
+    elect(recover_with(0, with_learner(), DurableState::default()))
 }
 
 #[test]
