@@ -2120,19 +2120,7 @@ fn follower_of_four(id: NodeId) -> R {
 
 #[test]
 fn a_learners_acknowledgement_chooses_nothing() {
-    let mut r = recover_with(0, with_learner(), DurableState::default());
-    step(&mut r, timer(Timer::Election));
-    step(
-        &mut r,
-        msg(
-            1,
-            Message::Promise {
-                ballot: b(1, 0),
-                accepted: vec![],
-                snapshot: None,
-            },
-        ),
-    );
+    let mut r = leader_with_learner();
     let effects = step(&mut r, client_write(7, 1, 5));
     assert!(
         effects.contains(&send(3, accept(b(1, 0), 1, batch(&[req(7, 1, 5)]), 0))),

@@ -405,13 +405,11 @@ impl Actor for ModelActor {
                 // check refuses it), which the `WipedVoter` mutant breaks.
                 let wiped = crate::mutant::mutant!(cluster, WipedVoter) && storage.is_some();
                 let stored = if wiped {
+                    o.save(Stored::default()); // The disk is empty from now on.
                     Stored::default()
                 } else {
                     storage.clone().unwrap_or_default()
                 };
-                if wiped {
-                    o.save(stored.clone()); // The disk is empty from now on.
-                }
                 let restored = Replica::restore(
                     usize::from(id),
                     cluster.clone(),
