@@ -1,6 +1,7 @@
 //! Loom checks of the waiter table and its reply slots: every interleaving of an answer,
 //! a waiting caller, a retry and a cancellation. Run with
-//! `cargo test -p ballot-node --features loom --test loom_waiters --release`.
+//! `cargo test -p ballot-node --features loom --test loom_waiters` (the dev profile
+//! optimises dependencies, loom included, so this takes seconds).
 #![cfg(feature = "loom")]
 
 use ballot_node::waiters::Waiters;
