@@ -1,5 +1,6 @@
 //! Command-line arguments, and their translation into a [`ModelConfig`].
 
+use ballot_model::model::operator::ModelChange;
 use ballot_model::model::{ClientScript, ModelConfig, NetworkKind, Scenario, Timing};
 use ballot_model::Mutant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -80,6 +81,27 @@ pub struct ModelArgs {
     /// SPEC.md, "Membership change").
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub learners: u8,
+    /// Membership change: one more server, a spare numbered after the others, that the
+    /// operator adds as a learner and then puts in the leader's place (promoting it and
+    /// removing the leader in one change), while the clients run (see SPEC.md,
+    /// "Membership change"). Adds the targets "a learner is promoted" and "a write
+    /// commits after a voter is removed".
+    #[arg(long)]
+    pub membership: bool,
+    /// The operator's membership changes, in order, instead of `--membership`'s
+    /// (which adds one spare server first): a comma-separated list of
+    /// `add-learner:ID`, `promote:ID`, `remove-leader`, `replace-leader-by:ID`. Use
+    /// with `--learners` or `--spares` for the servers it names.
+    #[arg(long, value_delimiter = ',', conflicts_with = "membership")]
+    pub reconfigure: Vec<ModelChange>,
+    /// Spares: this many more servers, numbered after the others, that are no
+    /// members until the operator adds them (`--reconfigure add-learner:ID`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub spares: u8,
+    /// How many times the operator may ask for a change; a change lost with a deposed
+    /// leader is asked again [default: the script's length].
+    #[arg(long)]
+    pub reconfigurations: Option<u8>,
     /// Number of clients [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub clients: Option<u8>,
@@ -215,6 +237,23 @@ impl ModelArgs {
             max_transfers: usize::from(self.transfers),
             lazy_disks: self.lazy_disks,
             sync_window: self.sync_window,
+            ..base
+        };
+        let base = if self.membership {
+            base.with_membership()
+        } else {
+            ModelConfig {
+                servers: base.servers + usize::from(self.spares),
+                spares: base.spares + usize::from(self.spares),
+                max_reconfigurations: self.reconfigure.len(),
+                reconfigurations: self.reconfigure.clone(),
+                ..base
+            }
+        };
+        let base = ModelConfig {
+            max_reconfigurations: self
+                .reconfigurations
+                .map_or(base.max_reconfigurations, usize::from),
             ..base
         };
         ModelConfig {

@@ -4,6 +4,7 @@
 use crate::args::{RunArgs, Strategy};
 use crate::report::group;
 use crate::run::{run, Outcome, Status};
+use ballot_model::model::operator::ModelChange;
 use ballot_model::model::{ClientScript, ModelConfig, Opening, Timing};
 use ballot_model::Mutant;
 use serde_json::json;
@@ -67,6 +68,34 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             ..base
         },
         Mutant::MinorityCommit | Mutant::RecoveredForgetsPromise => base,
+        // The operator removes the leader while one write runs: three voters become
+        // two. Proposing past the change puts the write in a slot the new epoch fills
+        // afresh; counting the removed node lets the new leader commit on its own
+        // vote and the removed node's (elections: the first, and the new epoch's).
+        Mutant::ProposesPastStop | Mutant::RemovedCounted => ModelConfig {
+            mutant: Some(mutant),
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            max_crashes: 0,
+            reconfigurations: vec![ModelChange::RemoveLeader],
+            max_reconfigurations: 1,
+            ..ModelConfig::default()
+        },
+        // A learner the operator puts in the leader's place counts itself a voter (and
+        // is counted) as soon as it holds the change, before it is executed: after the
+        // old leader crashes, a candidate wins with it and one old voter, no majority
+        // of the old voters, and misses the write they chose.
+        Mutant::ConfigBeforeApplied => ModelConfig {
+            mutant: Some(mutant),
+            servers: 4,
+            learners: 1,
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            client_retries: Some(0),
+            reconfigurations: vec![ModelChange::ReplaceLeader { by: 3 }],
+            max_reconfigurations: 1,
+            ..ModelConfig::default()
+        },
         // A leader and a learner count as a majority: the write is acknowledged on
         // votes no majority of voters holds, and after the leader crashes the next
         // leader's phase 1 (voters only) fills the slot with a no-op. One write, one

@@ -1729,6 +1729,11 @@ impl<S: Replicated> Driver<S> {
                         let _ = reply.send(outcome);
                     }
                 }
+                // The node asks for no membership change yet (`member add` and its
+                // kin are to come): this answers none, and is only logged.
+                Effect::Reconfiguration(outcome) => {
+                    tracing::info!(?outcome, "membership change");
+                }
                 // Armed when emitted (`arm_timers`).
                 Effect::SetTimer(_) | Effect::CancelTimer(_) | Effect::Applied { .. } => {}
                 out @ (Effect::Send { .. } | Effect::Reply { .. }) => {

@@ -16,7 +16,7 @@
 //! ```
 
 use crate::wal::replace_durably;
-use ballot_model::{ClientTable, Slot, Snapshot, StateMachine};
+use ballot_model::{ClientTable, Membership, Slot, Snapshot, StateMachine};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::{self, File};
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: [u8; 8] = *b"BALLOTSN";
 /// The snapshot file format this build writes and reads (in the header, after the
 /// magic); a file of another version is refused as corrupt.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 4;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".bin";
@@ -64,20 +64,27 @@ pub enum SnapshotError {
 struct SnapshotRef<'a, S: StateMachine> {
     slot: Slot,
     table: &'a ClientTable<S>,
+    members: &'a Membership,
 }
 
-/// Encodes the applied state `table` at `slot` as a snapshot payload, without cloning
-/// it. Cheaper in time and far cheaper in memory than cloning a large state machine
-/// (one buffer, released whole, instead of a copy of every key).
+/// Encodes the applied state `table` and membership `members` at `slot` as a snapshot
+/// payload, without cloning them. Cheaper in time and far cheaper in memory than
+/// cloning a large state machine (one buffer, released whole, instead of a copy of
+/// every key).
 pub fn encode<S: StateMachine + Serialize>(
     slot: Slot,
     table: &ClientTable<S>,
+    members: &Membership,
 ) -> Result<Vec<u8>, SnapshotError>
 where
     S::Output: Serialize,
 {
-    postcard::to_stdvec(&SnapshotRef { slot, table })
-        .map_err(|e| SnapshotError::Encode(e.to_string()))
+    postcard::to_stdvec(&SnapshotRef {
+        slot,
+        table,
+        members,
+    })
+    .map_err(|e| SnapshotError::Encode(e.to_string()))
 }
 
 /// Where snapshots are kept: a directory (the node's data directory).
@@ -277,7 +284,11 @@ mod tests {
             },
             usize::MAX,
         );
-        Snapshot { slot, table }
+        Snapshot {
+            slot,
+            table,
+            members: ballot_model::ClusterConfig::new(3).bootstrap(),
+        }
     }
 
     #[test]
@@ -296,7 +307,7 @@ mod tests {
     #[test]
     fn a_snapshot_encoded_by_reference_decodes_as_the_owned_one() {
         let owned = snapshot(4, 9);
-        let bytes = encode(owned.slot, &owned.table).unwrap();
+        let bytes = encode(owned.slot, &owned.table, &owned.members).unwrap();
         assert_eq!(postcard::to_stdvec(&owned).unwrap(), bytes);
         let back: Snapshot<Register> = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, owned);

@@ -20,9 +20,11 @@ impl<S: StateMachine> Replica<S> {
         from_slot: Slot,
         effects: &mut Vec<Effect<S>>,
     ) {
-        if !self.config.is_voter(self.id) {
+        if ballot.epoch == self.members.epoch && !self.counted().is_voter(self.id) {
             // A learner is no acceptor: its promise would count in no quorum, and a
-            // candidate asks voters only.
+            // candidate asks voters only. (A ballot of a later epoch comes from a
+            // candidate that executed a reconfiguration we have not: it counts us only
+            // if we vote in its epoch.)
             return;
         }
         if ballot < self.durable.promised {
@@ -70,7 +72,7 @@ impl<S: StateMachine> Replica<S> {
             to: from,
             message: Message::Promise {
                 ballot,
-                accepted: self.durable.accepted_from(from_slot.max(1)),
+                accepted: self.votes_in_epoch(ballot.epoch, from_slot),
                 snapshot,
             },
         });
@@ -166,6 +168,20 @@ impl<S: StateMachine> Replica<S> {
                 lagging: self.durable.commit < commit,
             },
         });
+    }
+
+    /// Our votes at or above `from_slot` cast in `epoch`, for a promise to a candidate
+    /// of that epoch. Votes of an earlier epoch there are void: that epoch ended below
+    /// `from_slot` (the candidate executed its end, so knows every slot up to it
+    /// chosen), and whatever it chose above its end is never executed.
+    pub(crate) fn votes_in_epoch(
+        &self,
+        epoch: u32,
+        from_slot: Slot,
+    ) -> Vec<(Slot, AcceptedEntry<S::Command>)> {
+        let mut votes = self.durable.accepted_from(from_slot.max(1));
+        votes.retain(|(_, entry)| entry.ballot.epoch == epoch);
+        votes
     }
 
     /// True while this follower backs a node other than `candidate` — a leader it heard

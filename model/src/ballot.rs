@@ -15,8 +15,9 @@ pub type Slot = u64;
 /// one request exactly (`(client, seq)`), which is what deduplication keys on.
 pub type ClientId = u64;
 
-/// A Paxos ballot (proposal number): a `(round, node)` pair ordered by round, then by
-/// node, so two nodes can never run the same ballot.
+/// A Paxos ballot (proposal number): an `(epoch, round, node)` triple ordered by epoch,
+/// then round, then node, so two nodes can never run the same ballot, and every ballot
+/// of a membership epoch is above every ballot of the epochs before it (SPEC §7).
 ///
 /// Invariant: a node only ever leads ballots whose `node` is itself, and runs each round
 /// at most once, because it persists the ballot as its own promise before sending
@@ -28,12 +29,16 @@ pub type ClientId = u64;
 /// let b = Ballot::new(2, 0);
 /// assert!(a < b, "rounds dominate node ids");
 /// assert!(Ballot::ZERO < a);
+/// assert!(b < Ballot::in_epoch(1, 1, 0), "epochs dominate rounds");
 /// ```
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Ballot {
-    /// Election round; 0 only in [`Ballot::ZERO`].
+    /// The membership epoch the ballot belongs to: only the voters of that epoch vote
+    /// in it ([`crate::Membership`]). 0 until the first reconfiguration.
+    pub epoch: u32,
+    /// Election round within the epoch; 0 only in [`Ballot::ZERO`].
     pub round: u32,
     /// The node that runs this ballot (its would-be leader).
     pub node: NodeId,
@@ -41,15 +46,33 @@ pub struct Ballot {
 
 impl Ballot {
     /// The ballot below every real ballot: "nothing promised, nothing accepted".
-    pub const ZERO: Ballot = Ballot { round: 0, node: 0 };
+    pub const ZERO: Ballot = Ballot {
+        epoch: 0,
+        round: 0,
+        node: 0,
+    };
 
-    /// Builds a ballot.
+    /// Builds a ballot of epoch 0 (a cluster that never reconfigured).
     ///
     /// ```
     /// assert_eq!(ballot_model::Ballot::new(3, 1).round, 3);
     /// ```
     pub const fn new(round: u32, node: NodeId) -> Self {
-        Ballot { round, node }
+        Ballot {
+            epoch: 0,
+            round,
+            node,
+        }
+    }
+
+    /// Builds a ballot of membership epoch `epoch`.
+    ///
+    /// ```
+    /// let b = ballot_model::Ballot::in_epoch(2, 1, 0);
+    /// assert_eq!((b.epoch, b.round, b.node), (2, 1, 0));
+    /// ```
+    pub const fn in_epoch(epoch: u32, round: u32, node: NodeId) -> Self {
+        Ballot { epoch, round, node }
     }
 
     /// True for [`Ballot::ZERO`].
@@ -64,6 +87,10 @@ impl Ballot {
 
 impl fmt::Display for Ballot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Epoch 0 prints as it did before epochs existed: most clusters never leave it.
+        if self.epoch > 0 {
+            write!(f, "{}:", self.epoch)?;
+        }
         write!(f, "{}.{}", self.round, self.node)
     }
 }

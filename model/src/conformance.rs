@@ -664,8 +664,10 @@ fn absorb<S: StateMachine>(
             Effect::CancelTimer(timer) => {
                 run.armed.remove(&timer);
             }
-            Effect::Applied { .. } | Effect::Campaigning { .. } | Effect::LeadershipTransfer(_) => {
-            }
+            Effect::Applied { .. }
+            | Effect::Campaigning { .. }
+            | Effect::LeadershipTransfer(_)
+            | Effect::Reconfiguration(_) => {}
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::ballot::{Ballot, ClientId, NodeId, Slot};
 use crate::durable::DurableUpdate;
+use crate::membership::{MemberChange, ReconfigureOutcome};
 use crate::message::{ClientRequest, ClientResponse, Message};
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
@@ -71,6 +72,10 @@ pub enum Input<S: StateMachine> {
         /// The peer to hand over to.
         to: Option<NodeId>,
     },
+    /// The operator asks this node, if it leads, to change the membership: proposed as
+    /// a [`Proposal::Reconfigure`](crate::Proposal::Reconfigure) entry that takes
+    /// effect when executed (SPEC §7). Answered by one [`Effect::Reconfiguration`].
+    Reconfigure(MemberChange),
     /// The driver made a snapshot taken with [`crate::Replica::snapshot`] durable, at
     /// this slot: the core may drop the log up to it. When to compact is the driver's
     /// choice (a resource policy, not a protocol decision); the driver must not send
@@ -144,6 +149,8 @@ pub enum Effect<S: StateMachine> {
     },
     /// The answer to [`Input::TransferLeadership`], for the operator who asked.
     LeadershipTransfer(TransferOutcome),
+    /// The answer to [`Input::Reconfigure`], for the operator who asked.
+    Reconfiguration(ReconfigureOutcome),
     /// The core started a new ballot to run for leader (for logs and metrics; nothing
     /// for the driver to do). A candidacy retry at the same ballot is not one.
     Campaigning {

@@ -4,7 +4,7 @@
 //! explored state), the node runtime's `debug_assert!`s (on its live state), and the
 //! trace conformance checker. A violation says which invariant and why.
 
-use crate::ballot::{Ballot, Slot};
+use crate::ballot::{quorum, Ballot, NodeId, Slot};
 use crate::client_table::ClientTable;
 use crate::effect::Effect;
 use crate::message::{Message, Proposal};
@@ -170,42 +170,64 @@ pub fn only_heartbeats_sent_ahead<S: StateMachine>(effects: &[Effect<S>]) -> Res
     Ok(())
 }
 
-/// Per slot, the values currently chosen: voted by a majority of the voters among
-/// `replicas` at one ballot (a learner's copy of the log is no vote). Only the current
-/// votes; the model's ledger remembers past choices.
+/// The voters of every epoch some replica is in, from the replicas' memberships.
+fn epoch_voters<'a, S: StateMachine>(
+    replicas: &[&'a Replica<S>],
+) -> BTreeMap<u32, &'a BTreeSet<NodeId>> {
+    replicas
+        .iter()
+        .map(|replica| (replica.members.epoch, &replica.members.voters))
+        .collect()
+}
+
+/// Per slot and epoch, the values currently chosen: voted by a majority of the
+/// epoch's voters at one ballot of the epoch (a learner's copy of the log is no vote).
+/// Only the current votes, and only of epochs some replica is in; the model's ledger
+/// remembers past choices. Two epochs may choose different values for a slot: the
+/// later one's is executed, the earlier one's lies above the reconfiguration that
+/// ended its epoch and is void (SPEC §7).
 pub fn chosen_values<S: StateMachine>(
     replicas: &[&Replica<S>],
-) -> BTreeMap<Slot, BTreeSet<Proposal<S::Command>>> {
-    let Some(first) = replicas.first() else {
-        return BTreeMap::new();
-    };
-    let quorum = first.config.quorum();
+) -> BTreeMap<(Slot, u32), BTreeSet<Proposal<S::Command>>> {
+    let voters = epoch_voters(replicas);
     let mut votes: BTreeMap<(Slot, Ballot, &Proposal<S::Command>), usize> = BTreeMap::new();
-    for replica in replicas.iter().filter(|replica| replica.is_voter()) {
+    for replica in replicas {
         for (slot, entry) in &replica.durable.accepted {
-            *votes
-                .entry((*slot, entry.ballot, &entry.proposal))
-                .or_default() += 1;
+            if voters
+                .get(&entry.ballot.epoch)
+                .is_some_and(|voters| voters.contains(&replica.id))
+            {
+                *votes
+                    .entry((*slot, entry.ballot, &entry.proposal))
+                    .or_default() += 1;
+            }
         }
     }
-    let mut chosen: BTreeMap<Slot, BTreeSet<Proposal<S::Command>>> = BTreeMap::new();
-    for ((slot, _, proposal), count) in votes {
-        if count >= quorum {
-            chosen.entry(slot).or_default().insert(proposal.clone());
+    let mut chosen: BTreeMap<(Slot, u32), BTreeSet<Proposal<S::Command>>> = BTreeMap::new();
+    for ((slot, ballot, proposal), count) in votes {
+        if count >= quorum(voters[&ballot.epoch].len()) {
+            chosen
+                .entry((slot, ballot.epoch))
+                .or_default()
+                .insert(proposal.clone());
         }
     }
     chosen
 }
 
-/// At most one value is chosen per slot (Paxos's safety property, on current votes).
+/// At most one value is chosen per slot in each epoch (Paxos's safety property, on
+/// current votes).
 pub fn at_most_one_value_chosen<S: StateMachine>(
     replicas: &[&Replica<S>],
 ) -> Result<(), Violation> {
-    for (slot, values) in chosen_values(replicas) {
+    for ((slot, epoch), values) in chosen_values(replicas) {
         if values.len() > 1 {
             return violation(
                 "at_most_one_value_chosen",
-                format!("slot {slot} has {} chosen values: {values:?}", values.len()),
+                format!(
+                    "slot {slot} has {} chosen values in epoch {epoch}: {values:?}",
+                    values.len()
+                ),
             );
         }
     }
@@ -225,26 +247,32 @@ pub fn at_most_one_value_chosen_at<S: StateMachine>(
     replicas: &[&Replica<S>],
     slots: impl IntoIterator<Item = Slot>,
 ) -> Result<(), Violation> {
-    let Some(first) = replicas.first() else {
-        return Ok(());
-    };
-    let quorum = first.config.quorum();
+    let voters = epoch_voters(replicas);
     for slot in slots {
         let mut votes: BTreeMap<(Ballot, &Proposal<S::Command>), usize> = BTreeMap::new();
-        for replica in replicas.iter().filter(|replica| replica.is_voter()) {
+        for replica in replicas {
             if let Some(entry) = replica.durable.accepted.get(&slot) {
-                *votes.entry((entry.ballot, &entry.proposal)).or_default() += 1;
+                if voters
+                    .get(&entry.ballot.epoch)
+                    .is_some_and(|voters| voters.contains(&replica.id))
+                {
+                    *votes.entry((entry.ballot, &entry.proposal)).or_default() += 1;
+                }
             }
         }
-        let chosen: BTreeSet<&Proposal<S::Command>> = votes
-            .into_iter()
-            .filter(|(_, count)| *count >= quorum)
-            .map(|((_, proposal), _)| proposal)
-            .collect();
-        if chosen.len() > 1 {
+        let mut chosen: BTreeMap<u32, BTreeSet<&Proposal<S::Command>>> = BTreeMap::new();
+        for ((ballot, proposal), count) in votes {
+            if count >= quorum(voters[&ballot.epoch].len()) {
+                chosen.entry(ballot.epoch).or_default().insert(proposal);
+            }
+        }
+        if let Some((epoch, values)) = chosen.iter().find(|(_, values)| values.len() > 1) {
             return violation(
                 "at_most_one_value_chosen",
-                format!("slot {slot} has {} chosen values: {chosen:?}", chosen.len()),
+                format!(
+                    "slot {slot} has {} chosen values in epoch {epoch}: {values:?}",
+                    values.len()
+                ),
             );
         }
     }

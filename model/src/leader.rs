@@ -32,7 +32,7 @@ impl<S: StateMachine> Replica<S> {
         if candidacy.ballot != ballot {
             return; // A promise for an earlier candidacy of ours.
         }
-        if !self.config.is_voter(from) {
+        if !self.members.is_voter(from) {
             // Learners do not promise; one that says it did counts for nothing, and
             // its snapshot is not installed on its word.
             return;
@@ -56,7 +56,7 @@ impl<S: StateMachine> Replica<S> {
         let Role::Candidate(candidacy) = &self.role else {
             return;
         };
-        if self.config.votes_among(candidacy.promises.keys()) < self.config.quorum() {
+        if self.votes_among(candidacy.promises.keys()) < self.quorum() {
             return;
         }
         let ballot = candidacy.ballot;
@@ -128,7 +128,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Self-accepts `proposal` in `slot` (persisted) and asks every peer to accept it.
-    fn propose_in_slot(
+    pub(crate) fn propose_in_slot(
         &mut self,
         ballot: Ballot,
         slot: Slot,
@@ -141,7 +141,7 @@ impl<S: StateMachine> Replica<S> {
         };
         self.persist(DurableUpdate::Accept { slot, entry }, effects);
         let commit = self.durable.commit;
-        for peer in self.config.peers(self.id) {
+        for peer in self.log_peers() {
             let message = Message::Accept {
                 ballot,
                 slot,
@@ -169,6 +169,12 @@ impl<S: StateMachine> Replica<S> {
             if leadership.queue.is_empty()
                 || leadership.in_flight.len() >= self.config.pipeline_depth
             {
+                return;
+            }
+            if leadership.stop_slot().is_some() && !mutant!(self.config, ProposesPastStop) {
+                // Nothing above a reconfiguration of our epoch: slots after it belong
+                // to the next epoch, whose voters will choose them. The queue waits
+                // for the next epoch's leader (or its clients retry there).
                 return;
             }
             let take = batch_len::<S>(&leadership.queue, &self.config);
@@ -216,22 +222,24 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Commits every leading in-flight slot with enough votes, then refills the pipeline.
-    fn try_advance_commit(&mut self, effects: &mut Vec<Effect<S>>) {
-        let quorum = self.config.commit_quorum();
-        let Role::Leader(leadership) = &mut self.role else {
+    pub(crate) fn try_advance_commit(&mut self, effects: &mut Vec<Effect<S>>) {
+        let quorum = self.commit_quorum();
+        let Role::Leader(leadership) = &self.role else {
             return;
         };
         let mut commit = self.durable.commit;
         while let Some(in_flight) = leadership.in_flight.get(&(commit + 1)) {
             // `acks` holds learners too (so that accepts are not re-sent to them);
             // only voters' count.
-            if self.config.votes_among(&in_flight.acks) < quorum {
+            if self.votes_among(&in_flight.acks) < quorum {
                 break;
             }
-            leadership.in_flight.remove(&(commit + 1));
             commit += 1;
         }
         if commit > self.durable.commit {
+            if let Role::Leader(leadership) = &mut self.role {
+                leadership.in_flight = leadership.in_flight.split_off(&(commit + 1));
+            }
             self.commit_to(commit, effects);
             self.propose_queued(effects);
         }
@@ -457,7 +465,7 @@ impl<S: StateMachine> Replica<S> {
             round,
         });
         let commit = self.durable.commit;
-        for peer in self.config.peers(self.id) {
+        for peer in self.log_peers() {
             effects.push(Effect::SendAhead {
                 to: peer,
                 message: Message::Heartbeat {
@@ -472,21 +480,32 @@ impl<S: StateMachine> Replica<S> {
 
     /// Serves every read whose round a majority confirmed and whose index is applied.
     pub(crate) fn serve_reads(&mut self, effects: &mut Vec<Effect<S>>) {
-        let quorum = self.config.quorum();
+        let Role::Leader(leadership) = &self.role else {
+            return;
+        };
+        if leadership.reads.is_empty() {
+            return;
+        }
+        // The latest round a majority (this leader and `quorum - 1` voters) confirmed:
+        // the `quorum - 1`-th highest round the counted voters acknowledged.
+        let mut rounds: Vec<u64> = leadership
+            .read_acks
+            .iter()
+            .filter(|(peer, _)| self.votes_among([*peer]) == 1)
+            .map(|(_, round)| *round)
+            .collect();
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed = match self.quorum() - 1 {
+            0 => u64::MAX,
+            others => rounds.get(others - 1).copied().unwrap_or(0),
+        };
         let applied = self.applied;
         let Role::Leader(leadership) = &mut self.role else {
             return;
         };
-        let read_acks = &leadership.read_acks;
         let machine = self.table.machine();
-        let config = &self.config;
         leadership.reads.retain(|read| {
-            let confirmed = read_acks
-                .iter()
-                .filter(|(_, round)| **round >= read.round)
-                .map(|(peer, _)| peer);
-            let confirmations = 1 + config.votes_among(confirmed);
-            if confirmations < quorum || applied < read.read_index {
+            if read.round > confirmed || applied < read.read_index {
                 return true;
             }
             effects.push(Effect::Reply {
@@ -508,7 +527,7 @@ impl<S: StateMachine> Replica<S> {
         };
         let ballot = leadership.ballot;
         let commit = self.durable.commit;
-        for peer in self.config.peers(self.id) {
+        for peer in self.log_peers() {
             effects.push(Effect::SendAhead {
                 to: peer,
                 message: Message::Heartbeat {
@@ -541,11 +560,15 @@ impl<S: StateMachine> Replica<S> {
     /// Leader check: without word from a majority since the last check, we may be on
     /// the minority side of a partition; stop serving rather than serve stale data.
     pub(crate) fn on_check_quorum_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
-        let quorum = self.config.quorum();
+        let quorum = self.quorum();
+        let Role::Leader(leadership) = &self.role else {
+            return;
+        };
+        let heard = self.votes_among(&leadership.heard);
         let Role::Leader(leadership) = &mut self.role else {
             return;
         };
-        if self.config.votes_among(&leadership.heard) + 1 >= quorum {
+        if heard + 1 >= quorum {
             leadership.heard.clear();
             leadership.snapshot_sent.clear();
             effects.push(Effect::SetTimer(Timer::CheckQuorum));

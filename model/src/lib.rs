@@ -57,6 +57,7 @@ pub mod durable;
 pub mod effect;
 pub mod invariants;
 mod leader;
+pub mod membership;
 pub mod message;
 #[cfg(feature = "model")]
 pub mod model;
@@ -64,6 +65,7 @@ pub mod model;
 pub mod mutant;
 #[cfg(not(feature = "mutants"))]
 mod mutant;
+mod reconfigure;
 pub mod register;
 pub mod replica;
 pub mod snapshot;
@@ -79,6 +81,7 @@ pub use client_session::{
 pub use client_table::{ApplyOutcome, ClientTable, Session};
 pub use durable::{DurableState, DurableUpdate};
 pub use effect::{Effect, Input, Timer, TransferOutcome, TransferRefusal};
+pub use membership::{MemberChange, Membership, ReconfigureOutcome, ReconfigureRefusal};
 pub use message::{
     AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Refusal, Request,
 };

@@ -5,6 +5,7 @@ use crate::ballot::{Ballot, ClientId, NodeId, Slot};
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// One client command with the identity that makes retries idempotent.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -28,6 +29,17 @@ pub enum Proposal<C> {
     Noop,
     /// Client commands, applied in order.
     Batch(Vec<Request<C>>),
+    /// A membership change (SPEC §7). The first one of epoch `from_epoch` executed
+    /// ends that epoch at its slot: the next epoch, with these voters and learners,
+    /// governs the slots after it. One of another epoch executes as a no-op.
+    Reconfigure {
+        /// The epoch this change ends.
+        from_epoch: u32,
+        /// The next epoch's voters.
+        voters: BTreeSet<NodeId>,
+        /// The next epoch's learners.
+        learners: BTreeSet<NodeId>,
+    },
 }
 
 impl<C> Proposal<C> {
@@ -39,7 +51,7 @@ impl<C> Proposal<C> {
     /// ```
     pub fn requests(&self) -> &[Request<C>] {
         match self {
-            Proposal::Noop => &[],
+            Proposal::Noop | Proposal::Reconfigure { .. } => &[],
             Proposal::Batch(requests) => requests,
         }
     }

@@ -63,12 +63,25 @@ pub enum Mutant {
     /// data directory names the cluster and the member: `impl/src/identity.rs`); the
     /// model restarts every node from its disk, and this mutant shows why it must.
     WipedVoter,
+    /// A node counts votes under a reconfiguration it has accepted but not yet
+    /// executed (etcd-io/raft #456's kind): a candidate or leader of the old epoch
+    /// counts a majority of the next voters, which need not meet a majority of the
+    /// old ones, so a value the old voters chose can be missed and overwritten.
+    ConfigBeforeApplied,
+    /// A leader keeps sending the log to the members a reconfiguration removed and
+    /// counts their acknowledgements: a removed node and one new voter "choose" a slot
+    /// that no majority of the new voters holds.
+    RemovedCounted,
+    /// A leader keeps proposing client batches above its own reconfiguration entry:
+    /// those slots are chosen in the old epoch, and a new-epoch leader that does not
+    /// know them chosen fills them with other values.
+    ProposesPastStop,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 18] = [
+    pub const ALL: [Mutant; 21] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -87,6 +100,9 @@ impl Mutant {
         Mutant::AcceptSentAhead,
         Mutant::LearnerCounted,
         Mutant::WipedVoter,
+        Mutant::ConfigBeforeApplied,
+        Mutant::RemovedCounted,
+        Mutant::ProposesPastStop,
     ];
 
     /// A kebab-case name for the CLI.
@@ -110,6 +126,9 @@ impl Mutant {
             Mutant::AcceptSentAhead => "accept-sent-ahead",
             Mutant::LearnerCounted => "learner-counted",
             Mutant::WipedVoter => "wiped-voter",
+            Mutant::ConfigBeforeApplied => "config-before-applied",
+            Mutant::RemovedCounted => "removed-counted",
+            Mutant::ProposesPastStop => "proposes-past-stop",
         }
     }
 }

@@ -4,14 +4,16 @@
 //! heartbeats from a leader), `leader.rs` (candidacy, phase 2a, commits, reads). This
 //! file holds the state, dispatch, elections and the apply loop shared by all roles.
 
-use crate::ballot::{quorum, Ballot, ClientId, NodeId, Slot};
+use crate::ballot::{Ballot, ClientId, NodeId, Slot};
 use crate::client_table::{ApplyOutcome, ClientTable, Expiry};
 use crate::durable::{DurableState, DurableUpdate};
 use crate::effect::{Effect, Input, Timer};
+use crate::membership::Membership;
 use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Refusal, Request};
 use crate::mutant::mutant;
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use thiserror::Error;
 
@@ -24,12 +26,18 @@ pub const MAX_SLOTS_AHEAD: Slot = 1 << 20;
 /// Static cluster parameters, identical on every server.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterConfig {
-    /// Number of servers, voters and learners; ids are `0..node_count`.
+    /// The id space: every node that is or may become a member has an id in
+    /// `0..node_count`.
     pub node_count: usize,
-    /// The servers that are learners: they receive the log, commit and apply it, and
+    /// The learners at bootstrap: they receive the log, commit and apply it, and
     /// answer clients with redirects, but never count in a quorum and never campaign.
-    /// Every other id below `node_count` is a voter (an acceptor). Empty by default.
+    /// Empty by default. After bootstrap the log's reconfigurations rule
+    /// ([`Membership`]).
     pub learners: BTreeSet<NodeId>,
+    /// The ids that are no members at bootstrap: spare machines an operator may add
+    /// later ([`crate::MemberChange::AddLearner`]). Every id below `node_count` that
+    /// is neither a learner nor a spare is a voter at bootstrap. Empty by default.
+    pub spares: BTreeSet<NodeId>,
     /// Most slots a leader has proposed but not yet committed (the pipeline window).
     /// At least 1.
     pub pipeline_depth: usize,
@@ -65,12 +73,13 @@ impl ClusterConfig {
     ///
     /// ```
     /// let c = ballot_model::ClusterConfig::new(3);
-    /// assert_eq!(c.quorum(), 2);
+    /// assert_eq!(c.bootstrap().quorum(), 2);
     /// ```
     pub fn new(node_count: usize) -> Self {
         ClusterConfig {
             node_count,
             learners: BTreeSet::new(),
+            spares: BTreeSet::new(),
             pipeline_depth: 4,
             max_batch: 64,
             batch_bytes_max: usize::MAX,
@@ -153,13 +162,15 @@ impl ClusterConfig {
         self
     }
 
-    /// Makes `learners` learners (non-voting members): ids at or above `node_count`
-    /// are ignored. At least one server must stay a voter for anything to be chosen.
+    /// Makes `learners` learners (non-voting members) at bootstrap: ids at or above
+    /// `node_count` are ignored. At least one server must stay a voter for anything to
+    /// be chosen.
     ///
     /// ```
     /// let c = ballot_model::ClusterConfig::new(4).with_learners([3, 9]);
-    /// assert_eq!((c.voter_count(), c.quorum()), (3, 2));
-    /// assert!(c.is_voter(2) && !c.is_voter(3) && !c.is_voter(9));
+    /// let members = c.bootstrap();
+    /// assert_eq!((members.voters.len(), members.quorum()), (3, 2));
+    /// assert!(members.is_voter(2) && !members.is_voter(3) && !members.is_member(9));
     /// ```
     pub fn with_learners(mut self, learners: impl IntoIterator<Item = NodeId>) -> Self {
         let node_count = self.node_count;
@@ -167,48 +178,26 @@ impl ClusterConfig {
         self
     }
 
-    /// True if `id` is a voter: a server (below `node_count`) that is not a learner.
-    pub fn is_voter(&self, id: NodeId) -> bool {
-        id < self.node_count && !self.learners.contains(&id)
+    /// Makes `spares` no members at bootstrap (ids at or above `node_count` are
+    /// ignored): machines standing by to be added.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(4).with_spares([3]);
+    /// assert!(!c.bootstrap().is_member(3));
+    /// ```
+    pub fn with_spares(mut self, spares: impl IntoIterator<Item = NodeId>) -> Self {
+        let node_count = self.node_count;
+        self.spares = spares.into_iter().filter(|id| *id < node_count).collect();
+        self
     }
 
-    /// Number of voters, whose majorities are the quorums.
-    pub fn voter_count(&self) -> usize {
-        self.node_count - self.learners.len()
-    }
-
-    /// Size of a majority of the voters.
-    pub fn quorum(&self) -> usize {
-        quorum(self.voter_count())
-    }
-
-    /// How many voters' acknowledgements (the leader's own included) choose a slot. A
-    /// majority, except in the `MinorityCommit` mutant.
-    pub(crate) fn commit_quorum(&self) -> usize {
-        if mutant!(self, MinorityCommit) {
-            return (self.voter_count() / 2).max(1);
-        }
-        self.quorum()
-    }
-
-    /// How many of `ids` count toward a quorum: the voters among them. (In the
-    /// `LearnerCounted` mutant, every one of them.)
-    pub(crate) fn votes_among<'a>(&self, ids: impl IntoIterator<Item = &'a NodeId>) -> usize {
-        if mutant!(self, LearnerCounted) {
-            return ids.into_iter().count();
-        }
-        ids.into_iter().filter(|id| self.is_voter(**id)).count()
-    }
-
-    /// Every server id but `me`, learners included: who receives the log.
-    pub fn peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
-        (0..self.node_count).filter(move |id| *id != me)
-    }
-
-    /// Every voter but `me`: who a candidate asks for promises, and who may take over
-    /// a leadership.
-    pub fn voter_peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
-        self.peers(me).filter(|id| self.is_voter(*id))
+    /// The membership of epoch 0, before any reconfiguration.
+    pub fn bootstrap(&self) -> Membership {
+        Membership::bootstrap(
+            self.node_count,
+            self.learners.iter().copied(),
+            self.spares.iter().copied(),
+        )
     }
 }
 
@@ -364,11 +353,25 @@ pub struct Leadership<S: StateMachine> {
     pub snapshot_sent: BTreeSet<NodeId>,
 }
 
+impl<S: StateMachine> Leadership<S> {
+    /// The slot of the reconfiguration this leader has in its pipeline (proposed by it,
+    /// or recovered in its phase 1), if any: it proposes nothing above it.
+    pub fn stop_slot(&self) -> Option<Slot> {
+        self.in_flight
+            .iter()
+            .find(|(_, in_flight)| matches!(in_flight.proposal, Proposal::Reconfigure { .. }))
+            .map(|(slot, _)| *slot)
+    }
+}
+
 /// One server: acceptor, learner/replica and (when elected) proposer.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Replica<S: StateMachine> {
     pub(crate) id: NodeId,
     pub(crate) config: ClusterConfig,
+    /// The membership of the epoch this node is in: the one the entries it applied
+    /// began. Part of the applied state, like `table` (and of every snapshot).
+    pub(crate) members: Membership,
     /// The crash-surviving part. Every change to it is also emitted as a `Persist`.
     pub(crate) durable: DurableState<S::Command>,
     pub(crate) role: Role<S>,
@@ -535,9 +538,16 @@ impl<S: StateMachine> Replica<S> {
             durable.promised = Ballot::ZERO;
         }
         let ahead_of_log = snapshot.slot > durable.compacted;
+        // A snapshot at slot 0 is the initial state: the bootstrap membership.
+        let members = if snapshot.slot == 0 {
+            config.bootstrap()
+        } else {
+            snapshot.members
+        };
         let mut replica = Replica {
             id,
             config,
+            members,
             highest_seen: durable.promised,
             durable,
             role: Role::Follower { leader: None },
@@ -578,6 +588,7 @@ impl<S: StateMachine> Replica<S> {
         Snapshot {
             slot: self.applied,
             table: self.table.clone(),
+            members: self.members.clone(),
         }
     }
 
@@ -634,6 +645,10 @@ impl<S: StateMachine> Replica<S> {
                 self.on_transfer_request(to, effects);
                 Ok(())
             }
+            Input::Reconfigure(change) => {
+                self.on_reconfigure_request(change, effects);
+                Ok(())
+            }
         }
     }
 
@@ -660,6 +675,8 @@ impl<S: StateMachine> Replica<S> {
         self.persist(DurableUpdate::Compact(slot), effects);
         self.table = snapshot.table;
         self.applied = slot;
+        let epoch = self.members.epoch;
+        self.members = snapshot.members;
         let waiting: Vec<(ClientId, u64)> = self.waiters.iter().map(|(c, s)| (*c, *s)).collect();
         for (client, seq) in waiting {
             if let Some(outcome) = self.table.lookup(client, seq) {
@@ -668,6 +685,9 @@ impl<S: StateMachine> Replica<S> {
         }
         // Slots after the snapshot that we already hold may now be applicable.
         self.apply_committed(effects);
+        if self.members.epoch > epoch {
+            self.enter_epoch(false, effects);
+        }
     }
 
     fn on_message(
@@ -684,6 +704,14 @@ impl<S: StateMachine> Replica<S> {
             });
         }
         self.validate(from, &message)?;
+        if message.ballot().epoch < self.members.epoch {
+            // Of an epoch we left: no quorum of it will ever count again here, and
+            // its leader or candidate, once it catches up (or is removed), stops on
+            // its own. Silence rather than a refusal: a refusal naming our newer
+            // ballot would stop a node of the old epoch from running in it, and the
+            // old epoch may still need a leader to execute the change that ends it.
+            return Ok(());
+        }
         // Only a valid message may teach us a ballot: a refused one changes nothing.
         self.highest_seen = self.highest_seen.max(message.ballot());
         match message {
@@ -785,7 +813,9 @@ impl<S: StateMachine> Replica<S> {
             Message::Reject { ballot, .. } => self.require_own_ballot("Reject", from, *ballot),
             Message::TransferLeadership { ballot, to } => {
                 self.require_sender_ballot("TransferLeadership", from, *ballot)?;
-                if !self.config.is_voter(*to) || *to == from {
+                // Who votes in a newer epoch than ours we cannot tell yet.
+                let voter = ballot.epoch > self.members.epoch || self.members.is_voter(*to);
+                if !voter || *to == from {
                     return Err(StepError::TransferToNonPeer { from, to: *to });
                 }
                 Ok(())
@@ -862,7 +892,7 @@ impl<S: StateMachine> Replica<S> {
     /// commit point on, with a ballot above everything seen; or, as a candidate whose
     /// ballot nobody has outbid, ask again at the same ballot.
     fn on_election_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
-        if matches!(self.role, Role::Leader(_)) || !self.config.is_voter(self.id) {
+        if matches!(self.role, Role::Leader(_)) || !self.counted().is_voter(self.id) {
             // A leader's election timer is cancelled, and a learner's never armed: a
             // stale firing changes nothing.
             return;
@@ -891,14 +921,26 @@ impl<S: StateMachine> Replica<S> {
     /// commit point on. Only a node that does not lead campaigns.
     pub(crate) fn campaign(&mut self, effects: &mut Vec<Effect<S>>) {
         debug_assert!(!self.is_leader(), "a leader campaigns against itself");
-        if !self.config.is_voter(self.id) {
+        if !self.counted().is_voter(self.id) {
             return; // A learner never runs: its promise counts in no quorum.
         }
-        let Some(round) = self
-            .durable
-            .promised
-            .round
-            .max(self.highest_seen.round)
+        let epoch = self.members.epoch;
+        if self.durable.promised.epoch > epoch || self.highest_seen.epoch > epoch {
+            // Others run a later epoch, whose start we have not executed: we cannot
+            // tell its voters, so we cannot count its votes. Its leader catches us
+            // up; until then we wait (and ask again at our next timeout).
+            self.arm_election_timer(effects);
+            return;
+        }
+        let round_in_epoch = |ballot: Ballot| {
+            if ballot.epoch == epoch {
+                ballot.round
+            } else {
+                0
+            }
+        };
+        let Some(round) = round_in_epoch(self.durable.promised)
+            .max(round_in_epoch(self.highest_seen))
             .checked_add(1)
         else {
             // The ballot space is exhausted (only a peer sending absurd ballots gets us
@@ -906,7 +948,7 @@ impl<S: StateMachine> Replica<S> {
             // follower; a node with a usable ballot can still lead.
             return;
         };
-        let ballot = Ballot::new(round, self.id);
+        let ballot = Ballot::in_epoch(epoch, round, self.id);
         self.released = false;
         // Persisting our own ballot as our promise is what makes ballots unique: after a
         // crash we restart above it, never re-running it with another value.
@@ -915,13 +957,13 @@ impl<S: StateMachine> Replica<S> {
         self.highest_seen = ballot;
         let from_slot = self.durable.commit + 1;
         let mut promises = BTreeMap::new();
-        promises.insert(self.id, self.durable.accepted_from(from_slot));
+        promises.insert(self.id, self.votes_in_epoch(epoch, from_slot));
         self.role = Role::Candidate(Candidacy {
             ballot,
             from_slot,
             promises,
         });
-        for peer in self.config.voter_peers(self.id) {
+        for peer in self.counted().voter_peers(self.id) {
             effects.push(Effect::Send {
                 to: peer,
                 message: Message::Prepare { ballot, from_slot },
@@ -969,6 +1011,9 @@ impl<S: StateMachine> Replica<S> {
     /// assert!(!r.election_timeout_starts_ballot());
     /// ```
     pub fn election_timeout_starts_ballot(&self) -> bool {
+        if !self.counted().is_voter(self.id) {
+            return false; // A learner, or a removed member, never campaigns.
+        }
         match self.role {
             Role::Leader(_) => false,
             Role::Candidate(_) => !self.election_retries_ballot(),
@@ -992,7 +1037,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         let (ballot, from_slot) = (candidacy.ballot, candidacy.from_slot);
-        for peer in self.config.voter_peers(self.id) {
+        for peer in self.counted().voter_peers(self.id) {
             if !candidacy.promises.contains_key(&peer) {
                 effects.push(Effect::Send {
                     to: peer,
@@ -1029,7 +1074,7 @@ impl<S: StateMachine> Replica<S> {
     /// (Re-)arms the election timer, which only a voter has: a learner never
     /// campaigns, so it has no timeout to notice a silent leader by.
     pub(crate) fn arm_election_timer(&self, effects: &mut Vec<Effect<S>>) {
-        if self.config.is_voter(self.id) {
+        if self.counted().is_voter(self.id) {
             effects.push(Effect::SetTimer(Timer::Election));
         }
     }
@@ -1046,6 +1091,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Applies every committed, unapplied slot in order and answers waiting clients.
     pub(crate) fn apply_committed(&mut self, effects: &mut Vec<Effect<S>>) {
+        let epoch = self.members.epoch;
         let mut slots: Vec<Slot> = (self.applied + 1..=self.durable.commit).collect();
         if mutant!(self.config, ApplyOutOfOrder) {
             slots.reverse();
@@ -1056,6 +1102,18 @@ impl<S: StateMachine> Replica<S> {
                 // invariant checker reports it, so stop rather than skip a slot.
                 break;
             };
+            if let Proposal::Reconfigure {
+                from_epoch,
+                voters,
+                learners,
+            } = &entry.proposal
+            {
+                // The first reconfiguration executed in an epoch ends it here; one of
+                // an epoch already ended changes nothing.
+                if *from_epoch == self.members.epoch {
+                    self.members = self.members.successor(slot, voters, learners);
+                }
+            }
             let requests = entry.proposal.requests().to_vec();
             for request in &requests {
                 let outcome = if mutant!(self.config, NoDedup) {
@@ -1075,6 +1133,144 @@ impl<S: StateMachine> Replica<S> {
             effects.push(Effect::Applied { slot });
         }
         self.serve_reads(effects);
+        if self.members.epoch > epoch {
+            self.enter_epoch(true, effects);
+        }
+    }
+
+    /// This node just executed the start of a new epoch (from its log, or from a
+    /// snapshot): a leader or candidate of the old one stops, since its ballot's quorums
+    /// are of the old voters; a leader that is still a voter runs at once in the new
+    /// epoch (its phase 1 finds nothing to recover, so the change costs no election
+    /// timeout); a node that is no longer a member stops campaigning for good.
+    ///
+    /// `by_log` is false for a snapshot install: then this node was behind, and leads
+    /// nothing of the old epoch worth continuing.
+    pub(crate) fn enter_epoch(&mut self, by_log: bool, effects: &mut Vec<Effect<S>>) {
+        let was_leader = self.is_leader();
+        let stays = self.members.is_voter(self.id);
+        // The queue waited for this epoch (nothing is proposed above a
+        // reconfiguration): its clients ask again, here if we run again.
+        self.redirect_unproposed(stays.then_some(self.id), effects);
+        if self
+            .backing
+            .is_some_and(|backed| !self.members.is_voter(backed))
+        {
+            // Loyalty to a node that no longer votes would refuse its successors.
+            self.backing = None;
+        }
+        match self.role {
+            Role::Leader(_) | Role::Candidate(_) => self.step_down(None, effects),
+            Role::Follower { .. } => self.arm_election_timer(effects),
+        }
+        if !stays {
+            // No longer a voter: it never campaigns again, so it watches for no leader.
+            effects.push(Effect::CancelTimer(Timer::Election));
+        }
+        if was_leader && by_log && stays {
+            self.campaign(effects);
+        }
+    }
+
+    /// A leader about to stop leading answers the requests it holds but never
+    /// proposed (its queue) and the reads it has not confirmed with a redirect to
+    /// `leader`, and stops waiting for them, so that their clients ask again instead
+    /// of waiting for an answer nothing will give.
+    pub(crate) fn redirect_unproposed(
+        &mut self,
+        leader: Option<NodeId>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let Role::Leader(leadership) = &mut self.role else {
+            return;
+        };
+        let queued = std::mem::take(&mut leadership.queue)
+            .into_iter()
+            .map(|request| (request.client, request.seq));
+        let reads = std::mem::take(&mut leadership.reads)
+            .into_iter()
+            .map(|read| (read.client, read.seq));
+        for (client, seq) in queued.chain(reads) {
+            // No longer held here: this node must not count as serving it.
+            if self.waiters.get(&client) == Some(&seq) {
+                self.waiters.remove(&client);
+            }
+            effects.push(Effect::Reply {
+                client,
+                response: ClientResponse::Redirect { seq, leader },
+            });
+        }
+    }
+
+    /// The members this node acts under — whom it counts votes of, asks for promises,
+    /// promises as: its epoch's (in the `ConfigBeforeApplied` mutant, those of a
+    /// reconfiguration it has accepted but not executed, if any).
+    pub(crate) fn counted(&self) -> Cow<'_, Membership> {
+        if mutant!(self.config, ConfigBeforeApplied) {
+            let pending = self
+                .durable
+                .accepted
+                .range(self.applied + 1..)
+                .filter_map(|(slot, entry)| match &entry.proposal {
+                    Proposal::Reconfigure {
+                        from_epoch,
+                        voters,
+                        learners,
+                    } if *from_epoch == self.members.epoch => {
+                        Some(self.members.successor(*slot, voters, learners))
+                    }
+                    _ => None,
+                })
+                .last();
+            if let Some(next) = pending {
+                return Cow::Owned(next);
+            }
+        }
+        Cow::Borrowed(&self.members)
+    }
+
+    /// Size of a majority of the voters counted.
+    pub(crate) fn quorum(&self) -> usize {
+        self.counted().quorum()
+    }
+
+    /// How many voters' acknowledgements (the leader's own included) choose a slot. A
+    /// majority, except in the `MinorityCommit` mutant.
+    pub(crate) fn commit_quorum(&self) -> usize {
+        if mutant!(self.config, MinorityCommit) {
+            return (self.counted().voters.len() / 2).max(1);
+        }
+        self.quorum()
+    }
+
+    /// How many of `ids` count toward a quorum: the voters among them. The one place
+    /// votes are counted. (In the `LearnerCounted` mutant, every one of them; in
+    /// `RemovedCounted`, removed members' too.)
+    pub(crate) fn votes_among<'a>(&self, ids: impl IntoIterator<Item = &'a NodeId>) -> usize {
+        if mutant!(self.config, LearnerCounted) {
+            return ids.into_iter().count();
+        }
+        let members = self.counted();
+        let removed_counted = mutant!(self.config, RemovedCounted);
+        ids.into_iter()
+            .filter(|id| {
+                members.is_voter(**id) || (removed_counted && members.retired.contains(id))
+            })
+            .count()
+    }
+
+    /// Who receives the log from a leader: every member but this node (in the
+    /// `RemovedCounted` mutant, removed members too).
+    pub(crate) fn log_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let removed_too = mutant!(self.config, RemovedCounted);
+        let me = self.id;
+        self.members.peers(me).chain(
+            self.members
+                .retired
+                .iter()
+                .copied()
+                .filter(move |id| removed_too && *id != me),
+        )
     }
 
     /// Replies to a client waiting here for `(client, seq)`, if there is one.
@@ -1123,6 +1319,11 @@ impl<S: StateMachine> Replica<S> {
     /// assert!(r.is_obsolete(&late), "a follower runs no ballot");
     /// ```
     pub fn is_obsolete(&self, message: &Message<S>) -> bool {
+        if message.ballot().epoch < self.members.epoch {
+            // Of an epoch this node left, and epochs never go back: `on_message`
+            // ignores it now and forever.
+            return true;
+        }
         let running = match &self.role {
             Role::Follower { .. } => None,
             Role::Candidate(candidacy) => Some((candidacy.ballot, false)),
@@ -1196,7 +1397,25 @@ impl<S: StateMachine> Replica<S> {
     /// assert!(!learner.is_voter());
     /// ```
     pub fn is_voter(&self) -> bool {
-        self.config.is_voter(self.id)
+        self.members.is_voter(self.id)
+    }
+
+    /// True if this node is a voter or a learner of its epoch; false for a node not
+    /// yet added, or removed (which no longer campaigns or follows anyone).
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Register, Replica};
+    /// let config = ClusterConfig::new(4).with_spares([3]);
+    /// let (spare, _) = Replica::recover(3, config, Register::default(), DurableState::default());
+    /// assert!(!spare.is_member());
+    /// ```
+    pub fn is_member(&self) -> bool {
+        self.members.is_member(self.id)
+    }
+
+    /// The membership of the epoch this node is in.
+    pub fn membership(&self) -> &Membership {
+        &self.members
     }
 
     /// True while leading.
@@ -1229,7 +1448,7 @@ impl<S: StateMachine> Replica<S> {
     /// use ballot_model::{Ballot, ClusterConfig, DurableState, Input, Message, Register, Replica};
     /// let (mut r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
     /// assert_eq!(r.leader_hint(), None);
-    /// let prepare = Message::Prepare { ballot: Ballot { round: 1, node: 2 }, from_slot: 1 };
+    /// let prepare = Message::Prepare { ballot: Ballot::new(1, 2), from_slot: 1 };
     /// r.step(Input::Message { from: 2, message: prepare }, &mut Vec::new()).unwrap();
     /// assert_eq!((r.known_leader(), r.leader_hint()), (None, Some(2)));
     /// ```

@@ -10,6 +10,7 @@
 
 use crate::ballot::Slot;
 use crate::client_table::ClientTable;
+use crate::membership::Membership;
 use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub struct Snapshot<S: StateMachine> {
     pub slot: Slot,
     /// The state machine and client sessions after applying `1..=slot`.
     pub table: ClientTable<S>,
+    /// The membership after applying `1..=slot`. Empty in [`Snapshot::initial`]: a
+    /// node that starts from no snapshot takes its [`crate::ClusterConfig`]'s bootstrap
+    /// membership.
+    pub members: Membership,
 }
 
 impl<S: StateMachine> Snapshot<S> {
@@ -38,6 +43,7 @@ impl<S: StateMachine> Snapshot<S> {
         Snapshot {
             slot: 0,
             table: ClientTable::new(machine),
+            members: Membership::default(),
         }
     }
 }

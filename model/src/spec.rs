@@ -2,7 +2,10 @@
 //! from the core and sharing none of its code, so the core is never checked only
 //! against itself.
 //!
-//! The abstract state is, per slot, the value chosen (at most one, never retracted).
+//! The abstract state is, per slot and membership epoch, the value chosen (at most one,
+//! never retracted). The executed log reads slot after slot in epoch 0 until a chosen
+//! value that stops the epoch (a reconfiguration); the slots after it are read in the
+//! next epoch, and so on: a value an epoch chose above its stop is never executed.
 //! The model maps every explored state onto it (see `model::refinement`) and checks:
 //! each newly chosen value is the only one for its slot; no vote at or above the ballot
 //! a value was chosen at is for another value (so a choice cannot be undone); every
@@ -12,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// A ballot as the spec sees it: `(round, node)`, compared lexicographically.
-pub type SpecBallot = (u32, usize);
+/// A ballot as the spec sees it: `(epoch, round, node)`, compared lexicographically.
+pub type SpecBallot = (u32, u32, usize);
 
 /// A write as the spec sees it: `(client, seq, value)`.
 pub type SpecWrite = (u64, u64, u8);
@@ -42,6 +45,13 @@ pub enum SpecViolation {
         node: usize,
         /// The contradicting vote's ballot.
         ballot: SpecBallot,
+    },
+    /// Two replicas began the same epoch at different slots or with different members.
+    EpochsDiffer {
+        /// The epoch.
+        epoch: u32,
+        /// The replica that disagrees with the first one seen in the epoch.
+        node: usize,
     },
     /// A replica committed a value that is not the chosen one.
     CommittedUnchosen {
@@ -94,14 +104,15 @@ impl fmt::Display for SpecViolation {
 /// ```
 /// use ballot_model::spec::ConsensusSpec;
 /// let mut spec = ConsensusSpec::default();
-/// spec.choose(1, (1, 0), vec![(7, 1, 3)]).unwrap();
-/// assert!(spec.choose(1, (2, 1), vec![]).is_err(), "a slot holds one value");
+/// spec.choose(1, (0, 1, 0), vec![(7, 1, 3)], false).unwrap();
+/// assert!(spec.choose(1, (0, 2, 1), vec![], false).is_err(), "a slot holds one value");
 /// assert_eq!(spec.write_output(7, 1), Some(None));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConsensusSpec {
-    /// Per slot: the lowest ballot it was seen chosen at, and the value.
-    chosen: BTreeMap<u64, (SpecBallot, SpecValue)>,
+    /// Per slot and epoch: the lowest ballot it was seen chosen at, the value, and
+    /// whether the value stops its epoch.
+    chosen: BTreeMap<(u64, u32), (SpecBallot, SpecValue, bool)>,
     /// Client sessions remembered at once; `None` for no bound.
     sessions_max: Option<usize>,
 }
@@ -117,23 +128,27 @@ impl ConsensusSpec {
         }
     }
 
-    /// The abstract step "`value` is chosen for `slot` at `ballot`".
+    /// The abstract step "`value` is chosen for `slot` at `ballot`"; `stops` if it is a
+    /// reconfiguration, which ends its epoch.
     pub fn choose(
         &mut self,
         slot: u64,
         ballot: SpecBallot,
         value: SpecValue,
+        stops: bool,
     ) -> Result<(), SpecViolation> {
-        match self.chosen.get_mut(&slot) {
+        match self.chosen.get_mut(&(slot, ballot.0)) {
             None => {
-                self.chosen.insert(slot, (ballot, value));
+                self.chosen.insert((slot, ballot.0), (ballot, value, stops));
                 Ok(())
             }
-            Some((first_ballot, first)) if *first == value => {
+            Some((first_ballot, first, first_stops))
+                if *first == value && *first_stops == stops =>
+            {
                 *first_ballot = (*first_ballot).min(ballot);
                 Ok(())
             }
-            Some((_, first)) => Err(SpecViolation::TwoValuesChosen {
+            Some((_, first, _)) => Err(SpecViolation::TwoValuesChosen {
                 slot,
                 first: first.clone(),
                 second: value,
@@ -142,47 +157,64 @@ impl ConsensusSpec {
     }
 
     /// Checks a vote against the choices: a vote at or above a slot's choosing ballot
-    /// must be for the chosen value.
+    /// (of the same epoch) must be for the chosen value.
     pub fn check_vote(
         &self,
         node: usize,
         slot: u64,
         ballot: SpecBallot,
         value: &SpecValue,
+        stops: bool,
     ) -> Result<(), SpecViolation> {
-        match self.chosen.get(&slot) {
-            Some((chosen_at, chosen)) if ballot >= *chosen_at && chosen != value => {
+        match self.chosen.get(&(slot, ballot.0)) {
+            Some((chosen_at, chosen, chosen_stops))
+                if ballot >= *chosen_at && (chosen != value || *chosen_stops != stops) =>
+            {
                 Err(SpecViolation::ChoiceContradicted { slot, node, ballot })
             }
             _ => Ok(()),
         }
     }
 
-    /// Checks that a replica's committed value for `slot` is the chosen one.
+    /// Checks that a replica's committed value for `slot` was chosen for it in some
+    /// epoch (which epoch's value is executed there, the applied-state check decides).
     pub fn check_committed(
         &self,
         node: usize,
         slot: u64,
         value: &SpecValue,
+        stops: bool,
     ) -> Result<(), SpecViolation> {
-        match self.chosen.get(&slot) {
-            Some((_, chosen)) if chosen == value => Ok(()),
-            _ => Err(SpecViolation::CommittedUnchosen { node, slot }),
+        let chosen = self
+            .chosen
+            .range((slot, 0)..=(slot, u32::MAX))
+            .any(|(_, (_, chosen, chosen_stops))| chosen == value && *chosen_stops == stops);
+        if chosen {
+            Ok(())
+        } else {
+            Err(SpecViolation::CommittedUnchosen { node, slot })
         }
     }
 
-    /// The chosen value of `slot`, if any.
+    /// The executed value of `slot`, if the executed prefix reaches it.
     pub fn chosen(&self, slot: u64) -> Option<&SpecValue> {
-        self.chosen.get(&slot).map(|(_, value)| value)
+        self.chosen_prefix()
+            .find(|(at, _)| *at == slot)
+            .map(|(_, value)| value)
     }
 
-    /// The longest gap-free chosen prefix `1..=n`, in order.
+    /// The executed prefix `1..=n`, in order: slot by slot, the value chosen in the
+    /// epoch that governs it — epoch 0 from slot 1, and the next epoch after each
+    /// chosen value that stops one — up to the first slot with none.
     pub fn chosen_prefix(&self) -> impl Iterator<Item = (u64, &SpecValue)> {
-        self.chosen
-            .iter()
-            .enumerate()
-            .take_while(|(i, (slot, _))| **slot == *i as u64 + 1)
-            .map(|(_, (slot, (_, value)))| (*slot, value))
+        let mut epoch = 0;
+        (1u64..).map_while(move |slot| {
+            let (_, value, stops) = self.chosen.get(&(slot, epoch))?;
+            if *stops {
+                epoch += 1;
+            }
+            Some((slot, value))
+        })
     }
 
     /// Replays the chosen prefix: a register whose write returns the previous value,
@@ -311,7 +343,7 @@ impl ConsensusSpec {
     /// Renames the writes of every chosen value, for the model's client symmetry.
     #[cfg(feature = "model")]
     pub(crate) fn rename(&mut self, write: &dyn Fn(&mut SpecWrite)) {
-        for (_, value) in self.chosen.values_mut() {
+        for (_, value, _) in self.chosen.values_mut() {
             value.iter_mut().for_each(write);
         }
     }

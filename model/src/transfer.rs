@@ -12,7 +12,7 @@
 
 use crate::ballot::{Ballot, NodeId};
 use crate::effect::{Effect, TransferOutcome, TransferRefusal};
-use crate::message::{ClientResponse, Message};
+use crate::message::Message;
 use crate::replica::{Replica, Role};
 use crate::state_machine::StateMachine;
 
@@ -31,13 +31,13 @@ impl<S: StateMachine> Replica<S> {
             return refuse(effects, TransferRefusal::NotLeader { leader });
         };
         // Only a voter can take over: a learner never campaigns.
-        let is_peer = |node: NodeId| self.config.is_voter(node) && node != self.id;
+        let is_peer = |node: NodeId| self.members.is_voter(node) && node != self.id;
         let successor = match to {
             Some(to) if is_peer(to) => to,
             Some(to) => return refuse(effects, TransferRefusal::NotAPeer { to }),
             None => {
                 let heard = leadership.heard.iter().copied().find(|&peer| is_peer(peer));
-                match heard.or_else(|| self.config.voter_peers(self.id).next()) {
+                match heard.or_else(|| self.members.voter_peers(self.id).next()) {
                     Some(peer) => peer,
                     None => return refuse(effects, TransferRefusal::NoPeer),
                 }
@@ -45,25 +45,9 @@ impl<S: StateMachine> Replica<S> {
         };
         let ballot = leadership.ballot;
         // Requests queued but never proposed are in no slot: the successor takes them
-        // with no delay if their clients go there now. Reads waiting for confirmation
-        // cannot be confirmed by a node that no longer leads.
-        let redirect = |seq| ClientResponse::Redirect {
-            seq,
-            leader: Some(successor),
-        };
-        for request in std::mem::take(&mut leadership.queue) {
-            effects.push(Effect::Reply {
-                client: request.client,
-                response: redirect(request.seq),
-            });
-        }
-        for read in std::mem::take(&mut leadership.reads) {
-            effects.push(Effect::Reply {
-                client: read.client,
-                response: redirect(read.seq),
-            });
-        }
-        for peer in self.config.peers(self.id) {
+        // with no delay if their clients go there now.
+        self.redirect_unproposed(Some(successor), effects);
+        for peer in self.log_peers() {
             effects.push(Effect::Send {
                 to: peer,
                 message: Message::TransferLeadership {

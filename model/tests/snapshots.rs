@@ -347,6 +347,7 @@ fn restore_takes_a_newer_snapshot_and_refuses_an_older_one() {
     let fresh = Snapshot {
         slot: 0,
         table: ClientTable::new(Register::default()),
+        members: Default::default(),
     };
     assert_eq!(fresh, Snapshot::initial(Register::default()));
 }

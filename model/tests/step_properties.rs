@@ -12,7 +12,7 @@
 use ballot_model::invariants::check_replica;
 use ballot_model::{
     AcceptedEntry, Ballot, ClientRequest, ClientTable, ClusterConfig, DurableState, DurableUpdate,
-    Effect, Input, Message, Proposal, Register, Replica, Request, Snapshot, Timer,
+    Effect, Input, MemberChange, Message, Proposal, Register, Replica, Request, Snapshot, Timer,
 };
 use proptest::prelude::*;
 
@@ -52,7 +52,11 @@ fn snapshot() -> impl Strategy<Value = Snapshot<Register>> {
             },
             usize::MAX,
         );
-        Snapshot { slot, table }
+        Snapshot {
+            slot,
+            table,
+            members: ClusterConfig::new(3).bootstrap(),
+        }
     })
 }
 
@@ -139,6 +143,15 @@ fn input() -> impl Strategy<Value = Input<Register>> {
             })
         }),
         1 => (0u64..6).prop_map(|through| Input::Compact { through }),
+        1 => (0usize..4, 0u8..4).prop_map(|(id, kind)| Input::Reconfigure(match kind {
+            0 => MemberChange::AddLearner(id),
+            1 => MemberChange::Promote(id),
+            2 => MemberChange::Remove(id),
+            _ => MemberChange::Replace {
+                remove: id,
+                promote: (id + 1) % 4,
+            },
+        })),
     ]
 }
 

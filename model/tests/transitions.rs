@@ -7,8 +7,9 @@
 use ballot_model::invariants::check_replica;
 use ballot_model::{
     AcceptedEntry, ApplyOutcome, Ballot, ClientRequest, ClientResponse, ClusterConfig,
-    DurableState, DurableUpdate, Effect, Input, Message, NodeId, Proposal, Refusal, Register,
-    Replica, Request, Role, Slot, StepError, Timer, TransferOutcome, TransferRefusal,
+    DurableState, DurableUpdate, Effect, Input, MemberChange, Message, NodeId, Proposal,
+    ReconfigureOutcome, ReconfigureRefusal, Refusal, Register, Replica, Request, Role, Slot,
+    StepError, Timer, TransferOutcome, TransferRefusal,
 };
 use std::collections::BTreeMap;
 
@@ -2183,4 +2184,202 @@ fn a_leader_that_hears_only_from_its_learner_steps_down() {
         vec![Effect::SetTimer(Timer::CheckQuorum)]
     );
     assert!(r.is_leader());
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership change: reconfiguration entries end an epoch
+// ---------------------------------------------------------------------------------------
+
+fn reconfigure(change: MemberChange) -> Input<Register> {
+    Input::Reconfigure(change)
+}
+
+fn refused(refusal: ReconfigureRefusal) -> Vec<E> {
+    vec![Effect::Reconfiguration(ReconfigureOutcome::Refused(
+        refusal,
+    ))]
+}
+
+/// The entry that moves learner 3 into the voters.
+fn promote_3() -> Proposal<u8> {
+    Proposal::Reconfigure {
+        from_epoch: 0,
+        voters: [0, 1, 2, 3].into(),
+        learners: [].into(),
+    }
+}
+
+#[test]
+fn a_change_is_refused_with_its_reason_and_changes_nothing() {
+    let mut follower = recover_with(1, with_learner(), DurableState::default());
+    let before = follower.clone();
+    assert_eq!(
+        step(&mut follower, reconfigure(MemberChange::Promote(3))),
+        refused(ReconfigureRefusal::NotLeader { leader: None })
+    );
+    assert_eq!(follower, before);
+    let mut r = leader_with_learner();
+    let before = r.clone();
+    for (change, refusal) in [
+        (
+            MemberChange::Promote(2),
+            ReconfigureRefusal::NotALearner { id: 2 },
+        ),
+        (
+            MemberChange::AddLearner(3),
+            ReconfigureRefusal::AlreadyMember { id: 3 },
+        ),
+        (
+            MemberChange::AddLearner(4),
+            ReconfigureRefusal::UnknownNode {
+                id: 4,
+                node_count: 4,
+            },
+        ),
+        (
+            MemberChange::Remove(9),
+            ReconfigureRefusal::NotAMember { id: 9 },
+        ),
+        (
+            MemberChange::Replace {
+                remove: 3,
+                promote: 3,
+            },
+            ReconfigureRefusal::NotAVoter { id: 3 },
+        ),
+    ] {
+        assert_eq!(
+            step(&mut r, reconfigure(change)),
+            refused(refusal),
+            "{change:?}"
+        );
+        assert_eq!(r, before, "{change:?} changed something");
+    }
+    let mut lone = recover_with(0, cluster(1), DurableState::default());
+    step(&mut lone, timer(Timer::Election));
+    assert!(lone.is_leader(), "a cluster of one elects itself");
+    assert_eq!(
+        step(&mut lone, reconfigure(MemberChange::Remove(0))),
+        refused(ReconfigureRefusal::LastVoter)
+    );
+}
+
+#[test]
+fn a_leader_proposes_nothing_above_its_change_and_runs_again_in_the_next_epoch() {
+    let mut r = leader_with_learner();
+    let effects = step(&mut r, reconfigure(MemberChange::Promote(3)));
+    let mut expected = vec![persist_accept(1, b(1, 0), promote_3())];
+    for peer in [1, 2, 3] {
+        expected.push(send(peer, accept(b(1, 0), 1, promote_3(), 0)));
+    }
+    expected.push(Effect::Reconfiguration(ReconfigureOutcome::Proposed {
+        slot: 1,
+        epoch: 1,
+    }));
+    assert_eq!(effects, expected);
+    assert_eq!(
+        step(&mut r, reconfigure(MemberChange::Remove(3))),
+        refused(ReconfigureRefusal::ChangeInProgress { slot: 1 }),
+        "one change at a time"
+    );
+    // A write waits: slot 2 belongs to the next epoch.
+    let effects = step(&mut r, client_write(7, 1, 5));
+    assert_eq!(effects, vec![], "nothing proposed above the change");
+    // Chosen: the leader executes it, redirects the queued write to itself, steps
+    // down and runs at once in epoch 1, asking the new voters (node 3 included).
+    let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    let ballot = Ballot::in_epoch(1, 1, 0);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Commit(1)),
+            Effect::Applied { slot: 1 },
+            redirect(7, 1, Some(0)),
+            Effect::CancelTimer(Timer::Heartbeat),
+            Effect::CancelTimer(Timer::CheckQuorum),
+            Effect::SetTimer(Timer::Election),
+            Effect::Persist(DurableUpdate::Promise(ballot)),
+            Effect::Campaigning { ballot },
+            send(1, prepare(ballot, 2)),
+            send(2, prepare(ballot, 2)),
+            send(3, prepare(ballot, 2)),
+            Effect::SetTimer(Timer::CandidacyRetry),
+        ]
+    );
+    let members = r.membership();
+    assert_eq!((members.epoch, members.start, members.quorum()), (1, 2, 3));
+    assert!(
+        !r.is_serving(7, 1),
+        "the redirected write is no longer held here"
+    );
+}
+
+#[test]
+fn a_removed_leader_steps_down_for_good() {
+    let mut r = elect(follower(0));
+    let removal = Proposal::Reconfigure {
+        from_epoch: 0,
+        voters: [1, 2].into(),
+        learners: [].into(),
+    };
+    step(&mut r, reconfigure(MemberChange::Remove(0)));
+    let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(DurableUpdate::Commit(1)),
+            Effect::Applied { slot: 1 },
+            Effect::CancelTimer(Timer::Heartbeat),
+            Effect::CancelTimer(Timer::CheckQuorum),
+            Effect::CancelTimer(Timer::Election),
+        ],
+        "no election timer: a removed node never campaigns"
+    );
+    assert!(!r.is_member() && !r.is_leader());
+    assert!(r.membership().retired.contains(&0));
+    assert_eq!(r.committed_log().last(), Some((1, &removal)));
+    assert_eq!(step(&mut r, timer(Timer::Election)), vec![]);
+}
+
+#[test]
+fn a_node_of_the_next_epoch_ignores_the_old_one_and_promises_only_its_votes() {
+    // Node 1 votes for a write at slot 2 in epoch 0 (a deposed leader's, above the
+    // change at slot 1), then executes the change.
+    let mut r = follower(1);
+    let change = Proposal::Reconfigure {
+        from_epoch: 0,
+        voters: [0, 1, 2].into(),
+        learners: [].into(),
+    };
+    step(&mut r, msg(0, accept(b(1, 0), 1, change, 0)));
+    step(
+        &mut r,
+        msg(0, accept(b(1, 0), 2, batch(&[req(7, 1, 5)]), 0)),
+    );
+    step(&mut r, msg(0, heartbeat(b(1, 0), 1, 0)));
+    assert_eq!(r.membership().epoch, 1);
+    // Messages of epoch 0 are ignored, and inert.
+    let stale = prepare(b(5, 2), 1);
+    assert!(r.is_obsolete(&stale));
+    let before = r.clone();
+    assert_eq!(step(&mut r, msg(2, stale)), vec![]);
+    assert_eq!(r, before);
+    // A candidate of epoch 1 (the leader it backs, running again) hears of no vote
+    // of epoch 0: that one is void.
+    let ballot = Ballot::in_epoch(1, 1, 0);
+    assert_eq!(
+        step(&mut r, msg(0, prepare(ballot, 2))),
+        vec![
+            Effect::Persist(DurableUpdate::Promise(ballot)),
+            Effect::SetTimer(Timer::Election),
+            send(
+                0,
+                Message::Promise {
+                    ballot,
+                    accepted: vec![],
+                    snapshot: None
+                }
+            ),
+        ]
+    );
 }

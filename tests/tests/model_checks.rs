@@ -7,10 +7,11 @@
 //! `BallotState`'s own `Hash` makes the encoding unambiguous, so these equal the counts
 //! of a search that compares states by full equality.
 
+use ballot_model::model::operator::ModelChange;
 use ballot_model::model::properties::{
     ACKED_WRITES_DURABLE, APPLIED_MATCHES_LOG, DUPLICATE_DEDUPLICATED, FAILOVER_COMMITS,
     LEARNER_APPLIES, LINEARIZABLE, LOGS_AGREE, ONE_LEADER_PER_BALLOT, ONE_VALUE_PER_SLOT,
-    READ_SERVED, REFINES_SPEC, REPLICA_INVARIANTS, WRITE_COMMITS,
+    READ_SERVED, REFINES_SPEC, REPLICA_INVARIANTS, WRITE_AFTER_REMOVAL, WRITE_COMMITS,
 };
 use ballot_model::model::{BallotModel, ClientScript, ModelConfig, NetworkKind, Timing};
 use stateright::{Checker, Model, Path};
@@ -126,6 +127,27 @@ fn a_learner_applies_what_the_voters_chose() {
         checker.assert_no_discovery(name);
     }
     assert!(checker.discovery(LEARNER_APPLIES).is_some());
+    assert!(checker.discovery(WRITE_COMMITS).is_some());
+}
+
+#[test]
+fn the_leader_is_removed_and_the_next_epoch_commits() {
+    // The operator removes the leader while a write runs: three voters become two, the
+    // removed leader steps down for good, and the new epoch elects and commits.
+    let checker = check(ModelConfig {
+        ops_per_client: 1,
+        script: ClientScript::WritesOnly,
+        max_crashes: 0,
+        reconfigurations: vec![ModelChange::RemoveLeader],
+        max_reconfigurations: 1,
+        ..ModelConfig::default()
+    });
+    assert!(checker.is_done(), "exploration incomplete");
+    assert_eq!(checker.unique_state_count(), 30_780);
+    for name in SAFETY {
+        checker.assert_no_discovery(name);
+    }
+    assert!(checker.discovery(WRITE_AFTER_REMOVAL).is_some());
     assert!(checker.discovery(WRITE_COMMITS).is_some());
 }
 

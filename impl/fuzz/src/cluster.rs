@@ -27,7 +27,7 @@ use ballot_model::DurableUpdate;
 use ballot_model::{
     AcceptedEntry, Ballot, ClientId, ClientRequest, ClientTable, ClusterConfig, DurableState,
     Effect, Input, Message, NodeId, Proposal, Register, Replica, Request, Slot, Snapshot,
-    StepError, Timer, TransferOutcome, MAX_SLOTS_AHEAD,
+    MemberChange, StepError, Timer, TransferOutcome, MAX_SLOTS_AHEAD,
 };
 use std::collections::VecDeque;
 
@@ -46,7 +46,7 @@ const VALUES: u8 = 4;
 const CLIENTS: u8 = 4;
 const SEQS: u8 = 8;
 /// Number of [`Action`] kinds, and the order of [`TIMERS`] (the encoding).
-const OPCODES: u8 = 11;
+const OPCODES: u8 = 12;
 /// Kinds of forged message ([`Message`]'s variants).
 const MESSAGE_KINDS: u8 = 9;
 const TIMERS: [Timer; Timer::ALL.len()] = Timer::ALL;
@@ -115,6 +115,14 @@ pub enum Action {
         /// The successor named, if any.
         to: Option<NodeId>,
     },
+    /// The operator asks `node` for a membership change (perhaps naming no member,
+    /// perhaps removing the last voter).
+    Reconfigure {
+        /// The node asked.
+        node: NodeId,
+        /// The change.
+        change: MemberChange,
+    },
     /// `node` crashes and restarts from its durable state and newest saved snapshot.
     Restart {
         /// The node.
@@ -173,6 +181,18 @@ impl Action {
                 node: node(r),
                 to: (r.below(2) == 1).then(|| any_node(r)),
             },
+            10 => Action::Reconfigure {
+                node: node(r),
+                change: match r.below(4) {
+                    0 => MemberChange::AddLearner(any_node(r)),
+                    1 => MemberChange::Promote(any_node(r)),
+                    2 => MemberChange::Remove(any_node(r)),
+                    _ => MemberChange::Replace {
+                        remove: any_node(r),
+                        promote: any_node(r),
+                    },
+                },
+            },
             _ => Action::Forge {
                 to: node(r),
                 from: any_node(r),
@@ -221,8 +241,9 @@ fn slot(r: &mut Reader) -> Slot {
 }
 
 fn ballot(r: &mut Reader) -> Ballot {
+    let epoch = r.number(2, u64::from(u32::MAX)) as u32;
     let round = r.number(4, u64::from(u32::MAX)) as u32;
-    Ballot::new(round, any_node(r))
+    Ballot::in_epoch(epoch, round, any_node(r))
 }
 
 fn request(r: &mut Reader) -> Request<u8> {
@@ -250,7 +271,11 @@ fn snapshot(r: &mut Reader) -> Snapshot<Register> {
     for _ in 0..r.below(3) {
         table.apply(&request(r), sessions_max);
     }
-    Snapshot { slot, table }
+    Snapshot {
+        slot,
+        table,
+        members: ClusterConfig::new(NODES).bootstrap(),
+    }
 }
 
 fn message(r: &mut Reader) -> Message<Register> {
@@ -413,9 +438,10 @@ impl Schedule {
         ballot: Ballot,
         from_slot: Slot,
     ) -> &mut Self {
-        let w = self.op(10);
+        let w = self.op(11);
         w.below(to as u8, NODES as u8);
         w.number(from as u64, 5, usize::MAX as u64);
+        w.number(u64::from(ballot.epoch), 2, u64::from(u32::MAX));
         w.number(u64::from(ballot.round), 4, u64::from(u32::MAX));
         w.number(ballot.node as u64, 5, usize::MAX as u64);
         w.below(0, MESSAGE_KINDS);
@@ -579,6 +605,9 @@ impl Cluster {
             Action::Transfer { node, to } => {
                 let _ = self.step(node, Input::TransferLeadership { to }, at);
             }
+            Action::Reconfigure { node, change } => {
+                let _ = self.step(node, Input::Reconfigure(change), at);
+            }
             Action::Forge {
                 to,
                 from,
@@ -689,7 +718,8 @@ impl Cluster {
                 | Effect::SetTimer(_)
                 | Effect::CancelTimer(_)
                 | Effect::Applied { .. }
-                | Effect::Campaigning { .. } => {}
+                | Effect::Campaigning { .. }
+                | Effect::Reconfiguration(_) => {}
                 Effect::LeadershipTransfer(outcome) => {
                     self.reached.handed_over |=
                         matches!(outcome, TransferOutcome::HandedOver { .. });

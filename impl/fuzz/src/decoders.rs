@@ -417,7 +417,7 @@ pub fn snapshot(data: &[u8]) {
         "save and load round trip"
     );
     let saved = read(&copy.path.join(format!("snapshot-{slot:020}.bin")));
-    let encoded = snapshot_store::encode(loaded.slot, &loaded.table).expect("encodes");
+    let encoded = snapshot_store::encode(loaded.slot, &loaded.table, &loaded.members).expect("encodes");
     assert_eq!(
         saved[SNAPSHOT_HEADER_LEN..],
         encoded[..],

@@ -84,6 +84,7 @@ fn kv_snapshot(slot: u64) -> Snapshot<KvStore> {
     Snapshot {
         slot,
         table: kv_table(),
+        members: ballot_model::ClusterConfig::new(3).bootstrap(),
     }
 }
 
@@ -366,7 +367,8 @@ fn wal() -> Vec<Seed> {
 
 fn snapshot() -> Vec<Seed> {
     let slot = 3;
-    let payload = snapshot_store::encode(slot, &kv_table()).expect("encodes");
+    let members = ballot_model::ClusterConfig::new(3).bootstrap();
+    let payload = snapshot_store::encode(slot, &kv_table(), &members).expect("encodes");
     let dir = ScratchDir::new("seed-snapshot");
     SnapshotDir::new(&dir.path)
         .save(&kv_snapshot(slot))
@@ -381,7 +383,8 @@ fn snapshot() -> Vec<Seed> {
         writer.out
     };
     let initial =
-        snapshot_store::encode(0, &ClientTable::new(KvStore::default())).expect("encodes");
+        snapshot_store::encode(0, &ClientTable::new(KvStore::default()), &Default::default())
+            .expect("encodes");
     vec![
         seed("snapshot", "raw_real_file", input(0, slot, &file)),
         seed("snapshot", "magic_then_rest", input(1, slot, &file[12..])),

@@ -2,6 +2,7 @@
 //! operations and retry and redirect like real clients. No protocol decision is made
 //! here.
 
+use super::operator::{next_change, ModelChange};
 use super::shared::Digest;
 use super::Shared;
 use crate::ballot::ClientId;
@@ -47,6 +48,11 @@ pub enum ModelTimer {
     /// ([`Input::TransferLeadership`]). Armed on every server when the model allows
     /// transfers; the model lets it fire only at a live leader, within its budget.
     TransferLeadership,
+    /// Not a timer but the operator: "make the next change of the script"
+    /// ([`Input::Reconfigure`]). Armed on every server when the model has a script;
+    /// the model lets it fire only at a live leader with a change to make, within its
+    /// budget.
+    Reconfigure,
 }
 
 impl ModelTimer {
@@ -69,6 +75,7 @@ impl ModelTimer {
             ModelTimer::Client(SessionTimer::AwaitLeader) => 6,
             ModelTimer::Sync => 7,
             ModelTimer::TransferLeadership => 8,
+            ModelTimer::Reconfigure => 9,
         };
         1 << index
     }
@@ -215,6 +222,9 @@ pub enum ModelActor {
         /// Whether persists become durable only at a sync of their own
         /// ([`crate::model::ModelConfig::lazy_disks`]).
         lazy_disks: bool,
+        /// The operator's membership changes, asked in order
+        /// ([`crate::model::ModelConfig::reconfigurations`]).
+        reconfigurations: Vec<ModelChange>,
     },
     /// A client running a script.
     Client {
@@ -323,11 +333,12 @@ fn emit(
                 o.cancel_timer(ModelTimer::Server(timer));
                 continue;
             }
-            // The election and transfer budgets are counted by the model itself
-            // (`BallotModel`).
-            Effect::Applied { .. } | Effect::Campaigning { .. } | Effect::LeadershipTransfer(_) => {
-                continue
-            }
+            // The election, transfer and reconfiguration budgets are counted by the
+            // model itself (`BallotModel`).
+            Effect::Applied { .. }
+            | Effect::Campaigning { .. }
+            | Effect::LeadershipTransfer(_)
+            | Effect::Reconfiguration(_) => continue,
         };
         if lazy_disks && (persisted || server.unsynced) && !release_before_sync(server) {
             // A copy of a message already waiting is dropped, as identical messages in
@@ -395,10 +406,14 @@ impl Actor for ModelActor {
                 cluster,
                 transfers,
                 lazy_disks,
+                reconfigurations,
                 ..
             } => {
                 if *transfers {
                     o.set_timer(ModelTimer::TransferLeadership, model_timeout());
+                }
+                if !reconfigurations.is_empty() {
+                    o.set_timer(ModelTimer::Reconfigure, model_timeout());
                 }
                 // A restart finds the disk as the last save left it: a node whose disk
                 // was lost must not start as the member it was (the node's identity
@@ -495,6 +510,25 @@ impl Actor for ModelActor {
                 // The operator may ask again (the model's budget bounds how often).
                 o.set_timer(ModelTimer::TransferLeadership, model_timeout());
                 self.drive_server(state, Input::TransferLeadership { to: None }, o);
+            }
+            (
+                ModelActor::Server {
+                    reconfigurations, ..
+                },
+                ModelTimer::Reconfigure,
+            ) => {
+                o.set_timer(ModelTimer::Reconfigure, model_timeout());
+                let next = match &**state {
+                    ModelActorState::Server(server) => next_change(
+                        reconfigurations,
+                        server.replica.membership(),
+                        server.replica.id(),
+                    ),
+                    ModelActorState::Client(_) => None,
+                };
+                if let Some(change) = next {
+                    self.drive_server(state, Input::Reconfigure(change), o);
+                }
             }
             (ModelActor::Client { .. }, ModelTimer::Client(timer)) => {
                 self.drive_client(state, SessionInput::Timer(*timer), o);

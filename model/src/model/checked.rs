@@ -8,12 +8,14 @@ use super::config::{ModelConfig, NetworkKind};
 use super::connectivity::Opening;
 use super::fairness::{DeliveryEffects, InFlightEffects};
 use super::history::{record_invocation, record_return, ModelHistory};
+use super::operator::next_change;
 use super::properties;
-use super::refinement::{refine, Members};
+use super::refinement::{refine, Epochs};
 use super::Shared;
 use crate::ballot::{Ballot, NodeId, Slot};
 use crate::client_session::SessionTimer;
 use crate::effect::Timer;
+use crate::membership::Membership;
 use crate::message::Proposal;
 use crate::register::Register;
 use crate::register::Value;
@@ -46,11 +48,16 @@ pub struct Ledger {
     pub handed_over: Option<(NodeId, u8)>,
     /// Some node took over by a transfer, with no election timeout since it was asked.
     pub transfer_took_over: bool,
+    /// Membership changes the operator asked for so far.
+    pub reconfigurations: u8,
     /// Every vote ever cast: `(slot, ballot, value)` → voters. Shared between states
     /// until a step records a new vote (most steps do not).
     pub votes: Shared<Votes>,
     /// The abstract state the concrete one maps to; shared like `votes`.
     pub spec: Shared<ConsensusSpec>,
+    /// Every membership epoch a server entered, with its members: who votes in it.
+    /// Shared like `votes` (it changes only at a reconfiguration).
+    pub epochs: Shared<Epochs>,
     /// With lazy disks: actions taken while some live server's sync is pending, up to
     /// [`ModelConfig::sync_window`]; zero once every live server is synced.
     pub sync_window_used: u8,
@@ -126,6 +133,15 @@ impl BallotState {
             })
     }
 
+    /// The membership of the latest epoch any server entered (crashed ones included:
+    /// a crash forgets no executed entry).
+    pub fn latest_membership(&self) -> &Membership {
+        self.servers()
+            .map(|(_, server)| server.replica.membership())
+            .max_by_key(|members| members.epoch)
+            .expect("the model has servers")
+    }
+
     /// The servers that are up.
     pub fn live_servers(&self) -> impl Iterator<Item = (NodeId, &ServerState)> {
         self.servers().filter(|(id, _)| !self.system.crashed[*id])
@@ -183,6 +199,7 @@ impl BallotModel {
                 compaction: config.compaction,
                 transfers: config.max_transfers > 0,
                 lazy_disks: config.lazy_disks,
+                reconfigurations: config.reconfigurations.clone(),
             }))
             .actors((0..config.clients).map(|client| ModelActor::Client {
                 client: client as u64,
@@ -259,6 +276,15 @@ impl BallotModel {
                 (state.ledger.transfers as usize) < config.max_transfers
                     && self.is_live_leader(state, usize::from(*id))
             }
+            ActorModelAction::Timeout(id, ModelTimer::Reconfigure) => {
+                let id = usize::from(*id);
+                (state.ledger.reconfigurations as usize) < config.max_reconfigurations
+                    && self.is_live_leader(state, id)
+                    && self.server(state, id).is_some_and(|server| {
+                        next_change(&config.reconfigurations, server.replica.membership(), id)
+                            .is_some()
+                    })
+            }
             ActorModelAction::Timeout(id, timer) => {
                 let over_budget = timer.is_election()
                     && state.ledger.elections as usize >= config.max_elections
@@ -281,7 +307,9 @@ impl BallotModel {
                         config.timing.early_heartbeats()
                     }
                     // A disk completes its fsync in its own time.
-                    ModelTimer::TransferLeadership | ModelTimer::Sync => true,
+                    ModelTimer::TransferLeadership | ModelTimer::Reconfigure | ModelTimer::Sync => {
+                        true
+                    }
                 };
                 free_to_fire || self.timer_is_timely_in(state, *id, timer, effects)
             }
@@ -485,7 +513,8 @@ impl BallotModel {
                 ModelTimer::Server(Timer::Heartbeat) => 5,
                 ModelTimer::Server(Timer::CheckQuorum) => 6,
                 ModelTimer::Client(_) => 7,
-                ModelTimer::TransferLeadership => 10,
+                // The operator's requests.
+                ModelTimer::TransferLeadership | ModelTimer::Reconfigure => 10,
                 ModelTimer::Sync => 11,
             },
             ActorModelAction::Crash(_) => 8,
@@ -507,7 +536,7 @@ impl Model for BallotModel {
                     spec: Shared::new(ConsensusSpec::with_sessions_max(self.config.sessions_max)),
                     ..Ledger::default()
                 };
-                refine(&mut ledger, Members::of(&self.config), &system, None);
+                refine(&mut ledger, &system, None);
                 let state = BallotState { system, ledger };
                 match self.config.opening {
                     Opening::Cold => state,
@@ -538,6 +567,9 @@ impl Model for BallotModel {
                 if timer.is_election() && self.election_starts_ballot(last, usize::from(*id)) =>
             {
                 ledger.elections += 1;
+            }
+            ActorModelAction::Timeout(_, ModelTimer::Reconfigure) => {
+                ledger.reconfigurations += 1;
             }
             ActorModelAction::Timeout(id, ModelTimer::TransferLeadership) => {
                 ledger.transfers += 1;
@@ -584,12 +616,7 @@ impl Model for BallotModel {
                 matches!(&**state, ModelActorState::Server(server)
                     if server.replica.client_table().floor() > 0)
             });
-        refine(
-            &mut ledger,
-            Members::of(&self.config),
-            &system,
-            Some(&last.system),
-        );
+        refine(&mut ledger, &system, Some(&last.system));
         let mut next = BallotState { system, ledger };
         if next.ledger.sync_window_used > 0 && !self.any_unsynced(&next) {
             next.ledger.sync_window_used = 0;

@@ -1,6 +1,7 @@
 //! Every knob of the model, and every bound that keeps its state space finite.
 
 use super::connectivity::{Connectivity, Opening, Scenario};
+use super::operator::ModelChange;
 use crate::register::{RegisterOp, Value};
 use crate::replica::ClusterConfig;
 use std::fmt;
@@ -160,10 +161,22 @@ pub enum ClientScript {
 pub struct ModelConfig {
     /// Number of servers, learners included (3 or 5 voters are the interesting sizes).
     pub servers: usize,
-    /// How many of the servers, the highest ids, are learners: they receive the log
-    /// and apply it but never vote or campaign ([`ClusterConfig::learners`]). Zero by
-    /// default.
+    /// How many of the servers, numbered after the voters (and before the spares), are
+    /// learners at bootstrap: they receive the log and apply it but never vote or
+    /// campaign ([`ClusterConfig::learners`]). Zero by default.
     pub learners: usize,
+    /// How many of the servers, the highest ids (after the learners), are no members
+    /// at bootstrap: spares the operator may add ([`ClusterConfig::spares`]). Zero by
+    /// default.
+    pub spares: usize,
+    /// The operator's membership changes, asked of the leader in order, each until
+    /// the leader's membership shows it made (see [`crate::model::operator`]). Empty by
+    /// default.
+    pub reconfigurations: Vec<ModelChange>,
+    /// Times over a run the operator asks for a change: at least the script's length
+    /// for the whole script to be made. Each request is an operator action, outside
+    /// the fairness of the liveness check, like a fault.
+    pub max_reconfigurations: usize,
     /// Number of clients.
     pub clients: usize,
     /// Operations each client performs, one at a time. Bound: finite client work.
@@ -232,6 +245,9 @@ impl Default for ModelConfig {
         ModelConfig {
             servers: 3,
             learners: 0,
+            spares: 0,
+            reconfigurations: Vec::new(),
+            max_reconfigurations: 0,
             clients: 1,
             ops_per_client: 2,
             script: ClientScript::Alternating,
@@ -262,7 +278,8 @@ impl ModelConfig {
     /// The core's configuration for this model.
     pub fn cluster(&self) -> ClusterConfig {
         let config = ClusterConfig::new(self.servers)
-            .with_learners(self.voters()..self.servers)
+            .with_learners(self.voters()..self.servers - self.spares)
+            .with_spares(self.servers - self.spares..self.servers)
             .with_pipeline_depth(self.pipeline_depth)
             .with_max_batch(self.max_batch);
         let config = match self.queue_requests_max {
@@ -278,16 +295,18 @@ impl ModelConfig {
         config
     }
 
-    /// Number of voters: the servers `0..voters()`; the learners follow them.
+    /// Number of voters at bootstrap: the servers `0..voters()`; the learners, then
+    /// the spares, follow them.
     ///
     /// ```
     /// use ballot_model::model::ModelConfig;
     /// let config = ModelConfig { servers: 4, learners: 1, ..ModelConfig::default() };
     /// assert_eq!(config.voters(), 3);
-    /// assert!(config.cluster().is_voter(2) && !config.cluster().is_voter(3));
+    /// let members = config.cluster().bootstrap();
+    /// assert!(members.is_voter(2) && !members.is_voter(3));
     /// ```
     pub fn voters(&self) -> usize {
-        self.servers.saturating_sub(self.learners)
+        self.servers.saturating_sub(self.learners + self.spares)
     }
 
     /// Client `client`'s operations, in order. Written values are distinct across the
@@ -357,6 +376,31 @@ impl ModelConfig {
         }
     }
 
+    /// This configuration with membership change: one more server, a spare (the
+    /// highest id), that the operator adds as a learner and then puts in the leader's
+    /// place, asking at most once per change.
+    ///
+    /// ```
+    /// use ballot_model::model::ModelConfig;
+    /// let config = ModelConfig::default().with_membership();
+    /// assert_eq!((config.servers, config.voters(), config.spares), (4, 3, 1));
+    /// assert!(!config.cluster().bootstrap().is_member(3));
+    /// ```
+    pub fn with_membership(self) -> Self {
+        let spare = self.servers;
+        let reconfigurations = vec![
+            ModelChange::AddLearner(spare),
+            ModelChange::ReplaceLeader { by: spare },
+        ];
+        ModelConfig {
+            servers: self.servers + 1,
+            spares: self.spares + 1,
+            max_reconfigurations: reconfigurations.len(),
+            reconfigurations,
+            ..self
+        }
+    }
+
     /// A one-line description for reports.
     pub fn describe(&self) -> String {
         #[allow(unused_mut)]
@@ -385,6 +429,21 @@ impl ModelConfig {
         );
         if self.learners > 0 {
             text.push_str(&format!(" learners={}", self.learners));
+        }
+        if self.spares > 0 {
+            text.push_str(&format!(" spares={}", self.spares));
+        }
+        if !self.reconfigurations.is_empty() {
+            let steps: Vec<String> = self
+                .reconfigurations
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            text.push_str(&format!(
+                " reconfigurations={} (at most {} asked)",
+                steps.join(","),
+                self.max_reconfigurations
+            ));
         }
         match self.script {
             ClientScript::Alternating => {}

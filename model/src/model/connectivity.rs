@@ -21,8 +21,9 @@ use std::str::FromStr;
 /// let line = Connectivity::full().cut(0, 2);
 /// assert!(line.connected(0, 1) && line.connected(2, 1));
 /// assert!(!line.connected(2, 0));
-/// assert!(line.quorum_connected(1, 3, |_| true));
-/// assert!(line.quorum_connected(0, 3, |_| true), "0 and 1 are a majority of 3");
+/// let voters = [0, 1, 2].into();
+/// assert!(line.quorum_connected(1, &voters, |_| true));
+/// assert!(line.quorum_connected(0, &voters, |_| true), "0 and 1 are a majority of 3");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Connectivity {
@@ -74,19 +75,19 @@ impl Connectivity {
         self.cut.is_empty()
     }
 
-    /// True if server `node`, counting itself, reaches a majority of the voters
-    /// `0..voters` that `live` says are up: the condition under which it can win an
-    /// election and commit.
+    /// True if server `node`, counting itself, reaches a majority of `voters` that
+    /// `live` says are up: the condition under which it can win an election and commit.
     pub fn quorum_connected(
         &self,
         node: NodeId,
-        voters: usize,
+        voters: &BTreeSet<NodeId>,
         live: impl Fn(NodeId) -> bool,
     ) -> bool {
-        let reachable = (0..voters)
-            .filter(|peer| live(*peer) && self.connected(node, *peer))
+        let reachable = voters
+            .iter()
+            .filter(|peer| live(**peer) && self.connected(node, **peer))
             .count();
-        reachable >= quorum(voters)
+        reachable >= quorum(voters.len())
     }
 }
 
@@ -186,7 +187,8 @@ impl Scenario {
     /// use ballot_model::model::Scenario;
     /// let g = Scenario::QuorumLoss.connectivity();
     /// let live = |_| true;
-    /// let qc: Vec<usize> = (0..5).filter(|n| g.quorum_connected(*n, 5, live)).collect();
+    /// let voters = (0..5).collect();
+    /// let qc: Vec<usize> = (0..5).filter(|n| g.quorum_connected(*n, &voters, live)).collect();
     /// assert_eq!(qc, vec![2], "only the hub can lead");
     /// ```
     pub fn connectivity(self) -> Connectivity {

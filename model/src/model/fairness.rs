@@ -187,7 +187,10 @@ impl BallotModel {
             // and need never happen: no run is unfair for lacking one.
             ActorModelAction::Crash(_)
             | ActorModelAction::Drop(_)
-            | ActorModelAction::Timeout(_, ModelTimer::TransferLeadership) => ActionClass::Fault,
+            | ActorModelAction::Timeout(
+                _,
+                ModelTimer::TransferLeadership | ModelTimer::Reconfigure,
+            ) => ActionClass::Fault,
             ActorModelAction::Recover(_) | ActorModelAction::SelectRandom { .. } => {
                 ActionClass::Free
             }
@@ -324,7 +327,7 @@ impl BallotModel {
             }
             // The operator is no timer: whenever the model lets it act, it may. A disk
             // finishes its fsync in its own time.
-            ModelTimer::TransferLeadership | ModelTimer::Sync => true,
+            ModelTimer::TransferLeadership | ModelTimer::Reconfigure | ModelTimer::Sync => true,
             ModelTimer::Client(timer) => {
                 let Some(ModelActorState::Client(client)) =
                     state.system.actor_states.get(n).map(|s| &**s)
@@ -380,12 +383,13 @@ impl BallotModel {
     }
 
     /// True if server `n` reaches a live majority of the voters (itself included) over
-    /// links that hold.
+    /// links that hold: the voters of the latest epoch any server entered, which are
+    /// the ones that elect once reconfigurations stop.
     pub(super) fn is_quorum_connected(&self, state: &BallotState, n: NodeId) -> bool {
         let crashed = &state.system.crashed;
         self.config
             .connectivity
-            .quorum_connected(n, self.config.voters(), |peer| !crashed[peer])
+            .quorum_connected(n, &state.latest_membership().voters, |peer| !crashed[peer])
     }
 
     /// True if some connected live follower of leader `leader` lacks a commit or a

@@ -88,24 +88,29 @@ pub fn all() -> Vec<LivenessProperty<BallotModel>> {
 /// phase 1, or heard from it since) make a majority of the voters. A leadership change passes through states where this is `None` (the old
 /// leader's followers must promise the new ballot before it can lead), so "from some
 /// point on, always `Some`" means one leader for good.
-pub fn stable_leader(model: &BallotModel, state: &BallotState) -> Option<NodeId> {
-    let mut leaders = state
-        .live_servers()
-        .filter_map(|(id, server)| server.replica.leader_ballot().map(|b| (id, b)));
-    let (leader, ballot) = leaders.next()?;
+pub fn stable_leader(_model: &BallotModel, state: &BallotState) -> Option<NodeId> {
+    let mut leaders = state.live_servers().filter_map(|(id, server)| {
+        server
+            .replica
+            .leader_ballot()
+            .map(|b| (id, b, server.replica.membership()))
+    });
+    let (leader, ballot, members) = leaders.next()?;
     if leaders.next().is_some() {
         return None;
     }
+    // The leader's epoch decides who votes: a follower still in an older epoch backs
+    // no ballot of this one.
     let followers = state
         .live_servers()
-        .filter(|(_, server)| {
+        .filter(|(id, server)| {
             matches!(server.replica.role(), Role::Follower { .. })
-                && server.replica.is_voter()
+                && members.is_voter(*id)
                 && server.replica.backing() == Some(leader)
                 && server.replica.durable().promised == ballot
         })
         .count();
-    (1 + followers >= model.config.cluster().quorum()).then_some(leader)
+    (1 + followers >= members.quorum()).then_some(leader)
 }
 
 /// True if a leader exists that a live majority follows (see [`stable_leader`]).
@@ -124,8 +129,12 @@ pub fn replicas_converged(model: &BallotModel, state: &BallotState) -> bool {
         return false;
     };
     let commit = leader_state.replica.commit_index();
+    // The leader's members: a spare never added, or a member removed, hears nothing
+    // more from it.
+    let members = leader_state.replica.membership();
     state
         .live_servers()
+        .filter(|(id, _)| members.is_member(*id) || *id == leader)
         .filter(|(id, _)| model.config.connectivity.connected(*id, leader))
         .all(|(_, server)| {
             server.replica.commit_index() == commit && server.replica.applied_index() == commit

@@ -13,6 +13,7 @@
 //!   `ActorModel` to add what it lacks: a *total* crash budget (stateright bounds only
 //!   concurrent crashes), an election budget and the partial-synchrony switch,
 //!   coalescing of identical in-flight messages, and the ledger the spec mapping needs.
+//! - [`operator`]: the operator's script of membership changes.
 //! - [`properties`]: the named safety and reachability properties.
 //! - [`symmetry`]: renaming clients with the same script shape, so that states that
 //!   differ only in which client is which are explored once.
@@ -28,6 +29,7 @@ pub mod fairness;
 pub mod fingerprint;
 pub mod history;
 pub mod liveness;
+pub mod operator;
 pub mod properties;
 pub mod refinement;
 pub mod shared;

@@ -3,7 +3,6 @@
 
 use super::checked::{BallotModel, BallotState};
 use super::config::ModelConfig;
-use crate::ballot::quorum;
 use crate::invariants;
 use crate::message::{Proposal, Request};
 use crate::register::{Register, Value};
@@ -59,6 +58,14 @@ pub const TRANSFER_TAKES_OVER: &str = "a transfer hands leadership over";
 /// leader's accepts, heartbeats or snapshot without ever voting.
 pub const LEARNER_APPLIES: &str = "a learner applies a write";
 
+/// Reachability (with membership change): some epoch has a voter that was no voter
+/// at bootstrap.
+pub const LEARNER_PROMOTED: &str = "a learner is promoted";
+
+/// Reachability (with membership change): a write is executed in an epoch that a
+/// reconfiguration removing a bootstrap voter (the leader, in the preset) began.
+pub const WRITE_AFTER_REMOVAL: &str = "a write commits after a voter is removed";
+
 /// Every property for `config`, safety first.
 pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
     let mut properties = vec![
@@ -87,8 +94,15 @@ pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
             transfer_takes_over,
         ));
     }
-    if config.learners > 0 {
+    if config.learners > 0 || !config.reconfigurations.is_empty() {
         properties.push(Property::sometimes(LEARNER_APPLIES, learner_applies));
+    }
+    if !config.reconfigurations.is_empty() {
+        properties.push(Property::sometimes(LEARNER_PROMOTED, learner_promoted));
+        properties.push(Property::sometimes(
+            WRITE_AFTER_REMOVAL,
+            write_after_removal,
+        ));
     }
     if config.sessions_max.is_some() {
         properties.push(Property::sometimes(SESSION_EXPIRED, session_expired));
@@ -164,10 +178,10 @@ fn linearizable(_: &BallotModel, state: &BallotState) -> bool {
 }
 
 /// Every acknowledged write sits in a chosen slot that a majority of voters hold in
-/// *stable storage* (what survives any crash), with that same value.
-fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
-    let voters = model.config.voters();
-    let majority = quorum(voters);
+/// *stable storage* (what survives any crash), with that same value: the voters of the
+/// epoch that governs the slot, whose majorities are the ones a later phase 1 of that
+/// epoch asks (and every node of a later epoch executed the slot before it entered).
+fn acked_writes_durable(_: &BallotModel, state: &BallotState) -> bool {
     state
         .system
         .history
@@ -184,12 +198,22 @@ fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
             else {
                 return false;
             };
+            let Some(members) = state
+                .ledger
+                .epochs
+                .values()
+                .rev()
+                .find(|members| members.start <= slot)
+            else {
+                return false;
+            };
             let holders = state
                 .system
                 .actor_storages
                 .iter()
-                .take(voters)
-                .flatten()
+                .enumerate()
+                .filter(|(node, _)| members.is_voter(*node))
+                .filter_map(|(_, stored)| stored.as_ref())
                 .filter(|stored| {
                     stored.holds(slot, |proposal| {
                         proposal
@@ -199,7 +223,7 @@ fn acked_writes_durable(model: &BallotModel, state: &BallotState) -> bool {
                     })
                 })
                 .count();
-            holders >= majority
+            holders >= members.quorum()
         })
 }
 
@@ -236,8 +260,38 @@ fn failover_commits(_: &BallotModel, state: &BallotState) -> bool {
 fn learner_applies(_: &BallotModel, state: &BallotState) -> bool {
     state.servers().any(|(_, server)| {
         let learner = &server.replica;
-        !learner.is_voter() && learner.client_table().machine().value.is_some()
+        learner.is_member()
+            && !learner.is_voter()
+            && learner.client_table().machine().value.is_some()
     })
+}
+
+fn learner_promoted(_: &BallotModel, state: &BallotState) -> bool {
+    let epochs = &state.ledger.epochs;
+    let Some(bootstrap) = epochs.get(&0) else {
+        return false;
+    };
+    epochs
+        .values()
+        .any(|members| !members.voters.is_subset(&bootstrap.voters))
+}
+
+fn write_after_removal(_: &BallotModel, state: &BallotState) -> bool {
+    let epochs = &state.ledger.epochs;
+    let Some(bootstrap) = epochs.get(&0) else {
+        return false;
+    };
+    let Some(first_removal) = epochs
+        .values()
+        .find(|members| !members.retired.is_disjoint(&bootstrap.voters))
+    else {
+        return false;
+    };
+    state
+        .ledger
+        .spec
+        .chosen_prefix()
+        .any(|(slot, writes)| slot >= first_removal.start && !writes.is_empty())
 }
 
 fn read_served(_: &BallotModel, state: &BallotState) -> bool {

@@ -13,13 +13,14 @@ use super::actors::{ModelActor, ModelActorState};
 use super::checked::Ledger;
 use super::history::ModelHistory;
 use super::Shared;
-use crate::ballot::{quorum, Ballot, Slot};
+use crate::ballot::{Ballot, Slot};
+use crate::membership::Membership;
 use crate::message::Proposal;
 use crate::register::{Register, Value};
 use crate::replica::Replica;
-use crate::spec::{SpecValue, SpecViolation};
+use crate::spec::{SpecBallot, SpecValue, SpecViolation};
 use stateright::actor::ActorModelState;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The spec's view of a slot's value.
@@ -31,33 +32,50 @@ pub fn abstract_value(proposal: &Proposal<Value>) -> SpecValue {
         .collect()
 }
 
-/// Who the servers are: `0..servers`, of which `0..voters` vote.
-#[derive(Clone, Copy, Debug)]
-pub struct Members {
-    /// The voters are the servers `0..voters`.
-    pub voters: usize,
-    /// The servers, voters and learners, are `0..servers`.
-    pub servers: usize,
+/// Whether a slot's value stops its epoch, as the spec sees it: a reconfiguration.
+pub fn abstract_stops(proposal: &Proposal<Value>) -> bool {
+    matches!(proposal, Proposal::Reconfigure { .. })
 }
 
-impl Members {
-    /// The members of a model configuration.
-    pub fn of(config: &super::ModelConfig) -> Self {
-        Members {
-            voters: config.voters(),
-            servers: config.servers,
+fn spec_ballot(ballot: Ballot) -> SpecBallot {
+    (ballot.epoch, ballot.round, ballot.node)
+}
+
+/// Every epoch a replica has entered, by number: the first replica seen in an epoch
+/// sets its members, and every other one must agree (it began the epoch at the same
+/// slot, with the same voters and learners).
+pub type Epochs = BTreeMap<u32, Membership>;
+
+/// Records the epochs the servers are in, checking that they agree.
+fn record_epochs(
+    epochs: &mut Shared<Epochs>,
+    system: &ActorModelState<ModelActor, ModelHistory>,
+) -> Result<(), SpecViolation> {
+    for (node, state) in system.actor_states.iter().enumerate() {
+        let ModelActorState::Server(server) = &**state else {
+            continue;
+        };
+        let members = server.replica.membership();
+        match epochs.get(&members.epoch) {
+            Some(known) if known == members => {}
+            Some(_) => {
+                return Err(SpecViolation::EpochsDiffer {
+                    epoch: members.epoch,
+                    node,
+                })
+            }
+            None => {
+                epochs.make_mut().insert(members.epoch, members.clone());
+            }
         }
     }
-}
-
-fn spec_ballot(ballot: Ballot) -> (u32, usize) {
-    (ballot.round, ballot.node)
+    Ok(())
 }
 
 /// Advances the ledger's abstract state to match `system`, reached in one step from
-/// `previous` (`None` for an initial state, whose ledger is fresh); records the first
-/// spec violation found. The servers are `0..members.servers`, of which
-/// `0..members.voters` vote: a learner's copy of the log is no vote, but what it
+/// `previous` (`None` for an initial state, whose ledger holds the bootstrap epoch);
+/// records the first spec violation found. A vote counts if its node votes in the
+/// vote's epoch (`ledger.epochs`): a learner's copy of the log is no vote, but what it
 /// commits and applies must agree with the spec like any replica's.
 ///
 /// The vote history and the abstract state change only when a step records a new
@@ -66,14 +84,13 @@ fn spec_ballot(ballot: Ballot) -> (u32, usize) {
 /// choose nothing new, and every vote was already checked against every choice.
 pub fn refine(
     ledger: &mut Ledger,
-    members: Members,
     system: &ActorModelState<ModelActor, ModelHistory>,
     previous: Option<&ActorModelState<ModelActor, ModelHistory>>,
 ) {
     if ledger.spec_violation.is_some() {
         return; // Already failed; the first violation is the interesting one.
     }
-    if let Err(violation) = refine_step(ledger, members, system, previous) {
+    if let Err(violation) = refine_step(ledger, system, previous) {
         ledger.spec_violation = Some(violation);
     }
     // The step re-checks only what changed since `previous`; debug builds (the test
@@ -81,17 +98,21 @@ pub fn refine(
     debug_assert!(
         ledger.spec_violation.is_some()
             || previous.is_none()
-            || refine_step(&mut ledger.clone(), members, system, None).is_ok(),
+            || refine_step(&mut ledger.clone(), system, None).is_ok(),
         "the refinement's incremental checks passed a state its full checks reject"
     );
 }
 
 fn refine_step(
     ledger: &mut Ledger,
-    Members { voters, servers }: Members,
     system: &ActorModelState<ModelActor, ModelHistory>,
     previous: Option<&ActorModelState<ModelActor, ModelHistory>>,
 ) -> Result<(), SpecViolation> {
+    // 0. The epochs the servers entered, which say who votes in each. (Before the
+    //    votes: a vote of an epoch is cast only after some server entered it.)
+    record_epochs(&mut ledger.epochs, system)?;
+    let epochs = &ledger.epochs;
+    let votes_in = |node: usize, epoch: u32| epochs.get(&epoch).is_some_and(|m| m.is_voter(node));
     // A server the step did not touch keeps its very state (stateright shares it):
     // its votes are recorded already, and what it committed and applied was checked
     // against the spec already. Those checks stay passed as the spec grows, since a
@@ -114,7 +135,7 @@ fn refine_step(
     };
     // 1. Record the votes visible now.
     let mut new_votes = Vec::new();
-    for (node, state) in system.actor_states.iter().enumerate().take(voters) {
+    for (node, state) in system.actor_states.iter().enumerate() {
         if !matches!(&**state, ModelActorState::Server(_)) || disk_unchanged(node) {
             continue;
         }
@@ -124,6 +145,9 @@ fn refine_step(
             continue;
         };
         for (slot, entry) in &stored.durable.accepted {
+            if !votes_in(node, entry.ballot.epoch) {
+                continue;
+            }
             let key = (*slot, entry.ballot, entry.proposal.clone());
             let known = ledger
                 .votes
@@ -145,11 +169,17 @@ fn refine_step(
             votes.entry(key).or_default().insert(node);
         }
         let spec = ledger.spec.make_mut();
-        // 2. Abstract step: values voted by a majority at one ballot are chosen.
-        let majority = quorum(voters);
+        // 2. Abstract step: values voted by a majority of their epoch's voters at one
+        //    ballot are chosen.
+        let majority = |epoch: u32| epochs.get(&epoch).map_or(usize::MAX, |m| m.quorum());
         for ((slot, ballot, proposal), voted) in votes.iter() {
-            if recheck(slot) && voted.len() >= majority {
-                spec.choose(*slot, spec_ballot(*ballot), abstract_value(proposal))?;
+            if recheck(slot) && voted.len() >= majority(ballot.epoch) {
+                spec.choose(
+                    *slot,
+                    spec_ballot(*ballot),
+                    abstract_value(proposal),
+                    abstract_stops(proposal),
+                )?;
             }
         }
         // 3. No vote may contradict a choice.
@@ -159,7 +189,13 @@ fn refine_step(
             }
             let value = abstract_value(proposal);
             for node in voted {
-                spec.check_vote(*node, *slot, spec_ballot(*ballot), &value)?;
+                spec.check_vote(
+                    *node,
+                    *slot,
+                    spec_ballot(*ballot),
+                    &value,
+                    abstract_stops(proposal),
+                )?;
             }
         }
     }
@@ -170,7 +206,7 @@ fn refine_step(
         _ => None,
     };
     // 4. What replicas committed is chosen.
-    for (node, state) in system.actor_states.iter().enumerate().take(servers) {
+    for (node, state) in system.actor_states.iter().enumerate() {
         let ModelActorState::Server(server) = &**state else {
             continue;
         };
@@ -182,13 +218,16 @@ fn refine_step(
             continue;
         }
         for (slot, proposal) in replica.committed_log() {
-            ledger
-                .spec
-                .check_committed(node, slot, &abstract_value(proposal))?;
+            ledger.spec.check_committed(
+                node,
+                slot,
+                &abstract_value(proposal),
+                abstract_stops(proposal),
+            )?;
         }
     }
     // 5. What replicas applied is the replay of the chosen prefix.
-    for (node, state) in system.actor_states.iter().enumerate().take(servers) {
+    for (node, state) in system.actor_states.iter().enumerate() {
         let ModelActorState::Server(server) = &**state else {
             continue;
         };

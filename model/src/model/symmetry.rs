@@ -250,6 +250,8 @@ impl Renaming {
     fn proposal(&self, proposal: &Proposal<Value>) -> Proposal<Value> {
         match proposal {
             Proposal::Noop => Proposal::Noop,
+            // Names servers, not clients: client renaming leaves it as it is.
+            Proposal::Reconfigure { .. } => proposal.clone(),
             Proposal::Batch(requests) => {
                 Proposal::Batch(requests.iter().map(|r| self.request(r)).collect())
             }
@@ -583,9 +585,9 @@ impl Renaming {
                     replied: self.output(*replied),
                 }
             }
-            SpecViolation::ChoiceContradicted { .. } | SpecViolation::CommittedUnchosen { .. } => {
-                violation.clone()
-            }
+            SpecViolation::ChoiceContradicted { .. }
+            | SpecViolation::CommittedUnchosen { .. }
+            | SpecViolation::EpochsDiffer { .. } => violation.clone(),
         }
     }
 

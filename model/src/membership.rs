@@ -1,0 +1,319 @@
+//! Who votes: the membership of one epoch, part of the replicated state, and the changes
+//! an operator may ask for.
+//!
+//! A reconfiguration is a log entry ([`crate::Proposal::Reconfigure`]). The first one
+//! executed in epoch `e`, at slot `i`, ends the epoch there: epoch `e + 1`, with the
+//! entry's voters and learners, governs the slots from `i + 1` on, and its ballots
+//! ([`crate::Ballot::epoch`]) are above every ballot of epoch `e`. A node takes part in
+//! an epoch (campaigns, counts votes, acts as an acceptor of its ballots) only once it
+//! has applied the entry that began it, so every quorum it counts is one of the epoch
+//! whose slots it recovers or commits (SPEC §7).
+
+use crate::ballot::{quorum, NodeId, Slot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The members of one epoch: who votes, who only learns, and which ids are spent.
+///
+/// Invariant: `voters`, `learners` and `retired` are disjoint, and `voters` is not
+/// empty.
+///
+/// ```
+/// use ballot_model::Membership;
+/// let m = Membership::bootstrap(4, [3], []);
+/// assert_eq!((m.epoch, m.start, m.quorum()), (0, 1, 2));
+/// assert!(m.is_voter(0) && !m.is_voter(3) && m.is_member(3));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The epoch: how many reconfigurations the log executed before it.
+    pub epoch: u32,
+    /// The first slot the epoch governs: 1 for epoch 0, `i + 1` for an epoch begun by
+    /// the reconfiguration at slot `i`.
+    pub start: Slot,
+    /// The acceptors, whose majorities are the epoch's quorums.
+    pub voters: BTreeSet<NodeId>,
+    /// Members that receive the log and apply it but never vote or campaign.
+    pub learners: BTreeSet<NodeId>,
+    /// Ids removed in an earlier epoch. A removed id never comes back: a machine that
+    /// returns is added under a new id, so no vote it cast under its old one can count
+    /// again.
+    pub retired: BTreeSet<NodeId>,
+}
+
+impl Membership {
+    /// Epoch 0: every id below `node_count` votes, except `learners` (members that do
+    /// not vote) and `spares` (ids that are no members yet, for a later
+    /// [`MemberChange::AddLearner`]). Ids at or above `node_count` are ignored.
+    pub fn bootstrap(
+        node_count: usize,
+        learners: impl IntoIterator<Item = NodeId>,
+        spares: impl IntoIterator<Item = NodeId>,
+    ) -> Self {
+        let learners: BTreeSet<NodeId> =
+            learners.into_iter().filter(|id| *id < node_count).collect();
+        let spares: BTreeSet<NodeId> = spares.into_iter().filter(|id| *id < node_count).collect();
+        Membership {
+            epoch: 0,
+            start: 1,
+            voters: (0..node_count)
+                .filter(|id| !learners.contains(id) && !spares.contains(id))
+                .collect(),
+            learners: learners.difference(&spares).copied().collect(),
+            retired: BTreeSet::new(),
+        }
+    }
+
+    /// True if `id` votes in this epoch.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    /// True if `id` is a voter or a learner of this epoch: the leader sends it the log.
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// Size of a majority of the voters.
+    pub fn quorum(&self) -> usize {
+        quorum(self.voters.len())
+    }
+
+    /// Every member but `me`, learners included: who receives the log.
+    pub fn peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters
+            .union(&self.learners)
+            .copied()
+            .filter(move |id| *id != me)
+    }
+
+    /// Every voter but `me`: who a candidate asks for promises, and who may take over
+    /// a leadership.
+    pub fn voter_peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().copied().filter(move |id| *id != me)
+    }
+
+    /// The voters and learners after `change`, or why it cannot be made. Ids must be
+    /// below `node_count`; a voter must have been a learner first (it has the log);
+    /// at least one voter stays.
+    ///
+    /// ```
+    /// use ballot_model::{MemberChange, Membership, ReconfigureRefusal};
+    /// let m = Membership::bootstrap(4, [], [3]);
+    /// let (voters, learners) = m.after(MemberChange::AddLearner(3), 4).unwrap();
+    /// assert_eq!((voters.len(), learners.len()), (3, 1));
+    /// assert_eq!(m.after(MemberChange::Promote(3), 4), Err(ReconfigureRefusal::NotALearner { id: 3 }));
+    /// ```
+    pub fn after(
+        &self,
+        change: MemberChange,
+        node_count: usize,
+    ) -> Result<(BTreeSet<NodeId>, BTreeSet<NodeId>), ReconfigureRefusal> {
+        let mut voters = self.voters.clone();
+        let mut learners = self.learners.clone();
+        let learner = |id: NodeId| {
+            if self.learners.contains(&id) {
+                Ok(())
+            } else {
+                Err(ReconfigureRefusal::NotALearner { id })
+            }
+        };
+        match change {
+            MemberChange::AddLearner(id) => {
+                if id >= node_count {
+                    return Err(ReconfigureRefusal::UnknownNode { id, node_count });
+                }
+                if self.retired.contains(&id) {
+                    return Err(ReconfigureRefusal::Retired { id });
+                }
+                if self.is_member(id) {
+                    return Err(ReconfigureRefusal::AlreadyMember { id });
+                }
+                learners.insert(id);
+            }
+            MemberChange::Promote(id) => {
+                learner(id)?;
+                learners.remove(&id);
+                voters.insert(id);
+            }
+            MemberChange::Remove(id) => {
+                if !self.is_member(id) {
+                    return Err(ReconfigureRefusal::NotAMember { id });
+                }
+                voters.remove(&id);
+                learners.remove(&id);
+            }
+            MemberChange::Replace { remove, promote } => {
+                if !self.is_voter(remove) {
+                    return Err(ReconfigureRefusal::NotAVoter { id: remove });
+                }
+                learner(promote)?;
+                voters.remove(&remove);
+                learners.remove(&promote);
+                voters.insert(promote);
+            }
+        }
+        if voters.is_empty() {
+            return Err(ReconfigureRefusal::LastVoter);
+        }
+        Ok((voters, learners))
+    }
+
+    /// The membership that a reconfiguration to `voters` and `learners`, executed at
+    /// `slot`, begins: the next epoch, from `slot + 1`. Whoever leaves retires.
+    pub(crate) fn successor(
+        &self,
+        slot: Slot,
+        voters: &BTreeSet<NodeId>,
+        learners: &BTreeSet<NodeId>,
+    ) -> Membership {
+        let mut retired = self.retired.clone();
+        retired.extend(
+            self.voters
+                .union(&self.learners)
+                .filter(|id| !voters.contains(id) && !learners.contains(id)),
+        );
+        Membership {
+            epoch: self.epoch + 1,
+            start: slot + 1,
+            voters: voters.clone(),
+            learners: learners.clone(),
+            retired,
+        }
+    }
+}
+
+impl fmt::Display for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "epoch {} from slot {}: voters {:?}, learners {:?}",
+            self.epoch, self.start, self.voters, self.learners
+        )
+    }
+}
+
+/// A membership change an operator asks the leader for ([`crate::Input::Reconfigure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Make a node that is no member a learner: it receives the log and snapshots.
+    AddLearner(NodeId),
+    /// Make a learner a voter.
+    Promote(NodeId),
+    /// Remove a voter or learner (the leader included: it steps down once the change
+    /// is executed). Its id is never a member again.
+    Remove(NodeId),
+    /// Promote learner `promote` and remove voter `remove` in one change: replacing a
+    /// machine without a moment at an even number of voters.
+    Replace {
+        /// The voter that leaves.
+        remove: NodeId,
+        /// The learner that takes its place.
+        promote: NodeId,
+    },
+}
+
+/// What became of a [`crate::Input::Reconfigure`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ReconfigureOutcome {
+    /// The leader proposed the change in `slot`; it takes effect, as `epoch`, when that
+    /// slot is executed (or never, if the leader is deposed first and its successor
+    /// does not find it: ask again).
+    Proposed {
+        /// The slot of the reconfiguration entry.
+        slot: Slot,
+        /// The epoch it will begin.
+        epoch: u32,
+    },
+    /// Nothing changed, for this reason.
+    Refused(ReconfigureRefusal),
+}
+
+/// Why a membership change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ReconfigureRefusal {
+    /// This node does not lead; `leader` is the one it knows of, if any.
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// A change is in the pipeline already (at `slot`): changes are made one at a time.
+    ChangeInProgress {
+        /// The slot of the change in progress.
+        slot: Slot,
+    },
+    /// The pipeline is full: ask again once it drains.
+    PipelineFull,
+    /// `id` is no node of this cluster (ids are below `node_count`).
+    UnknownNode {
+        /// The id named.
+        id: NodeId,
+        /// The cluster's id space.
+        node_count: usize,
+    },
+    /// `id` is a member already.
+    AlreadyMember {
+        /// The id named.
+        id: NodeId,
+    },
+    /// `id` was removed before; ids are never reused.
+    Retired {
+        /// The id named.
+        id: NodeId,
+    },
+    /// `id` is no learner: only a learner, which holds the log, becomes a voter.
+    NotALearner {
+        /// The id named.
+        id: NodeId,
+    },
+    /// `id` is no voter.
+    NotAVoter {
+        /// The id named.
+        id: NodeId,
+    },
+    /// `id` is no member.
+    NotAMember {
+        /// The id named.
+        id: NodeId,
+    },
+    /// The change would leave no voter.
+    LastVoter,
+}
+
+impl fmt::Display for ReconfigureRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReconfigureRefusal::NotLeader {
+                leader: Some(leader),
+            } => {
+                write!(f, "not the leader: node {leader} leads")
+            }
+            ReconfigureRefusal::NotLeader { leader: None } => {
+                write!(f, "not the leader, and no leader is known")
+            }
+            ReconfigureRefusal::ChangeInProgress { slot } => write!(
+                f,
+                "a membership change is in progress (slot {slot}): one change at a time"
+            ),
+            ReconfigureRefusal::PipelineFull => {
+                write!(f, "the leader's pipeline is full: try again")
+            }
+            ReconfigureRefusal::UnknownNode { id, node_count } => {
+                write!(f, "node {id} does not exist (ids are below {node_count})")
+            }
+            ReconfigureRefusal::AlreadyMember { id } => write!(f, "node {id} is a member already"),
+            ReconfigureRefusal::Retired { id } => write!(
+                f,
+                "node {id} was removed and ids are never reused: add the machine under a new id"
+            ),
+            ReconfigureRefusal::NotALearner { id } => write!(
+                f,
+                "node {id} is no learner: add it as a learner first, so that it holds the log"
+            ),
+            ReconfigureRefusal::NotAVoter { id } => write!(f, "node {id} is no voter"),
+            ReconfigureRefusal::NotAMember { id } => write!(f, "node {id} is no member"),
+            ReconfigureRefusal::LastVoter => write!(f, "the change would leave no voter"),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Membership change: the leader's side of an operator's request.
+//!
+//! The leader checks the change against its epoch's membership and proposes it as a
+//! [`Proposal::Reconfigure`] entry in its next slot, like a client batch; from then on
+//! it proposes nothing above that slot (`Leadership::stop_slot`). Executing the entry
+//! begins the next epoch on every replica at the same slot (`Replica::apply_committed`,
+//! `Replica::enter_epoch`); nothing else here is needed for safety (SPEC §7).
+
+use crate::effect::Effect;
+use crate::membership::{MemberChange, ReconfigureOutcome, ReconfigureRefusal};
+use crate::message::Proposal;
+use crate::replica::{InFlight, Replica, Role};
+use crate::state_machine::StateMachine;
+use std::collections::BTreeSet;
+
+impl<S: StateMachine> Replica<S> {
+    /// The operator asks this node to change the membership.
+    pub(crate) fn on_reconfigure_request(
+        &mut self,
+        change: MemberChange,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        match self.propose_reconfiguration(change, effects) {
+            Ok((slot, epoch)) => {
+                effects.push(Effect::Reconfiguration(ReconfigureOutcome::Proposed {
+                    slot,
+                    epoch,
+                }))
+            }
+            Err(refusal) => effects.push(Effect::Reconfiguration(ReconfigureOutcome::Refused(
+                refusal,
+            ))),
+        }
+    }
+
+    fn propose_reconfiguration(
+        &mut self,
+        change: MemberChange,
+        effects: &mut Vec<Effect<S>>,
+    ) -> Result<(u64, u32), ReconfigureRefusal> {
+        let leader = self.known_leader();
+        let Role::Leader(leadership) = &mut self.role else {
+            return Err(ReconfigureRefusal::NotLeader { leader });
+        };
+        if let Some(slot) = leadership.stop_slot() {
+            return Err(ReconfigureRefusal::ChangeInProgress { slot });
+        }
+        if leadership.in_flight.len() >= self.config.pipeline_depth {
+            return Err(ReconfigureRefusal::PipelineFull);
+        }
+        let (voters, learners) = self.members.after(change, self.config.node_count)?;
+        let proposal = Proposal::Reconfigure {
+            from_epoch: self.members.epoch,
+            voters,
+            learners,
+        };
+        let slot = leadership.next_slot;
+        leadership.next_slot += 1;
+        leadership.in_flight.insert(
+            slot,
+            InFlight {
+                proposal: proposal.clone(),
+                acks: BTreeSet::from([self.id]),
+            },
+        );
+        let ballot = leadership.ballot;
+        let epoch = self.members.epoch + 1;
+        self.propose_in_slot(ballot, slot, proposal, effects);
+        // A cluster of one chooses it at once.
+        self.try_advance_commit(effects);
+        Ok((slot, epoch))
+    }
+}
