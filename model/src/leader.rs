@@ -180,20 +180,34 @@ impl<S: StateMachine> Replica<S> {
             let take = batch_len::<S>(&leadership.queue, &self.config);
             debug_assert!(take >= 1, "a queued request always fits an empty batch");
             let batch: Vec<Request<S::Command>> = leadership.queue.drain(..take).collect();
-            let proposal = Proposal::Batch(batch);
-            let slot = leadership.next_slot;
-            leadership.next_slot += 1;
-            leadership.in_flight.insert(
-                slot,
-                InFlight {
-                    proposal: proposal.clone(),
-                    acks: BTreeSet::from([self.id]),
-                },
-            );
-            let ballot = leadership.ballot;
-            self.propose_in_slot(ballot, slot, proposal, effects);
-            self.try_advance_commit(effects);
+            self.propose_next(Proposal::Batch(batch), effects);
         }
+    }
+
+    /// Proposes `proposal` in the leader's next slot: tracked in flight with the
+    /// leader's own vote, persisted, sent, and committed at once if that vote is a
+    /// majority (a cluster of one). Returns the slot.
+    pub(crate) fn propose_next(
+        &mut self,
+        proposal: Proposal<S::Command>,
+        effects: &mut Vec<Effect<S>>,
+    ) -> Slot {
+        let Role::Leader(leadership) = &mut self.role else {
+            unreachable!("only a leader proposes");
+        };
+        let slot = leadership.next_slot;
+        leadership.next_slot += 1;
+        leadership.in_flight.insert(
+            slot,
+            InFlight {
+                proposal: proposal.clone(),
+                acks: BTreeSet::from([self.id]),
+            },
+        );
+        let ballot = leadership.ballot;
+        self.propose_in_slot(ballot, slot, proposal, effects);
+        self.try_advance_commit(effects);
+        slot
     }
 
     /// Phase 2b arrives: count the vote; commit the longest chosen prefix.

@@ -9,9 +9,8 @@
 use crate::effect::Effect;
 use crate::membership::{MemberChange, ReconfigureOutcome, ReconfigureRefusal};
 use crate::message::Proposal;
-use crate::replica::{InFlight, Replica, Role};
+use crate::replica::{Replica, Role};
 use crate::state_machine::StateMachine;
-use std::collections::BTreeSet;
 
 impl<S: StateMachine> Replica<S> {
     /// The operator asks this node to change the membership.
@@ -54,20 +53,8 @@ impl<S: StateMachine> Replica<S> {
             voters,
             learners,
         };
-        let slot = leadership.next_slot;
-        leadership.next_slot += 1;
-        leadership.in_flight.insert(
-            slot,
-            InFlight {
-                proposal: proposal.clone(),
-                acks: BTreeSet::from([self.id]),
-            },
-        );
-        let ballot = leadership.ballot;
         let epoch = self.members.epoch + 1;
-        self.propose_in_slot(ballot, slot, proposal, effects);
-        // A cluster of one chooses it at once.
-        self.try_advance_commit(effects);
+        let slot = self.propose_next(proposal, effects);
         Ok((slot, epoch))
     }
 }
