@@ -3,6 +3,7 @@
 
 use super::checked::{BallotModel, BallotState};
 use super::config::ModelConfig;
+use super::operator::ModelChange;
 use crate::invariants;
 use crate::message::{Proposal, Request};
 use crate::register::{Register, Value};
@@ -94,11 +95,25 @@ pub fn all(config: &ModelConfig) -> Vec<Property<BallotModel>> {
             transfer_takes_over,
         ));
     }
-    if config.learners > 0 || !config.reconfigurations.is_empty() {
+    // Each membership target where the operator's script can reach it.
+    let script_has = |wanted: fn(&ModelChange) -> bool| config.reconfigurations.iter().any(wanted);
+    if config.learners > 0 || script_has(|c| matches!(c, ModelChange::AddLearner(_))) {
         properties.push(Property::sometimes(LEARNER_APPLIES, learner_applies));
     }
-    if !config.reconfigurations.is_empty() {
+    if script_has(|c| {
+        matches!(
+            c,
+            ModelChange::Promote(_) | ModelChange::ReplaceLeader { .. }
+        )
+    }) {
         properties.push(Property::sometimes(LEARNER_PROMOTED, learner_promoted));
+    }
+    if script_has(|c| {
+        matches!(
+            c,
+            ModelChange::RemoveLeader | ModelChange::ReplaceLeader { .. }
+        )
+    }) {
         properties.push(Property::sometimes(
             WRITE_AFTER_REMOVAL,
             write_after_removal,
