@@ -77,7 +77,7 @@ pub enum HandshakeError {
     },
     /// The peer lists other learners than this node: the two would count different
     /// majorities.
-    #[error("peer's membership (digest {theirs:016x}) differs from this node's ({ours:016x}): every node must list the same `learners`")]
+    #[error("peer's membership (digest {theirs:016x}) differs from this node's ({ours:016x}): every node must list the same `learners` and `spares`")]
     OtherMembership {
         /// The peer's digest.
         theirs: u64,
@@ -184,24 +184,41 @@ fn same_cluster(theirs: &Greeting, me: Me) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// A digest of who votes, for the handshake: FNV-1a over the sorted, distinct learner
-/// ids. Equal lists give equal digests; the MAC, not the digest, is what an attacker
-/// would have to forge.
+/// A digest of who voted at bootstrap, for the handshake: FNV-1a over the sorted,
+/// distinct learner ids, then (if there are any) a separator and the sorted, distinct
+/// spare ids. Equal lists give equal digests; the MAC, not the digest, is what an
+/// attacker would have to forge. Nodes agree on every later membership through the
+/// log, which begins from this one, so this is the one they must be configured with
+/// alike.
 ///
 /// ```
 /// use ballot_node::handshake::membership_digest;
-/// assert_eq!(membership_digest(&[3, 4]), membership_digest(&[4, 3, 3]));
-/// assert_ne!(membership_digest(&[]), membership_digest(&[3]));
+/// assert_eq!(membership_digest(&[3, 4], &[]), membership_digest(&[4, 3, 3], &[]));
+/// assert_ne!(membership_digest(&[], &[]), membership_digest(&[3], &[]));
+/// assert_ne!(membership_digest(&[3], &[]), membership_digest(&[], &[3]));
 /// ```
-pub fn membership_digest(learners: &[usize]) -> u64 {
-    let mut ids = learners.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
+pub fn membership_digest(learners: &[usize], spares: &[usize]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for id in ids {
-        for byte in (id as u64).to_le_bytes() {
+    let mut mix = |word: u64| {
+        for byte in word.to_le_bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    let sorted = |ids: &[usize]| {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    for id in sorted(learners) {
+        mix(id as u64);
+    }
+    // Without spares the digest is the learners' alone, as before spares existed.
+    if !spares.is_empty() {
+        mix(u64::MAX);
+        for id in sorted(spares) {
+            mix(id as u64);
         }
     }
     hash
@@ -388,7 +405,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_with_other_learners_is_refused_by_both_sides() {
-        let theirs = membership_digest(&[2]);
+        let theirs = membership_digest(&[2], &[]);
         let (dialed, accepted) = run_as(CLUSTER_A, theirs, b"s3cret", b"s3cret", 0).await;
         assert!(
             matches!(dialed, Err(HandshakeError::OtherMembership { theirs: 0, ours })

@@ -334,6 +334,9 @@ pub enum KvRequest {
     /// `BALLOT.TRANSFERLEADER [id]`: this node, if it leads, hands its leadership to
     /// node `id` (or to a peer of its choice) and answers once another node leads.
     TransferLeader(Option<usize>),
+    /// `BALLOT.MEMBER ADD id | PROMOTE id | REMOVE id | REPLACE old new`: this node, if
+    /// it leads, proposes the membership change and answers once it has applied it.
+    Member(ballot_model::MemberChange),
 }
 
 /// The options Redis's `SET` takes; all involve expiry or conditional writes, which
@@ -431,6 +434,7 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         b"info" => ("info", -1),
         b"quit" => ("quit", -1),
         b"ballot.transferleader" => ("ballot.transferleader", -1),
+        b"ballot.member" => ("ballot.member", -3),
         _ => return Err(unknown_command(args)),
     };
     if !arity_ok(arity, args.len()) {
@@ -512,17 +516,46 @@ pub fn parse_command(args: &[Vec<u8>]) -> Result<KvRequest, String> {
         }),
         "ballot.transferleader" => match &args[1..] {
             [] => KvRequest::TransferLeader(None),
-            [id] => KvRequest::TransferLeader(Some(
-                std::str::from_utf8(id)
-                    .ok()
-                    .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| "ERR the node id must be a non-negative integer".to_string())?,
-            )),
+            [id] => KvRequest::TransferLeader(Some(node_id(id)?)),
             _ => return Err(wrong_arity(name)),
         },
+        "ballot.member" => KvRequest::Member(parse_member_change(&args[1..])?),
         _ => KvRequest::Quit,
     };
     Ok(request)
+}
+
+/// A node id argument.
+fn node_id(arg: &[u8]) -> Result<usize, String> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| "ERR the node id must be a non-negative integer".to_string())
+}
+
+/// `ADD id | PROMOTE id | REMOVE id | REPLACE old new`, the arguments of `BALLOT.MEMBER`.
+fn parse_member_change(args: &[Vec<u8>]) -> Result<ballot_model::MemberChange, String> {
+    use ballot_model::MemberChange;
+    let (sub, ids) = args
+        .split_first()
+        .ok_or_else(|| wrong_arity("ballot.member"))?;
+    let sub = sub.to_ascii_lowercase();
+    match (sub.as_slice(), ids) {
+        (b"add", [id]) => Ok(MemberChange::AddLearner(node_id(id)?)),
+        (b"promote", [id]) => Ok(MemberChange::Promote(node_id(id)?)),
+        (b"remove", [id]) => Ok(MemberChange::Remove(node_id(id)?)),
+        (b"replace", [old, new]) => Ok(MemberChange::Replace {
+            remove: node_id(old)?,
+            promote: node_id(new)?,
+        }),
+        (b"add" | b"promote" | b"remove" | b"replace", _) => Err(wrong_arity("ballot.member")),
+        _ => {
+            Err(format!(
+            "ERR unknown subcommand '{}' of 'ballot.member': try ADD, PROMOTE, REMOVE or REPLACE",
+            String::from_utf8_lossy(&sub).chars().take(64).collect::<String>()
+        ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -544,6 +577,44 @@ mod tests {
             KvRequest::Read(query) => Ok(store.query(&query)),
             other => panic!("not a key-value request: {other:?}"),
         }
+    }
+
+    #[test]
+    fn member_changes_name_their_ids() {
+        use ballot_model::MemberChange;
+        let parse = |list: &[&str]| parse_command(&args(list));
+        assert_eq!(
+            parse(&["BALLOT.MEMBER", "add", "3"]),
+            Ok(KvRequest::Member(MemberChange::AddLearner(3)))
+        );
+        assert_eq!(
+            parse(&["ballot.member", "PROMOTE", "3"]),
+            Ok(KvRequest::Member(MemberChange::Promote(3)))
+        );
+        assert_eq!(
+            parse(&["ballot.member", "remove", "0"]),
+            Ok(KvRequest::Member(MemberChange::Remove(0)))
+        );
+        assert_eq!(
+            parse(&["ballot.member", "replace", "1", "4"]),
+            Ok(KvRequest::Member(MemberChange::Replace {
+                remove: 1,
+                promote: 4
+            }))
+        );
+        for bad in [
+            &["ballot.member", "add"][..],
+            &["ballot.member", "add", "1", "2"],
+            &["ballot.member", "replace", "1"],
+        ] {
+            assert_eq!(parse(bad), Err(wrong_arity("ballot.member")), "{bad:?}");
+        }
+        assert!(parse(&["ballot.member", "add", "-1"])
+            .unwrap_err()
+            .contains("non-negative integer"));
+        assert!(parse(&["ballot.member", "grow", "1"])
+            .unwrap_err()
+            .contains("unknown subcommand 'grow'"));
     }
 
     #[test]

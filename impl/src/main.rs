@@ -74,6 +74,11 @@ enum ClusterCommand {
         /// `ballot-check conform DIR/traces`).
         #[arg(long)]
         trace: bool,
+        /// Machines standing by, started as well, that are no members until added
+        /// (`ballot member add`): what replaces a failed node or grows the cluster. They
+        /// take the ids after the members'.
+        #[arg(long, default_value_t = 0)]
+        spares: usize,
     },
     /// Show each node's role, leader, ballot and indexes.
     Status {
@@ -85,11 +90,53 @@ enum ClusterCommand {
 
 #[derive(Subcommand, Debug)]
 enum MemberCommand {
-    /// List the members: id, client and peer address, role, indexes, and how far each
-    /// lags behind the leader's commit index (every member votes: the membership is
-    /// fixed at bootstrap).
+    /// List every node of the address book: id, client and peer address, what it is in
+    /// the membership the log says (voter, learner, removed, or spare: no member yet),
+    /// its role, indexes, and how far it lags behind the leader's commit index.
     List {
         /// Any member's client address.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
+    },
+    /// Add node ID (a spare of the address book, running) as a learner: it receives the
+    /// log and snapshots and catches up, and never votes until promoted.
+    Add {
+        /// The node to add.
+        id: usize,
+        /// Any member's client address: the leader is found through it.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
+    },
+    /// Make learner ID a voter, once it has caught up (refused while it lags).
+    Promote {
+        /// The learner to promote.
+        id: usize,
+        #[command(flatten)]
+        catch_up: CatchUpArgs,
+        /// Any member's client address: the leader is found through it.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
+    },
+    /// Remove member ID for good (the leader included: it steps down, and a new leader
+    /// is elected among the rest). Its id is never a member again; stop its process.
+    Remove {
+        /// The member to remove.
+        id: usize,
+        /// Any member's client address: the leader is found through it.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
+    },
+    /// Put learner NEW in voter ID's place in one change (promote and remove at once,
+    /// never an even number of voters between): how a failed machine is replaced.
+    Replace {
+        /// The voter that leaves (a failed machine, say).
+        id: usize,
+        /// The caught-up learner that takes its place.
+        #[arg(long)]
+        by: usize,
+        #[command(flatten)]
+        catch_up: CatchUpArgs,
+        /// Any member's client address: the leader is found through it.
         #[arg(long, default_value = "127.0.0.1:7000")]
         addr: String,
     },
@@ -103,6 +150,18 @@ enum MemberCommand {
         #[arg(long, default_value = "127.0.0.1:7000")]
         addr: String,
     },
+}
+
+/// How long a learner may take to catch up before it is promoted.
+#[derive(clap::Args, Debug)]
+struct CatchUpArgs {
+    /// Most slots the learner's commit index may trail the leader's when promoted: a
+    /// voter far behind would slow every commit it is needed for.
+    #[arg(long, default_value_t = 1000)]
+    lag_max: u64,
+    /// How long to wait for the learner to come within `--lag-max` before refusing.
+    #[arg(long, default_value_t = 60)]
+    catch_up_seconds: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -150,6 +209,10 @@ struct NodeFile {
     /// list on every node. None by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     learners: Vec<usize>,
+    /// The ids of the nodes that are no members at bootstrap: machines standing by,
+    /// for `ballot member add`; the same list on every node. None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    spares: Vec<usize>,
     /// The cluster secret (or `secret_file`).
     #[serde(default)]
     secret: Option<String>,
@@ -235,11 +298,31 @@ fn main() -> ExitCode {
                 dir,
                 base_port,
                 trace,
-            }) => cluster_up(nodes, &dir, base_port, trace).await,
+                spares,
+            }) => cluster_up(nodes, spares, &dir, base_port, trace).await,
             Command::Cluster(ClusterCommand::Status { dir }) => cluster_status(&dir).await,
             Command::Member(MemberCommand::List { addr }) => member_list(&addr).await,
             Command::Member(MemberCommand::TransferLeader { id, addr }) => {
                 transfer_leader(&addr, id).await
+            }
+            Command::Member(MemberCommand::Add { id, addr }) => {
+                change_members(&addr, &["ADD".into(), id.to_string()]).await
+            }
+            Command::Member(MemberCommand::Promote { id, catch_up, addr }) => {
+                caught_up(&addr, id, &catch_up).await?;
+                change_members(&addr, &["PROMOTE".into(), id.to_string()]).await
+            }
+            Command::Member(MemberCommand::Remove { id, addr }) => {
+                change_members(&addr, &["REMOVE".into(), id.to_string()]).await
+            }
+            Command::Member(MemberCommand::Replace {
+                id,
+                by,
+                catch_up,
+                addr,
+            }) => {
+                caught_up(&addr, by, &catch_up).await?;
+                change_members(&addr, &["REPLACE".into(), id.to_string(), by.to_string()]).await
             }
             Command::Bench(args) => bench(args).await,
         }
@@ -292,6 +375,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     );
     config.bootstrap = args.bootstrap;
     config.learners = file.learners.clone();
+    config.spares = file.spares.clone();
     config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);
     config.election_timeout_max = Duration::from_millis(file.election_timeout_max_ms);
     config.heartbeat_interval = Duration::from_millis(file.heartbeat_ms);
@@ -411,9 +495,16 @@ fn random_secret() -> String {
         .collect()
 }
 
-async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Result<(), String> {
-    if nodes == 0 || nodes > 99 {
-        return Err("--nodes must be between 1 and 99".into());
+async fn cluster_up(
+    members: usize,
+    spares: usize,
+    dir: &Path,
+    base_port: u16,
+    trace: bool,
+) -> Result<(), String> {
+    let nodes = members + spares;
+    if members == 0 || nodes > 99 {
+        return Err("--nodes must be at least 1, and --nodes plus --spares at most 99".into());
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let secret_path = dir.join("secret");
@@ -440,6 +531,7 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             peers: peers.clone(),
             clients: clients.clone(),
             learners: Vec::new(),
+            spares: (members..nodes).collect(),
             secret: None,
             secret_file: Some(secret_path.clone()),
             election_timeout_min_ms: default_election_min(),
@@ -476,7 +568,8 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
             .spawn()
             .map_err(|e| format!("cannot start node {id}: {e}"))?;
         println!(
-            "node {id}: clients {} metrics http://{}/metrics (pid {}, log {})",
+            "{} {id}: clients {} metrics http://{}/metrics (pid {}, log {})",
+            if id < members { "node" } else { "spare" },
             clients[id],
             addr(base_port + 200 + id as u16),
             child.id().unwrap_or(0),
@@ -493,7 +586,9 @@ async fn cluster_up(nodes: usize, dir: &Path, base_port: u16, trace: bool) -> Re
     if bootstrap {
         println!("created cluster {cluster_id} in {}", dir.display());
     }
-    println!("cluster of {nodes} running; try `redis-cli -p {base_port} set k v`; Ctrl-C stops it");
+    println!(
+        "cluster of {members} running; try `redis-cli -p {base_port} set k v`; Ctrl-C stops it"
+    );
     report_exits_until_signal(&mut children).await;
     println!("stopping");
     let mut children: Vec<_> = children.into_iter().map(|(child, _)| child).collect();
@@ -611,22 +706,34 @@ async fn node_info(addr: &str) -> Result<std::collections::BTreeMap<String, Stri
         .map_err(|e| e.to_string())
 }
 
+/// A comma-separated `INFO` field as a list (empty if absent or empty).
+fn info_list(info: &std::collections::BTreeMap<String, String>, field: &str) -> Vec<String> {
+    info.get(field)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 async fn member_list(addr: &str) -> Result<(), String> {
     let info = node_info(addr)
         .await
         .map_err(|e| format!("cannot ask {addr}: {e}"))?;
-    let list = |field: &str| -> Vec<String> {
-        info.get(field)
-            .map(|v| v.split(',').map(str::to_string).collect())
-            .unwrap_or_default()
-    };
-    let (clients, peers) = (list("clients"), list("peers"));
-    let learners = list("learners");
+    let (clients, peers) = (info_list(&info, "clients"), info_list(&info, "peers"));
+    let (voters, learners, retired) = (
+        info_list(&info, "voters"),
+        info_list(&info, "learners"),
+        info_list(&info, "retired"),
+    );
     let member = |id: usize| {
-        if learners.contains(&id.to_string()) {
-            "learner"
-        } else {
+        let id = id.to_string();
+        if voters.contains(&id) {
             "voter"
+        } else if learners.contains(&id) {
+            "learner"
+        } else if retired.contains(&id) {
+            "removed"
+        } else {
+            "spare"
         }
     };
     let mut rows = Vec::new();
@@ -638,6 +745,11 @@ async fn member_list(addr: &str) -> Result<(), String> {
         (info.get("role")? == "leader").then(|| info.get("commit_index")?.parse().ok())?
     });
     println!(
+        "membership epoch {} (as node {} applied it)",
+        info.get("epoch").map_or("?", String::as_str),
+        info.get("node_id").map_or("?", String::as_str)
+    );
+    println!(
         "id  client                 peer                   member   role       commit   applied  lag"
     );
     for (id, client, info) in rows {
@@ -647,7 +759,9 @@ async fn member_list(addr: &str) -> Result<(), String> {
             Ok(info) => {
                 let field = |name: &str| info.get(name).map_or("?", String::as_str).to_string();
                 let commit: Option<u64> = info.get("commit_index").and_then(|c| c.parse().ok());
+                // Only members receive the log: a spare's or removed node's lag says nothing.
                 let lag = match (leader_commit, commit) {
+                    _ if member == "spare" || member == "removed" => "-".into(),
                     (Some(leader), Some(commit)) => leader.saturating_sub(commit).to_string(),
                     _ => "?".into(),
                 };
@@ -666,44 +780,97 @@ async fn member_list(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn transfer_leader(addr: &str, id: Option<usize>) -> Result<(), String> {
+/// The client address of the member that says it leads, found through the node at
+/// `addr`. A node that has not heard from a new leader yet knows none, so every
+/// member is asked, for about an election's time.
+async fn find_leader(addr: &str) -> Result<String, String> {
     let info = node_info(addr)
         .await
         .map_err(|e| format!("cannot ask {addr}: {e}"))?;
-    let members: Vec<String> = info
-        .get("clients")
-        .map(|v| v.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
-    // The member that says it leads; a node that has not heard from a new leader yet
-    // knows none, so ask them all, for about an election's time.
-    let mut leader = None;
+    let members = info_list(&info, "clients");
     for _ in 0..20 {
         for member in &members {
             if let Ok(info) = node_info(member).await {
                 if info.get("role").is_some_and(|role| role == "leader") {
-                    leader = Some(member.clone());
-                    break;
+                    return Ok(member.clone());
                 }
             }
         }
-        if leader.is_some() {
-            break;
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let leader = leader.ok_or_else(|| "no member leads; try again in a moment".to_string())?;
+    Err("no member leads; try again in a moment".into())
+}
+
+/// Sends `args` to the leader (found through `addr`) and prints its `+OK` answer.
+async fn call_leader(addr: &str, args: &[String]) -> Result<(), String> {
+    let leader = find_leader(addr).await?;
     let mut client = Client::connect(&leader)
         .await
         .map_err(|e| format!("cannot reach the leader at {leader}: {e}"))?;
-    let mut args = vec!["BALLOT.TRANSFERLEADER".to_string()];
-    args.extend(id.map(|id| id.to_string()));
-    match client.call(&args).await.map_err(|e| e.to_string())? {
+    match client.call(args).await.map_err(|e| e.to_string())? {
         Value::Simple(reply) => {
             println!("{reply}");
             Ok(())
         }
         Value::Error(error) => Err(error),
         other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+async fn transfer_leader(addr: &str, id: Option<usize>) -> Result<(), String> {
+    let mut args = vec!["BALLOT.TRANSFERLEADER".to_string()];
+    args.extend(id.map(|id| id.to_string()));
+    call_leader(addr, &args).await
+}
+
+/// `BALLOT.MEMBER` with `args`, at the leader.
+async fn change_members(addr: &str, args: &[String]) -> Result<(), String> {
+    let mut command = vec!["BALLOT.MEMBER".to_string()];
+    command.extend_from_slice(args);
+    call_leader(addr, &command).await
+}
+
+/// Waits until learner `id` trails the leader's commit index by at most `lag_max`
+/// slots, or refuses: a voter far behind would hold up every commit that needs it.
+async fn caught_up(addr: &str, id: usize, catch_up: &CatchUpArgs) -> Result<(), String> {
+    let info = node_info(addr)
+        .await
+        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let learner = info_list(&info, "clients")
+        .get(id)
+        .cloned()
+        .ok_or_else(|| format!("node {id} is not in the address book"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(catch_up.catch_up_seconds);
+    let commit = |info: &std::collections::BTreeMap<String, String>| -> Option<u64> {
+        info.get("commit_index")?.parse().ok()
+    };
+    let mut said = None;
+    loop {
+        let leader = find_leader(addr).await?;
+        let leads = node_info(&leader).await.ok().as_ref().and_then(commit);
+        let learns = node_info(&learner).await.ok().as_ref().and_then(commit);
+        let lag = match (leads, learns) {
+            (Some(leads), Some(learns)) => {
+                let lag = leads.saturating_sub(learns);
+                if lag <= catch_up.lag_max {
+                    return Ok(());
+                }
+                format!("{lag} slots behind the leader")
+            }
+            (_, None) => format!("unreachable at {learner}"),
+            (None, _) => "the leader did not answer".into(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "refused: node {id} is {lag} after {} s (--lag-max {}); promote it once it has caught up",
+                catch_up.catch_up_seconds, catch_up.lag_max
+            ));
+        }
+        if said.as_ref() != Some(&lag) {
+            eprintln!("waiting for node {id} to catch up: {lag}");
+            said = Some(lag);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -15,12 +15,30 @@ use tokio::net::TcpListener;
 /// ```
 pub fn render(status: &Status, dropped_frames: u64) -> String {
     let leader = status.leader.map_or("-1".to_string(), |l| l.to_string());
-    let metrics: [(&str, &str, &str, String); 21] = [
+    let metrics: [(&str, &str, &str, String); 24] = [
         (
             "ballot_voter",
             "gauge",
-            "1 if this node votes, 0 for a learner (receives the log, never votes).",
+            "1 if this node votes, 0 otherwise (a learner, a spare not added, a removed node).",
             u8::from(status.voter).to_string(),
+        ),
+        (
+            "ballot_membership_epoch",
+            "gauge",
+            "Membership changes this node has applied: the epoch it is in.",
+            status.membership.epoch.to_string(),
+        ),
+        (
+            "ballot_voters",
+            "gauge",
+            "Voters in this node's membership.",
+            status.membership.voters.len().to_string(),
+        ),
+        (
+            "ballot_learners",
+            "gauge",
+            "Learners in this node's membership.",
+            status.membership.learners.len().to_string(),
         ),
         (
             "ballot_commit_index",

@@ -41,9 +41,10 @@ use crate::world::{DataDir, PeerNetwork, Storage, StorageError};
 use ballot_model::conformance::TraceRecord;
 use ballot_model::{
     ClientId, ClientRequest, ClientResponse, ClientSession, ClusterConfig, DurableState,
-    DurableUpdate, Effect, Input, Message, NodeId, Operation, Outcome, Refusal, Replica,
-    RestoreError, Role, SessionEffect, SessionInput, SessionTimer, Slot, Snapshot, StateMachine,
-    Timer, TransferOutcome, TransferRefusal, Uncertainty,
+    DurableUpdate, Effect, Input, MemberChange, Membership, Message, NodeId, Operation, Outcome,
+    ReconfigureOutcome, ReconfigureRefusal, Refusal, Replica, RestoreError, Role, SessionEffect,
+    SessionInput, SessionTimer, Slot, Snapshot, StateMachine, Timer, TransferOutcome,
+    TransferRefusal, Uncertainty,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -85,6 +86,12 @@ pub struct NodeConfig {
     /// it, and never vote or campaign (see [`ballot_model::ClusterConfig::learners`]).
     /// Every node of the cluster must be given the same list. Empty by default.
     pub learners: Vec<NodeId>,
+    /// The nodes (ids into `peers`) that are no members at bootstrap: machines standing
+    /// by, each of which the operator may add as a learner later ([`Node::reconfigure`],
+    /// `ballot member add`), promote, or put in a removed voter's place. Every node
+    /// must be given the same list. Empty by default. From the first change on, the
+    /// log's membership rules who votes; this list only says who voted at the start.
+    pub spares: Vec<NodeId>,
     /// Where the write-ahead log lives.
     pub data_dir: PathBuf,
     /// Whether an empty data directory may become this member's: true only for the
@@ -183,6 +190,7 @@ impl NodeConfig {
             id,
             peers,
             learners: Vec::new(),
+            spares: Vec::new(),
             data_dir,
             bootstrap: false,
             secret,
@@ -249,6 +257,9 @@ pub enum NodeError {
     /// A leadership transfer was refused; nothing changed.
     #[error("leadership transfer refused: {0}")]
     TransferRefused(TransferRefusal),
+    /// A membership change was refused; nothing changed.
+    #[error("membership change refused: {0}")]
+    ReconfigureRefused(ReconfigureRefusal),
     /// A peer answered a request with the wrong kind of answer (a write with a read's
     /// result, say): a bug or a hostile peer; the request's outcome is unknown.
     #[error("a peer sent the wrong kind of answer: {0}")]
@@ -369,10 +380,11 @@ pub struct Status {
     /// "leader", "candidate" or "follower".
     pub role: &'static str,
     /// True if this node votes; false for a learner (it receives the log, never
-    /// votes or campaigns).
+    /// votes or campaigns), a spare not added yet, or a removed node.
     pub voter: bool,
-    /// The cluster's learners.
-    pub learners: Vec<NodeId>,
+    /// The membership this node applied last: the epoch, its voters, learners and
+    /// retired ids. The log rules it: every node passes through the same ones.
+    pub membership: Membership,
     /// The leader this node knows of.
     pub leader: Option<NodeId>,
     /// The highest ballot promised, as `round.node`.
@@ -426,6 +438,33 @@ pub struct Status {
     pub session_floor: u64,
 }
 
+impl Status {
+    /// What this node is in the membership it applied last: "voter", "learner",
+    /// "removed" (its id is retired: it never votes or campaigns again, and should be
+    /// stopped), or "none" (a spare not added yet).
+    ///
+    /// ```
+    /// let mut status = ballot_node::node::Status::default();
+    /// status.membership = ballot_model::Membership::bootstrap(3, [1], [2]);
+    /// status.id = 1;
+    /// assert_eq!(status.member_role(), "learner");
+    /// status.id = 2;
+    /// assert_eq!(status.member_role(), "none");
+    /// ```
+    pub fn member_role(&self) -> &'static str {
+        let members = &self.membership;
+        if members.is_voter(self.id) {
+            "voter"
+        } else if members.learners.contains(&self.id) {
+            "learner"
+        } else if members.retired.contains(&self.id) {
+            "removed"
+        } else {
+            "none"
+        }
+    }
+}
+
 /// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
 pub const FSYNC_BUCKETS_US: [u64; 10] = [
     250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
@@ -449,6 +488,11 @@ enum Event<S: StateMachine> {
     TransferLeadership {
         to: Option<NodeId>,
         reply: tokio::sync::oneshot::Sender<TransferOutcome>,
+    },
+    /// The operator asks for a membership change; the core's answer goes to `reply`.
+    Reconfigure {
+        change: MemberChange,
+        reply: tokio::sync::oneshot::Sender<ReconfigureOutcome>,
     },
     Shutdown,
 }
@@ -764,7 +808,7 @@ impl<S: Replicated> Node<S> {
         let transport = transport::start::<Frame<S>, _>(
             TransportConfig {
                 cluster: config.cluster,
-                membership: crate::handshake::membership_digest(&config.learners),
+                membership: crate::handshake::membership_digest(&config.learners, &config.spares),
                 id: config.id,
                 incarnation,
                 known_peers: std::sync::Arc::new(std::sync::Mutex::new(KnownPeers::load(
@@ -831,9 +875,19 @@ impl<S: Replicated> Node<S> {
                 "learner {learner} is not an index into the {node_count} peer addresses"
             )));
         }
-        if (0..node_count).all(|id| config.learners.contains(&id)) {
+        if let Some(spare) = config.spares.iter().find(|id| **id >= node_count) {
+            return Err(NodeError::Config(format!(
+                "spare {spare} is not an index into the {node_count} peer addresses"
+            )));
+        }
+        if let Some(both) = config.spares.iter().find(|id| config.learners.contains(id)) {
+            return Err(NodeError::Config(format!(
+                "node {both} is listed as a learner and as a spare: a spare is no member yet"
+            )));
+        }
+        if (0..node_count).all(|id| config.learners.contains(&id) || config.spares.contains(&id)) {
             return Err(NodeError::Config(
-                "every node is a learner: at least one must vote".into(),
+                "every node is a learner or a spare: at least one must vote".into(),
             ));
         }
         if config.election_timeout_min >= config.election_timeout_max
@@ -901,6 +955,7 @@ impl<S: Replicated> Node<S> {
         let (cluster, _bug) = with_mutant(
             ClusterConfig::new(config.peers.len())
                 .with_learners(config.learners.iter().copied())
+                .with_spares(config.spares.iter().copied())
                 .with_pipeline_depth(config.pipeline_depth.max(1))
                 .with_max_batch(config.max_batch.max(1))
                 .with_batch_bytes_max(config.batch_bytes_max)
@@ -935,6 +990,7 @@ impl<S: Replicated> Node<S> {
                 node: config.id,
                 node_count: cluster.node_count,
                 learners: cluster.learners.iter().copied().collect(),
+                spares: cluster.spares.iter().copied().collect(),
                 pipeline_depth: cluster.pipeline_depth,
                 max_batch: cluster.max_batch,
                 batch_bytes_max: cluster.batch_bytes_max,
@@ -980,6 +1036,7 @@ impl<S: Replicated> Node<S> {
             inputs_while_syncing: 0,
             rng,
             transfer_replies: std::collections::VecDeque::new(),
+            reconfigure_replies: std::collections::VecDeque::new(),
             #[cfg(feature = "mutants")]
             bug: _bug,
         };
@@ -1063,6 +1120,47 @@ impl<S: Replicated> Node<S> {
         let leads = |s: &Status| s.leader.is_some_and(|leader| leader != me);
         match tokio::time::timeout(limit, self.wait_for(leads)).await {
             Ok(status) => Ok(status.leader.unwrap_or(successor)),
+            Err(_) => Err(NodeError::Timeout(limit)),
+        }
+    }
+
+    /// Asks this node, which must lead, to change the membership, and waits until it
+    /// has applied the change: returns the new epoch's membership. The change is a log
+    /// entry; the epoch it begins governs the slots after it (SPEC §7).
+    ///
+    /// Refused ([`NodeError::ReconfigureRefused`], nothing changed) if this node does
+    /// not lead (the refusal names the leader it knows of), a change is in progress,
+    /// or the change does not fit the membership (a promotion of a non-learner, the
+    /// removal of the last voter, a retired id...). [`NodeError::Timeout`] if the
+    /// change was proposed but not applied within the request timeout: it may still
+    /// take effect, or be lost with this node's leadership; the membership says which.
+    ///
+    /// ```no_run
+    /// # async fn example(node: &ballot_node::node::Node<ballot_node::kv::KvStore>) {
+    /// use ballot_model::MemberChange;
+    /// match node.reconfigure(MemberChange::AddLearner(3)).await {
+    ///     Ok(members) => println!("epoch {}: learners {:?}", members.epoch, members.learners),
+    ///     Err(error) => eprintln!("no change: {error}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn reconfigure(&self, change: MemberChange) -> Result<Membership, NodeError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared
+            .events
+            .send(Event::Reconfigure { change, reply })
+            .await
+            .map_err(|_| self.stopped_error())?;
+        let epoch = match answer.await.map_err(|_| self.stopped_error())? {
+            ReconfigureOutcome::Proposed { epoch, .. } => epoch,
+            ReconfigureOutcome::Refused(refusal) => {
+                return Err(NodeError::ReconfigureRefused(refusal))
+            }
+        };
+        let limit = self.shared.config.request_timeout;
+        let applied = |s: &Status| s.membership.epoch >= epoch;
+        match tokio::time::timeout(limit, self.wait_for(applied)).await {
+            Ok(status) => Ok(status.membership),
             Err(_) => Err(NodeError::Timeout(limit)),
         }
     }
@@ -1378,6 +1476,9 @@ struct Driver<S: Replicated> {
     /// Operators waiting for the core's answer to their transfer request, in the
     /// order their inputs were stepped (each step answers exactly one).
     transfer_replies: std::collections::VecDeque<tokio::sync::oneshot::Sender<TransferOutcome>>,
+    /// Operators waiting for the core's answer to their membership change, oldest first.
+    reconfigure_replies:
+        std::collections::VecDeque<tokio::sync::oneshot::Sender<ReconfigureOutcome>>,
     /// The planted runtime bug this loop runs, if any.
     #[cfg(feature = "mutants")]
     bug: Option<RuntimeBug>,
@@ -1552,6 +1653,10 @@ impl<S: Replicated> Driver<S> {
             Event::TransferLeadership { to, reply } => {
                 self.transfer_replies.push_back(reply);
                 Input::TransferLeadership { to }
+            }
+            Event::Reconfigure { change, reply } => {
+                self.reconfigure_replies.push_back(reply);
+                Input::Reconfigure(change)
             }
             Event::SnapshotSaved(saved) => {
                 self.snapshotting = false;
@@ -1729,10 +1834,20 @@ impl<S: Replicated> Driver<S> {
                         let _ = reply.send(outcome);
                     }
                 }
-                // The node asks for no membership change yet (`member add` and its
-                // kin are to come): this answers none, and is only logged.
+                // The core answers every `Input::Reconfigure` with exactly one of
+                // these, in order: the oldest waiting request gets it.
                 Effect::Reconfiguration(outcome) => {
-                    tracing::info!(?outcome, "membership change");
+                    match &outcome {
+                        ReconfigureOutcome::Proposed { slot, epoch } => {
+                            tracing::info!(slot, epoch, "membership change proposed")
+                        }
+                        ReconfigureOutcome::Refused(refusal) => {
+                            tracing::info!(%refusal, "membership change refused")
+                        }
+                    }
+                    if let Some(reply) = self.reconfigure_replies.pop_front() {
+                        let _ = reply.send(outcome);
+                    }
                 }
                 // Armed when emitted (`arm_timers`).
                 Effect::SetTimer(_) | Effect::CancelTimer(_) | Effect::Applied { .. } => {}
@@ -1942,7 +2057,7 @@ impl<S: Replicated> Driver<S> {
                 Role::Follower { .. } => "follower",
             },
             voter: replica.is_voter(),
-            learners: replica.config().learners.iter().copied().collect(),
+            membership: replica.membership().clone(),
             leader: replica.known_leader(),
             ballot: replica.durable().promised.to_string(),
             commit_index: replica.commit_index(),
@@ -1962,6 +2077,23 @@ impl<S: Replicated> Driver<S> {
             ..status
         };
         let leader_moved = self.status.borrow().leader != status.leader;
+        if self.status.borrow().membership.epoch != status.membership.epoch {
+            let members = &status.membership;
+            tracing::info!(
+                epoch = members.epoch,
+                from_slot = members.start,
+                voters = ?members.voters,
+                learners = ?members.learners,
+                this_node = status.member_role(),
+                "membership changed"
+            );
+            if status.member_role() == "removed" {
+                tracing::warn!(
+                    epoch = members.epoch,
+                    "this node was removed from the cluster: it will never vote or campaign again; stop it (its id is not reused)"
+                );
+            }
+        }
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;

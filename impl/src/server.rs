@@ -173,6 +173,15 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
             Ok(leader) => Value::Simple(format!("OK node {leader} leads")),
             Err(error) => Value::Error(format!("ERR {error}")),
         },
+        KvRequest::Member(change) => match node.reconfigure(change).await {
+            Ok(members) => Value::Simple(format!(
+                "OK epoch {} voters {} learners {}",
+                members.epoch,
+                id_list(&members.voters),
+                id_list(&members.learners)
+            )),
+            Err(error) => Value::Error(format!("ERR {error}")),
+        },
         KvRequest::Info(_) => Value::Verbatim {
             format: *b"txt",
             text: info_text(node, info).into_bytes(),
@@ -194,21 +203,31 @@ fn outcome(result: Result<crate::kv::KvOutput, NodeError>) -> Value {
     }
 }
 
+/// Ids as `INFO` lists them: comma-separated, in order.
+fn id_list<'a>(ids: impl IntoIterator<Item = &'a usize>) -> String {
+    ids.into_iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The `INFO` text: Redis-style `key:value` lines in a `# Replication` section.
 pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
     let status = node.status();
     let leader = status.leader.map_or("none".to_string(), |l| l.to_string());
-    let learners: Vec<String> = status.learners.iter().map(|id| id.to_string()).collect();
-    let learners = learners.join(",");
+    let members = &status.membership;
     let leader_addr = status
         .leader
         .and_then(|l| info.client_addrs.get(l).cloned())
         .unwrap_or_default();
     format!(
-        "# Replication\r\nrole:{}\r\nmember:{}\r\nlearners:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\nclients:{}\r\n",
+        "# Replication\r\nrole:{}\r\nmember:{}\r\nepoch:{}\r\nvoters:{}\r\nlearners:{}\r\nretired:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\nclients:{}\r\n",
         status.role,
-        if status.voter { "voter" } else { "learner" },
-        learners,
+        status.member_role(),
+        members.epoch,
+        id_list(&members.voters),
+        id_list(&members.learners),
+        id_list(&members.retired),
         status.id,
         leader,
         leader_addr,

@@ -35,7 +35,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct TransportConfig {
     /// The cluster this node belongs to; peers of another are refused at the handshake.
     pub cluster: ClusterId,
-    /// Who votes ([`handshake::membership_digest`] of the learners); peers that say
+    /// Who voted at bootstrap ([`handshake::membership_digest`]); peers that say
     /// otherwise are refused at the handshake.
     pub membership: u64,
     /// This node.

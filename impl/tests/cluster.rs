@@ -1346,9 +1346,11 @@ fn member_commands_list_members_and_transfer_leadership() {
     assert!(ok, "{listed}");
     assert_eq!(
         listed.lines().count(),
-        4,
-        "a header and three members:\n{listed}"
+        5,
+        "the epoch, a header and three members:\n{listed}"
     );
+    assert!(listed.starts_with("membership epoch 0"), "{listed}");
+    assert_eq!(listed.matches(" voter ").count(), 3, "{listed}");
     assert_eq!(listed.matches(" leader ").count(), 1, "{listed}");
     for id in 0..3 {
         assert!(

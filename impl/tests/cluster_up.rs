@@ -30,11 +30,14 @@ struct Up {
 }
 
 impl Up {
-    fn start(dir: &Path, base: u16, run: usize) -> Up {
+    /// `cluster up` with 3 members and `spares` machines standing by.
+    fn start(dir: &Path, base: u16, run: usize, spares: usize) -> Up {
         let stdout = dir.with_extension(format!("up-{run}.out"));
         let stderr = dir.with_extension(format!("up-{run}.err"));
         let child = Command::new(env!("CARGO_BIN_EXE_ballot"))
-            .args(["cluster", "up", "--nodes", "3", "--base-port"])
+            .args(["cluster", "up", "--nodes", "3", "--spares"])
+            .arg(spares.to_string())
+            .arg("--base-port")
             .arg(base.to_string())
             .arg("--dir")
             .arg(dir)
@@ -123,7 +126,7 @@ fn cluster_up_bootstraps_once_and_then_refuses_a_node_that_lost_its_data() {
     let mut ports = ports::Reservation::new();
     let base = free_base(&mut ports, 3);
 
-    let first = Up::start(&dir, base, 1);
+    let first = Up::start(&dir, base, 1, 0);
     first.wait_for("cluster of 3 running");
     call(base, &["SET", "greeting", "hello"]);
     let output = first.stop();
@@ -133,7 +136,7 @@ fn cluster_up_bootstraps_once_and_then_refuses_a_node_that_lost_its_data() {
 
     // The disk of node 2 dies.
     std::fs::remove_dir_all(dir.join("node-2")).expect("wipe node 2");
-    let second = Up::start(&dir, base, 2);
+    let second = Up::start(&dir, base, 2, 0);
     second.wait_for("node 2 exited");
     let reply = call(base + 1, &["GET", "greeting"]);
     assert_eq!(reply, redis::Value::BulkString(b"hello".to_vec()));
@@ -155,4 +158,286 @@ fn cluster_up_bootstraps_once_and_then_refuses_a_node_that_lost_its_data() {
         let _ = std::fs::remove_file(dir.with_extension(format!("up-{run}.out")));
         let _ = std::fs::remove_file(dir.with_extension(format!("up-{run}.err")));
     }
+}
+
+/// A client that keeps writing distinct keys (`key-i` = `value-i`) while the cluster
+/// changes under it, moving to the next node whenever one fails it, and remembers the
+/// writes acknowledged: each must be readable at the end, whatever happened between.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Most writes one writer makes, and for how long: it stops by itself.
+    const WRITES_MAX: usize = 100_000;
+    const SECONDS_MAX: u64 = 120;
+
+    fn start(ports: Vec<u16>) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut target = 0;
+                let mut connection = None;
+                for i in 0..Self::WRITES_MAX {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed)
+                        || started.elapsed() > Duration::from_secs(Self::SECONDS_MAX)
+                    {
+                        return;
+                    }
+                    if connection.is_none() {
+                        connection = redis::Client::open(format!(
+                            "redis://127.0.0.1:{}/",
+                            ports[target % ports.len()]
+                        ))
+                        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                        .ok();
+                        if let Some(c) = &connection {
+                            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                        }
+                    }
+                    let written = connection.as_mut().map(|c| {
+                        redis::cmd("SET")
+                            .arg(format!("key-{i}"))
+                            .arg(format!("value-{i}"))
+                            .query::<redis::Value>(c)
+                    });
+                    match written {
+                        Some(Ok(redis::Value::Okay)) => acked.lock().unwrap().push(i),
+                        // Not acknowledged (refused, timed out, connection lost): its
+                        // outcome is unknown, and nothing is claimed of it.
+                        _ => {
+                            connection = None;
+                            target += 1;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            })
+        };
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits (at most 60 s) until `more` writes beyond the ones acknowledged now are.
+    fn wait_for_more(&self, more: usize) {
+        let target = self.acked() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked() < target {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster acknowledged {} writes, not {target}, within 60 s",
+                self.acked()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the writer; the writes it saw acknowledged.
+    fn finish(mut self) -> Vec<usize> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the writer panicked");
+        }
+        std::mem::take(&mut *self.acked.lock().unwrap())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Runs `ballot member ARGS --addr 127.0.0.1:port` and returns its output; panics with
+/// it unless it succeeds.
+fn member(port: u16, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .arg("member")
+        .args(args)
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("run ballot member");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "ballot member {args:?}: {text}");
+    text
+}
+
+/// One `INFO` field of the node at `port`.
+fn info_field(port: u16, field: &str) -> String {
+    let text = match call(port, &["INFO"]) {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).to_string(),
+        other => panic!("INFO answered {other:?}"),
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO: {text}"))
+        .trim()
+        .to_string()
+}
+
+/// Waits (at most 10 s) until `INFO` field `field` of the node at `port` is `value`:
+/// a node applies a change once it learns it was chosen, a heartbeat after the leader.
+fn wait_for_field(port: u16, field: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = info_field(port, field);
+        if now == value {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{field} of the node at {port} is {now}, not {value}, after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every write in `acked` reads back its value from the node at `port`.
+fn assert_readable(port: u16, acked: &[usize]) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut connection = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("connect to read back");
+    for i in acked {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("key-{i}"))
+            .query(&mut connection)
+            .expect("GET");
+        assert_eq!(
+            value.as_deref(),
+            Some(format!("value-{i}").as_str()),
+            "acknowledged write {i} is not readable from port {port}"
+        );
+    }
+}
+
+/// The PID `cluster up` printed for node `id`.
+fn pid_of(output: &str, id: usize) -> u32 {
+    output
+        .lines()
+        .find(|line| line.starts_with(&format!("node {id}: ")))
+        .and_then(|line| line.split("(pid ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for node {id} in {output}"))
+}
+
+#[test]
+fn a_dead_machine_is_replaced_by_a_spare_while_a_client_writes() {
+    let dir = std::env::temp_dir().join(format!("ballot-replace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut ports = ports::Reservation::new();
+    let base = free_base(&mut ports, 4);
+    let up = Up::start(&dir, base, 3, 1);
+    up.wait_for("cluster of 3 running");
+    let writer = Writer::start(vec![base, base + 2]);
+    writer.wait_for_more(50);
+
+    // Node 1's machine dies for good: killed, its disk gone.
+    let pid = pid_of(&up.output(), 1);
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status();
+    up.wait_for("node 1 exited");
+    std::fs::remove_dir_all(dir.join("node-1")).expect("wipe node 1");
+    // Started again with its old configuration, it refuses to vote with forgotten votes.
+    let restarted = Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .arg("node")
+        .arg("--config")
+        .arg(dir.join("node-1.toml"))
+        .output()
+        .expect("run ballot node");
+    let said = String::from_utf8_lossy(&restarted.stderr);
+    assert!(!restarted.status.success(), "a wiped node started: {said}");
+    assert!(said.contains("holds no ballot data"), "{said}");
+    assert!(
+        said.contains("ballot member replace"),
+        "the refusal says what to do: {said}"
+    );
+    writer.wait_for_more(20);
+
+    // The spare joins as a learner, catches up, and takes node 1's place.
+    let added = member(base, &["add", "3"]);
+    assert!(added.contains("learners 3"), "{added}");
+    writer.wait_for_more(20);
+    let replaced = member(base, &["replace", "1", "--by", "3"]);
+    assert!(replaced.contains("voters 0,2,3"), "{replaced}");
+    writer.wait_for_more(50);
+    let acked = writer.finish();
+    assert!(
+        acked.len() >= 140,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+
+    wait_for_field(base + 3, "member", "voter");
+    wait_for_field(base + 3, "retired", "1");
+    assert_readable(base + 3, &acked);
+    let listed = member(base + 3, &["list"]);
+    assert!(listed.contains("removed"), "{listed}");
+    drop(up);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_cluster_grows_to_five_and_shrinks_to_three_removing_its_leader_under_load() {
+    let dir = std::env::temp_dir().join(format!("ballot-grow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut ports = ports::Reservation::new();
+    let base = free_base(&mut ports, 5);
+    let up = Up::start(&dir, base, 4, 2);
+    up.wait_for("cluster of 3 running");
+    let writer = Writer::start((0..5).map(|i| base + i).collect());
+    writer.wait_for_more(30);
+    for step in [
+        &["add", "3"][..],
+        &["add", "4"],
+        &["promote", "3"],
+        &["promote", "4"],
+    ] {
+        member(base, step);
+        writer.wait_for_more(10);
+    }
+    wait_for_field(base, "voters", "0,1,2,3,4");
+
+    let leader: u16 = info_field(base + 3, "leader").parse().expect("a leader");
+    let removed = member(base + 3, &["remove", &leader.to_string()]);
+    assert!(!removed.contains(&format!("voters {leader}")), "{removed}");
+    writer.wait_for_more(20);
+    // Then one more voter, so that three remain.
+    let survivor = (0..5u16)
+        .find(|id| *id != leader && *id < 3)
+        .expect("a first member");
+    let other = (0..3u16)
+        .find(|id| *id != leader && *id != survivor)
+        .expect("a second one");
+    member(base + 3, &["remove", &other.to_string()]);
+    writer.wait_for_more(50);
+    let acked = writer.finish();
+
+    let mut voters: Vec<u16> = (0..5).filter(|id| *id != leader && *id != other).collect();
+    voters.sort_unstable();
+    let voters: Vec<String> = voters.iter().map(u16::to_string).collect();
+    wait_for_field(base + 4, "voters", &voters.join(","));
+    wait_for_field(base + leader, "member", "removed");
+    for port in [base + survivor, base + 3, base + 4] {
+        assert_readable(port, &acked);
+    }
+    drop(up);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -72,6 +72,8 @@ pub enum TraceRecord<S: StateMachine> {
         node_count: usize,
         /// The learners among the nodes ([`ClusterConfig::learners`]).
         learners: Vec<NodeId>,
+        /// The ids that were no members at bootstrap ([`ClusterConfig::spares`]).
+        spares: Vec<NodeId>,
         /// The core's pipeline window.
         pipeline_depth: usize,
         /// The core's batch limit.
@@ -258,7 +260,7 @@ struct RunState<S: StateMachine> {
 ///     Replica::restore(0, ClusterConfig::new(3), Snapshot::initial(Register::default()), DurableState::default())
 ///         .unwrap();
 /// let start = TraceRecord::<Register>::Start {
-///     at: 1, node: 0, node_count: 3, learners: vec![], pipeline_depth: 4, max_batch: 64,
+///     at: 1, node: 0, node_count: 3, learners: vec![], spares: vec![], pipeline_depth: 4, max_batch: 64,
 ///     batch_bytes_max: usize::MAX, queue_requests_max: usize::MAX, reads_pending_max: usize::MAX,
 ///     sessions_max: usize::MAX, snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
 /// };
@@ -345,6 +347,7 @@ pub fn check_conformance_over<S: StateMachine>(
                 node,
                 node_count,
                 learners,
+                spares,
                 pipeline_depth,
                 max_batch,
                 batch_bytes_max,
@@ -376,6 +379,7 @@ pub fn check_conformance_over<S: StateMachine>(
                 }
                 let config = ClusterConfig::new(*node_count)
                     .with_learners(learners.iter().copied())
+                    .with_spares(spares.iter().copied())
                     .with_pipeline_depth(*pipeline_depth)
                     .with_max_batch(*max_batch)
                     .with_batch_bytes_max(*batch_bytes_max)
