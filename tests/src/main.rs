@@ -114,9 +114,15 @@ struct NemesisArgs {
     /// Milliseconds a client waits for an answer before calling the outcome unknown.
     #[arg(long, default_value_t = 1500)]
     op_timeout_ms: u64,
-    /// Fault kinds to draw from (comma-separated) [default: all].
+    /// Fault kinds to draw from (comma-separated) [default: all; the membership ones,
+    /// `replace` and `replace-leader`, only with `--spares`].
     #[arg(long, value_enum, value_delimiter = ',')]
     faults: Vec<FaultKind>,
+    /// Machines standing by beside the `--nodes` voters, each of which a membership
+    /// fault (`replace`, `replace-leader`) puts in a lost machine's place: up to this
+    /// many replacements per run.
+    #[arg(long, default_value_t = 0)]
+    spares: usize,
     /// The `ballot` binary [default: the one next to this program, built first with
     /// cargo if it is missing].
     #[arg(long)]
@@ -361,14 +367,24 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     let nodes = usize::from(args.nodes);
+    if args.spares == 0 && args.faults.iter().any(|f| f.is_membership()) {
+        eprintln!("error: the membership faults need spares to put in place (--spares)");
+        return ExitCode::from(2);
+    }
+    if nodes + args.spares > 16 {
+        eprintln!("error: at most 16 nodes and spares in all");
+        return ExitCode::from(2);
+    }
     let config = NemesisConfig {
         nodes,
+        spares: args.spares,
         seconds: args.seconds,
         clients: args.clients.unwrap_or(2 * nodes).max(1),
         keys: args.keys,
         op_timeout: Duration::from_millis(args.op_timeout_ms.max(1)),
         faults: if args.faults.is_empty() {
-            FaultKind::ALL.to_vec()
+            let membership = FaultKind::MEMBERSHIP.iter().filter(|_| args.spares > 0);
+            FaultKind::ALL.iter().chain(membership).copied().collect()
         } else {
             args.faults.clone()
         },
@@ -391,10 +407,11 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
         });
     }
     eprintln!(
-        "nemesis: {} runs of {} s on {} nodes, {} clients, {} abusers, {} keys + counter, faults {}, first seed {seed}{}",
+        "nemesis: {} runs of {} s on {} nodes ({} spares), {} clients, {} abusers, {} keys + counter, faults {}, first seed {seed}{}",
         args.runs,
         config.seconds,
         nodes,
+        config.spares,
         config.clients,
         config.abusers,
         config.keys,

@@ -54,6 +54,12 @@ pub enum FaultKind {
     Bridge,
     /// Hold every message back 20–150 ms.
     Delay,
+    /// A random voter's machine is lost for good (SIGKILL, data directory wiped): a
+    /// spare is added as a learner and put in its place (`BALLOT.MEMBER ADD`, then
+    /// `REPLACE`), while the clients run. Needs a spare (`--spares`); each use takes one.
+    Replace,
+    /// As `replace`, for the leader's machine.
+    ReplaceLeader,
 }
 
 impl FaultKind {
@@ -69,6 +75,14 @@ impl FaultKind {
         FaultKind::Delay,
     ];
 
+    /// The membership faults: each replaces a machine by a spare.
+    pub const MEMBERSHIP: [FaultKind; 2] = [FaultKind::Replace, FaultKind::ReplaceLeader];
+
+    /// Whether the fault changes the membership (and takes a spare).
+    pub fn is_membership(self) -> bool {
+        Self::MEMBERSHIP.contains(&self)
+    }
+
     /// A short name for tables.
     pub fn name(self) -> &'static str {
         match self {
@@ -80,6 +94,8 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Bridge => "bridge",
             FaultKind::Delay => "delay",
+            FaultKind::Replace => "replace",
+            FaultKind::ReplaceLeader => "replace-leader",
         }
     }
 
@@ -87,7 +103,10 @@ impl FaultKind {
     pub fn deposes_leader(self) -> bool {
         matches!(
             self,
-            FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader
+            FaultKind::KillLeader
+                | FaultKind::PauseLeader
+                | FaultKind::IsolateLeader
+                | FaultKind::ReplaceLeader
         )
     }
 }
@@ -95,8 +114,11 @@ impl FaultKind {
 /// How to run the nemesis.
 #[derive(Clone, Debug)]
 pub struct NemesisConfig {
-    /// Nodes per cluster (3 or 5).
+    /// Nodes per cluster (3 or 5): its voters at the start.
     pub nodes: usize,
+    /// Machines standing by besides them (ids `nodes..nodes + spares`), no members
+    /// until a membership fault puts one in a lost machine's place.
+    pub spares: usize,
     /// Seconds of faults and load per run.
     pub seconds: u64,
     /// Concurrent clients.
@@ -236,7 +258,7 @@ pub async fn run_once(
     let mut rng = StdRng::seed_from_u64(seed);
     let io = |e: std::io::Error| e.to_string();
     let mut ports = Reservation::new();
-    let peers = ports.claim(config.nodes).map_err(io)?;
+    let peers = ports.claim(config.nodes + config.spares).map_err(io)?;
     let proxies = Proxies::start(&peers).await.map_err(io)?;
     let mut extra = config
         .mutant
@@ -246,9 +268,16 @@ pub async fn run_once(
     if let Some(bytes) = config.snapshot_log_bytes {
         extra.push_str(&format!("snapshot_log_bytes = {bytes}\n"));
     }
+    let spares: Vec<usize> = (config.nodes..config.nodes + config.spares).collect();
+    if !spares.is_empty() {
+        extra.push_str(&format!("spares = {spares:?}\n"));
+    }
+    // The voters now, and the spares not used yet: membership faults change both.
+    let mut voters: Vec<usize> = (0..config.nodes).collect();
+    let mut spares: std::collections::VecDeque<usize> = spares.into();
     let mut cluster =
         NodeProcesses::configure(&config.binary, &dir, &peers, &proxies, &extra).map_err(io)?;
-    for id in 0..config.nodes {
+    for id in 0..cluster.len() {
         cluster.start(id).map_err(io)?;
     }
     let started = Instant::now();
@@ -304,12 +333,38 @@ pub async fn run_once(
         if Instant::now() >= end {
             break;
         }
-        let Some(&kind) = config.faults.choose(&mut rng) else {
+        // A membership fault needs a spare left to put in place.
+        let possible: Vec<FaultKind> = config
+            .faults
+            .iter()
+            .copied()
+            .filter(|kind| !kind.is_membership() || !spares.is_empty())
+            .collect();
+        let Some(&kind) = possible.choose(&mut rng) else {
             break;
         };
         let leader = find_leader(&cluster.clients).await;
         let at = epoch.elapsed().as_nanos() as u64;
-        inject(kind, leader, &mut rng, &mut cluster, &proxies).map_err(io)?;
+        if kind.is_membership() {
+            let victim = match (kind, leader) {
+                (FaultKind::ReplaceLeader, Some(leader)) => leader,
+                _ => *voters.choose(&mut rng).expect("a cluster has voters"),
+            };
+            let spare = spares.pop_front().expect("a spare, checked above");
+            cluster.retire(victim);
+            match replace(&cluster.clients, &voters, victim, spare).await {
+                Ok(()) => {
+                    voters.retain(|&v| v != victim);
+                    voters.push(spare);
+                    voters.sort_unstable();
+                }
+                Err(error) => report
+                    .anomalies
+                    .push(format!("replacing node {victim} by spare {spare}: {error}")),
+            }
+        } else {
+            inject(kind, leader, &voters, &mut rng, &mut cluster, &proxies).map_err(io)?;
+        }
         *report.faults.entry(kind.name()).or_default() += 1;
         sleep_until(
             (Instant::now() + Duration::from_millis(rng.random_range(1000..4000))).min(end),
@@ -318,7 +373,7 @@ pub async fn run_once(
         proxies.heal_all();
         let healed = epoch.elapsed().as_nanos() as u64;
         injected.push(Injected { kind, at, healed });
-        for id in 0..config.nodes {
+        for id in 0..cluster.len() {
             if let Some(status) = cluster.exited(id) {
                 report.anomalies.push(format!(
                     "node {id} exited by itself ({status}); its log ends:\n{}",
@@ -343,7 +398,7 @@ pub async fn run_once(
     let mut served = false;
     let mut attempt = 0usize;
     while healed.elapsed() < Duration::from_secs(30) {
-        let addr = cluster.clients[attempt % config.nodes];
+        let addr = cluster.clients[voters[attempt % voters.len()]];
         attempt += 1;
         let ok = tokio::time::timeout(Duration::from_secs(2), async {
             let mut client = Client::connect(&addr.to_string()).await.ok()?;
@@ -365,8 +420,9 @@ pub async fn run_once(
     }
     let converge_deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // The members converge; a spare never added receives no log.
         let mut applied = Vec::new();
-        for addr in &cluster.clients {
+        for addr in voters.iter().map(|&v| &cluster.clients[v]) {
             applied.push(
                 info(*addr)
                     .await
@@ -391,7 +447,7 @@ pub async fn run_once(
     let read_deadline = Instant::now() + Duration::from_secs(20);
     let mut counter_value = None;
     for (i, key) in keys.iter().enumerate() {
-        let node = i % config.nodes;
+        let node = voters[i % voters.len()];
         let value = final_read(
             cluster.clients[node],
             node,
@@ -415,7 +471,7 @@ pub async fn run_once(
             .anomalies
             .push(format!("node {id} did not exit cleanly on SIGTERM"));
     }
-    for id in 0..config.nodes {
+    for id in 0..cluster.len() {
         if let Some(panic) = cluster.log_panic(id) {
             report
                 .anomalies
@@ -496,15 +552,17 @@ pub async fn run_once(
     Ok(report)
 }
 
+/// Injects a fault of `kind` among `voters` (spares not added are left alone).
 fn inject(
     kind: FaultKind,
     leader: Option<usize>,
+    voters: &[usize],
     rng: &mut StdRng,
     cluster: &mut NodeProcesses,
     proxies: &Proxies,
 ) -> std::io::Result<()> {
     let nodes = cluster.len();
-    let random = rng.random_range(0..nodes);
+    let random = *voters.choose(rng).expect("a cluster has voters");
     let leader = leader.unwrap_or(random);
     match kind {
         FaultKind::Kill => cluster.kill(random),
@@ -517,10 +575,10 @@ fn inject(
             }
         }
         FaultKind::Partition => {
-            let mut order: Vec<usize> = (0..nodes).collect();
+            let mut order: Vec<usize> = voters.to_vec();
             rand::seq::SliceRandom::shuffle(&mut order[..], rng);
-            let minority = &order[..(nodes - 1) / 2];
-            let majority = &order[(nodes - 1) / 2..];
+            let minority = &order[..(order.len() - 1) / 2];
+            let majority = &order[(order.len() - 1) / 2..];
             for &a in minority {
                 for &b in majority {
                     proxies.set_cut_between(a, b, true);
@@ -529,7 +587,7 @@ fn inject(
         }
         FaultKind::Bridge => {
             // The bridge hears everyone; the rest split in two halves that do not.
-            let mut order: Vec<usize> = (0..nodes).collect();
+            let mut order: Vec<usize> = voters.to_vec();
             rand::seq::SliceRandom::shuffle(&mut order[..], rng);
             let rest = &order[1..];
             let (left, right) = rest.split_at(rest.len() / 2);
@@ -547,8 +605,75 @@ fn inject(
                 }
             }
         }
+        FaultKind::Replace | FaultKind::ReplaceLeader => {
+            unreachable!("membership faults are run by `replace`")
+        }
     }
     Ok(())
+}
+
+/// Puts `spare` in lost voter `victim`'s place as an operator would: adds it as a
+/// learner, then replaces the victim by it, each asked of whichever member leads (found
+/// again after a refusal or a lost answer) until the leader's membership shows it done,
+/// for at most 20 s each.
+async fn replace(
+    clients: &[SocketAddr],
+    voters: &[usize],
+    victim: usize,
+    spare: usize,
+) -> Result<(), String> {
+    let learner = move |info: &BTreeMap<String, String>| {
+        lists(info, "learners", spare) || lists(info, "voters", spare)
+    };
+    change_members(clients, voters, &["ADD".into(), spare.to_string()], learner).await?;
+    let members: Vec<usize> = voters.iter().copied().chain([spare]).collect();
+    let replaced = move |info: &BTreeMap<String, String>| {
+        lists(info, "voters", spare) && !lists(info, "voters", victim)
+    };
+    change_members(
+        clients,
+        &members,
+        &["REPLACE".into(), victim.to_string(), spare.to_string()],
+        replaced,
+    )
+    .await
+}
+
+/// Whether `INFO` field `field` (a comma-separated list of ids) holds `id`.
+fn lists(info: &BTreeMap<String, String>, field: &str, id: usize) -> bool {
+    info.get(field)
+        .is_some_and(|ids| ids.split(',').any(|i| i == id.to_string()))
+}
+
+/// Sends `BALLOT.MEMBER args` to the member of `members` that leads until the `INFO`
+/// of the one that leads satisfies `done`, for at most 20 s.
+async fn change_members(
+    clients: &[SocketAddr],
+    members: &[usize],
+    args: &[String],
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addrs: Vec<SocketAddr> = members.iter().map(|&m| clients[m]).collect();
+    let mut last = String::from("no member leads");
+    while Instant::now() < deadline {
+        if let Some(leader) = find_leader(&addrs).await {
+            let leader = addrs[leader];
+            if info(leader).await.is_some_and(|info| done(&info)) {
+                return Ok(());
+            }
+            let mut command = vec!["BALLOT.MEMBER".to_string()];
+            command.extend_from_slice(args);
+            let answer = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut client = Client::connect(&leader.to_string()).await.ok()?;
+                client.call(&command).await.ok()
+            })
+            .await;
+            last = format!("{answer:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{args:?} not done within 20 s; last answer {last}"))
 }
 
 /// The counter is only ever incremented by 1: its final value must count every

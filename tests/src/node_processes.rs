@@ -36,6 +36,8 @@ pub struct NodeProcesses {
     paused: Vec<bool>,
     /// Nodes started before: only a node's first start bootstraps it.
     bootstrapped: Vec<bool>,
+    /// Nodes whose machine is gone for good ([`NodeProcesses::retire`]): never started again.
+    retired: Vec<bool>,
     /// Holds the client ports for as long as the nodes may bind them.
     _ports: Reservation,
 }
@@ -84,6 +86,7 @@ impl NodeProcesses {
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
             bootstrapped: vec![false; nodes],
+            retired: vec![false; nodes],
             _ports: ports,
         })
     }
@@ -126,6 +129,14 @@ impl NodeProcesses {
         self.paused[id] = false;
         self.bootstrapped[id] = true;
         Ok(())
+    }
+
+    /// Node `id`'s machine is lost for good: SIGKILLed, its data directory removed, and
+    /// never started again (not even by [`NodeProcesses::heal`]).
+    pub fn retire(&mut self, id: usize) {
+        self.kill(id);
+        self.retired[id] = true;
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("node-{id}")));
     }
 
     /// SIGKILLs node `id` and reaps it.
@@ -173,6 +184,7 @@ impl NodeProcesses {
         for id in 0..self.len() {
             match self.state(id) {
                 ProcessState::Paused => self.pause(id, false),
+                ProcessState::Down if self.retired[id] => {}
                 ProcessState::Down => {
                     self.kill(id);
                     self.start(id)?;
