@@ -7,6 +7,7 @@ use crate::connection::Connection;
 use crate::kv::{parse_command, KvRequest, KvStore};
 use crate::node::{Node, NodeError};
 use crate::resp::{Discard, Limits, RequestParser, RespError, Value};
+use ballot_model::ReconfigureRefusal;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -180,6 +181,15 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
                 id_list(&members.voters),
                 id_list(&members.learners)
             )),
+            // Where to ask instead: the leader's client address, as `INFO` gives it.
+            Err(
+                error @ NodeError::ReconfigureRefused(ReconfigureRefusal::NotLeader {
+                    leader: Some(leader),
+                }),
+            ) => match info.client_addrs.get(leader) {
+                Some(addr) => Value::Error(format!("ERR {error} (clients reach it at {addr})")),
+                None => Value::Error(format!("ERR {error}")),
+            },
             Err(error) => Value::Error(format!("ERR {error}")),
         },
         KvRequest::Info(_) => Value::Verbatim {

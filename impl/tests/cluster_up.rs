@@ -371,6 +371,34 @@ fn a_dead_machine_is_replaced_by_a_spare_while_a_client_writes() {
     );
     writer.wait_for_more(20);
 
+    // A follower refuses a membership change, naming where the leader is (once it has
+    // heard from that leader: asked again for at most 10 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader: u16 = info_field(base, "leader").parse().unwrap_or(u16::MAX);
+        let follower = if leader == 0 { 2 } else { 0 };
+        let refused = redis::Client::open(format!("redis://127.0.0.1:{}/", base + follower))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut c| {
+                redis::cmd("BALLOT.MEMBER")
+                    .arg("ADD")
+                    .arg("3")
+                    .query::<redis::Value>(&mut c)
+            })
+            .map_err(|e| e.to_string());
+        let leads_at = format!("(clients reach it at 127.0.0.1:{})", base + leader);
+        match refused {
+            Err(refused) if refused.contains("not the leader") && refused.contains(&leads_at) => {
+                break
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "node {follower} answered {other:?}, not a refusal naming the leader"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // The spare joins as a learner, catches up, and takes node 1's place.
     let added = member(base, &["add", "3"]);
     assert!(added.contains("learners 3"), "{added}");
