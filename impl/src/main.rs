@@ -561,6 +561,7 @@ async fn cluster_up(
         if bootstrap {
             command.arg("--bootstrap");
         }
+        stop_with_parent(&mut command);
         let child = command
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -611,6 +612,29 @@ async fn cluster_up(
         }
     }
     Ok(())
+}
+
+/// Makes the node `command` starts receive SIGTERM when this process dies, however it
+/// dies: a `cluster up` that is SIGKILLed cannot stop its nodes itself, and they would
+/// go on serving, unowned. (Linux only; elsewhere Ctrl-C and SIGTERM still stop them.)
+fn stop_with_parent(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // The signal is sent when the thread that forked exits: `cluster up` forks from
+        // the main thread (the runtime's `block_on`), which lives as long as the process.
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: prctl is a plain system call.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// The cluster id recorded in `dir`, and whether this run creates the cluster (no id

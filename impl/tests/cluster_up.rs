@@ -90,7 +90,25 @@ impl Up {
 }
 
 impl Drop for Up {
+    /// A test that panicked still stops its nodes: SIGTERM first, which `cluster up`
+    /// passes on to them, then SIGKILL after 10 s (and the nodes then get their
+    /// parent-death signal).
     fn drop(&mut self) {
+        // Reaped already (by `stop`): its PID may be another process's by now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -418,7 +436,7 @@ fn a_dead_machine_is_replaced_by_a_spare_while_a_client_writes() {
     assert_readable(base + 3, &acked);
     let listed = member(base + 3, &["list"]);
     assert!(listed.contains("removed"), "{listed}");
-    drop(up);
+    up.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -466,6 +484,6 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_removing_its_leader_under_load
     for port in [base + survivor, base + 3, base + 4] {
         assert_readable(port, &acked);
     }
-    drop(up);
+    up.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

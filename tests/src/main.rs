@@ -49,6 +49,10 @@ struct SimArgs {
     /// Nodes per cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=7))]
     nodes: u8,
+    /// Machines standing by beside the nodes: among the faults, the operator puts one
+    /// in a lost voter's place (added as a learner, then a replace), each spare once.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    spares: u8,
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -190,6 +194,7 @@ fn simulate(args: SimArgs) -> ExitCode {
     });
     let config = ballot_tests::sim::SimConfig {
         nodes: usize::from(args.nodes),
+        spares: usize::from(args.spares),
         clients: args.clients.max(1),
         faulty: Duration::from_secs(args.faulty_seconds),
         heal_within: Duration::from_secs(args.heal_seconds.max(1)),
@@ -200,8 +205,8 @@ fn simulate(args: SimArgs) -> ExitCode {
         ..Default::default()
     };
     eprintln!(
-        "sim: {} seeds from {first} on {} nodes, {} clients, {} s of faults, {} s to heal",
-        args.seeds, config.nodes, config.clients, args.faulty_seconds, args.heal_seconds
+        "sim: {} seeds from {first} on {} nodes ({} spares), {} clients, {} s of faults, {} s to heal",
+        args.seeds, config.nodes, config.spares, config.clients, args.faulty_seconds, args.heal_seconds
     );
     let started = std::time::Instant::now();
     let mut last_progress = started;
@@ -253,9 +258,10 @@ fn simulate(args: SimArgs) -> ExitCode {
                 None => String::new(),
             };
             println!(
-                "seed {seed}: {}\n  replay: cargo run -p ballot-tests --release{features} -- sim --seeds 1 --seed {seed} --nodes {} --clients {} --faulty-seconds {} --heal-seconds {}{mutant} --trace\n  trace: {}{node_traces}",
+                "seed {seed}: {}\n  replay: cargo run -p ballot-tests --release{features} -- sim --seeds 1 --seed {seed} --nodes {} --spares {} --clients {} --faulty-seconds {} --heal-seconds {}{mutant} --trace\n  trace: {}{node_traces}",
                 report.anomalies.join("; "),
                 args.nodes,
+                args.spares,
                 config.clients,
                 args.faulty_seconds,
                 args.heal_seconds,

@@ -50,8 +50,12 @@ use tokio::time::Instant;
 /// What one simulated run does.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Nodes in the cluster.
+    /// Nodes in the cluster: its voters at the start.
     pub nodes: usize,
+    /// Machines standing by besides them (ids `nodes..nodes + spares`), no members
+    /// until the operator puts one in a lost voter's place: a membership change among
+    /// the faults (a spare added as a learner, then a `Replace`), each spare once.
+    pub spares: usize,
     /// Concurrent clients.
     pub clients: usize,
     /// Keys besides the counter.
@@ -79,6 +83,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             nodes: 3,
+            spares: 0,
             clients: 4,
             keys: 2,
             faulty: Duration::from_secs(10),
@@ -192,7 +197,15 @@ struct Simulation {
     disk_faults: DiskFaults,
     /// The network may duplicate frames (this seed's weather).
     duplicates: bool,
+    /// Spares not put in a voter's place yet, in the order the operator uses them.
+    spares_left: Vec<NodeId>,
+    /// A replacement is under way (the operator makes one change at a time).
+    replacing: Rc<std::cell::Cell<bool>>,
 }
+
+/// Whether a membership shows a replacement's step done, given the voter that leaves
+/// and the spare that takes its place.
+type Done = fn(&ballot_model::Membership, NodeId, NodeId) -> bool;
 
 /// Derives an independent seed for one purpose of one run.
 fn derive(seed: u64, purpose: u64) -> u64 {
@@ -205,7 +218,7 @@ fn derive(seed: u64, purpose: u64) -> u64 {
 
 impl Simulation {
     fn new(config: SimConfig, seed: u64) -> Self {
-        let nodes = config.nodes;
+        let nodes = config.nodes + config.spares;
         Simulation {
             seed,
             epoch: Instant::now(),
@@ -225,8 +238,15 @@ impl Simulation {
             handovers: Rc::new(RefCell::new(Vec::new())),
             disk_faults: DiskFaults::none(),
             duplicates: false,
+            spares_left: (config.nodes..nodes).rev().collect(),
+            replacing: Rc::new(std::cell::Cell::new(false)),
             config,
         }
+    }
+
+    /// Every machine: the voters at the start and the spares.
+    fn machines(&self) -> usize {
+        self.config.nodes + self.config.spares
     }
 
     /// This seed's trace directory, if traces are checked.
@@ -244,7 +264,7 @@ impl Simulation {
         if self.lost[id] {
             return;
         }
-        let peers = (0..self.config.nodes)
+        let peers = (0..self.machines())
             .map(|i| format!("127.0.0.1:{}", 1 + i).parse().expect("an address"))
             .collect();
         let mut config = NodeConfig::new(
@@ -263,6 +283,7 @@ impl Simulation {
         config.snapshot_log_bytes = 300;
         config.trace_dir = self.trace_dir();
         config.mutant = self.config.mutant.clone();
+        config.spares = (self.config.nodes..self.machines()).collect();
         let recovered = {
             let mut disk = self.disks[id].lock().unwrap_or_else(|e| e.into_inner());
             disk.life = life;
@@ -350,11 +371,11 @@ impl Simulation {
         let lost = disk.power_loss(rng.random_range(0..=cached));
         // Now and then the machine does not come back whole: a record on its disk
         // rots. Only while a majority stays, so that the cluster can still serve.
-        let gone = (0..self.config.nodes)
+        let gone = (0..self.machines())
             .filter(|&other| other != id)
             .filter(|&other| {
                 let disk = self.disks[other].lock().unwrap_or_else(|e| e.into_inner());
-                disk.rotten.is_some()
+                disk.rotten.is_some() || self.lost[other]
             })
             .count();
         let rots = self.rot_rng.random_range(0..16) == 0
@@ -373,7 +394,7 @@ impl Simulation {
 
     /// Nodes whose storage failed are down: take them out (they restart later).
     async fn reap_failed(&mut self) {
-        for id in 0..self.config.nodes {
+        for id in 0..self.machines() {
             let failed = self.nodes.borrow()[id]
                 .as_ref()
                 .and_then(|node| node.status().storage_failure);
@@ -414,7 +435,7 @@ impl Simulation {
             // Traces of an earlier run of this seed would mix with this one's.
             let _ = std::fs::remove_dir_all(&dir);
         }
-        for id in 0..self.config.nodes {
+        for id in 0..self.machines() {
             self.start(id);
         }
         let stop = Rc::new(std::cell::Cell::new(false));
@@ -436,7 +457,7 @@ impl Simulation {
             .sync_failure_ppm
             .store(0, Ordering::Relaxed);
         self.reap_failed().await;
-        for id in 0..self.config.nodes {
+        for id in 0..self.machines() {
             if self.nodes.borrow()[id].is_none() {
                 self.start(id);
             }
@@ -458,7 +479,7 @@ impl Simulation {
             .await;
         let simulated = Instant::now() - self.epoch;
         let plot = self.plot();
-        for id in 0..self.config.nodes {
+        for id in 0..self.machines() {
             self.crash(id).await;
         }
         let (delivered, lost, duplicated) = network::counts(&self.fabric);
@@ -531,7 +552,12 @@ impl Simulation {
 
     /// Injects one fault drawn from `rng`, or heals.
     async fn fault(&mut self, rng: &mut StdRng) {
-        let n = self.config.nodes;
+        // Drawn only with spares, so that a seed without them runs as it always did.
+        if !self.spares_left.is_empty() && !self.replacing.get() && rng.random_range(0..8) == 0 {
+            self.faults += 1;
+            return self.replace(rng).await;
+        }
+        let n = self.machines();
         let node = rng.random_range(0..n);
         self.faults += 1;
         match rng.random_range(0..7) {
@@ -648,6 +674,118 @@ impl Simulation {
         }
     }
 
+    /// A voter's machine is gone for good and the operator puts a spare in its place:
+    /// the voter is one lost already (its disk rotted) or, if a majority of voters
+    /// would remain without it, one chosen by `rng` (which crashes and is never started
+    /// again); the spare is added as a learner, then replaces it, each change asked of
+    /// whichever node leads, again after a refusal or a lost answer, until the
+    /// membership shows it done (or 10 s pass). The operator works beside the faults
+    /// that follow, as a real one would.
+    async fn replace(&mut self, rng: &mut StdRng) {
+        let Some(members) = self
+            .nodes
+            .borrow()
+            .iter()
+            .flatten()
+            .map(|node| node.status().membership)
+            .max_by_key(|m| m.epoch)
+        else {
+            return self.log(format_args!("fault: no node runs to replace one"));
+        };
+        let voters: Vec<NodeId> = members.voters.iter().copied().collect();
+        // A voter whose disk rotted is as good as lost (it will refuse to start): that
+        // one is replaced first, and no other is lost while it is.
+        let gone = |id: NodeId| {
+            self.lost[id]
+                || self.disks[id]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rotten
+                    .is_some()
+        };
+        let gone_voters: Vec<NodeId> = voters.iter().copied().filter(|&v| gone(v)).collect();
+        let victim = match gone_voters.first() {
+            Some(&gone) => gone,
+            None if voters.len() < 3 => {
+                return self.log(format_args!("fault: too few voters to lose one"));
+            }
+            None => *pick(rng, &voters),
+        };
+        if !self.lost[victim] {
+            self.crash(victim).await;
+            self.lost[victim] = true;
+            if let Some((label, _)) = self.outages[victim].as_mut() {
+                *label = format!("node {victim} lost");
+            }
+        }
+        let Some(spare) = self.spares_left.pop().filter(|&s| !self.lost[s]) else {
+            return self.log(format_args!("fault: no spare left to replace {victim}"));
+        };
+        self.log(format_args!(
+            "fault: node {victim}'s machine is lost; the operator puts spare {spare} in its place"
+        ));
+        self.replacing.set(true);
+        let (nodes, trace, epoch, replacing, handovers) = (
+            self.nodes.clone(),
+            self.trace.clone(),
+            self.epoch,
+            self.replacing.clone(),
+            self.handovers.clone(),
+        );
+        let from_ns = nanos(epoch);
+        tokio::task::spawn_local(async move {
+            use ballot_model::MemberChange;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // Each change, and how the leader's membership shows it done.
+            let steps: [(MemberChange, Done); 2] = [
+                (MemberChange::AddLearner(spare), |m, _, spare| {
+                    m.is_member(spare)
+                }),
+                (
+                    MemberChange::Replace {
+                        remove: victim,
+                        promote: spare,
+                    },
+                    |m, victim, spare| m.is_voter(spare) && !m.is_voter(victim),
+                ),
+            ];
+            let mut outcome = format!("replace {victim} by {spare}");
+            'steps: for (change, done) in steps {
+                loop {
+                    let leading = nodes
+                        .borrow()
+                        .iter()
+                        .flatten()
+                        .find(|node| node.status().role == "leader")
+                        .cloned();
+                    if let Some(node) = leading {
+                        if done(&node.status().membership, victim, spare) {
+                            continue 'steps;
+                        }
+                        let answer = node.reconfigure(change).await;
+                        log(
+                            &trace,
+                            epoch,
+                            format_args!("operator: {change:?} -> {answer:?}"),
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        outcome = format!("replace {victim} by {spare} unfinished");
+                        break 'steps;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            log(&trace, epoch, format_args!("operator: {outcome}"));
+            handovers.borrow_mut().push(FaultWindow {
+                label: outcome,
+                from_ns,
+                to_ns: nanos(epoch),
+            });
+            replacing.set(false);
+        });
+    }
+
     /// Waits until a write commits and every node has applied the same log, or
     /// `deadline` passes.
     async fn converge(&self, deadline: Instant) -> Result<(), String> {
@@ -685,10 +823,32 @@ impl Simulation {
                     None => (None, 0),
                 })
                 .unzip();
-            let applied: Vec<u64> = statuses.iter().flatten().map(|s| s.applied_index).collect();
             let commit = statuses.iter().flatten().map(|s| s.commit_index).max();
-            let serving = self.lost.iter().filter(|lost| !**lost).count();
-            if applied.len() == serving && applied.iter().all(|a| Some(*a) == commit) {
+            // The members of the latest membership any node applied: every one of
+            // them not lost for good must run and have applied the whole log (a spare
+            // never added receives none of it).
+            let members = statuses
+                .iter()
+                .flatten()
+                .map(|s| &s.membership)
+                .max_by_key(|m| m.epoch)
+                .cloned()
+                .unwrap_or_default();
+            let expected: Vec<NodeId> = members
+                .voters
+                .iter()
+                .chain(&members.learners)
+                .copied()
+                .filter(|&id| !self.lost[id])
+                .collect();
+            let applied: Vec<u64> = expected
+                .iter()
+                .filter_map(|&id| statuses[id].as_ref().map(|s| s.applied_index))
+                .collect();
+            if !expected.is_empty()
+                && applied.len() == expected.len()
+                && applied.iter().all(|a| Some(*a) == commit)
+            {
                 self.log(format_args!("converged at slot {}", applied[0]));
                 return Ok(());
             }
@@ -744,7 +904,7 @@ impl Simulation {
     /// The counter's value, read linearizably through some node once faults healed.
     async fn final_count(&self, deadline: Instant) -> Option<i64> {
         while Instant::now() < deadline {
-            for id in 0..self.config.nodes {
+            for id in 0..self.machines() {
                 let node = self.nodes.borrow()[id].clone();
                 if let Some(node) = node {
                     if let Ok(KvOutput::Bulk(value)) =
@@ -775,7 +935,7 @@ impl Simulation {
                     stop.clone(),
                     self.leaders.clone(),
                 );
-                let (epoch, keys, n) = (self.epoch, self.config.keys, self.config.nodes);
+                let (epoch, keys, n) = (self.epoch, self.config.keys, self.machines());
                 tokio::task::spawn_local(async move {
                     let mut process = client as u64 * 1_000_000;
                     let mut count = 0u64;
