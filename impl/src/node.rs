@@ -1105,13 +1105,10 @@ impl<S: Replicated> Node<S> {
     /// # }
     /// ```
     pub async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<NodeId, NodeError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.shared
-            .events
-            .send(Event::TransferLeadership { to, reply })
-            .await
-            .map_err(|_| self.stopped_error())?;
-        let successor = match answer.await.map_err(|_| self.stopped_error())? {
+        let outcome = self
+            .ask_core(|reply| Event::TransferLeadership { to, reply })
+            .await?;
+        let successor = match outcome {
             TransferOutcome::HandedOver { to } => to,
             TransferOutcome::Refused(refusal) => return Err(NodeError::TransferRefused(refusal)),
         };
@@ -1122,6 +1119,21 @@ impl<S: Replicated> Node<S> {
             Ok(status) => Ok(status.leader.unwrap_or(successor)),
             Err(_) => Err(NodeError::Timeout(limit)),
         }
+    }
+
+    /// Hands the loop an operator's request, built by `event` around the channel the
+    /// core's answer comes back on, and waits for that answer.
+    async fn ask_core<T>(
+        &self,
+        event: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Event<S>,
+    ) -> Result<T, NodeError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared
+            .events
+            .send(event(reply))
+            .await
+            .map_err(|_| self.stopped_error())?;
+        answer.await.map_err(|_| self.stopped_error())
     }
 
     /// Asks this node, which must lead, to change the membership, and waits until it
@@ -1145,13 +1157,10 @@ impl<S: Replicated> Node<S> {
     /// # }
     /// ```
     pub async fn reconfigure(&self, change: MemberChange) -> Result<Membership, NodeError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.shared
-            .events
-            .send(Event::Reconfigure { change, reply })
-            .await
-            .map_err(|_| self.stopped_error())?;
-        let epoch = match answer.await.map_err(|_| self.stopped_error())? {
+        let outcome = self
+            .ask_core(|reply| Event::Reconfigure { change, reply })
+            .await?;
+        let epoch = match outcome {
             ReconfigureOutcome::Proposed { epoch, .. } => epoch,
             ReconfigureOutcome::Refused(refusal) => {
                 return Err(NodeError::ReconfigureRefused(refusal))
@@ -2179,6 +2188,35 @@ mod tests {
         };
         assert!(refused(vec![3]).contains("learner 3 is not an index"));
         assert!(refused(vec![0, 1, 2]).contains("at least one must vote"));
+    }
+
+    #[test]
+    fn spares_must_be_nodes_no_learners_and_leave_a_voter() {
+        let peers: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 7100 + i)))
+            .collect();
+        let check = |learners: Vec<NodeId>, spares: Vec<NodeId>| {
+            let config = NodeConfig {
+                learners,
+                spares,
+                ..NodeConfig::new(
+                    ClusterId(1),
+                    0,
+                    peers.clone(),
+                    "/nowhere".into(),
+                    vec![7; 32],
+                )
+            };
+            match Node::<crate::kv::KvStore>::check_config(&config) {
+                Ok(()) => String::new(),
+                Err(NodeError::Config(reason)) => reason,
+                Err(other) => panic!("not a configuration error: {other:?}"),
+            }
+        };
+        assert_eq!(check(vec![], vec![2]), "");
+        assert!(check(vec![], vec![3]).contains("spare 3 is not an index"));
+        assert!(check(vec![1], vec![1]).contains("a learner and as a spare"));
+        assert!(check(vec![0], vec![1, 2]).contains("at least one must vote"));
     }
 
     #[test]

@@ -114,19 +114,23 @@ impl Drop for Up {
     }
 }
 
+/// A RESP connection to the node whose clients' port is `port` (at most 2 s to connect).
+fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+}
+
 /// Sends one command to `port`, retrying (for at most 20 s) until a leader answers.
 fn call(port: u16, args: &[&str]) -> redis::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let reply = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
-            .and_then(|mut connection| {
-                let mut command = redis::cmd(args[0]);
-                for arg in &args[1..] {
-                    command.arg(*arg);
-                }
-                command.query::<redis::Value>(&mut connection)
-            });
+        let reply = connect(port).and_then(|mut connection| {
+            let mut command = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                command.arg(*arg);
+            }
+            command.query::<redis::Value>(&mut connection)
+        });
         match reply {
             Ok(value) => return value,
             Err(error) => {
@@ -208,12 +212,7 @@ impl Writer {
                         return;
                     }
                     if connection.is_none() {
-                        connection = redis::Client::open(format!(
-                            "redis://127.0.0.1:{}/",
-                            ports[target % ports.len()]
-                        ))
-                        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-                        .ok();
+                        connection = connect(ports[target % ports.len()]).ok();
                         if let Some(c) = &connection {
                             let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
                         }
@@ -326,10 +325,7 @@ fn wait_for_field(port: u16, field: &str, value: &str) {
 
 /// Every write in `acked` reads back its value from the node at `port`.
 fn assert_readable(port: u16, acked: &[usize]) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    let mut connection = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .expect("connect to read back");
+    let mut connection = connect(port).expect("connect to read back");
     for i in acked {
         let value: Option<String> = redis::cmd("GET")
             .arg(format!("key-{i}"))
@@ -395,8 +391,7 @@ fn a_dead_machine_is_replaced_by_a_spare_while_a_client_writes() {
     loop {
         let leader: u16 = info_field(base, "leader").parse().unwrap_or(u16::MAX);
         let follower = if leader == 0 { 2 } else { 0 };
-        let refused = redis::Client::open(format!("redis://127.0.0.1:{}/", base + follower))
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        let refused = connect(base + follower)
             .and_then(|mut c| {
                 redis::cmd("BALLOT.MEMBER")
                     .arg("ADD")
