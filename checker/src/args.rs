@@ -102,6 +102,11 @@ pub struct ModelArgs {
     /// leader is asked again [default: the script's length].
     #[arg(long)]
     pub reconfigurations: Option<u8>,
+    /// The leader refuses to promote a learner whose last reported commit index trails
+    /// its own by more than this many slots, or that has not reported to it at all
+    /// (the node's `promote_lag_max`) [default: no check].
+    #[arg(long)]
+    pub promote_lag_max: Option<u64>,
     /// Number of clients [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub clients: Option<u8>,
@@ -272,6 +277,7 @@ impl ModelArgs {
             max_batch: self.batch as usize,
             queue_requests_max: self.queue_max.map(usize::from),
             sessions_max: self.sessions_max.map(usize::from),
+            promote_lag_max: self.promote_lag_max,
             compaction: self.compaction,
             mutant: self.mutant,
             ..base

@@ -155,11 +155,9 @@ enum MemberCommand {
 /// How long a learner may take to catch up before it is promoted.
 #[derive(clap::Args, Debug)]
 struct CatchUpArgs {
-    /// Most slots the learner's commit index may trail the leader's when promoted: a
-    /// voter far behind would slow every commit it is needed for.
-    #[arg(long, default_value_t = 1000)]
-    lag_max: u64,
-    /// How long to wait for the learner to come within `--lag-max` before refusing.
+    /// How long to keep asking while the leader refuses because the learner lags (by
+    /// more than the leader's `promote_lag_max` slots, 1000 by default: a voter far
+    /// behind would slow every commit it is needed for) before giving up.
     #[arg(long, default_value_t = 60)]
     catch_up_seconds: u64,
 }
@@ -234,6 +232,10 @@ struct NodeFile {
     /// Most slots in flight at once (pipelining); default 32.
     #[serde(default)]
     pipeline_depth: Option<usize>,
+    /// Most slots re-sent to a lagging peer per round trip (catching up from the
+    /// log); default 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catch_up_slots: Option<usize>,
     /// Log size, in bytes, past which the node snapshots and compacts; default 64 MiB.
     #[serde(default)]
     snapshot_log_bytes: Option<u64>,
@@ -253,6 +255,10 @@ struct NodeFile {
     /// and at least waiters_max times the cluster size); default 1048576.
     #[serde(default)]
     sessions_max: Option<usize>,
+    /// Most slots a learner may trail the leader's commit index and still be promoted
+    /// to voter (refused until it catches up); default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    promote_lag_max: Option<u64>,
     /// Record a conformance trace into this directory (`ballot-check conform DIR`).
     #[serde(default)]
     trace_dir: Option<PathBuf>,
@@ -309,8 +315,8 @@ fn main() -> ExitCode {
                 change_members(&addr, &["ADD".into(), id.to_string()]).await
             }
             Command::Member(MemberCommand::Promote { id, catch_up, addr }) => {
-                caught_up(&addr, id, &catch_up).await?;
-                change_members(&addr, &["PROMOTE".into(), id.to_string()]).await
+                let args = ["PROMOTE".into(), id.to_string()];
+                promote_once_caught_up(&addr, &args, &catch_up).await
             }
             Command::Member(MemberCommand::Remove { id, addr }) => {
                 change_members(&addr, &["REMOVE".into(), id.to_string()]).await
@@ -321,8 +327,8 @@ fn main() -> ExitCode {
                 catch_up,
                 addr,
             }) => {
-                caught_up(&addr, by, &catch_up).await?;
-                change_members(&addr, &["REPLACE".into(), id.to_string(), by.to_string()]).await
+                let args = ["REPLACE".into(), id.to_string(), by.to_string()];
+                promote_once_caught_up(&addr, &args, &catch_up).await
             }
             Command::Bench(args) => bench(args).await,
         }
@@ -391,6 +397,9 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     if let Some(sessions_max) = file.sessions_max {
         config.sessions_max = sessions_max;
     }
+    if let Some(promote_lag_max) = file.promote_lag_max {
+        config.promote_lag_max = promote_lag_max;
+    }
     if let Some(snapshot_log_bytes) = file.snapshot_log_bytes {
         config.snapshot_log_bytes = snapshot_log_bytes;
     }
@@ -401,6 +410,9 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     config.mutant = file.mutant.clone();
     if let Some(pipeline_depth) = file.pipeline_depth {
         config.pipeline_depth = pipeline_depth.max(1);
+    }
+    if let Some(catch_up_slots) = file.catch_up_slots {
+        config.catch_up_slots = catch_up_slots;
     }
     let node = Node::start(config, KvStore::default())
         .await
@@ -540,12 +552,14 @@ async fn cluster_up(
             metrics: Some(addr(base_port + 200 + id as u16)),
             max_batch: None,
             pipeline_depth: None,
+            catch_up_slots: None,
             snapshot_log_bytes: None,
             snapshot_bytes_max: None,
             batch_bytes_max: None,
             connections_max: None,
             waiters_max: None,
             sessions_max: None,
+            promote_lag_max: None,
             trace_dir: trace.then(|| dir.join("traces")),
             mutant: None,
         };
@@ -854,45 +868,34 @@ async fn change_members(addr: &str, args: &[String]) -> Result<(), String> {
     call_leader(addr, &command).await
 }
 
-/// Waits until learner `id` trails the leader's commit index by at most `lag_max`
-/// slots, or refuses: a voter far behind would hold up every commit that needs it.
-async fn caught_up(addr: &str, id: usize, catch_up: &CatchUpArgs) -> Result<(), String> {
-    let info = node_info(addr)
-        .await
-        .map_err(|e| format!("cannot ask {addr}: {e}"))?;
-    let learner = info_list(&info, "clients")
-        .get(id)
-        .cloned()
-        .ok_or_else(|| format!("node {id} is not in the address book"))?;
+/// `BALLOT.MEMBER` with `args` (a promotion), asked again while the leader refuses it
+/// because the learner lags (a `LAGGING` error: the leader decides, by its
+/// `promote_lag_max`), for up to `--catch-up-seconds`; progress goes to stderr.
+async fn promote_once_caught_up(
+    addr: &str,
+    args: &[String],
+    catch_up: &CatchUpArgs,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(catch_up.catch_up_seconds);
-    let commit = |info: &std::collections::BTreeMap<String, String>| -> Option<u64> {
-        info.get("commit_index")?.parse().ok()
-    };
-    let mut said = None;
+    let mut last_said: Option<tokio::time::Instant> = None;
     loop {
-        let leader = find_leader(addr).await?;
-        let leads = node_info(&leader).await.ok().as_ref().and_then(commit);
-        let learns = node_info(&learner).await.ok().as_ref().and_then(commit);
-        let lag = match (leads, learns) {
-            (Some(leads), Some(learns)) => {
-                let lag = leads.saturating_sub(learns);
-                if lag <= catch_up.lag_max {
-                    return Ok(());
-                }
-                format!("{lag} slots behind the leader")
-            }
-            (_, None) => format!("unreachable at {learner}"),
-            (None, _) => "the leader did not answer".into(),
+        let error = match change_members(addr, args).await {
+            Err(error) if error.starts_with(ballot_node::server::LAGGING) => error,
+            done => return done,
         };
-        if tokio::time::Instant::now() >= deadline {
+        let reason = error
+            .trim_start_matches(ballot_node::server::LAGGING)
+            .trim();
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err(format!(
-                "refused: node {id} is {lag} after {} s (--lag-max {}); promote it once it has caught up",
-                catch_up.catch_up_seconds, catch_up.lag_max
+                "{reason} (still, after {} s: --catch-up-seconds)",
+                catch_up.catch_up_seconds
             ));
         }
-        if said.as_ref() != Some(&lag) {
-            eprintln!("waiting for node {id} to catch up: {lag}");
-            said = Some(lag);
+        if last_said.is_none_or(|said| now - said >= Duration::from_secs(5)) {
+            eprintln!("waiting: {reason}");
+            last_said = Some(now);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -123,6 +123,11 @@ pub struct NodeConfig {
     pub send_queue_bytes_max: usize,
     /// Slots a leader may have in flight (the core's pipeline window).
     pub pipeline_depth: usize,
+    /// Slots the leader re-sends to a lagging peer per round trip (the core's
+    /// [`catch_up_slots`](ballot_model::ClusterConfig::catch_up_slots)), each window
+    /// also bounded by `batch_bytes_max` bytes: how fast a learner or a restarted
+    /// follower catches up from the log, one fsync of its own per window.
+    pub catch_up_slots: usize,
     /// Client requests one slot may carry (the core's batch limit); at most
     /// [`limits::BATCH_REQUESTS_MAX`].
     pub max_batch: usize,
@@ -143,6 +148,11 @@ pub struct NodeConfig {
     /// `waiters_max` times the cluster size, so that every session the cluster uses at
     /// once fits the table ([`Node::start`] checks; SPEC §2.6 says what remains).
     pub sessions_max: usize,
+    /// How many slots a learner's commit index may trail the leader's when this node,
+    /// as leader, is asked to make it a voter; past it, the promotion is refused
+    /// ([`ReconfigureRefusal::Lagging`]) until the learner has caught up: a voter far
+    /// behind holds up every commit that needs its vote.
+    pub promote_lag_max: u64,
     /// Once the write-ahead log is larger than this many bytes, the node saves a
     /// snapshot of its applied state (in the background) and compacts the log to it.
     pub snapshot_log_bytes: u64,
@@ -203,12 +213,14 @@ impl NodeConfig {
             send_queue_frames: 8192,
             send_queue_bytes_max: limits::SEND_QUEUE_BYTES_MAX,
             pipeline_depth: 32,
+            catch_up_slots: 1024,
             max_batch: 512,
             batch_bytes_max: limits::BATCH_BYTES_MAX,
             queue_requests_max: limits::QUEUE_REQUESTS_MAX,
             reads_pending_max: limits::READS_PENDING_MAX,
             waiters_max: limits::WAITERS_MAX,
             sessions_max: limits::SESSIONS_MAX,
+            promote_lag_max: 1000,
             snapshot_log_bytes: 64 << 20,
             trace_dir: None,
             mutant: None,
@@ -940,6 +952,17 @@ impl<S: Replicated> Node<S> {
                 "snapshot_bytes_max must be positive".into(),
             ));
         }
+        // A catch-up window and a pipeline of accepts behind it must fit a peer's send
+        // queue's frame bound with room to spare (its bytes are bounded by
+        // batch_bytes_max, one slot's worth), or the queue would drop the window's
+        // tail every time and the peer would catch up only by heartbeats.
+        let frames = config.catch_up_slots.saturating_add(config.pipeline_depth);
+        if config.catch_up_slots == 0 || frames > config.send_queue_frames / 2 {
+            return Err(NodeError::Config(format!(
+                "catch_up_slots ({}) plus pipeline_depth ({}) must be positive and at most half of send_queue_frames ({})",
+                config.catch_up_slots, config.pipeline_depth, config.send_queue_frames
+            )));
+        }
         Ok(())
     }
 
@@ -961,7 +984,9 @@ impl<S: Replicated> Node<S> {
                 .with_batch_bytes_max(config.batch_bytes_max)
                 .with_queue_requests_max(config.queue_requests_max)
                 .with_reads_pending_max(config.reads_pending_max)
-                .with_sessions_max(config.sessions_max),
+                .with_sessions_max(config.sessions_max)
+                .with_promote_lag_max(config.promote_lag_max)
+                .with_catch_up_slots(config.catch_up_slots),
             config.mutant.as_deref(),
         )?;
         // What this start loaded may have been written by a crashed process and never
@@ -997,6 +1022,8 @@ impl<S: Replicated> Node<S> {
                 queue_requests_max: cluster.queue_requests_max,
                 reads_pending_max: cluster.reads_pending_max,
                 sessions_max: cluster.sessions_max,
+                promote_lag_max: cluster.promote_lag_max,
+                catch_up_slots: cluster.catch_up_slots,
                 snapshot,
                 durable,
                 effects: effects.clone(),

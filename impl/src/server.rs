@@ -12,6 +12,15 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The error code of a `BALLOT.MEMBER PROMOTE` or `REPLACE` refused because the
+/// learner lags ([`ReconfigureRefusal::Lagging`]): worth asking again once it has
+/// caught up, which `ballot member` does.
+///
+/// ```
+/// assert_eq!(ballot_node::server::LAGGING, "LAGGING");
+/// ```
+pub const LAGGING: &str = "LAGGING";
+
 /// What `INFO` reports besides the node's status.
 #[derive(Clone, Debug, Default)]
 pub struct ServerInfo {
@@ -190,6 +199,11 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
                 Some(addr) => Value::Error(format!("ERR {error} (clients reach it at {addr})")),
                 None => Value::Error(format!("ERR {error}")),
             },
+            // Its own error code, as Redis has `BUSY` and `LOADING`: a refusal that
+            // passes once the learner catches up, which a client may retry.
+            Err(error @ NodeError::ReconfigureRefused(ReconfigureRefusal::Lagging { .. })) => {
+                Value::Error(format!("{LAGGING} {error}"))
+            }
             Err(error) => Value::Error(format!("ERR {error}")),
         },
         KvRequest::Info(_) => Value::Verbatim {

@@ -343,7 +343,9 @@ fn assert_readable(port: u16, acked: &[usize]) {
 fn pid_of(output: &str, id: usize) -> u32 {
     output
         .lines()
-        .find(|line| line.starts_with(&format!("node {id}: ")))
+        .find(|line| {
+            line.starts_with(&format!("node {id}: ")) || line.starts_with(&format!("spare {id}: "))
+        })
         .and_then(|line| line.split("(pid ").nth(1))
         .and_then(|rest| rest.split(',').next())
         .and_then(|pid| pid.parse().ok())
@@ -412,9 +414,43 @@ fn a_dead_machine_is_replaced_by_a_spare_while_a_client_writes() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // The spare joins as a learner, catches up, and takes node 1's place.
+    // The spare joins as a learner, catches up, and takes node 1's place. While it is
+    // stopped, the leader has no word of its progress and refuses to make it a voter,
+    // with the error code a client may retry on.
+    let spare = pid_of(&up.output(), 3);
+    let signal = |name: &str| {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(spare.to_string())
+            .status();
+    };
+    signal("STOP");
     let added = member(base, &["add", "3"]);
     assert!(added.contains("learners 3"), "{added}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Node 0 names the leader once it has heard from it.
+        let leader = info_field(base, "leader").parse::<u16>().unwrap_or(0);
+        let refused = connect(base + leader)
+            .and_then(|mut c| {
+                redis::cmd("BALLOT.MEMBER")
+                    .arg(&["REPLACE", "1", "3"][..])
+                    .query::<redis::Value>(&mut c)
+            })
+            .map_err(|e| (e.code().map(str::to_string), e.to_string()));
+        match refused {
+            Err((Some(code), said)) if code == "LAGGING" => {
+                assert!(said.contains("learner 3"), "{said}");
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "a stopped learner's promotion was answered {other:?}, not refused as lagging"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal("CONT");
     writer.wait_for_more(20);
     let replaced = member(base, &["replace", "1", "--by", "3"]);
     assert!(replaced.contains("voters 0,2,3"), "{replaced}");

@@ -86,6 +86,10 @@ pub enum TraceRecord<S: StateMachine> {
         reads_pending_max: usize,
         /// The core's bound on client sessions.
         sessions_max: usize,
+        /// How far a learner may lag and still be promoted.
+        promote_lag_max: Slot,
+        /// The core's catch-up window.
+        catch_up_slots: usize,
         /// The snapshot it loaded.
         snapshot: Snapshot<S>,
         /// The durable state it loaded.
@@ -262,7 +266,7 @@ struct RunState<S: StateMachine> {
 /// let start = TraceRecord::<Register>::Start {
 ///     at: 1, node: 0, node_count: 3, learners: vec![], spares: vec![], pipeline_depth: 4, max_batch: 64,
 ///     batch_bytes_max: usize::MAX, queue_requests_max: usize::MAX, reads_pending_max: usize::MAX,
-///     sessions_max: usize::MAX, snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
+///     sessions_max: usize::MAX, promote_lag_max: u64::MAX, catch_up_slots: 4, snapshot: Snapshot::initial(Register::default()), durable: DurableState::default(), effects,
 /// };
 /// let report = check_conformance(vec![NodeRun { source: "n0".into(), records: vec![start] }]).unwrap();
 /// assert_eq!((report.nodes, report.runs), (1, 1));
@@ -354,6 +358,8 @@ pub fn check_conformance_over<S: StateMachine>(
                 queue_requests_max,
                 reads_pending_max,
                 sessions_max,
+                promote_lag_max,
+                catch_up_slots,
                 snapshot,
                 durable,
                 effects,
@@ -385,7 +391,9 @@ pub fn check_conformance_over<S: StateMachine>(
                     .with_batch_bytes_max(*batch_bytes_max)
                     .with_queue_requests_max(*queue_requests_max)
                     .with_reads_pending_max(*reads_pending_max)
-                    .with_sessions_max(*sessions_max);
+                    .with_sessions_max(*sessions_max)
+                    .with_promote_lag_max(*promote_lag_max)
+                    .with_catch_up_slots(*catch_up_slots);
                 let (replica, replayed) =
                     Replica::restore(*node, config, snapshot.clone(), durable.clone()).map_err(
                         |error| fail("replays-identically", Some(*node), error.to_string()),

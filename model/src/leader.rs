@@ -93,6 +93,7 @@ impl<S: StateMachine> Replica<S> {
             read_acks: BTreeMap::new(),
             reads: Vec::new(),
             snapshot_sent: BTreeSet::new(),
+            learner_commits: BTreeMap::new(),
         };
         let mut proposals = Vec::new();
         for slot in from_slot..=last_recovered {
@@ -229,10 +230,29 @@ impl<S: StateMachine> Replica<S> {
         if let Some(in_flight) = leadership.in_flight.get_mut(&slot) {
             in_flight.acks.insert(from);
         }
-        // `commit` here normally lags by one round trip (the acceptor learns of the
-        // commit from our next message), so it is no reason to re-send anything.
-        let _ = commit;
+        self.note_learner_commit(from, commit);
         self.try_advance_commit(effects);
+        if continues_catch_up(
+            slot,
+            commit,
+            self.durable.commit,
+            self.config.catch_up_slots,
+        ) {
+            self.catch_up(from, commit, effects);
+        }
+    }
+
+    /// Records the commit index a learner of our epoch reports (the highest one: reports
+    /// may arrive out of order), for [`ClusterConfig::promote_lag_max`]. Voters' are not
+    /// kept: nothing asks how far a voter lags.
+    fn note_learner_commit(&mut self, from: NodeId, commit: Slot) {
+        if !self.members.learners.contains(&from) {
+            return;
+        }
+        if let Role::Leader(leadership) = &mut self.role {
+            let reported = leadership.learner_commits.entry(from).or_insert(commit);
+            *reported = (*reported).max(commit);
+        }
     }
 
     /// Commits every leading in-flight slot with enough votes, then refills the pipeline.
@@ -260,8 +280,8 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// A follower could not commit up to the commit index we announced: it lacks chosen
-    /// slots at our ballot (it missed accepts, or crashed). Re-send up to one
-    /// pipeline's worth from its commit on; if we compacted the slot it needs next,
+    /// slots at our ballot (it missed accepts, or crashed). Re-send up to one window
+    /// (`catch_up_slots`) from its commit on; if we compacted the slot it needs next,
     /// send our applied state instead, at most once per quorum check (a snapshot can
     /// be large, and the follower keeps reporting that it lags while one is on its
     /// way).
@@ -289,7 +309,7 @@ impl<S: StateMachine> Replica<S> {
             }
             return;
         }
-        let last = commit.min(follower_commit.saturating_add(self.config.pipeline_depth as Slot));
+        let last = commit.min(follower_commit.saturating_add(self.config.catch_up_slots as Slot));
         let mut budget = ResendBudget::new(&self.config);
         for slot in follower_commit + 1..=last {
             let Some(entry) = self.durable.accepted.get(&slot) else {
@@ -330,6 +350,7 @@ impl<S: StateMachine> Replica<S> {
         leadership.heard.insert(from);
         let acked = leadership.read_acks.entry(from).or_insert(0);
         *acked = (*acked).max(read_round);
+        self.note_learner_commit(from, commit);
         self.serve_reads(effects);
         if lagging {
             self.catch_up(from, commit, effects);
@@ -592,6 +613,29 @@ impl<S: StateMachine> Replica<S> {
     }
 }
 
+/// Whether an acceptor's `Accepted` for `slot`, reporting its commit index
+/// `follower_commit`, asks the leader (at commit `leader_commit`) for the next window
+/// of a catch-up: the acceptor holds every slot through `slot` (a re-sent, already
+/// chosen one), still lags, and `slot` is the last of an aligned window of
+/// `catch_up_slots` slots.
+///
+/// Why: catch-up paced by heartbeats alone moves one window per heartbeat interval,
+/// slower than a leader under load commits, so a learner added under load would never
+/// catch up by the log. Paced by acknowledgements, it moves one window per round trip.
+/// Only the window's last slot continues it (every run of `catch_up_slots` slots holds
+/// exactly one aligned slot), so a chain of windows sends each slot once; a heartbeat's
+/// catch-up, which starts anywhere, at most adds a window beside it. An `Accepted` for
+/// a slot still in flight never qualifies: the acceptor cannot have learned it chosen.
+fn continues_catch_up(
+    slot: Slot,
+    follower_commit: Slot,
+    leader_commit: Slot,
+    catch_up_slots: usize,
+) -> bool {
+    let window = catch_up_slots.max(1) as Slot;
+    slot.is_multiple_of(window) && follower_commit >= slot && follower_commit < leader_commit
+}
+
 /// How many requests from the front of `queue` the next slot takes: at most
 /// `max_batch`, and no more than fit `batch_bytes_max` — but always the first, which
 /// `on_write` admitted only if it fits alone.
@@ -643,5 +687,20 @@ impl ResendBudget {
         self.first = false;
         self.bytes_left = self.bytes_left.saturating_sub(bytes);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::continues_catch_up;
+
+    #[test]
+    fn only_the_last_slot_of_a_window_held_in_full_by_a_lagging_acceptor_continues_a_catch_up() {
+        assert!(continues_catch_up(64, 64, 1000, 32));
+        assert!(continues_catch_up(64, 90, 1000, 32)); // held later slots already
+        assert!(!continues_catch_up(63, 63, 1000, 32)); // not the window's last slot
+        assert!(!continues_catch_up(64, 60, 1000, 32)); // still lacks a slot below it
+        assert!(!continues_catch_up(64, 1000, 1000, 32)); // caught up
+        assert!(continues_catch_up(5, 5, 6, 0)); // a zero window counts as one
     }
 }

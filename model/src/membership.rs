@@ -243,8 +243,6 @@ pub enum ReconfigureRefusal {
         /// The slot of the change in progress.
         slot: Slot,
     },
-    /// The pipeline is full: ask again once it drains.
-    PipelineFull,
     /// `id` is no node of this cluster (ids are below `node_count`).
     UnknownNode {
         /// The id named.
@@ -279,6 +277,19 @@ pub enum ReconfigureRefusal {
     },
     /// The change would leave no voter.
     LastVoter,
+    /// Learner `id` trails the leader's commit index by more than the cluster allows a
+    /// new voter to ([`crate::ClusterConfig::promote_lag_max`]): ask again once it has
+    /// caught up.
+    Lagging {
+        /// The learner named.
+        id: NodeId,
+        /// The commit index it last reported to this leader, if it reported one.
+        reported: Option<Slot>,
+        /// The leader's commit index.
+        commit: Slot,
+        /// The lag allowed.
+        lag_max: Slot,
+    },
 }
 
 impl fmt::Display for ReconfigureRefusal {
@@ -296,9 +307,6 @@ impl fmt::Display for ReconfigureRefusal {
                 f,
                 "a membership change is in progress (slot {slot}): one change at a time"
             ),
-            ReconfigureRefusal::PipelineFull => {
-                write!(f, "the leader's pipeline is full: try again")
-            }
             ReconfigureRefusal::UnknownNode { id, node_count } => {
                 write!(f, "node {id} does not exist (ids are below {node_count})")
             }
@@ -314,6 +322,21 @@ impl fmt::Display for ReconfigureRefusal {
             ReconfigureRefusal::NotAVoter { id } => write!(f, "node {id} is no voter"),
             ReconfigureRefusal::NotAMember { id } => write!(f, "node {id} is no member"),
             ReconfigureRefusal::LastVoter => write!(f, "the change would leave no voter"),
+            ReconfigureRefusal::Lagging {
+                id,
+                reported: Some(reported),
+                commit,
+                lag_max,
+            } => write!(
+                f,
+                "learner {id} lags: it has committed through slot {reported}, the leader through {commit}, more than {lag_max} behind; ask again once it has caught up"
+            ),
+            ReconfigureRefusal::Lagging {
+                id, reported: None, ..
+            } => write!(
+                f,
+                "learner {id} has not reported its progress to this leader yet; ask again once it has caught up"
+            ),
         }
     }
 }

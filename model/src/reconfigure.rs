@@ -6,6 +6,7 @@
 //! begins the next epoch on every replica at the same slot (`Replica::apply_committed`,
 //! `Replica::enter_epoch`); nothing else here is needed for safety (SPEC §7).
 
+use crate::ballot::Slot;
 use crate::effect::Effect;
 use crate::membership::{MemberChange, ReconfigureOutcome, ReconfigureRefusal};
 use crate::message::Proposal;
@@ -44,10 +45,28 @@ impl<S: StateMachine> Replica<S> {
         if let Some(slot) = leadership.stop_slot() {
             return Err(ReconfigureRefusal::ChangeInProgress { slot });
         }
-        if leadership.in_flight.len() >= self.config.pipeline_depth {
-            return Err(ReconfigureRefusal::PipelineFull);
-        }
+        // A full pipeline does not hold a change back: under a steady load the
+        // pipeline refills at every commit, so a change waiting for room would wait
+        // for the load to stop. It takes one slot past the pipeline, the last this
+        // leader proposes in its epoch, so the pipeline holds at most
+        // `pipeline_depth + 1` slots.
         let (voters, learners) = self.members.after(change, self.config.node_count)?;
+        let lag_max = self.config.promote_lag_max;
+        let checks_lag = lag_max != Slot::MAX;
+        if let (true, MemberChange::Promote(id) | MemberChange::Replace { promote: id, .. }) =
+            (checks_lag, change)
+        {
+            let commit = self.durable.commit;
+            let reported = leadership.learner_commits.get(&id).copied();
+            if reported.is_none_or(|reported| commit.saturating_sub(reported) > lag_max) {
+                return Err(ReconfigureRefusal::Lagging {
+                    id,
+                    reported,
+                    commit,
+                    lag_max,
+                });
+            }
+        }
         let proposal = Proposal::Reconfigure {
             from_epoch: self.members.epoch,
             voters,

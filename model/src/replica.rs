@@ -59,6 +59,20 @@ pub struct ClusterConfig {
     /// least recently active (see [`ClientTable`]). Part of the replicated state
     /// machine's definition: it must be the same on every server. At least 1.
     pub sessions_max: usize,
+    /// How far behind the leader's commit index a learner may be, by the commit index
+    /// it last reported to this leader, and still be made a voter: a voter that lags
+    /// slows every commit that needs its vote, and with another voter down stops them
+    /// until it has caught up. A learner the leader has not heard from lags without
+    /// bound. `Slot::MAX` (the default) checks nothing, not even that the learner
+    /// reported: the model's worlds that do not study the check need not pay the
+    /// steps a report takes (`check --promote-lag-max` sets it).
+    pub promote_lag_max: Slot,
+    /// Slots a leader re-sends to a lagging peer at once (a catch-up window), before
+    /// the peer's acknowledgement of the window's last slot asks for the next: with the
+    /// peer's fsync in each round trip, the window sets the pace of catch-up from the
+    /// log. Each window is also bounded by `batch_bytes_max` bytes of commands. At
+    /// least 1.
+    pub catch_up_slots: usize,
     /// Which broken variant to run (only with the `mutants` feature).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutant::Mutant>,
@@ -86,6 +100,8 @@ impl ClusterConfig {
             queue_requests_max: usize::MAX,
             reads_pending_max: usize::MAX,
             sessions_max: usize::MAX,
+            promote_lag_max: Slot::MAX,
+            catch_up_slots: 4,
             #[cfg(feature = "mutants")]
             mutant: None,
         }
@@ -152,6 +168,27 @@ impl ClusterConfig {
     /// ```
     pub fn with_sessions_max(mut self, sessions_max: usize) -> Self {
         self.sessions_max = sessions_max.max(1);
+        self
+    }
+
+    /// Sets how far a learner may lag and still be promoted.
+    ///
+    /// ```
+    /// let c = ballot_model::ClusterConfig::new(3).with_promote_lag_max(1000);
+    /// assert_eq!(c.promote_lag_max, 1000);
+    /// ```
+    pub fn with_promote_lag_max(mut self, promote_lag_max: Slot) -> Self {
+        self.promote_lag_max = promote_lag_max;
+        self
+    }
+
+    /// Sets the catch-up window.
+    ///
+    /// ```
+    /// assert_eq!(ballot_model::ClusterConfig::new(3).with_catch_up_slots(256).catch_up_slots, 256);
+    /// ```
+    pub fn with_catch_up_slots(mut self, catch_up_slots: usize) -> Self {
+        self.catch_up_slots = catch_up_slots.max(1);
         self
     }
 
@@ -351,6 +388,9 @@ pub struct Leadership<S: StateMachine> {
     pub reads: Vec<PendingRead<S::Query>>,
     /// Peers sent a snapshot since the last `CheckQuorum`: not sent another before.
     pub snapshot_sent: BTreeSet<NodeId>,
+    /// Per learner, the highest commit index it reported at this ballot: how far it
+    /// lags, which decides whether it may be promoted (`promote_lag_max`).
+    pub learner_commits: BTreeMap<NodeId, Slot>,
 }
 
 impl<S: StateMachine> Leadership<S> {

@@ -1163,6 +1163,37 @@ fn lagging_heartbeat_ack_triggers_catch_up() {
     assert_eq!(effects, vec![]);
 }
 
+#[test]
+fn an_accepted_ending_a_caught_up_window_continues_the_catch_up_at_once() {
+    // Windows of 2: five committed writes; node 2 missed them all.
+    let mut r = elect(recover_with(
+        0,
+        cluster(3).with_pipeline_depth(2).with_catch_up_slots(2),
+        DurableState::default(),
+    ));
+    let ballot = b(1, 0);
+    for seq in 1..=5 {
+        commit_write(&mut r, req(7, seq, seq as u8));
+    }
+    let slot = |s: u64| send(2, accept(ballot, s, batch(&[req(7, s, s as u8)]), 5));
+    // A heartbeat's catch-up sends the first window from node 2's commit index.
+    let effects = step(&mut r, msg(2, heartbeat_ack(ballot, 0, 0, true)));
+    assert_eq!(effects, vec![slot(1), slot(2)]);
+    // Slot 1 acknowledged: not the window's last slot, nothing more.
+    assert_eq!(step(&mut r, msg(2, accepted(ballot, 1, 1))), vec![]);
+    // Slot 2 acknowledged with everything through it: the next window, without
+    // waiting for a heartbeat.
+    let effects = step(&mut r, msg(2, accepted(ballot, 2, 2)));
+    assert_eq!(effects, vec![slot(3), slot(4)]);
+    let effects = step(&mut r, msg(2, accepted(ballot, 4, 4)));
+    assert_eq!(effects, vec![slot(5)]);
+    // Caught up: the chain ends.
+    assert_eq!(step(&mut r, msg(2, accepted(ballot, 5, 5))), vec![]);
+    // A window's last slot acknowledged by an acceptor that still lacks one below
+    // it continues nothing: the next heartbeat finds the gap.
+    assert_eq!(step(&mut r, msg(1, accepted(ballot, 4, 2))), vec![]);
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Acceptor: Accept
 // ---------------------------------------------------------------------------------------
@@ -2261,6 +2292,56 @@ fn a_change_is_refused_with_its_reason_and_changes_nothing() {
     assert_eq!(
         step(&mut lone, reconfigure(MemberChange::Remove(0))),
         refused(ReconfigureRefusal::LastVoter)
+    );
+}
+
+#[test]
+fn a_promotion_waits_until_the_learner_reports_that_it_has_caught_up() {
+    let config = with_learner().with_promote_lag_max(1);
+    let mut r = elect(recover_with(0, config, DurableState::default()));
+    let ballot = b(1, 0);
+    for seq in 1..=3 {
+        commit_write(&mut r, req(7, seq, seq as u8));
+    }
+    let before = r.clone();
+    let lagging = |reported| {
+        refused(ReconfigureRefusal::Lagging {
+            id: 3,
+            reported,
+            commit: 3,
+            lag_max: 1,
+        })
+    };
+    // Not heard from at this ballot: it may be down, or far behind.
+    for change in [
+        MemberChange::Promote(3),
+        MemberChange::Replace {
+            remove: 2,
+            promote: 3,
+        },
+    ] {
+        assert_eq!(step(&mut r, reconfigure(change)), lagging(None));
+        assert_eq!(r, before, "a refusal changes nothing");
+    }
+    // Two slots behind, then one: the first is refused, saying by how much.
+    step(&mut r, msg(3, heartbeat_ack(ballot, 1, 0, true)));
+    assert_eq!(
+        step(&mut r, reconfigure(MemberChange::Promote(3))),
+        lagging(Some(1))
+    );
+    // An older report arriving late does not take the progress back.
+    step(&mut r, msg(3, accepted(ballot, 2, 2)));
+    step(&mut r, msg(3, heartbeat_ack(ballot, 1, 0, true)));
+    let effects = step(&mut r, reconfigure(MemberChange::Promote(3)));
+    assert!(
+        matches!(
+            effects.last(),
+            Some(Effect::Reconfiguration(ReconfigureOutcome::Proposed {
+                slot: 4,
+                epoch: 1
+            }))
+        ),
+        "{effects:?}"
     );
 }
 

@@ -122,7 +122,7 @@ fn a_learner_applies_what_the_voters_chose() {
         ..ModelConfig::default()
     });
     assert!(checker.is_done(), "exploration incomplete");
-    assert_eq!(checker.unique_state_count(), 5_100);
+    assert_eq!(checker.unique_state_count(), 5_172);
     for name in SAFETY {
         checker.assert_no_discovery(name);
     }
@@ -149,6 +149,55 @@ fn the_leader_is_removed_and_the_next_epoch_commits() {
     }
     assert!(checker.discovery(WRITE_AFTER_REMOVAL).is_some());
     assert!(checker.discovery(WRITE_COMMITS).is_some());
+}
+
+#[test]
+fn a_learner_is_promoted_only_once_it_has_reported_its_progress() {
+    use ballot_model::model::actors::{ModelMsg, ModelTimer};
+    use ballot_model::model::properties::LEARNER_PROMOTED;
+    use stateright::actor::{ActorModelAction, Id};
+    // Three voters and learner 3, which the operator promotes; no client, no fault.
+    let world = |promote_lag_max| ModelConfig {
+        servers: 4,
+        learners: 1,
+        ops_per_client: 0,
+        max_crashes: 0,
+        max_elections: 1,
+        reconfigurations: vec![ModelChange::Promote(3)],
+        max_reconfigurations: 1,
+        promote_lag_max,
+        ..ModelConfig::default()
+    };
+    // Whether the shortest way to the promotion has the leader hear from the learner
+    // before the operator asks.
+    let hears_the_learner_first = |checker: &dyn Checker<BallotModel>| {
+        let actions = checker
+            .discovery(LEARNER_PROMOTED)
+            .expect("the learner is promoted")
+            .into_actions();
+        let asked = actions
+            .iter()
+            .position(|a| matches!(a, ActorModelAction::Timeout(_, ModelTimer::Reconfigure)))
+            .expect("the operator asks");
+        actions[..asked].iter().any(|a| {
+            matches!(a, ActorModelAction::Deliver { src, msg: ModelMsg::Peer(_), .. }
+                if *src == Id::from(3))
+        })
+    };
+    let unchecked = check(world(None));
+    let checked = check(world(Some(0)));
+    for (checker, states) in [(&unchecked, 11_470), (&checked, 5_755)] {
+        assert!(checker.is_done(), "exploration incomplete");
+        assert_eq!(checker.unique_state_count(), states);
+        for name in SAFETY {
+            checker.assert_no_discovery(name);
+        }
+    }
+    assert!(!hears_the_learner_first(&unchecked));
+    assert!(
+        hears_the_learner_first(&checked),
+        "with promote_lag_max the leader promotes no learner it has not heard from"
+    );
 }
 
 #[test]

@@ -177,6 +177,11 @@ pub struct ModelConfig {
     /// for the whole script to be made. Each request is an operator action, outside
     /// the fairness of the liveness check, like a fault.
     pub max_reconfigurations: usize,
+    /// How far a learner may lag (by the commit index it reported to the leader) and
+    /// be promoted ([`ClusterConfig::promote_lag_max`]); `None` checks nothing (the
+    /// default: a world that does not study the check need not pay for the learner's
+    /// report before every promotion).
+    pub promote_lag_max: Option<u64>,
     /// Number of clients.
     pub clients: usize,
     /// Operations each client performs, one at a time. Bound: finite client work.
@@ -248,6 +253,7 @@ impl Default for ModelConfig {
             spares: 0,
             reconfigurations: Vec::new(),
             max_reconfigurations: 0,
+            promote_lag_max: None,
             clients: 1,
             ops_per_client: 2,
             script: ClientScript::Alternating,
@@ -281,6 +287,7 @@ impl ModelConfig {
             .with_learners(self.voters()..self.servers - self.spares)
             .with_spares(self.servers - self.spares..self.servers)
             .with_pipeline_depth(self.pipeline_depth)
+            .with_catch_up_slots(self.pipeline_depth)
             .with_max_batch(self.max_batch);
         let config = match self.queue_requests_max {
             Some(max) => config.with_queue_requests_max(max),
@@ -288,6 +295,10 @@ impl ModelConfig {
         };
         let config = match self.sessions_max {
             Some(max) => config.with_sessions_max(max),
+            None => config,
+        };
+        let config = match self.promote_lag_max {
+            Some(max) => config.with_promote_lag_max(max),
             None => config,
         };
         #[cfg(feature = "mutants")]
@@ -449,6 +460,9 @@ impl ModelConfig {
             ClientScript::Alternating => {}
             ClientScript::WritesOnly => text.push_str(" script=writes-only"),
             ClientScript::WriteFirst => text.push_str(" script=write-first"),
+        }
+        if let Some(max) = self.promote_lag_max {
+            text.push_str(&format!(" promote-lag-max={max}"));
         }
         if self.max_transfers > 0 {
             text.push_str(&format!(" transfers={}", self.max_transfers));
