@@ -119,12 +119,13 @@ struct NemesisArgs {
     #[arg(long, default_value_t = 1500)]
     op_timeout_ms: u64,
     /// Fault kinds to draw from (comma-separated) [default: all; the membership ones,
-    /// `replace` and `replace-leader`, only with `--spares`].
+    /// `replace`, `replace-leader` and `grow-shrink`, only with `--spares`, each while
+    /// enough spares are left].
     #[arg(long, value_enum, value_delimiter = ',')]
     faults: Vec<FaultKind>,
-    /// Machines standing by beside the `--nodes` voters, each of which a membership
-    /// fault (`replace`, `replace-leader`) puts in a lost machine's place: up to this
-    /// many replacements per run.
+    /// Machines standing by beside the `--nodes` voters, which the membership faults
+    /// make voters: `replace` and `replace-leader` one each, in a lost machine's place;
+    /// `grow-shrink` two, before two old voters leave.
     #[arg(long, default_value_t = 0)]
     spares: usize,
     /// The `ballot` binary [default: the one next to this program, built first with
@@ -373,8 +374,12 @@ async fn nemesis(args: NemesisArgs) -> ExitCode {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     let nodes = usize::from(args.nodes);
-    if args.spares == 0 && args.faults.iter().any(|f| f.is_membership()) {
-        eprintln!("error: the membership faults need spares to put in place (--spares)");
+    if let Some(kind) = args.faults.iter().find(|f| f.spares_needed() > args.spares) {
+        eprintln!(
+            "error: {} needs {} spare(s) to put in place (--spares)",
+            kind.name(),
+            kind.spares_needed()
+        );
         return ExitCode::from(2);
     }
     if nodes + args.spares > 16 {

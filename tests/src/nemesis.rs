@@ -26,7 +26,7 @@ use crate::workload::{final_read, run_clients, Event, History, WorkloadConfig, C
 use ballot_node::client::Client;
 use ballot_node::kv::KvStore;
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,6 +60,10 @@ pub enum FaultKind {
     Replace,
     /// As `replace`, for the leader's machine.
     ReplaceLeader,
+    /// The cluster grows by two voters and shrinks back, while the clients run: two
+    /// spares are added as learners and promoted, then the leader and another of the
+    /// old voters are removed (and their machines stopped and wiped). Needs two spares.
+    GrowShrink,
 }
 
 impl FaultKind {
@@ -75,12 +79,25 @@ impl FaultKind {
         FaultKind::Delay,
     ];
 
-    /// The membership faults: each replaces a machine by a spare.
-    pub const MEMBERSHIP: [FaultKind; 2] = [FaultKind::Replace, FaultKind::ReplaceLeader];
+    /// The membership faults: each puts spares in the place of voters.
+    pub const MEMBERSHIP: [FaultKind; 3] = [
+        FaultKind::Replace,
+        FaultKind::ReplaceLeader,
+        FaultKind::GrowShrink,
+    ];
 
-    /// Whether the fault changes the membership (and takes a spare).
+    /// Whether the fault changes the membership (and takes spares).
     pub fn is_membership(self) -> bool {
         Self::MEMBERSHIP.contains(&self)
+    }
+
+    /// How many spares the fault puts in voters' places.
+    pub fn spares_needed(self) -> usize {
+        match self {
+            FaultKind::Replace | FaultKind::ReplaceLeader => 1,
+            FaultKind::GrowShrink => 2,
+            _ => 0,
+        }
     }
 
     /// A short name for tables.
@@ -96,6 +113,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Replace => "replace",
             FaultKind::ReplaceLeader => "replace-leader",
+            FaultKind::GrowShrink => "grow-shrink",
         }
     }
 
@@ -333,19 +351,48 @@ pub async fn run_once(
         if Instant::now() >= end {
             break;
         }
-        // A membership fault needs a spare left to put in place.
+        // A membership fault needs spares left to put in place.
         let possible: Vec<FaultKind> = config
             .faults
             .iter()
             .copied()
-            .filter(|kind| !kind.is_membership() || !spares.is_empty())
+            .filter(|kind| kind.spares_needed() <= spares.len())
             .collect();
         let Some(&kind) = possible.choose(&mut rng) else {
             break;
         };
         let leader = find_leader(&cluster.clients).await;
         let at = epoch.elapsed().as_nanos() as u64;
-        if kind.is_membership() {
+        if kind == FaultKind::GrowShrink {
+            let new = [0, 1].map(|_| spares.pop_front().expect("two spares, checked above"));
+            // The leader leaves (when one is known), and one more of the old voters.
+            let mut old = voters.clone();
+            old.shuffle(&mut rng);
+            if let Some(leader) = leader {
+                old.retain(|&v| v != leader);
+                old.insert(0, leader);
+            }
+            let leaving = [old[0], old[1]];
+            let outcome = grow_and_shrink(&cluster.clients, &voters, new, leaving).await;
+            let mut members: Vec<usize> = voters.iter().copied().chain(new).collect();
+            match outcome {
+                Ok(()) => members.retain(|m| !leaving.contains(m)),
+                Err(error) => report.anomalies.push(format!(
+                    "growing by {new:?} and removing {leaving:?}: {error}"
+                )),
+            }
+            // The membership the leader shows now rules who counts as a voter (after a
+            // failed change too); a removed node is stopped for good.
+            match current_voters(&cluster.clients, &members).await {
+                Some(now) => voters = now,
+                None => report
+                    .anomalies
+                    .push("no leader to ask for the membership after growing".into()),
+            }
+            for id in leaving.into_iter().filter(|id| !voters.contains(id)) {
+                cluster.retire(id);
+            }
+        } else if kind.is_membership() {
             let victim = match (kind, leader) {
                 (FaultKind::ReplaceLeader, Some(leader)) => leader,
                 _ => *voters.choose(&mut rng).expect("a cluster has voters"),
@@ -605,38 +652,122 @@ fn inject(
                 }
             }
         }
-        FaultKind::Replace | FaultKind::ReplaceLeader => {
-            unreachable!("membership faults are run by `replace`")
+        FaultKind::Replace | FaultKind::ReplaceLeader | FaultKind::GrowShrink => {
+            unreachable!("membership faults are run by `replace` and `grow_and_shrink`")
         }
     }
     Ok(())
 }
 
-/// Puts `spare` in lost voter `victim`'s place as an operator would: adds it as a
-/// learner, then replaces the victim by it, each asked of whichever member leads (found
-/// again after a refusal or a lost answer) until the leader's membership shows it done,
-/// for at most 20 s each.
+/// One membership change, as an operator asks for it with `BALLOT.MEMBER`.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Add(usize),
+    Promote(usize),
+    Remove(usize),
+    Replace { old: usize, new: usize },
+}
+
+impl Change {
+    /// `BALLOT.MEMBER`'s arguments.
+    fn args(self) -> Vec<String> {
+        match self {
+            Change::Add(id) => vec!["ADD".into(), id.to_string()],
+            Change::Promote(id) => vec!["PROMOTE".into(), id.to_string()],
+            Change::Remove(id) => vec!["REMOVE".into(), id.to_string()],
+            Change::Replace { old, new } => {
+                vec!["REPLACE".into(), old.to_string(), new.to_string()]
+            }
+        }
+    }
+
+    /// Whether the leader's `INFO` shows the change made.
+    fn done(self, info: &BTreeMap<String, String>) -> bool {
+        let member = |id| lists(info, "voters", id) || lists(info, "learners", id);
+        match self {
+            Change::Add(id) => member(id),
+            Change::Promote(id) => lists(info, "voters", id),
+            Change::Remove(id) => !member(id),
+            Change::Replace { old, new } => {
+                lists(info, "voters", new) && !lists(info, "voters", old)
+            }
+        }
+    }
+}
+
+/// Makes `changes` in order as an operator would, each asked of whichever of `members`
+/// leads (found again after a refusal, such as a learner that still lags, or a lost
+/// answer) until the leader's membership shows it made, for at most 20 s each;
+/// `members` follows the changes.
+async fn make_changes(
+    clients: &[SocketAddr],
+    members: &mut Vec<usize>,
+    changes: &[Change],
+) -> Result<(), String> {
+    for &change in changes {
+        change_members(clients, members, &change.args(), |info| change.done(info)).await?;
+        match change {
+            Change::Add(id) => members.push(id),
+            Change::Remove(old) | Change::Replace { old, .. } => members.retain(|&m| m != old),
+            Change::Promote(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Puts `spare` in lost voter `victim`'s place: adds it as a learner, then replaces
+/// the victim by it.
 async fn replace(
     clients: &[SocketAddr],
     voters: &[usize],
     victim: usize,
     spare: usize,
 ) -> Result<(), String> {
-    let learner = move |info: &BTreeMap<String, String>| {
-        lists(info, "learners", spare) || lists(info, "voters", spare)
-    };
-    change_members(clients, voters, &["ADD".into(), spare.to_string()], learner).await?;
-    let members: Vec<usize> = voters.iter().copied().chain([spare]).collect();
-    let replaced = move |info: &BTreeMap<String, String>| {
-        lists(info, "voters", spare) && !lists(info, "voters", victim)
-    };
-    change_members(
-        clients,
-        &members,
-        &["REPLACE".into(), victim.to_string(), spare.to_string()],
-        replaced,
-    )
-    .await
+    let changes = [
+        Change::Add(spare),
+        Change::Replace {
+            old: victim,
+            new: spare,
+        },
+    ];
+    make_changes(clients, &mut voters.to_vec(), &changes).await
+}
+
+/// Grows the voters by spares `new` (added, then promoted) and shrinks them by
+/// `leaving` (removed, the leader among them).
+async fn grow_and_shrink(
+    clients: &[SocketAddr],
+    voters: &[usize],
+    new: [usize; 2],
+    leaving: [usize; 2],
+) -> Result<(), String> {
+    let changes = [
+        Change::Add(new[0]),
+        Change::Add(new[1]),
+        Change::Promote(new[0]),
+        Change::Promote(new[1]),
+        Change::Remove(leaving[0]),
+        Change::Remove(leaving[1]),
+    ];
+    make_changes(clients, &mut voters.to_vec(), &changes).await
+}
+
+/// The voters as the member of `members` that leads lists them, asked for up to 10 s.
+async fn current_voters(clients: &[SocketAddr], members: &[usize]) -> Option<Vec<usize>> {
+    let addrs: Vec<SocketAddr> = members.iter().map(|&m| clients[m]).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(leader) = find_leader(&addrs).await {
+            if let Some(voters) = info(addrs[leader]).await.and_then(|info| {
+                let list = info.get("voters")?;
+                list.split(',').map(|id| id.parse().ok()).collect()
+            }) {
+                return Some(voters);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 /// Whether `INFO` field `field` (a comma-separated list of ids) holds `id`.
