@@ -107,6 +107,10 @@ pub struct ModelArgs {
     /// (the node's `promote_lag_max`) [default: no check].
     #[arg(long)]
     pub promote_lag_max: Option<u64>,
+    /// Slots a leader re-sends to a lagging peer at once, the next window following
+    /// the acknowledgement of the last [default: the pipeline's depth].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    pub catch_up: Option<u8>,
     /// Number of clients [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub clients: Option<u8>,
@@ -278,6 +282,7 @@ impl ModelArgs {
             queue_requests_max: self.queue_max.map(usize::from),
             sessions_max: self.sessions_max.map(usize::from),
             promote_lag_max: self.promote_lag_max,
+            catch_up_slots: self.catch_up.map(usize::from),
             compaction: self.compaction,
             mutant: self.mutant,
             ..base

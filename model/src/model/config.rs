@@ -225,6 +225,11 @@ pub struct ModelConfig {
     pub opening: Opening,
     /// The leader's pipeline window, in slots.
     pub pipeline_depth: usize,
+    /// Slots a leader re-sends to a lagging peer at once
+    /// ([`ClusterConfig::catch_up_slots`]); `None` for the pipeline's depth. The node's
+    /// window is far larger than its pipeline: a window unlike the pipeline checks
+    /// that catch-up does not lean on their being equal.
+    pub catch_up_slots: Option<usize>,
     /// Requests per slot.
     pub max_batch: usize,
     /// Writes a leader queues while its pipeline is full before it refuses new ones as
@@ -269,6 +274,7 @@ impl Default for ModelConfig {
             connectivity: Connectivity::full(),
             opening: Opening::Cold,
             pipeline_depth: 2,
+            catch_up_slots: None,
             max_batch: 1,
             queue_requests_max: None,
             sessions_max: None,
@@ -287,7 +293,7 @@ impl ModelConfig {
             .with_learners(self.voters()..self.servers - self.spares)
             .with_spares(self.servers - self.spares..self.servers)
             .with_pipeline_depth(self.pipeline_depth)
-            .with_catch_up_slots(self.pipeline_depth)
+            .with_catch_up_slots(self.catch_up_slots.unwrap_or(self.pipeline_depth))
             .with_max_batch(self.max_batch);
         let config = match self.queue_requests_max {
             Some(max) => config.with_queue_requests_max(max),
@@ -460,6 +466,9 @@ impl ModelConfig {
             ClientScript::Alternating => {}
             ClientScript::WritesOnly => text.push_str(" script=writes-only"),
             ClientScript::WriteFirst => text.push_str(" script=write-first"),
+        }
+        if let Some(window) = self.catch_up_slots {
+            text.push_str(&format!(" catch-up={window}"));
         }
         if let Some(max) = self.promote_lag_max {
             text.push_str(&format!(" promote-lag-max={max}"));
