@@ -151,7 +151,8 @@ pub struct NodeConfig {
     /// How many slots a learner's commit index may trail the leader's when this node,
     /// as leader, is asked to make it a voter; past it, the promotion is refused
     /// ([`ReconfigureRefusal::Lagging`]) until the learner has caught up: a voter far
-    /// behind holds up every commit that needs its vote.
+    /// behind holds up every commit that needs its vote. A learner this leader has not
+    /// heard from is refused too; `u64::MAX` turns the check off, that one included.
     pub promote_lag_max: u64,
     /// Once the write-ahead log is larger than this many bytes, the node saves a
     /// snapshot of its applied state (in the background) and compacts the log to it.
