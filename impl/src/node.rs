@@ -1170,8 +1170,10 @@ impl<S: Replicated> Node<S> {
     ///
     /// Refused ([`NodeError::ReconfigureRefused`], nothing changed) if this node does
     /// not lead (the refusal names the leader it knows of), a change is in progress,
-    /// or the change does not fit the membership (a promotion of a non-learner, the
-    /// removal of the last voter, a retired id...). [`NodeError::Timeout`] if the
+    /// the change does not fit the membership (a promotion of a non-learner, the
+    /// removal of the last voter, a retired id...), or the learner to promote lags by
+    /// more than [`NodeConfig::promote_lag_max`] ([`ReconfigureRefusal::Lagging`]: ask
+    /// again once it has caught up). [`NodeError::Timeout`] if the
     /// change was proposed but not applied within the request timeout: it may still
     /// take effect, or be lost with this node's leadership; the membership says which.
     ///
