@@ -9,8 +9,14 @@
 //! acceptor -> dialer   : CHALLENGE magic version, acceptor id, cluster id,
 //!                        membership, acceptor incarnation, nonce_a,
 //!                        HMAC(secret, "accept" | ids | cluster | membership | incarnations | nonce_d | nonce_a)
-//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | membership | incarnations | nonce_a | nonce_d)
+//! dialer   -> acceptor : PROOF  HMAC(secret, "dial" | ids | cluster | membership | incarnations | nonce_a | nonce_d | address),
+//!                        address length (1 byte), the dialer's peer address
 //! ```
+//!
+//! The dialer names the address it listens on for peers, authenticated by the PROOF: a
+//! node that has not yet applied the change that added the dialer at an address (a
+//! follower back from a long outage, whose new leader joined meanwhile) learns from it
+//! where to answer ([`accept`]).
 //!
 //! Each side learns the other's authenticated [`Incarnation`], for the caller to check
 //! against the one it met before ([`crate::identity::KnownPeers`]).
@@ -27,13 +33,14 @@
 //! can hijack an established TCP connection.
 
 use crate::identity::{ClusterId, Incarnation};
+use ballot_model::{MEMBER_ADDRESS_BYTES_MAX, NODE_IDS_MAX};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Handshake format version; a peer speaking another one is refused with a clear error.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 const MAGIC: &[u8; 3] = b"BLT";
 const NONCE: usize = 16;
 const MAC: usize = 32;
@@ -48,6 +55,9 @@ const INCARNATION_AT: usize = MEMBERSHIP_AT + MEMBERSHIP;
 const NONCE_AT: usize = INCARNATION_AT + INCARNATION;
 const HELLO: usize = NONCE_AT + NONCE;
 const CHALLENGE: usize = HELLO + MAC;
+// Ids travel as two bytes, an address's length as one.
+const _: () = assert!(NODE_IDS_MAX <= u16::MAX as usize);
+const _: () = assert!(MEMBER_ADDRESS_BYTES_MAX <= u8::MAX as usize);
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,13 +87,16 @@ pub enum HandshakeError {
     },
     /// The peer lists other learners than this node: the two would count different
     /// majorities.
-    #[error("peer's membership (digest {theirs:016x}) differs from this node's ({ours:016x}): every node must list the same `learners` and `spares`")]
+    #[error("peer's membership (digest {theirs:016x}) differs from this node's ({ours:016x}): every node must list the same `peers`, `learners` and `spares`")]
     OtherMembership {
         /// The peer's digest.
         theirs: u64,
         /// This node's.
         ours: u64,
     },
+    /// The dialer's peer address is not UTF-8, or longer than a member's may be.
+    #[error("peer names an address that is not UTF-8 text")]
+    BadAddress,
     /// The peer claims an id outside the cluster, ours, or not the one we dialled.
     #[error("peer claims node id {claimed}, expected {expected}")]
     WrongId {
@@ -184,20 +197,21 @@ fn same_cluster(theirs: &Greeting, me: Me) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// A digest of who voted at bootstrap, for the handshake: FNV-1a over the sorted,
-/// distinct learner ids, then (if there are any) a separator and the sorted, distinct
-/// spare ids. Equal lists give equal digests; the MAC, not the digest, is what an
-/// attacker would have to forge. Nodes agree on every later membership through the
-/// log, which begins from this one, so this is the one they must be configured with
-/// alike.
+/// A digest of who voted at bootstrap, for the handshake: FNV-1a over the size of the
+/// bootstrap address book, the sorted, distinct learner ids, then (if there are any) a
+/// separator and the sorted, distinct spare ids. Equal lists give equal digests; the
+/// MAC, not the digest, is what an attacker would have to forge. Nodes agree on every
+/// later membership through the log, which begins from this one (and gives the ids
+/// past the book out in order), so this is the one they must be configured with alike.
 ///
 /// ```
 /// use ballot_node::handshake::membership_digest;
-/// assert_eq!(membership_digest(&[3, 4], &[]), membership_digest(&[4, 3, 3], &[]));
-/// assert_ne!(membership_digest(&[], &[]), membership_digest(&[3], &[]));
-/// assert_ne!(membership_digest(&[3], &[]), membership_digest(&[], &[3]));
+/// assert_eq!(membership_digest(5, &[3, 4], &[]), membership_digest(5, &[4, 3, 3], &[]));
+/// assert_ne!(membership_digest(5, &[], &[]), membership_digest(5, &[3], &[]));
+/// assert_ne!(membership_digest(5, &[3], &[]), membership_digest(5, &[], &[3]));
+/// assert_ne!(membership_digest(3, &[], &[]), membership_digest(4, &[], &[]));
 /// ```
-pub fn membership_digest(learners: &[usize], spares: &[usize]) -> u64 {
+pub fn membership_digest(node_count: usize, learners: &[usize], spares: &[usize]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut mix = |word: u64| {
         for byte in word.to_le_bytes() {
@@ -211,10 +225,10 @@ pub fn membership_digest(learners: &[usize], spares: &[usize]) -> u64 {
         ids.dedup();
         ids
     };
+    mix(node_count as u64);
     for id in sorted(learners) {
         mix(id as u64);
     }
-    // Without spares the digest is the learners' alone, as before spares existed.
     if !spares.is_empty() {
         mix(u64::MAX);
         for id in sorted(spares) {
@@ -243,14 +257,17 @@ pub struct Me {
     pub incarnation: Incarnation,
 }
 
-/// Runs the dialer's side, as `me`, against the node we meant to reach, `expected`;
-/// returns that node's authenticated incarnation.
+/// Runs the dialer's side, as `me`, listening for peers at `address`, against the
+/// node we meant to reach, `expected`; returns that node's authenticated incarnation.
+/// `address` is at most [`MEMBER_ADDRESS_BYTES_MAX`] bytes (a longer one is cut).
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
     me: Me,
+    address: &str,
     expected: u16,
 ) -> Result<Incarnation, HandshakeError> {
+    let address = &address.as_bytes()[..address.len().min(MEMBER_ADDRESS_BYTES_MAX)];
     let nonce_d = nonce();
     stream.write_all(&greeting(me, &nonce_d)).await?;
     let mut challenge = [0u8; CHALLENGE];
@@ -275,29 +292,42 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     mac(secret, b"accept", parties, &nonce_d, nonce_a)
         .verify_slice(&challenge[HELLO..])
         .map_err(|_| HandshakeError::BadMac)?;
-    let proof = mac(secret, b"dial", parties, nonce_a, &nonce_d)
-        .finalize()
-        .into_bytes();
-    stream.write_all(&proof).await?;
+    let mut proof = mac(secret, b"dial", parties, nonce_a, &nonce_d);
+    proof.update(address);
+    let mut bytes = proof.finalize().into_bytes().to_vec();
+    bytes.push(address.len() as u8);
+    bytes.extend_from_slice(address);
+    stream.write_all(&bytes).await?;
     stream.flush().await?;
     Ok(acceptor.incarnation)
 }
 
-/// Runs the acceptor's side, as `me`; returns the authenticated peer's id, which is a
-/// member of the same cluster of `node_count` other than `me`, and its incarnation.
+/// A peer the acceptor authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dialer {
+    /// Its member id.
+    pub id: u16,
+    /// Its data directory's incarnation.
+    pub incarnation: Incarnation,
+    /// The address it says it listens on for peers (authenticated, not checked).
+    pub address: String,
+}
+
+/// Runs the acceptor's side, as `me`; returns the authenticated peer: a node of the
+/// same cluster other than `me`, with an id below [`NODE_IDS_MAX`] (whether it is a
+/// member is the core's to say, and it may be one this node has not heard of yet).
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
     me: Me,
-    node_count: usize,
-) -> Result<(u16, Incarnation), HandshakeError> {
+) -> Result<Dialer, HandshakeError> {
     let mut hello = [0u8; HELLO];
     stream.read_exact(&mut hello).await?;
     let dialer = check_header(&hello)?;
-    if dialer.id == me.id || usize::from(dialer.id) >= node_count {
+    if dialer.id == me.id || usize::from(dialer.id) >= NODE_IDS_MAX {
         return Err(HandshakeError::WrongId {
             claimed: dialer.id,
-            expected: format!("a peer id below {node_count} other than {}", me.id),
+            expected: format!("a peer id below {NODE_IDS_MAX} other than {}", me.id),
         });
     }
     let parties = Parties {
@@ -320,12 +350,20 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
     // Answered first, so that the dialer of another cluster can say why it is refused.
     same_cluster(&dialer, me)?;
-    let mut proof = [0u8; MAC];
+    let mut proof = [0u8; MAC + 1];
     stream.read_exact(&mut proof).await?;
-    mac(secret, b"dial", parties, &nonce_a, nonce_d)
-        .verify_slice(&proof)
+    let mut address = vec![0u8; usize::from(proof[MAC])];
+    stream.read_exact(&mut address).await?;
+    let mut expected = mac(secret, b"dial", parties, &nonce_a, nonce_d);
+    expected.update(&address);
+    expected
+        .verify_slice(&proof[..MAC])
         .map_err(|_| HandshakeError::BadMac)?;
-    Ok((dialer.id, dialer.incarnation))
+    Ok(Dialer {
+        id: dialer.id,
+        incarnation: dialer.incarnation,
+        address: String::from_utf8(address).map_err(|_| HandshakeError::BadAddress)?,
+    })
 }
 
 #[cfg(test)]
@@ -337,7 +375,7 @@ mod tests {
     /// What the dialer's and the acceptor's sides returned.
     type Outcomes = (
         Result<Incarnation, HandshakeError>,
-        Result<(u16, Incarnation), HandshakeError>,
+        Result<Dialer, HandshakeError>,
     );
 
     async fn run(dial_secret: &[u8], accept_secret: &[u8], expected: u16) -> Outcomes {
@@ -379,8 +417,11 @@ mod tests {
             id: 1,
             incarnation: Incarnation(0xd1),
         };
-        let dialer = tokio::spawn(async move { dial(&mut a, &dial_secret, me, expected).await });
-        let accepted = accept(&mut b, &accept_secret, ACCEPTOR, 3).await;
+        let dialer =
+            tokio::spawn(
+                async move { dial(&mut a, &dial_secret, me, "10.0.0.1:7101", expected).await },
+            );
+        let accepted = accept(&mut b, &accept_secret, ACCEPTOR).await;
         drop(b);
         (dialer.await.unwrap(), accepted)
     }
@@ -405,7 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_with_other_learners_is_refused_by_both_sides() {
-        let theirs = membership_digest(&[2], &[]);
+        let theirs = membership_digest(3, &[2], &[]);
         let (dialed, accepted) = run_as(CLUSTER_A, theirs, b"s3cret", b"s3cret", 0).await;
         assert!(
             matches!(dialed, Err(HandshakeError::OtherMembership { theirs: 0, ours })
@@ -413,14 +454,21 @@ mod tests {
             "{dialed:?}"
         );
         let message = accepted.unwrap_err().to_string();
-        assert!(message.contains("the same `learners`"), "{message}");
+        assert!(message.contains("`learners`"), "{message}");
     }
 
     #[tokio::test]
     async fn same_secret_authenticates_both_sides() {
         let (dialed, accepted) = run(b"s3cret", b"s3cret", 0).await;
         assert_eq!(dialed.unwrap(), ACCEPTOR.incarnation);
-        assert_eq!(accepted.unwrap(), (1, Incarnation(0xd1)));
+        assert_eq!(
+            accepted.unwrap(),
+            Dialer {
+                id: 1,
+                incarnation: Incarnation(0xd1),
+                address: "10.0.0.1:7101".into()
+            }
+        );
     }
 
     #[tokio::test]
@@ -444,7 +492,7 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         a.write_all(&[0x2a; HELLO]).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", ACCEPTOR, 3).await,
+            accept(&mut b, b"s", ACCEPTOR).await,
             Err(HandshakeError::BadMagic)
         ));
         let (mut a, mut b) = tokio::io::duplex(1024);
@@ -453,18 +501,18 @@ mod tests {
         hello.extend_from_slice(&[0; 2 + CLUSTER + MEMBERSHIP + INCARNATION + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", ACCEPTOR, 3).await,
+            accept(&mut b, b"s", ACCEPTOR).await,
             Err(HandshakeError::Version { theirs: 9 })
         ));
         let (mut a, mut b) = tokio::io::duplex(1024);
         let mut hello = b"BLT".to_vec();
         hello.extend_from_slice(&VERSION.to_le_bytes());
-        hello.extend_from_slice(&7u16.to_le_bytes());
+        hello.extend_from_slice(&(NODE_IDS_MAX as u16).to_le_bytes());
         hello.extend_from_slice(&[0; CLUSTER + MEMBERSHIP + INCARNATION + NONCE]);
         a.write_all(&hello).await.unwrap();
         assert!(matches!(
-            accept(&mut b, b"s", ACCEPTOR, 3).await,
-            Err(HandshakeError::WrongId { claimed: 7, .. })
+            accept(&mut b, b"s", ACCEPTOR).await,
+            Err(HandshakeError::WrongId { claimed, .. }) if usize::from(claimed) == NODE_IDS_MAX
         ));
     }
 }

@@ -240,7 +240,7 @@ pub enum IdentityError {
         presented: Incarnation,
     },
     /// The directory is empty and nobody asked to bootstrap.
-    #[error("the data directory {dir} holds no ballot data: this member was never bootstrapped here, or it lost its disk. A member that lost its disk must not vote again: it may have voted for values it no longer remembers, and counting it in a majority could let the cluster choose a second value for a slot and lose acknowledged writes. To create a new cluster, start each of its nodes the first time with `--bootstrap` (`ballot cluster up` does this). If this node lost its disk, leave it stopped and replace it: the cluster serves while a majority of its voters run; add a spare as a learner (`ballot member add SPARE`), then put it in this node's place (`ballot member replace ID --by SPARE`; README: \"Replace a dead machine\")")]
+    #[error("the data directory {dir} holds no ballot data: this member was never bootstrapped here, or it lost its disk. A member that lost its disk must not vote again: it may have voted for values it no longer remembers, and counting it in a majority could let the cluster choose a second value for a slot and lose acknowledged writes. To create a new cluster, start each of its nodes the first time with `--bootstrap` (`ballot cluster up` does this). If this node lost its disk, leave it stopped and replace it: the cluster serves while a majority of its voters run; add a new machine (`ballot member add --peer ADDR --client ADDR`, or a spare: `ballot member add SPARE`), then put it in this node's place (`ballot member replace ID --by NEW`; README: \"Replace a dead machine\")")]
     NotBootstrapped {
         /// The directory.
         dir: PathBuf,

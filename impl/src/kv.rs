@@ -334,8 +334,10 @@ pub enum KvRequest {
     /// `BALLOT.TRANSFERLEADER [id]`: this node, if it leads, hands its leadership to
     /// node `id` (or to a peer of its choice) and answers once another node leads.
     TransferLeader(Option<usize>),
-    /// `BALLOT.MEMBER ADD id | PROMOTE id | REMOVE id | REPLACE old new`: this node, if
-    /// it leads, proposes the membership change and answers once it has applied it.
+    /// `BALLOT.MEMBER ADD id | ADD peer-addr client-addr | PROMOTE id | REMOVE id |
+    /// REPLACE old new`: this node, if it leads, proposes the membership change and
+    /// answers once it has applied it. `ADD` with two addresses adds a new machine
+    /// under the next id, its addresses entering the log.
     Member(ballot_model::MemberChange),
 }
 
@@ -533,7 +535,26 @@ fn node_id(arg: &[u8]) -> Result<usize, String> {
         .ok_or_else(|| "ERR the node id must be a non-negative integer".to_string())
 }
 
-/// `ADD id | PROMOTE id | REMOVE id | REPLACE old new`, the arguments of `BALLOT.MEMBER`.
+/// An address a machine is added at: `host:port` with a numeric host, as the node's
+/// configuration takes it, in its canonical form.
+fn socket_address(arg: &[u8]) -> Result<String, String> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .map(|addr| addr.to_string())
+        .ok_or_else(|| {
+            format!(
+                "ERR '{}' is no socket address (ip:port)",
+                String::from_utf8_lossy(arg)
+                    .chars()
+                    .take(64)
+                    .collect::<String>()
+            )
+        })
+}
+
+/// `ADD id | ADD peer-addr client-addr | PROMOTE id | REMOVE id | REPLACE old new`, the
+/// arguments of `BALLOT.MEMBER`.
 fn parse_member_change(args: &[Vec<u8>]) -> Result<ballot_model::MemberChange, String> {
     use ballot_model::MemberChange;
     let (sub, ids) = args
@@ -542,6 +563,10 @@ fn parse_member_change(args: &[Vec<u8>]) -> Result<ballot_model::MemberChange, S
     let sub = sub.to_ascii_lowercase();
     match (sub.as_slice(), ids) {
         (b"add", [id]) => Ok(MemberChange::AddLearner(node_id(id)?)),
+        (b"add", [peer, client]) => Ok(MemberChange::AddAt(ballot_model::MemberAddress::new(
+            socket_address(peer)?,
+            socket_address(client)?,
+        ))),
         (b"promote", [id]) => Ok(MemberChange::Promote(node_id(id)?)),
         (b"remove", [id]) => Ok(MemberChange::Remove(node_id(id)?)),
         (b"replace", [old, new]) => Ok(MemberChange::Replace {
@@ -602,9 +627,18 @@ mod tests {
                 promote: 4
             }))
         );
+        assert_eq!(
+            parse(&["ballot.member", "add", "10.0.0.9:7100", "10.0.0.9:6379"]),
+            Ok(KvRequest::Member(MemberChange::AddAt(
+                ballot_model::MemberAddress::new("10.0.0.9:7100", "10.0.0.9:6379")
+            )))
+        );
+        assert!(parse(&["ballot.member", "add", "1", "2"])
+            .unwrap_err()
+            .contains("'1' is no socket address"));
         for bad in [
             &["ballot.member", "add"][..],
-            &["ballot.member", "add", "1", "2"],
+            &["ballot.member", "add", "1", "2", "3"],
             &["ballot.member", "replace", "1"],
         ] {
             assert_eq!(parse(bad), Err(wrong_arity("ballot.member")), "{bad:?}");

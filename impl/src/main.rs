@@ -98,11 +98,33 @@ enum MemberCommand {
         #[arg(long, default_value = "127.0.0.1:7000")]
         addr: String,
     },
-    /// Add node ID (a spare of the address book, running) as a learner: it receives the
-    /// log and snapshots and catches up, and never votes until promoted.
+    /// Add a learner: node ID (a spare of the address book, running), or a new machine
+    /// at --peer and --client, which the cluster gives the next id and whose addresses
+    /// enter the log. A learner receives the log and snapshots and catches up, and
+    /// never votes until promoted. For a new machine, --write-config writes its
+    /// node.toml (from --template, any member's), to start it with `ballot node
+    /// --config FILE --bootstrap`.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["id", "peer"])))]
     Add {
-        /// The node to add.
-        id: usize,
+        /// The spare to add.
+        id: Option<usize>,
+        /// The new machine's peer address (ip:port).
+        #[arg(long, requires = "client")]
+        peer: Option<SocketAddr>,
+        /// The new machine's client (RESP) address (ip:port).
+        #[arg(long, requires = "peer")]
+        client: Option<SocketAddr>,
+        /// Where to write the new machine's node.toml: the template's, with the id the
+        /// cluster gave it, its addresses, and its own data directory.
+        #[arg(long, requires_all = ["peer", "template", "data_dir"])]
+        write_config: Option<PathBuf>,
+        /// Any member's node.toml: the cluster id, secret, bootstrap address book and
+        /// settings the new machine shares with every member.
+        #[arg(long)]
+        template: Option<PathBuf>,
+        /// The new machine's data directory, for --write-config.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Any member's client address: the leader is found through it.
         #[arg(long, default_value = "127.0.0.1:7000")]
         addr: String,
@@ -195,14 +217,24 @@ struct NodeFile {
     /// The cluster's identity (32 hex digits), the same on every node; peers of
     /// another cluster are refused.
     cluster_id: ClusterId,
-    /// This node's index into `peers`.
+    /// This node's index into `peers`, or for a machine added at an address (`ballot
+    /// member add --peer ... --client ...`), the id the cluster gave it.
     id: usize,
     /// Where the write-ahead log lives.
     data_dir: PathBuf,
-    /// Every node's peer address, by id.
+    /// The bootstrap address book: every node's peer address when the cluster was
+    /// created, by id; the same on every node. The log holds the addresses of machines
+    /// added since.
     peers: Vec<SocketAddr>,
-    /// Every node's client (RESP) address, by id.
+    /// The bootstrap address book's client (RESP) addresses, by id.
     clients: Vec<SocketAddr>,
+    /// Where this node listens for peers, if its id is past `peers` (a machine added
+    /// at an address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer_address: Option<SocketAddr>,
+    /// Where this node listens for clients, if its id is past `clients`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_address: Option<SocketAddr>,
     /// The ids of the nodes that are learners (receive the log, never vote); the same
     /// list on every node. None by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -311,8 +343,31 @@ fn main() -> ExitCode {
             Command::Member(MemberCommand::TransferLeader { id, addr }) => {
                 transfer_leader(&addr, id).await
             }
-            Command::Member(MemberCommand::Add { id, addr }) => {
-                change_members(&addr, &["ADD".into(), id.to_string()]).await
+            Command::Member(MemberCommand::Add {
+                id: Some(id), addr, ..
+            }) => change_members(&addr, &["ADD".into(), id.to_string()]).await,
+            Command::Member(MemberCommand::Add {
+                peer: Some(peer),
+                client: Some(client),
+                write_config,
+                template,
+                data_dir,
+                addr,
+                ..
+            }) => {
+                let args = ["ADD".into(), peer.to_string(), client.to_string()];
+                let reply = ask_leader(&addr, &members_command(&args)).await?;
+                println!("{reply}");
+                match (write_config, template, data_dir) {
+                    (Some(out), Some(template), Some(data_dir)) => {
+                        let id = added_id(&reply)?;
+                        write_joiner_config(&template, &out, id, (peer, client), data_dir)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Command::Member(MemberCommand::Add { .. }) => {
+                Err("name a spare's id, or a new machine's --peer and --client".into())
             }
             Command::Member(MemberCommand::Promote { id, catch_up, addr }) => {
                 let args = ["PROMOTE".into(), id.to_string()];
@@ -368,10 +423,22 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     if file.clients.len() != file.peers.len() {
         return Err("`clients` and `peers` must list the same nodes".into());
     }
-    let client_addr = *file
-        .clients
-        .get(file.id)
-        .ok_or_else(|| format!("node id {} has no entry in `clients`", file.id))?;
+    let client_addr = match (file.clients.get(file.id), file.client_address) {
+        (Some(addr), None) => *addr,
+        (None, Some(addr)) => addr,
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "node {} is in the bootstrap address book, so it takes no `client_address`",
+                file.id
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "node id {} has no entry in `clients` and no `client_address`",
+                file.id
+            ))
+        }
+    };
     let mut config = NodeConfig::new(
         file.cluster_id,
         file.id,
@@ -380,6 +447,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         secret,
     );
     config.bootstrap = args.bootstrap;
+    config.peer_address = file.peer_address;
     config.learners = file.learners.clone();
     config.spares = file.spares.clone();
     config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);
@@ -420,7 +488,8 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(client_addr)
         .await
         .map_err(|e| format!("cannot listen for clients on {client_addr}: {e}"))?;
-    tracing::info!(id = file.id, %client_addr, peer_addr = %file.peers[file.id], "node serving");
+    let peer_addr = file.peers.get(file.id).copied().or(file.peer_address);
+    tracing::info!(id = file.id, %client_addr, peer_addr = ?peer_addr, "node serving");
     let info = ServerInfo {
         client_addrs: file.clients.iter().map(|a| a.to_string()).collect(),
         peer_addrs: file.peers.iter().map(|a| a.to_string()).collect(),
@@ -542,6 +611,8 @@ async fn cluster_up(
             data_dir: dir.join(format!("node-{id}")),
             peers: peers.clone(),
             clients: clients.clone(),
+            peer_address: None,
+            client_address: None,
             learners: Vec::new(),
             spares: (members..nodes).collect(),
             secret: None,
@@ -841,18 +912,58 @@ async fn find_leader(addr: &str) -> Result<String, String> {
 
 /// Sends `args` to the leader (found through `addr`) and prints its `+OK` answer.
 async fn call_leader(addr: &str, args: &[String]) -> Result<(), String> {
+    println!("{}", ask_leader(addr, args).await?);
+    Ok(())
+}
+
+/// The leader's `+OK`-style answer to `args`, or its error.
+async fn ask_leader(addr: &str, args: &[String]) -> Result<String, String> {
     let leader = find_leader(addr).await?;
     let mut client = Client::connect(&leader)
         .await
         .map_err(|e| format!("cannot reach the leader at {leader}: {e}"))?;
     match client.call(args).await.map_err(|e| e.to_string())? {
-        Value::Simple(reply) => {
-            println!("{reply}");
-            Ok(())
-        }
+        Value::Simple(reply) => Ok(reply),
         Value::Error(error) => Err(error),
         other => Err(format!("unexpected answer {other:?}")),
     }
+}
+
+/// The id in a `BALLOT.MEMBER ADD peer client` answer (`OK epoch … id N`).
+fn added_id(reply: &str) -> Result<usize, String> {
+    reply
+        .rsplit_once(" id ")
+        .and_then(|(_, id)| id.trim().parse().ok())
+        .ok_or_else(|| format!("the leader's answer names no id: {reply}"))
+}
+
+/// Writes the node.toml of a machine the cluster added at `peer` and `client` under
+/// `id`: `template` (any member's) with this id, these addresses, `data_dir`, and no
+/// metrics address (the template's is its own node's).
+fn write_joiner_config(
+    template: &Path,
+    out: &Path,
+    id: usize,
+    (peer, client): (SocketAddr, SocketAddr),
+    data_dir: PathBuf,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(template)
+        .map_err(|e| format!("cannot read {}: {e}", template.display()))?;
+    let mut file: NodeFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", template.display()))?;
+    file.id = id;
+    file.peer_address = Some(peer);
+    file.client_address = Some(client);
+    file.data_dir = data_dir;
+    file.metrics = None;
+    let text = toml::to_string(&file).map_err(|e| e.to_string())?;
+    std::fs::write(out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!(
+        "wrote {}: start the machine with `ballot node --config {} --bootstrap`",
+        out.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 async fn transfer_leader(addr: &str, id: Option<usize>) -> Result<(), String> {
@@ -863,9 +974,14 @@ async fn transfer_leader(addr: &str, id: Option<usize>) -> Result<(), String> {
 
 /// `BALLOT.MEMBER` with `args`, at the leader.
 async fn change_members(addr: &str, args: &[String]) -> Result<(), String> {
+    call_leader(addr, &members_command(args)).await
+}
+
+/// The `BALLOT.MEMBER` command with `args`.
+fn members_command(args: &[String]) -> Vec<String> {
     let mut command = vec!["BALLOT.MEMBER".to_string()];
     command.extend_from_slice(args);
-    call_leader(addr, &command).await
+    command
 }
 
 /// `BALLOT.MEMBER` with `args` (a promotion), asked again while the leader refuses it

@@ -44,7 +44,7 @@ use ballot_model::{
     DurableUpdate, Effect, Input, MemberChange, Membership, Message, NodeId, Operation, Outcome,
     ReconfigureOutcome, ReconfigureRefusal, Refusal, Replica, RestoreError, Role, SessionEffect,
     SessionInput, SessionTimer, Slot, Snapshot, StateMachine, Timer, TransferOutcome,
-    TransferRefusal, Uncertainty,
+    TransferRefusal, Uncertainty, NODE_IDS_MAX,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -78,10 +78,16 @@ pub struct NodeConfig {
     /// The cluster this node belongs to: recorded in its data directory and checked
     /// at every peer handshake.
     pub cluster: ClusterId,
-    /// This node's id: its index in `peers`.
+    /// This node's id: its index in `peers`, or, for a member added at an address
+    /// ([`ballot_model::MemberChange::AddAt`]), the id past it that the log gave it.
     pub id: NodeId,
-    /// Every node's peer (server-to-server) address, by id. The cluster size is its length.
+    /// The bootstrap address book: every node's peer (server-to-server) address when
+    /// the cluster was created, by id; the same list on every node, including members
+    /// added later. Members added at an address since are found in the log.
     pub peers: Vec<SocketAddr>,
+    /// Where this node listens for peers when its id is past `peers` (a member added
+    /// at an address); `None` otherwise.
+    pub peer_address: Option<SocketAddr>,
     /// The nodes (ids into `peers`) that are learners: they receive the log and apply
     /// it, and never vote or campaign (see [`ballot_model::ClusterConfig::learners`]).
     /// Every node of the cluster must be given the same list. Empty by default.
@@ -177,6 +183,34 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Where this node listens for peers: its entry in `peers`, or `peer_address` if
+    /// its id is past them; an error naming the mismatch otherwise.
+    ///
+    /// ```
+    /// use ballot_node::identity::ClusterId;
+    /// use ballot_node::node::NodeConfig;
+    /// let peers = vec!["127.0.0.1:7100".parse().unwrap()];
+    /// let mut config = NodeConfig::new(ClusterId(7), 3, peers, "/tmp/n3".into(), b"secret".to_vec());
+    /// assert!(config.listen_address().is_err(), "id 3 has no address");
+    /// config.peer_address = Some("127.0.0.1:7103".parse().unwrap());
+    /// assert_eq!(config.listen_address().unwrap().port(), 7103);
+    /// ```
+    pub fn listen_address(&self) -> Result<SocketAddr, NodeError> {
+        match (self.peers.get(self.id), self.peer_address) {
+            (Some(addr), None) => Ok(*addr),
+            (None, Some(addr)) if self.id < NODE_IDS_MAX => Ok(addr),
+            (Some(_), Some(_)) => Err(NodeError::Config(format!(
+                "node {} is in the bootstrap address book (`peers`), so it takes no `peer_address`: a machine at a new address joins under a new id (`ballot member add --peer`)",
+                self.id
+            ))),
+            (None, _) => Err(NodeError::Config(format!(
+                "node id {} is past the {} bootstrap peer addresses and no `peer_address` says where it listens (ids are below {NODE_IDS_MAX})",
+                self.id,
+                self.peers.len()
+            ))),
+        }
+    }
+
     /// A configuration with the default timings for node `id` of `cluster`, whose peer
     /// addresses are `peers`; not bootstrapping (set [`NodeConfig::bootstrap`] for a new
     /// member's first start).
@@ -200,6 +234,7 @@ impl NodeConfig {
             cluster,
             id,
             peers,
+            peer_address: None,
             learners: Vec::new(),
             spares: Vec::new(),
             data_dir,
@@ -812,7 +847,7 @@ impl<S: Replicated> Node<S> {
             "write-ahead log replayed"
         );
         let snapshot = snapshot.unwrap_or_else(|| Snapshot::initial(machine));
-        let addr = config.peers[config.id];
+        let addr = config.listen_address()?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| NodeError::Bind { addr, source })?;
@@ -821,13 +856,18 @@ impl<S: Replicated> Node<S> {
         let transport = transport::start::<Frame<S>, _>(
             TransportConfig {
                 cluster: config.cluster,
-                membership: crate::handshake::membership_digest(&config.learners, &config.spares),
+                membership: crate::handshake::membership_digest(
+                    config.peers.len(),
+                    &config.learners,
+                    &config.spares,
+                ),
                 id: config.id,
                 incarnation,
                 known_peers: std::sync::Arc::new(std::sync::Mutex::new(KnownPeers::load(
                     &config.data_dir,
                 )?)),
                 peers: config.peers.clone(),
+                address: addr,
                 secret: config.secret.clone(),
                 max_frame_bytes: config.max_frame_bytes,
                 send_queue_frames: config.send_queue_frames,
@@ -877,12 +917,12 @@ impl<S: Replicated> Node<S> {
 
     fn check_config(config: &NodeConfig) -> Result<(), NodeError> {
         let node_count = config.peers.len();
-        if config.id >= node_count || node_count > usize::from(u16::MAX) {
+        if node_count == 0 || node_count > NODE_IDS_MAX {
             return Err(NodeError::Config(format!(
-                "node id {} is not an index into the {node_count} peer addresses",
-                config.id
+                "the cluster has {node_count} peer addresses; it needs 1 to {NODE_IDS_MAX}"
             )));
         }
+        config.listen_address()?;
         if let Some(learner) = config.learners.iter().find(|id| **id >= node_count) {
             return Err(NodeError::Config(format!(
                 "learner {learner} is not an index into the {node_count} peer addresses"
@@ -1286,20 +1326,27 @@ impl<S: Replicated> Node<S> {
         self.shared.network.dropped_frames() + self.shared.inbox_dropped.load(Ordering::Relaxed)
     }
 
-    /// An idle client session: a pooled one, or a new one homed at this node.
+    /// An idle client session: a pooled one, or a new one homed at this node. Either
+    /// rotates among every id the cluster has given out (machines added at an address
+    /// included, this one too).
     fn session(&self) -> NodeSession<S> {
-        if let Some(session) = crate::sync::lock(&self.shared.sessions).pop() {
+        let config = &self.shared.config;
+        let ids = self
+            .shared
+            .status
+            .borrow()
+            .membership
+            .id_count(config.peers.len())
+            .max(config.id + 1);
+        if let Some(mut session) = crate::sync::lock(&self.shared.sessions).pop() {
+            session
+                .set_members(ids)
+                .expect("a node's cluster has at least itself as a member");
             return session;
         }
         let index = self.shared.next_session.fetch_add(1, Ordering::Relaxed) & ((1 << 24) - 1);
-        let config = &self.shared.config;
-        ClientSession::new(
-            self.shared.client_prefix | index,
-            config.peers.len(),
-            config.id,
-            None,
-        )
-        .expect("a node's cluster has at least itself as a member")
+        ClientSession::new(self.shared.client_prefix | index, ids, config.id, None)
+            .expect("a node's cluster has at least itself as a member")
     }
 
     /// The lowest seq a request should carry now: above the session floor this node
@@ -2118,6 +2165,11 @@ impl<S: Replicated> Driver<S> {
         let leader_moved = self.status.borrow().leader != status.leader;
         if self.status.borrow().membership.epoch != status.membership.epoch {
             let members = &status.membership;
+            // The log is the address book past the bootstrap one: reach every member
+            // added at an address where the log says it is.
+            for (id, address) in members.added_members(self.config.peers.len()) {
+                self.network.add_peer(id, &address.peer);
+            }
             tracing::info!(
                 epoch = members.epoch,
                 from_slot = members.start,

@@ -7,7 +7,7 @@ use crate::connection::Connection;
 use crate::kv::{parse_command, KvRequest, KvStore};
 use crate::node::{Node, NodeError};
 use crate::resp::{Discard, Limits, RequestParser, RespError, Value};
-use ballot_model::ReconfigureRefusal;
+use ballot_model::{MemberAddress, MemberChange, Membership, NodeId, ReconfigureRefusal};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,10 +24,53 @@ pub const LAGGING: &str = "LAGGING";
 /// What `INFO` reports besides the node's status.
 #[derive(Clone, Debug, Default)]
 pub struct ServerInfo {
-    /// Every node's client address, by id.
+    /// The bootstrap address book's client addresses, by id.
     pub client_addrs: Vec<String>,
-    /// Every node's peer address, by id.
+    /// The bootstrap address book's peer addresses, by id.
     pub peer_addrs: Vec<String>,
+}
+
+impl ServerInfo {
+    /// Every node's client and peer address, by id: the bootstrap address book, then
+    /// each member added at an address, where the log (`members`) says it is.
+    ///
+    /// ```
+    /// use ballot_model::{MemberAddress, Membership};
+    /// use ballot_node::server::ServerInfo;
+    /// let info = ServerInfo { client_addrs: vec!["c0".into()], peer_addrs: vec!["p0".into()] };
+    /// let mut members = Membership::bootstrap(1, [], []);
+    /// members.added.push(MemberAddress::new("p1", "c1"));
+    /// assert_eq!(info.address_book(&members), (vec!["c0".into(), "c1".into()], vec!["p0".into(), "p1".into()]));
+    /// assert_eq!(info.client_addr(1, &members).as_deref(), Some("c1"));
+    /// ```
+    pub fn address_book(&self, members: &Membership) -> (Vec<String>, Vec<String>) {
+        let mut clients = self.client_addrs.clone();
+        let mut peers = self.peer_addrs.clone();
+        for (_, address) in members.added_members(self.peer_addrs.len()) {
+            clients.push(address.client.clone());
+            peers.push(address.peer.clone());
+        }
+        (clients, peers)
+    }
+
+    /// The id, not retired, that already has `address`'s peer or client address, if
+    /// any: a new machine must not take a member's or a spare's place in the book. A
+    /// retired member's address may be taken again, under the new id.
+    pub fn address_in_use(&self, address: &MemberAddress, members: &Membership) -> Option<NodeId> {
+        let (clients, peers) = self.address_book(members);
+        (0..peers.len()).find(|id| {
+            !members.retired.contains(id)
+                && (peers[*id] == address.peer || clients[*id] == address.client)
+        })
+    }
+
+    /// Where clients reach node `id`, if it has an address.
+    pub fn client_addr(&self, id: NodeId, members: &Membership) -> Option<String> {
+        match members.added_address(id, self.peer_addrs.len()) {
+            Some(address) => Some(address.client.clone()),
+            None => self.client_addrs.get(id).cloned(),
+        }
+    }
 }
 
 /// Accepts RESP clients on `listener` until the task is dropped, serving at most
@@ -183,28 +226,9 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
             Ok(leader) => Value::Simple(format!("OK node {leader} leads")),
             Err(error) => Value::Error(format!("ERR {error}")),
         },
-        KvRequest::Member(change) => match node.reconfigure(change).await {
-            Ok(members) => Value::Simple(format!(
-                "OK epoch {} voters {} learners {}",
-                members.epoch,
-                id_list(&members.voters),
-                id_list(&members.learners)
-            )),
-            // Where to ask instead: the leader's client address, as `INFO` gives it.
-            Err(
-                error @ NodeError::ReconfigureRefused(ReconfigureRefusal::NotLeader {
-                    leader: Some(leader),
-                }),
-            ) => match info.client_addrs.get(leader) {
-                Some(addr) => Value::Error(format!("ERR {error} (clients reach it at {addr})")),
-                None => Value::Error(format!("ERR {error}")),
-            },
-            // Its own error code, as Redis has `BUSY` and `LOADING`: a refusal that
-            // passes once the learner catches up, which a client may retry.
-            Err(error @ NodeError::ReconfigureRefused(ReconfigureRefusal::Lagging { .. })) => {
-                Value::Error(format!("{LAGGING} {error}"))
-            }
-            Err(error) => Value::Error(format!("ERR {error}")),
+        KvRequest::Member(change) => match in_use(&change, node, info) {
+            Some(refusal) => refusal,
+            None => member_change(change, node, info).await,
         },
         KvRequest::Info(_) => Value::Verbatim {
             format: *b"txt",
@@ -212,6 +236,60 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
         },
     };
     (reply, false)
+}
+
+/// `Some` refusal if `change` adds a machine at an address a node of the book has
+/// ([`ServerInfo::address_in_use`]).
+fn in_use(change: &MemberChange, node: &Node<KvStore>, info: &ServerInfo) -> Option<Value> {
+    let MemberChange::AddAt(address) = change else {
+        return None;
+    };
+    let id = info.address_in_use(address, &node.status().membership)?;
+    Some(Value::Error(format!(
+        "ERR membership change refused: node {id} already has one of these addresses ({address}); remove that node first, or add the machine at other addresses"
+    )))
+}
+
+/// Runs `BALLOT.MEMBER`'s change: `+OK epoch E voters … learners …`, and `id N` for a
+/// machine added at an address (the id the cluster gave it), or the refusal.
+async fn member_change(change: MemberChange, node: &Node<KvStore>, info: &ServerInfo) -> Value {
+    let joining = match &change {
+        MemberChange::AddAt(address) => Some(address.clone()),
+        _ => None,
+    };
+    match node.reconfigure(change).await {
+        Ok(members) => {
+            let added = joining.and_then(|address| {
+                members
+                    .added_members(info.peer_addrs.len())
+                    .filter(|(_, at)| **at == address)
+                    .map(|(id, _)| id)
+                    .last()
+            });
+            Value::Simple(format!(
+                "OK epoch {} voters {} learners {}{}",
+                members.epoch,
+                id_list(&members.voters),
+                id_list(&members.learners),
+                added.map_or(String::new(), |id| format!(" id {id}"))
+            ))
+        }
+        // Where to ask instead: the leader's client address, as `INFO` gives it.
+        Err(
+            error @ NodeError::ReconfigureRefused(ReconfigureRefusal::NotLeader {
+                leader: Some(leader),
+            }),
+        ) => match info.client_addr(leader, &node.status().membership) {
+            Some(addr) => Value::Error(format!("ERR {error} (clients reach it at {addr})")),
+            None => Value::Error(format!("ERR {error}")),
+        },
+        // Its own error code, as Redis has `BUSY` and `LOADING`: a refusal that
+        // passes once the learner catches up, which a client may retry.
+        Err(error @ NodeError::ReconfigureRefused(ReconfigureRefusal::Lagging { .. })) => {
+            Value::Error(format!("{LAGGING} {error}"))
+        }
+        Err(error) => Value::Error(format!("ERR {error}")),
+    }
 }
 
 fn outcome(result: Result<crate::kv::KvOutput, NodeError>) -> Value {
@@ -242,8 +320,9 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
     let members = &status.membership;
     let leader_addr = status
         .leader
-        .and_then(|l| info.client_addrs.get(l).cloned())
+        .and_then(|l| info.client_addr(l, members))
         .unwrap_or_default();
+    let (clients, peers) = info.address_book(members);
     format!(
         "# Replication\r\nrole:{}\r\nmember:{}\r\nepoch:{}\r\nvoters:{}\r\nlearners:{}\r\nretired:{}\r\nnode_id:{}\r\nleader:{}\r\nleader_addr:{}\r\nballot:{}\r\ncommit_index:{}\r\napplied_index:{}\r\ncompacted_index:{}\r\nlog_bytes:{}\r\nsnapshots_saved:{}\r\nsnapshots_installed:{}\r\nsessions:{}\r\nsession_floor:{}\r\nsnapshot_chunks_sent:{}\r\nsnapshot_bytes_sent:{}\r\nsnapshot_chunks_received:{}\r\nsnapshot_bytes_received:{}\r\nsnapshot_streams_failed:{}\r\nelections:{}\r\ntransfers:{}\r\nfsyncs:{}\r\npersists:{}\r\ndropped_peer_frames:{}\r\npeers:{}\r\nclients:{}\r\n",
         status.role,
@@ -274,7 +353,7 @@ pub fn info_text(node: &Node<KvStore>, info: &ServerInfo) -> String {
         status.fsyncs,
         status.persists,
         node.dropped_frames(),
-        info.peer_addrs.join(","),
-        info.client_addrs.join(","),
+        peers.join(","),
+        clients.join(","),
     )
 }

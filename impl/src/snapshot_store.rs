@@ -10,7 +10,7 @@
 //! # On-disk format
 //!
 //! ```text
-//! header  : b"BALLOTSN" (8 bytes) | format version, u32 LE (= 2)
+//! header  : b"BALLOTSN" (8 bytes) | format version, u32 LE (= 4)
 //!         | slot, u64 LE | payload length, u64 LE | crc32c(payload), u32 LE
 //! payload : postcard(Snapshot<S>)
 //! ```
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: [u8; 8] = *b"BALLOTSN";
 /// The snapshot file format this build writes and reads (in the header, after the
 /// magic); a file of another version is refused as corrupt.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 4;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".bin";

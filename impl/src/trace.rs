@@ -15,7 +15,7 @@
 //! # On-disk format
 //!
 //! ```text
-//! header : b"BALLOTTR" (8 bytes) | format version, u32 LE (= 4)
+//! header : b"BALLOTTR" (8 bytes) | format version, u32 LE (= 8)
 //! record : payload length, u32 LE | crc32c(payload), u32 LE | payload
 //! payload: postcard(TraceRecord<S>)
 //! ```
@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: [u8; 8] = *b"BALLOTTR";
-const FORMAT_VERSION: u32 = 7;
+const FORMAT_VERSION: u32 = 8;
 const HEADER_LEN: usize = 12;
 const RECORD_HEADER_LEN: usize = 8;
 /// Largest record a reader accepts (a record can carry a snapshot).

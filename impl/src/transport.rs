@@ -16,9 +16,10 @@ use crate::handshake;
 use crate::identity::{ClusterId, Incarnation, KnownPeers};
 use ballot_model::NodeId;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,8 +46,11 @@ pub struct TransportConfig {
     /// The incarnation each peer had when first met; a peer presenting another is
     /// refused. Written (rarely: once per peer) under the lock, before any frame.
     pub known_peers: Arc<std::sync::Mutex<KnownPeers>>,
-    /// Every node's peer address, by node id.
+    /// The bootstrap address book: every node's peer address, by node id. This node
+    /// listens at its own entry, or at `address` if its id is past the book.
     pub peers: Vec<SocketAddr>,
+    /// Where this node listens for peers, as it tells them at the handshake.
+    pub address: SocketAddr,
     /// The shared cluster secret.
     pub secret: Vec<u8>,
     /// Largest frame sent or accepted.
@@ -60,8 +64,13 @@ pub struct TransportConfig {
 /// The sending side: encoded frames go to per-peer queues drained by writer tasks.
 #[derive(Debug)]
 pub struct Transport {
-    queues: Vec<Option<PeerQueue>>,
+    /// Each peer's send queue, by id (never this node's).
+    queues: RwLock<BTreeMap<NodeId, PeerQueue>>,
     send_queue_bytes_max: usize,
+    /// What a writer needs; `None` in unit tests, which spawn none.
+    config: Option<TransportConfig>,
+    /// The writer tasks, aborted when the transport is dropped.
+    writers: Mutex<JoinSet<()>>,
     /// Frames dropped because a peer's queue was full.
     pub dropped: AtomicU64,
 }
@@ -70,7 +79,8 @@ impl Transport {
     /// Queues one encoded frame for `to`; drops it if the queue is full or `to` is not
     /// a peer. Never blocks.
     pub fn send(&self, to: NodeId, frame: Vec<u8>) {
-        let Some(Some(queue)) = self.queues.get(to) else {
+        let queues = self.queues.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(queue) = queues.get(&to) else {
             return;
         };
         let len = frame.len();
@@ -83,16 +93,73 @@ impl Transport {
     }
 }
 
-/// One peer's send queue: the frames, and their bytes (taken off by the writer).
+impl Transport {
+    /// Reaches peer `id` at `addr` from now on: starts a writer for a peer not in the
+    /// table, or restarts it at a new address (frames queued for the old one are
+    /// dropped). Nothing for this node or for an address already in use for `id`.
+    pub fn add_peer(&self, id: NodeId, addr: SocketAddr) {
+        let Some(config) = &self.config else {
+            return;
+        };
+        if id == config.id || id >= ballot_model::NODE_IDS_MAX {
+            return;
+        }
+        let mut queues = self.queues.write().unwrap_or_else(PoisonError::into_inner);
+        if queues.get(&id).is_some_and(|queue| queue.addr == addr) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(config.send_queue_frames.max(1));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        // Replacing the queue closes the old writer's, which then ends.
+        queues.insert(
+            id,
+            PeerQueue {
+                frames: tx,
+                bytes: bytes.clone(),
+                addr,
+            },
+        );
+        self.writers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spawn(writer(
+                config.clone(),
+                id,
+                addr,
+                Dequeue { frames: rx, bytes },
+            ));
+    }
+
+    /// True if the table has an address for peer `id`.
+    pub fn knows(&self, id: NodeId) -> bool {
+        self.queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&id)
+    }
+}
+
+/// One peer's send queue: the frames, and their bytes (taken off by the writer), and
+/// where its writer connects.
 #[derive(Debug)]
 struct PeerQueue {
     frames: mpsc::Sender<Vec<u8>>,
     bytes: Arc<AtomicUsize>,
+    addr: SocketAddr,
 }
 
 impl crate::world::PeerNetwork for Transport {
     fn send(&self, to: NodeId, frame: Vec<u8>) {
         Transport::send(self, to, frame)
+    }
+
+    fn add_peer(&self, id: NodeId, address: &str) {
+        match address.parse() {
+            Ok(addr) => Transport::add_peer(self, id, addr),
+            Err(error) => {
+                tracing::warn!(peer = id, address, %error, "the log names a peer address that is no socket address; cannot reach that peer")
+            }
+        }
     }
 
     fn dropped_frames(&self) -> u64 {
@@ -110,9 +177,10 @@ pub trait Inbox<F>: Send + Sync + Clone + 'static {
     fn disconnected(&self, from: NodeId);
 }
 
-/// Starts the listener and one writer task per peer on `tasks`. Authenticated inbound
-/// frames are decoded as `F` and handed to `inbox`; an undecodable or oversized frame
-/// closes that connection with a logged reason, and a closed connection is reported.
+/// Starts the listener on `tasks` and one writer task per peer of the bootstrap
+/// address book. Authenticated inbound frames are decoded as `F` and handed to
+/// `inbox`; an undecodable or oversized frame closes that connection with a logged
+/// reason, and a closed connection is reported.
 pub fn start<F, D>(
     config: TransportConfig,
     listener: TcpListener,
@@ -123,32 +191,23 @@ where
     F: DeserializeOwned + Send + 'static,
     D: Inbox<F>,
 {
-    let mut queues = Vec::new();
-    for (peer, addr) in config.peers.iter().enumerate() {
-        if peer == config.id {
-            queues.push(None);
-            continue;
-        }
-        let (tx, rx) = mpsc::channel(config.send_queue_frames.max(1));
-        let bytes = Arc::new(AtomicUsize::new(0));
-        queues.push(Some(PeerQueue {
-            frames: tx,
-            bytes: bytes.clone(),
-        }));
-        tasks.spawn(writer(
-            config.clone(),
-            peer,
-            *addr,
-            Dequeue { frames: rx, bytes },
-        ));
-    }
-    let send_queue_bytes_max = config.send_queue_bytes_max;
-    tasks.spawn(accept_loop(config, listener, inbox));
-    Arc::new(Transport {
-        queues,
-        send_queue_bytes_max,
+    let transport = Arc::new(Transport {
+        queues: RwLock::new(BTreeMap::new()),
+        send_queue_bytes_max: config.send_queue_bytes_max,
+        config: Some(config.clone()),
+        writers: Mutex::new(JoinSet::new()),
         dropped: AtomicU64::new(0),
-    })
+    });
+    for (peer, addr) in config.peers.iter().enumerate() {
+        transport.add_peer(peer, *addr);
+    }
+    tasks.spawn(accept_loop(
+        config,
+        listener,
+        inbox,
+        Arc::downgrade(&transport),
+    ));
+    transport
 }
 
 /// The writer's end of a peer queue: takes a frame's bytes off the count as it
@@ -251,7 +310,13 @@ async fn connect(
     let _ = stream.set_nodelay(true);
     let incarnation = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::dial(&mut stream, &config.secret, config.me(), peer as u16),
+        handshake::dial(
+            &mut stream,
+            &config.secret,
+            config.me(),
+            &config.address.to_string(),
+            peer as u16,
+        ),
     )
     .await
     .map_err(|_| ConnectError::Unreachable("handshake timed out".to_string()))?
@@ -287,8 +352,12 @@ impl TransportConfig {
     }
 }
 
-async fn accept_loop<F, D>(config: TransportConfig, listener: TcpListener, inbox: D)
-where
+async fn accept_loop<F, D>(
+    config: TransportConfig,
+    listener: TcpListener,
+    inbox: D,
+    transport: Weak<Transport>,
+) where
     F: DeserializeOwned + Send + 'static,
     D: Inbox<F>,
 {
@@ -303,8 +372,9 @@ where
         };
         let config = config.clone();
         let inbox = inbox.clone();
+        let transport = transport.clone();
         tokio::spawn(async move {
-            if let Err(reason) = serve_inbound::<F, D>(&config, stream, inbox).await {
+            if let Err(reason) = serve_inbound::<F, D>(&config, stream, inbox, transport).await {
                 tracing::warn!(%remote, %reason, "closed peer connection");
             }
         });
@@ -315,22 +385,39 @@ async fn serve_inbound<F, D>(
     config: &TransportConfig,
     mut stream: TcpStream,
     inbox: D,
+    transport: Weak<Transport>,
 ) -> Result<(), String>
 where
     F: DeserializeOwned,
     D: Inbox<F>,
 {
     let _ = stream.set_nodelay(true);
-    let (peer, incarnation) = tokio::time::timeout(
+    let dialer = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::accept(&mut stream, &config.secret, config.me(), config.peers.len()),
+        handshake::accept(&mut stream, &config.secret, config.me()),
     )
     .await
     .map_err(|_| "handshake timed out".to_string())?
     .map_err(|e| format!("handshake refused: {e}"))?;
-    let peer = NodeId::from(peer);
-    config.meet(peer, incarnation)?;
+    let peer = NodeId::from(dialer.id);
+    config.meet(peer, dialer.incarnation)?;
     tracing::info!(peer, "peer connected");
+    // A peer this node has no address for joined while it was away (or before it
+    // applied the change that added it): answer it where it says it listens, until
+    // the log says where (which then replaces this).
+    if let Some(transport) = transport.upgrade() {
+        if !transport.knows(peer) {
+            match dialer.address.parse() {
+                Ok(addr) => {
+                    tracing::info!(peer, %addr, "reaching a peer at the address its handshake names");
+                    transport.add_peer(peer, addr);
+                }
+                Err(error) => {
+                    tracing::warn!(peer, address = dialer.address, %error, "peer names no socket address; cannot answer it")
+                }
+            }
+        }
+    }
     let served = serve_frames(config, peer, stream, &inbox).await;
     inbox.disconnected(peer);
     served
@@ -368,19 +455,110 @@ where
 mod tests {
     use super::*;
 
+    /// Collects the frames a transport delivers.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<(NodeId, u32)>>>);
+
+    impl Inbox<u32> for Collect {
+        fn deliver(&self, from: NodeId, frame: u32, _bytes: usize) -> bool {
+            self.0.lock().unwrap().push((from, frame));
+            true
+        }
+        fn disconnected(&self, _from: NodeId) {}
+    }
+
+    /// A transport for node `id` of a cluster whose bootstrap book is `book`, listening
+    /// at `address`; what it receives goes to the returned inbox.
+    async fn node(
+        id: NodeId,
+        book: Vec<SocketAddr>,
+        address: SocketAddr,
+        dir: &std::path::Path,
+        tasks: &mut JoinSet<()>,
+    ) -> (Arc<Transport>, Collect) {
+        let config = TransportConfig {
+            cluster: ClusterId(7),
+            membership: handshake::membership_digest(book.len(), &[], &[]),
+            id,
+            incarnation: Incarnation(id as u64),
+            known_peers: Arc::new(Mutex::new(KnownPeers::load(dir).unwrap())),
+            peers: book,
+            address,
+            secret: b"a secret of sixteen bytes".to_vec(),
+            max_frame_bytes: 1 << 16,
+            send_queue_frames: 16,
+            send_queue_bytes_max: 1 << 16,
+        };
+        let listener = TcpListener::bind(address).await.unwrap();
+        let inbox = Collect::default();
+        let transport = start::<u32, _>(config, listener, inbox.clone(), tasks);
+        (transport, inbox)
+    }
+
+    fn encoded(value: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::encode(&value, &mut out, 1 << 16).unwrap();
+        out
+    }
+
+    /// Waits (at most 10 s) until `inbox` holds `frame` from `from`.
+    async fn received(inbox: &Collect, from: NodeId, frame: u32) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !inbox.0.lock().unwrap().contains(&(from, frame)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no frame {frame} from {from}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_past_the_book_is_answered_at_the_address_its_handshake_names() {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (a, b) = (free(), free());
+        let dir = std::env::temp_dir().join(format!("ballot-transport-{}", std::process::id()));
+        let dirs = [dir.join("0"), dir.join("2")];
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let mut tasks = JoinSet::new();
+        // Node 0 knows the bootstrap book of two; node 2 was added at `b` since.
+        let (zero, zero_inbox) = node(0, vec![a, free()], a, &dirs[0], &mut tasks).await;
+        let (two, two_inbox) = node(2, vec![a, free()], b, &dirs[1], &mut tasks).await;
+        assert!(!zero.knows(2));
+        zero.send(2, encoded(1)); // no address: dropped
+        two.send(0, encoded(2));
+        received(&zero_inbox, 2, 2).await;
+        assert!(zero.knows(2), "learned from the handshake");
+        zero.send(2, encoded(3));
+        received(&two_inbox, 0, 3).await;
+        assert!(!two_inbox.0.lock().unwrap().contains(&(0, 1)));
+        tasks.abort_all();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_send_queue_takes_any_frame_when_empty_and_drops_past_its_byte_bound() {
         let (frames, receiver) = mpsc::channel(16);
         let bytes = Arc::new(AtomicUsize::new(0));
         let transport = Transport {
-            queues: vec![
-                None,
-                Some(PeerQueue {
+            queues: RwLock::new(BTreeMap::from([(
+                1,
+                PeerQueue {
                     frames,
                     bytes: bytes.clone(),
-                }),
-            ],
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                },
+            )])),
             send_queue_bytes_max: 10,
+            config: None,
+            writers: Mutex::new(JoinSet::new()),
             dropped: AtomicU64::new(0),
         };
         transport.send(1, vec![0; 25]); // larger than the bound, but the queue is empty

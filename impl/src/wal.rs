@@ -17,7 +17,7 @@
 //! One file, `<dir>/wal.log`:
 //!
 //! ```text
-//! file header : b"BALLOTWL" (8 bytes) | format version, u32 LE (= 1)
+//! file header : b"BALLOTWL" (8 bytes) | format version, u32 LE (= 3)
 //! record      : payload length, u32 LE
 //!             | crc32c(payload), u32 LE
 //!             | crc32c(the 8 bytes above), u32 LE
@@ -48,7 +48,7 @@ pub const FILE_NAME: &str = "wal.log";
 const MAGIC: [u8; 8] = *b"BALLOTWL";
 
 /// The on-disk format this build writes and reads.
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 /// Length of the file header: magic plus version.
 const FILE_HEADER_LEN: usize = 12;

@@ -136,4 +136,8 @@ pub trait PeerNetwork: Send + Sync + 'static {
     fn send(&self, to: NodeId, frame: Vec<u8>);
     /// Frames dropped so far (full queues, unknown peers).
     fn dropped_frames(&self) -> u64;
+    /// Peer `id` is at `address`, as the log says ([`ballot_model::MemberAddress`]):
+    /// reach it there from now on. A network whose peers are known otherwise (a
+    /// simulation's) ignores it.
+    fn add_peer(&self, _id: NodeId, _address: &str) {}
 }

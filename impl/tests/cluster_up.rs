@@ -518,3 +518,106 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_removing_its_leader_under_load
     up.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `ballot node` process the test started, stopped by PID when dropped.
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_dead_machine_is_replaced_by_a_new_one_at_an_address_the_log_records() {
+    let dir = std::env::temp_dir().join(format!("ballot-join-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut ports = ports::Reservation::new();
+    let base = free_base(&mut ports, 3);
+    let new_machine = ports.claim(2).expect("two free ports");
+    let (peer, client) = (new_machine[0], new_machine[1]);
+    let up = Up::start(&dir, base, 5, 0);
+    up.wait_for("cluster of 3 running");
+    let writer = Writer::start(vec![base, base + 2]);
+    writer.wait_for_more(50);
+
+    // Node 1's machine dies for good; no spare stands by. A new machine, at addresses
+    // no configuration file lists, is added: the cluster gives it the next id, 3, and
+    // writes its node.toml from a member's.
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid_of(&up.output(), 1).to_string())
+        .status();
+    up.wait_for("node 1 exited");
+    let config = dir.join("node-3.toml");
+    let added = member(
+        base,
+        &[
+            "add",
+            "--peer",
+            &peer.to_string(),
+            "--client",
+            &client.to_string(),
+            "--template",
+            &dir.join("node-0.toml").display().to_string(),
+            "--write-config",
+            &config.display().to_string(),
+            "--data-dir",
+            &dir.join("node-3").display().to_string(),
+        ],
+    );
+    assert!(added.contains("learners 3 id 3"), "{added}");
+    // The same address again is refused: it is node 3's now.
+    let again = Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["member", "add", "--peer", &peer.to_string(), "--client"])
+        .arg(format!("127.0.0.1:{}", base + 99))
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{base}"))
+        .output()
+        .expect("run ballot member");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{said}");
+    assert!(
+        said.contains("node 3 already has one of these addresses"),
+        "{said}"
+    );
+    let log = std::fs::File::create(dir.join("node-3.log")).expect("log file");
+    let _node = NodeProcess(
+        Command::new(env!("CARGO_BIN_EXE_ballot"))
+            .arg("node")
+            .arg("--config")
+            .arg(&config)
+            .arg("--bootstrap")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start the new machine"),
+    );
+    let replaced = member(base, &["replace", "1", "--by", "3"]);
+    assert!(replaced.contains("voters 0,2,3"), "{replaced}");
+    writer.wait_for_more(20);
+    // The new machine leads: the writer's requests to nodes 0 and 2 reach it through
+    // their sessions, whose leader hints name an id past the bootstrap address book.
+    member(base, &["transfer-leader", "3"]);
+    wait_for_field(base, "leader", "3");
+    assert_eq!(info_field(base + 2, "leader_addr"), client.to_string());
+    writer.wait_for_more(50);
+    let acked = writer.finish();
+
+    // Every member finds the new machine through the log: INFO lists its addresses,
+    // and every acknowledged write reads back from it.
+    let peers = info_field(base + 2, "peers");
+    assert!(peers.ends_with(&format!(",{peer}")), "{peers}");
+    wait_for_field(client.port(), "member", "voter");
+    wait_for_field(client.port(), "retired", "1");
+    assert_readable(client.port(), &acked);
+    let listed = member(client.port(), &["list"]);
+    assert!(listed.contains(&client.to_string()), "{listed}");
+    up.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

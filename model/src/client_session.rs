@@ -207,6 +207,25 @@ impl<C: Clone, Q: Clone> ClientSession<C, Q> {
         })
     }
 
+    /// Nodes `0..members` serve requests from now on: the cluster gave out more ids
+    /// (machines added at an address) since the session was made. Leader hints name
+    /// any of them, and attempts without one rotate among them.
+    ///
+    /// ```
+    /// use ballot_model::client_session::ClientSession;
+    /// let mut session = ClientSession::<u8, ()>::new(7, 3, 1, None).unwrap();
+    /// session.set_members(5).unwrap();
+    /// assert!(session.set_members(0).is_err());
+    /// ```
+    pub fn set_members(&mut self, members: usize) -> Result<(), SessionError> {
+        if members == 0 {
+            return Err(SessionError::NoMembers);
+        }
+        self.members = members;
+        self.target %= members;
+        Ok(())
+    }
+
     /// Selects a deliberately broken variant (only with the `mutants` feature).
     #[cfg(feature = "mutants")]
     pub fn with_mutant(mut self, mutant: Option<crate::mutant::Mutant>) -> Self {

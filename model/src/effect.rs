@@ -55,7 +55,7 @@ impl Timer {
 pub enum Input<S: StateMachine> {
     /// A message from another server.
     Message {
-        /// The sender; must be a peer (not this node, and `< node_count`).
+        /// The sender; must be a peer (not this node, and below [`crate::NODE_IDS_MAX`]).
         from: NodeId,
         /// The message.
         message: Message<S>,

@@ -81,7 +81,10 @@ pub use client_session::{
 pub use client_table::{ApplyOutcome, ClientTable, Session};
 pub use durable::{DurableState, DurableUpdate};
 pub use effect::{Effect, Input, Timer, TransferOutcome, TransferRefusal};
-pub use membership::{MemberChange, Membership, ReconfigureOutcome, ReconfigureRefusal};
+pub use membership::{
+    MemberAddress, MemberChange, Membership, NextMembers, ReconfigureOutcome, ReconfigureRefusal,
+    MEMBER_ADDRESS_BYTES_MAX, NODE_IDS_MAX,
+};
 pub use message::{
     AcceptedEntry, ClientRequest, ClientResponse, Message, Proposal, Refusal, Request,
 };

@@ -14,6 +14,50 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 
+/// Most node ids a cluster ever allocates: its bootstrap address book
+/// ([`crate::ClusterConfig::node_count`]) and every member added at an address since
+/// ([`MemberChange::AddAt`]). Ids are never reused, so this bounds the replacements a
+/// cluster makes in its life (a thousand, at one a week, is twenty years), and with
+/// [`MEMBER_ADDRESS_BYTES_MAX`] the address book a snapshot carries.
+pub const NODE_IDS_MAX: usize = 1024;
+
+/// Longest peer or client address, in bytes, that a member may be added at.
+pub const MEMBER_ADDRESS_BYTES_MAX: usize = 255;
+
+/// Where a member added by address is reached ([`MemberChange::AddAt`]). The core
+/// never reads it: it only carries it through the log, so that every replica, and every
+/// member added later, learns the address book from the log rather than from a file.
+///
+/// ```
+/// use ballot_model::MemberAddress;
+/// let at = MemberAddress::new("10.0.0.7:7100", "10.0.0.7:6379");
+/// assert_eq!(at.to_string(), "peer 10.0.0.7:7100 client 10.0.0.7:6379");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MemberAddress {
+    /// The address peers connect to.
+    pub peer: String,
+    /// The address clients connect to (the one a redirect names).
+    pub client: String,
+}
+
+impl MemberAddress {
+    /// The address of a member reached at `peer` by its peers and at `client` by
+    /// clients.
+    pub fn new(peer: impl Into<String>, client: impl Into<String>) -> Self {
+        MemberAddress {
+            peer: peer.into(),
+            client: client.into(),
+        }
+    }
+}
+
+impl fmt::Display for MemberAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer {} client {}", self.peer, self.client)
+    }
+}
+
 /// The members of one epoch: who votes, who only learns, and which ids are spent.
 ///
 /// Invariant: `voters`, `learners` and `retired` are disjoint, and `voters` is not
@@ -40,6 +84,11 @@ pub struct Membership {
     /// returns is added under a new id, so no vote it cast under its old one can count
     /// again.
     pub retired: BTreeSet<NodeId>,
+    /// The address book past the bootstrap one: the address of every member ever added
+    /// at an address ([`MemberChange::AddAt`]), in id order, the first having id
+    /// [`crate::ClusterConfig::node_count`]. Entries stay when their member leaves, so
+    /// ids stay dense and are never given out twice.
+    pub added: Vec<MemberAddress>,
 }
 
 impl Membership {
@@ -62,7 +111,31 @@ impl Membership {
                 .collect(),
             learners: learners.difference(&spares).copied().collect(),
             retired: BTreeSet::new(),
+            added: Vec::new(),
         }
+    }
+
+    /// How many node ids the cluster has given out: the bootstrap address book's
+    /// `node_count` and one per member added at an address. Every id below it has an
+    /// address; the next member added at an address gets it.
+    pub fn id_count(&self, node_count: usize) -> usize {
+        node_count + self.added.len()
+    }
+
+    /// The address of `id` if it was added at one ([`MemberAddress`]); `None` for an
+    /// id of the bootstrap address book, whose addresses the nodes' configuration
+    /// holds, or for an id not given out.
+    pub fn added_address(&self, id: NodeId, node_count: usize) -> Option<&MemberAddress> {
+        self.added.get(id.checked_sub(node_count)?)
+    }
+
+    /// Every id given out past the bootstrap address book of `node_count`, with the
+    /// address it was added at, in id order.
+    pub fn added_members(
+        &self,
+        node_count: usize,
+    ) -> impl Iterator<Item = (NodeId, &MemberAddress)> + '_ {
+        (node_count..).zip(&self.added)
     }
 
     /// True if `id` votes in this epoch.
@@ -95,23 +168,28 @@ impl Membership {
     }
 
     /// The voters and learners after `change`, or why it cannot be made. Ids must be
-    /// below `node_count`; a voter must have been a learner first (it has the log);
-    /// at least one voter stays.
+    /// below [`Membership::id_count`]; a member added at an address gets the next id; a
+    /// voter must have been a learner first (it has the log); at least one voter stays.
     ///
     /// ```
-    /// use ballot_model::{MemberChange, Membership, ReconfigureRefusal};
+    /// use ballot_model::{MemberAddress, MemberChange, Membership, ReconfigureRefusal};
     /// let m = Membership::bootstrap(4, [], [3]);
-    /// let (voters, learners) = m.after(MemberChange::AddLearner(3), 4).unwrap();
-    /// assert_eq!((voters.len(), learners.len()), (3, 1));
-    /// assert_eq!(m.after(MemberChange::Promote(3), 4), Err(ReconfigureRefusal::NotALearner { id: 3 }));
+    /// let next = m.after(&MemberChange::AddLearner(3), 4).unwrap();
+    /// assert_eq!((next.voters.len(), next.learners.len(), next.joining), (3, 1, None));
+    /// let at = MemberAddress::new("10.0.0.7:7100", "10.0.0.7:6379");
+    /// let next = m.after(&MemberChange::AddAt(at.clone()), 4).unwrap();
+    /// assert!(next.learners.contains(&4));
+    /// assert_eq!(next.joining, Some(at));
+    /// assert_eq!(m.after(&MemberChange::Promote(3), 4), Err(ReconfigureRefusal::NotALearner { id: 3 }));
     /// ```
     pub fn after(
         &self,
-        change: MemberChange,
+        change: &MemberChange,
         node_count: usize,
-    ) -> Result<(BTreeSet<NodeId>, BTreeSet<NodeId>), ReconfigureRefusal> {
+    ) -> Result<NextMembers, ReconfigureRefusal> {
         let mut voters = self.voters.clone();
         let mut learners = self.learners.clone();
+        let mut joining = None;
         let learner = |id: NodeId| {
             if self.learners.contains(&id) {
                 Ok(())
@@ -119,10 +197,11 @@ impl Membership {
                 Err(ReconfigureRefusal::NotALearner { id })
             }
         };
+        let id_count = self.id_count(node_count);
         match change {
-            MemberChange::AddLearner(id) => {
-                if id >= node_count {
-                    return Err(ReconfigureRefusal::UnknownNode { id, node_count });
+            &MemberChange::AddLearner(id) => {
+                if id >= id_count {
+                    return Err(ReconfigureRefusal::UnknownNode { id, id_count });
                 }
                 if self.retired.contains(&id) {
                     return Err(ReconfigureRefusal::Retired { id });
@@ -132,19 +211,35 @@ impl Membership {
                 }
                 learners.insert(id);
             }
-            MemberChange::Promote(id) => {
+            MemberChange::AddAt(address) => {
+                let longest = address.peer.len().max(address.client.len());
+                if longest > MEMBER_ADDRESS_BYTES_MAX {
+                    return Err(ReconfigureRefusal::AddressTooLong {
+                        bytes: longest,
+                        bytes_max: MEMBER_ADDRESS_BYTES_MAX,
+                    });
+                }
+                if id_count >= NODE_IDS_MAX {
+                    return Err(ReconfigureRefusal::IdsExhausted {
+                        ids_max: NODE_IDS_MAX,
+                    });
+                }
+                learners.insert(id_count);
+                joining = Some(address.clone());
+            }
+            &MemberChange::Promote(id) => {
                 learner(id)?;
                 learners.remove(&id);
                 voters.insert(id);
             }
-            MemberChange::Remove(id) => {
+            &MemberChange::Remove(id) => {
                 if !self.is_member(id) {
                     return Err(ReconfigureRefusal::NotAMember { id });
                 }
                 voters.remove(&id);
                 learners.remove(&id);
             }
-            MemberChange::Replace { remove, promote } => {
+            &MemberChange::Replace { remove, promote } => {
                 if !self.is_voter(remove) {
                     return Err(ReconfigureRefusal::NotAVoter { id: remove });
                 }
@@ -157,16 +252,22 @@ impl Membership {
         if voters.is_empty() {
             return Err(ReconfigureRefusal::LastVoter);
         }
-        Ok((voters, learners))
+        Ok(NextMembers {
+            voters,
+            learners,
+            joining,
+        })
     }
 
     /// The membership that a reconfiguration to `voters` and `learners`, executed at
-    /// `slot`, begins: the next epoch, from `slot + 1`. Whoever leaves retires.
+    /// `slot`, begins: the next epoch, from `slot + 1`. Whoever leaves retires; the
+    /// member `joining` at an address, if any, takes the next id.
     pub(crate) fn successor(
         &self,
         slot: Slot,
         voters: &BTreeSet<NodeId>,
         learners: &BTreeSet<NodeId>,
+        joining: Option<&MemberAddress>,
     ) -> Membership {
         let mut retired = self.retired.clone();
         retired.extend(
@@ -174,14 +275,29 @@ impl Membership {
                 .union(&self.learners)
                 .filter(|id| !voters.contains(id) && !learners.contains(id)),
         );
+        let mut added = self.added.clone();
+        added.extend(joining.cloned());
         Membership {
             epoch: self.epoch + 1,
             start: slot + 1,
             voters: voters.clone(),
             learners: learners.clone(),
             retired,
+            added,
         }
     }
+}
+
+/// The members a change leads to ([`Membership::after`]): what a
+/// [`crate::Proposal::Reconfigure`] entry carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextMembers {
+    /// The next epoch's voters.
+    pub voters: BTreeSet<NodeId>,
+    /// The next epoch's learners.
+    pub learners: BTreeSet<NodeId>,
+    /// The address of a member added at one, which takes the next id.
+    pub joining: Option<MemberAddress>,
 }
 
 impl fmt::Display for Membership {
@@ -195,10 +311,15 @@ impl fmt::Display for Membership {
 }
 
 /// A membership change an operator asks the leader for ([`crate::Input::Reconfigure`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum MemberChange {
-    /// Make a node that is no member a learner: it receives the log and snapshots.
+    /// Make a node of the address book that is no member (a spare) a learner: it
+    /// receives the log and snapshots.
     AddLearner(NodeId),
+    /// Add a new machine, reached at this address, as a learner under the next id
+    /// ([`Membership::id_count`]): the address enters the log, so every member learns
+    /// it from there.
+    AddAt(MemberAddress),
     /// Make a learner a voter.
     Promote(NodeId),
     /// Remove a voter or learner (the leader included: it steps down once the change
@@ -243,12 +364,24 @@ pub enum ReconfigureRefusal {
         /// The slot of the change in progress.
         slot: Slot,
     },
-    /// `id` is no node of this cluster (ids are below `node_count`).
+    /// `id` is no node of this cluster (ids are below `id_count`).
     UnknownNode {
         /// The id named.
         id: NodeId,
-        /// The cluster's id space.
-        node_count: usize,
+        /// How many ids the cluster has given out ([`Membership::id_count`]).
+        id_count: usize,
+    },
+    /// An address is longer than [`MEMBER_ADDRESS_BYTES_MAX`].
+    AddressTooLong {
+        /// The longer of the two addresses' lengths.
+        bytes: usize,
+        /// The most allowed.
+        bytes_max: usize,
+    },
+    /// The cluster has given out every id it may ([`NODE_IDS_MAX`]).
+    IdsExhausted {
+        /// The most ids a cluster gives out.
+        ids_max: usize,
     },
     /// `id` is a member already.
     AlreadyMember {
@@ -307,9 +440,17 @@ impl fmt::Display for ReconfigureRefusal {
                 f,
                 "a membership change is in progress (slot {slot}): one change at a time"
             ),
-            ReconfigureRefusal::UnknownNode { id, node_count } => {
-                write!(f, "node {id} does not exist (ids are below {node_count})")
+            ReconfigureRefusal::UnknownNode { id, id_count } => {
+                write!(f, "node {id} does not exist (ids are below {id_count})")
             }
+            ReconfigureRefusal::AddressTooLong { bytes, bytes_max } => write!(
+                f,
+                "an address of {bytes} bytes is longer than the {bytes_max} allowed"
+            ),
+            ReconfigureRefusal::IdsExhausted { ids_max } => write!(
+                f,
+                "the cluster has given out all of its {ids_max} node ids (ids are never reused)"
+            ),
             ReconfigureRefusal::AlreadyMember { id } => write!(f, "node {id} is a member already"),
             ReconfigureRefusal::Retired { id } => write!(
                 f,

@@ -2,6 +2,7 @@
 //! and the values the log holds.
 
 use crate::ballot::{Ballot, ClientId, NodeId, Slot};
+use crate::membership::MemberAddress;
 use crate::snapshot::Snapshot;
 use crate::state_machine::StateMachine;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,10 @@ pub enum Proposal<C> {
         voters: BTreeSet<NodeId>,
         /// The next epoch's learners.
         learners: BTreeSet<NodeId>,
+        /// The address of the member this change adds at one
+        /// ([`crate::MemberChange::AddAt`]): it takes the next id, the one `learners`
+        /// names for it.
+        joining: Option<MemberAddress>,
     },
 }
 

@@ -50,7 +50,7 @@ impl<S: StateMachine> Replica<S> {
         // for the load to stop. It takes one slot past the pipeline, the last this
         // leader proposes in its epoch, so the pipeline holds at most
         // `pipeline_depth + 1` slots.
-        let (voters, learners) = self.members.after(change, self.config.node_count)?;
+        let next = self.members.after(&change, self.config.node_count)?;
         let lag_max = self.config.promote_lag_max;
         let checks_lag = lag_max != Slot::MAX;
         if let (true, MemberChange::Promote(id) | MemberChange::Replace { promote: id, .. }) =
@@ -69,8 +69,9 @@ impl<S: StateMachine> Replica<S> {
         }
         let proposal = Proposal::Reconfigure {
             from_epoch: self.members.epoch,
-            voters,
-            learners,
+            voters: next.voters,
+            learners: next.learners,
+            joining: next.joining,
         };
         let epoch = self.members.epoch + 1;
         let slot = self.propose_next(proposal, effects);

@@ -8,7 +8,7 @@ use crate::ballot::{Ballot, ClientId, NodeId, Slot};
 use crate::client_table::{ApplyOutcome, ClientTable, Expiry};
 use crate::durable::{DurableState, DurableUpdate};
 use crate::effect::{Effect, Input, Timer};
-use crate::membership::Membership;
+use crate::membership::{Membership, NODE_IDS_MAX};
 use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Refusal, Request};
 use crate::mutant::mutant;
 use crate::snapshot::Snapshot;
@@ -26,8 +26,10 @@ pub const MAX_SLOTS_AHEAD: Slot = 1 << 20;
 /// Static cluster parameters, identical on every server.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterConfig {
-    /// The id space: every node that is or may become a member has an id in
-    /// `0..node_count`.
+    /// The bootstrap address book: the nodes of ids `0..node_count`, each a voter, a
+    /// learner or a spare at bootstrap. A member added at an address later
+    /// ([`crate::MemberChange::AddAt`]) takes the next id past it
+    /// ([`Membership::id_count`]); at most [`NODE_IDS_MAX`] in all.
     pub node_count: usize,
     /// The learners at bootstrap: they receive the log, commit and apply it, and
     /// answer clients with redirects, but never count in a quorum and never campaign.
@@ -90,6 +92,10 @@ impl ClusterConfig {
     /// assert_eq!(c.bootstrap().quorum(), 2);
     /// ```
     pub fn new(node_count: usize) -> Self {
+        assert!(
+            (1..=NODE_IDS_MAX).contains(&node_count),
+            "a cluster has 1 to {NODE_IDS_MAX} nodes, not {node_count}"
+        );
         ClusterConfig {
             node_count,
             learners: BTreeSet::new(),
@@ -242,13 +248,13 @@ impl ClusterConfig {
 /// and drops the message; it never panics on it.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum StepError {
-    /// The sender is not a peer.
-    #[error("message from unknown node {from} (cluster has {node_count} nodes, this is {me})")]
+    /// The sender is not a peer: this node, or an id no cluster gives out.
+    #[error("message from node {from}, which is no peer (ids are below {ids_max}, this is {me})")]
     UnknownPeer {
         /// The claimed sender.
         from: NodeId,
-        /// Cluster size.
-        node_count: usize,
+        /// The id space ([`crate::NODE_IDS_MAX`]).
+        ids_max: usize,
         /// This node.
         me: NodeId,
     },
@@ -736,10 +742,13 @@ impl<S: StateMachine> Replica<S> {
         message: Message<S>,
         effects: &mut Vec<Effect<S>>,
     ) -> Result<(), StepError> {
-        if from >= self.config.node_count || from == self.id {
+        // Any id the cluster may have given out: a member added after the last
+        // reconfiguration this node applied (a new leader, say) is who brings it the
+        // entries that name it. Whether the sender counts is the epoch's business.
+        if from >= NODE_IDS_MAX || from == self.id {
             return Err(StepError::UnknownPeer {
                 from,
-                node_count: self.config.node_count,
+                ids_max: NODE_IDS_MAX,
                 me: self.id,
             });
         }
@@ -1146,12 +1155,15 @@ impl<S: StateMachine> Replica<S> {
                 from_epoch,
                 voters,
                 learners,
+                joining,
             } = &entry.proposal
             {
                 // The first reconfiguration executed in an epoch ends it here; one of
                 // an epoch already ended changes nothing.
                 if *from_epoch == self.members.epoch {
-                    self.members = self.members.successor(slot, voters, learners);
+                    self.members = self
+                        .members
+                        .successor(slot, voters, learners, joining.as_ref());
                 }
             }
             let requests = entry.proposal.requests().to_vec();
@@ -1256,8 +1268,12 @@ impl<S: StateMachine> Replica<S> {
                         from_epoch,
                         voters,
                         learners,
+                        joining,
                     } if *from_epoch == self.members.epoch => {
-                        Some(self.members.successor(*slot, voters, learners))
+                        Some(
+                            self.members
+                                .successor(*slot, voters, learners, joining.as_ref()),
+                        )
                     }
                     _ => None,
                 })

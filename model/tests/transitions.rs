@@ -7,9 +7,10 @@
 use ballot_model::invariants::check_replica;
 use ballot_model::{
     AcceptedEntry, ApplyOutcome, Ballot, ClientRequest, ClientResponse, ClusterConfig,
-    DurableState, DurableUpdate, Effect, Input, MemberChange, Message, NodeId, Proposal,
-    ReconfigureOutcome, ReconfigureRefusal, Refusal, Register, Replica, Request, Role, Slot,
-    StepError, Timer, TransferOutcome, TransferRefusal,
+    DurableState, DurableUpdate, Effect, Input, MemberAddress, MemberChange, Message, NodeId,
+    Proposal, ReconfigureOutcome, ReconfigureRefusal, Refusal, Register, Replica, Request, Role,
+    Slot, StepError, Timer, TransferOutcome, TransferRefusal, MEMBER_ADDRESS_BYTES_MAX,
+    NODE_IDS_MAX,
 };
 use std::collections::BTreeMap;
 
@@ -1625,11 +1626,11 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
 
     let cases: Vec<(NodeId, Msg, StepError)> = vec![
         (
-            3,
+            NODE_IDS_MAX,
             heartbeat(b(9, 3), 0, 0),
             StepError::UnknownPeer {
-                from: 3,
-                node_count: 3,
+                from: NODE_IDS_MAX,
+                ids_max: NODE_IDS_MAX,
                 me: 0,
             },
         ),
@@ -1642,7 +1643,7 @@ fn invalid_input_returns_error_and_leaves_state_unchanged() {
             },
             StepError::UnknownPeer {
                 from: 0,
-                node_count: 3,
+                ids_max: NODE_IDS_MAX,
                 me: 0,
             },
         ),
@@ -2237,6 +2238,7 @@ fn promote_3() -> Proposal<u8> {
         from_epoch: 0,
         voters: [0, 1, 2, 3].into(),
         learners: [].into(),
+        joining: None,
     }
 }
 
@@ -2262,9 +2264,13 @@ fn a_change_is_refused_with_its_reason_and_changes_nothing() {
         ),
         (
             MemberChange::AddLearner(4),
-            ReconfigureRefusal::UnknownNode {
-                id: 4,
-                node_count: 4,
+            ReconfigureRefusal::UnknownNode { id: 4, id_count: 4 },
+        ),
+        (
+            MemberChange::AddAt(MemberAddress::new("p".repeat(256), "c")),
+            ReconfigureRefusal::AddressTooLong {
+                bytes: 256,
+                bytes_max: MEMBER_ADDRESS_BYTES_MAX,
             },
         ),
         (
@@ -2280,7 +2286,7 @@ fn a_change_is_refused_with_its_reason_and_changes_nothing() {
         ),
     ] {
         assert_eq!(
-            step(&mut r, reconfigure(change)),
+            step(&mut r, reconfigure(change.clone())),
             refused(refusal),
             "{change:?}"
         );
@@ -2396,12 +2402,69 @@ fn a_leader_proposes_nothing_above_its_change_and_runs_again_in_the_next_epoch()
 }
 
 #[test]
+fn a_machine_added_at_an_address_takes_the_next_id_and_its_address_enters_the_log() {
+    let mut r = elect(follower(0));
+    let at = MemberAddress::new("10.0.0.9:7100", "10.0.0.9:6379");
+    let entry = Proposal::Reconfigure {
+        from_epoch: 0,
+        voters: [0, 1, 2].into(),
+        learners: [3].into(),
+        joining: Some(at.clone()),
+    };
+    let effects = step(&mut r, reconfigure(MemberChange::AddAt(at.clone())));
+    assert_eq!(effects[0], persist_accept(1, b(1, 0), entry.clone()));
+    // Executed: id 3, past the bootstrap address book of three, is a learner at that
+    // address, and the leader sends it the log from then on.
+    step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
+    let members = r.membership().clone();
+    assert_eq!(members.learners, [3].into());
+    assert_eq!(
+        (members.id_count(3), members.added_address(3, 3)),
+        (4, Some(&at))
+    );
+    assert_eq!(
+        members.added_address(2, 3),
+        None,
+        "bootstrap ids are the book's"
+    );
+    // The next machine gets the next id, even at an address reused after a removal.
+    let r = elect(r);
+    let mut r = r;
+    step(&mut r, reconfigure(MemberChange::Remove(3)));
+    let ballot = r.durable().promised;
+    step(&mut r, msg(1, accepted(ballot, 2, 1)));
+    assert!(r.membership().retired.contains(&3));
+    let mut r = elect(r);
+    let ballot = r.durable().promised;
+    step(&mut r, reconfigure(MemberChange::AddAt(at.clone())));
+    step(&mut r, msg(1, accepted(ballot, 3, 2)));
+    let members = r.membership();
+    assert_eq!(members.learners, [4].into(), "{members}");
+    assert_eq!(members.added, vec![at.clone(), at], "ids are never reused");
+}
+
+#[test]
+fn a_follower_takes_the_log_from_a_leader_it_has_not_heard_of_yet() {
+    // Node 1 missed the change that added node 3, which leads now: its messages are
+    // what bring node 1 the entries that name it.
+    let mut r = follower(1);
+    let from_new_leader = step(&mut r, msg(3, heartbeat(b(1, 3), 0, 0)));
+    assert!(
+        from_new_leader
+            .iter()
+            .any(|e| matches!(e, Effect::Send { to: 3, .. })),
+        "{from_new_leader:?}"
+    );
+}
+
+#[test]
 fn a_removed_leader_steps_down_for_good() {
     let mut r = elect(follower(0));
     let removal = Proposal::Reconfigure {
         from_epoch: 0,
         voters: [1, 2].into(),
         learners: [].into(),
+        joining: None,
     };
     step(&mut r, reconfigure(MemberChange::Remove(0)));
     let effects = step(&mut r, msg(1, accepted(b(1, 0), 1, 0)));
@@ -2431,6 +2494,7 @@ fn a_node_of_the_next_epoch_ignores_the_old_one_and_promises_only_its_votes() {
         from_epoch: 0,
         voters: [0, 1, 2].into(),
         learners: [].into(),
+        joining: None,
     };
     step(&mut r, msg(0, accept(b(1, 0), 1, change, 0)));
     step(

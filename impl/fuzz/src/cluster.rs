@@ -27,7 +27,7 @@ use ballot_model::DurableUpdate;
 use ballot_model::{
     AcceptedEntry, Ballot, ClientId, ClientRequest, ClientTable, ClusterConfig, DurableState,
     Effect, Input, Message, NodeId, Proposal, Register, Replica, Request, Slot, Snapshot,
-    MemberChange, StepError, Timer, TransferOutcome, MAX_SLOTS_AHEAD,
+    MemberAddress, MemberChange, StepError, Timer, TransferOutcome, MAX_SLOTS_AHEAD, NODE_IDS_MAX,
 };
 use std::collections::VecDeque;
 
@@ -183,8 +183,12 @@ impl Action {
             },
             10 => Action::Reconfigure {
                 node: node(r),
-                change: match r.below(4) {
+                change: match r.below(5) {
                     0 => MemberChange::AddLearner(any_node(r)),
+                    4 => MemberChange::AddAt(MemberAddress::new(
+                        "p".repeat(usize::from(r.u8()) + 10),
+                        "c",
+                    )),
                     1 => MemberChange::Promote(any_node(r)),
                     2 => MemberChange::Remove(any_node(r)),
                     _ => MemberChange::Replace {
@@ -605,8 +609,8 @@ impl Cluster {
             Action::Transfer { node, to } => {
                 let _ = self.step(node, Input::TransferLeadership { to }, at);
             }
-            Action::Reconfigure { node, change } => {
-                let _ = self.step(node, Input::Reconfigure(change), at);
+            Action::Reconfigure { node, ref change } => {
+                let _ = self.step(node, Input::Reconfigure(change.clone()), at);
             }
             Action::Forge {
                 to,
@@ -703,10 +707,12 @@ impl Cluster {
                     self.save(node, snapshot);
                 }
                 Effect::Send { to, message } | Effect::SendAhead { to, message } => {
-                    if to >= NODES || to == node {
+                    if to >= NODE_IDS_MAX || to == node {
                         fail(at, format!("node {node} sent {message:?} to node {to}"));
                     }
-                    if self.network.len() < MAX_IN_FLIGHT {
+                    // A machine added at an address has no replica here: what is sent
+                    // to it is lost, as if it never came up.
+                    if to < NODES && self.network.len() < MAX_IN_FLIGHT {
                         self.network.push_back(Envelope {
                             from: node,
                             to,

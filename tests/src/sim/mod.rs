@@ -762,7 +762,7 @@ impl Simulation {
                         if done(&node.status().membership, victim, spare) {
                             continue 'steps;
                         }
-                        let answer = node.reconfigure(change).await;
+                        let answer = node.reconfigure(change.clone()).await;
                         log(
                             &trace,
                             epoch,
