@@ -308,6 +308,16 @@ pub enum NodeError {
     /// A membership change was refused; nothing changed.
     #[error("membership change refused: {0}")]
     ReconfigureRefused(ReconfigureRefusal),
+    /// The change was proposed, but this leader was deposed before it was chosen, and
+    /// another change began the epoch it would have: it was not made, and may be asked
+    /// for again (against the membership now).
+    #[error("membership change not made: another change began epoch {epoch} first (at slot {start}); ask again")]
+    ReconfigureSuperseded {
+        /// The epoch the change would have begun.
+        epoch: u32,
+        /// The slot that epoch begins at.
+        start: Slot,
+    },
     /// A peer answered a request with the wrong kind of answer (a write with a read's
     /// result, say): a bug or a hostile peer; the request's outcome is unknown.
     #[error("a peer sent the wrong kind of answer: {0}")]
@@ -1216,6 +1226,8 @@ impl<S: Replicated> Node<S> {
     /// again once it has caught up). [`NodeError::Timeout`] if the
     /// change was proposed but not applied within the request timeout: it may still
     /// take effect, or be lost with this node's leadership; the membership says which.
+    /// [`NodeError::ReconfigureSuperseded`] if this node was deposed and another
+    /// change began the epoch instead: this one was not made.
     ///
     /// ```no_run
     /// # async fn example(node: &ballot_node::node::Node<ballot_node::kv::KvStore>) {
@@ -1230,18 +1242,28 @@ impl<S: Replicated> Node<S> {
         let outcome = self
             .ask_core(|reply| Event::Reconfigure { change, reply })
             .await?;
-        let epoch = match outcome {
-            ReconfigureOutcome::Proposed { epoch, .. } => epoch,
+        let (epoch, expected) = match outcome {
+            ReconfigureOutcome::Proposed { epoch, members, .. } => (epoch, members),
             ReconfigureOutcome::Refused(refusal) => {
                 return Err(NodeError::ReconfigureRefused(refusal))
             }
         };
         let limit = self.shared.config.request_timeout;
         let applied = |s: &Status| s.membership.epoch >= epoch;
-        match tokio::time::timeout(limit, self.wait_for(applied)).await {
-            Ok(status) => Ok(status.membership),
-            Err(_) => Err(NodeError::Timeout(limit)),
+        let members = match tokio::time::timeout(limit, self.wait_for(applied)).await {
+            Ok(status) => status.membership,
+            Err(_) => return Err(NodeError::Timeout(limit)),
+        };
+        // The core said what this change makes the epoch: another membership there was
+        // another leader's change, chosen where this one was not. (Past it already,
+        // this node cannot tell which began it: the membership now is the answer.)
+        if members.epoch == epoch && members != expected {
+            return Err(NodeError::ReconfigureSuperseded {
+                epoch,
+                start: members.start,
+            });
         }
+        Ok(members)
     }
 
     /// The node's latest status.
@@ -1924,7 +1946,7 @@ impl<S: Replicated> Driver<S> {
                 // these, in order: the oldest waiting request gets it.
                 Effect::Reconfiguration(outcome) => {
                     match &outcome {
-                        ReconfigureOutcome::Proposed { slot, epoch } => {
+                        ReconfigureOutcome::Proposed { slot, epoch, .. } => {
                             tracing::info!(slot, epoch, "membership change proposed")
                         }
                         ReconfigureOutcome::Refused(refusal) => {

@@ -326,3 +326,44 @@ async fn a_node_whose_disk_fails_says_so_to_every_caller() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_proposed_by_a_deposed_leader_is_reported_as_not_made() {
+    use ballot_model::MemberChange;
+    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
+    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (nodes, _) = start_three(&isolated, &faults, u64::MAX);
+    let first = leader_among(&nodes, &[0, 1, 2]).await;
+    let rest: Vec<usize> = (0..3).filter(|&id| id != first).collect();
+
+    // Cut off, the leader still proposes a change of its own (it has not noticed), which
+    // no one else ever hears of; the others elect a leader that removes the third node
+    // (not the old leader, which then learns of the new epoch once the link heals).
+    isolated[first].store(true, Ordering::SeqCst);
+    let nodes = Arc::new(nodes);
+    let lost = {
+        let nodes = nodes.clone();
+        tokio::spawn(async move { nodes[first].reconfigure(MemberChange::Remove(first)).await })
+    };
+    let second = leader_among(&nodes, &rest).await;
+    let third = rest
+        .iter()
+        .copied()
+        .find(|&id| id != second)
+        .expect("a third node");
+    let removed = nodes[second]
+        .reconfigure(MemberChange::Remove(third))
+        .await
+        .expect("the majority's change");
+    assert!(removed.retired.contains(&third));
+    isolated[first].store(false, Ordering::SeqCst);
+    match lost.await.expect("the task") {
+        Err(NodeError::ReconfigureSuperseded { epoch: 1, start }) => {
+            assert_eq!(start, removed.start)
+        }
+        other => panic!("the deposed leader's change was answered {other:?}"),
+    }
+    for node in nodes.iter() {
+        node.shutdown().await;
+    }
+}

@@ -346,6 +346,10 @@ pub enum ReconfigureOutcome {
         slot: Slot,
         /// The epoch it will begin.
         epoch: u32,
+        /// The membership of that epoch, if this change begins it: a node that applies
+        /// another (a deposed leader's successor's change, chosen where this one was
+        /// not) can tell that this one was not made.
+        members: Membership,
     },
     /// Nothing changed, for this reason.
     Refused(ReconfigureRefusal),

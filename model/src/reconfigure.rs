@@ -8,7 +8,7 @@
 
 use crate::ballot::Slot;
 use crate::effect::Effect;
-use crate::membership::{MemberChange, ReconfigureOutcome, ReconfigureRefusal};
+use crate::membership::{MemberChange, Membership, ReconfigureOutcome, ReconfigureRefusal};
 use crate::message::Proposal;
 use crate::replica::{Replica, Role};
 use crate::state_machine::StateMachine;
@@ -21,10 +21,11 @@ impl<S: StateMachine> Replica<S> {
         effects: &mut Vec<Effect<S>>,
     ) {
         match self.propose_reconfiguration(change, effects) {
-            Ok((slot, epoch)) => {
+            Ok((slot, members)) => {
                 effects.push(Effect::Reconfiguration(ReconfigureOutcome::Proposed {
                     slot,
-                    epoch,
+                    epoch: members.epoch,
+                    members,
                 }))
             }
             Err(refusal) => effects.push(Effect::Reconfiguration(ReconfigureOutcome::Refused(
@@ -37,7 +38,7 @@ impl<S: StateMachine> Replica<S> {
         &mut self,
         change: MemberChange,
         effects: &mut Vec<Effect<S>>,
-    ) -> Result<(u64, u32), ReconfigureRefusal> {
+    ) -> Result<(Slot, Membership), ReconfigureRefusal> {
         let leader = self.known_leader();
         let Role::Leader(leadership) = &mut self.role else {
             return Err(ReconfigureRefusal::NotLeader { leader });
@@ -69,12 +70,14 @@ impl<S: StateMachine> Replica<S> {
         }
         let proposal = Proposal::Reconfigure {
             from_epoch: self.members.epoch,
-            voters: next.voters,
-            learners: next.learners,
-            joining: next.joining,
+            voters: next.voters.clone(),
+            learners: next.learners.clone(),
+            joining: next.joining.clone(),
         };
-        let epoch = self.members.epoch + 1;
         let slot = self.propose_next(proposal, effects);
-        Ok((slot, epoch))
+        let members =
+            self.members
+                .successor(slot, &next.voters, &next.learners, next.joining.as_ref());
+        Ok((slot, members))
     }
 }

@@ -7,9 +7,9 @@
 use ballot_model::invariants::check_replica;
 use ballot_model::{
     AcceptedEntry, ApplyOutcome, Ballot, ClientRequest, ClientResponse, ClusterConfig,
-    DurableState, DurableUpdate, Effect, Input, MemberAddress, MemberChange, Message, NodeId,
-    Proposal, ReconfigureOutcome, ReconfigureRefusal, Refusal, Register, Replica, Request, Role,
-    Slot, StepError, Timer, TransferOutcome, TransferRefusal, MEMBER_ADDRESS_BYTES_MAX,
+    DurableState, DurableUpdate, Effect, Input, MemberAddress, MemberChange, Membership, Message,
+    NodeId, Proposal, ReconfigureOutcome, ReconfigureRefusal, Refusal, Register, Replica, Request,
+    Role, Slot, StepError, Timer, TransferOutcome, TransferRefusal, MEMBER_ADDRESS_BYTES_MAX,
     NODE_IDS_MAX,
 };
 use std::collections::BTreeMap;
@@ -2344,7 +2344,8 @@ fn a_promotion_waits_until_the_learner_reports_that_it_has_caught_up() {
             effects.last(),
             Some(Effect::Reconfiguration(ReconfigureOutcome::Proposed {
                 slot: 4,
-                epoch: 1
+                epoch: 1,
+                ..
             }))
         ),
         "{effects:?}"
@@ -2362,6 +2363,12 @@ fn a_leader_proposes_nothing_above_its_change_and_runs_again_in_the_next_epoch()
     expected.push(Effect::Reconfiguration(ReconfigureOutcome::Proposed {
         slot: 1,
         epoch: 1,
+        members: Membership {
+            epoch: 1,
+            start: 2,
+            voters: [0, 1, 2, 3].into(),
+            ..Membership::default()
+        },
     }));
     assert_eq!(effects, expected);
     assert_eq!(
