@@ -448,6 +448,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     );
     config.bootstrap = args.bootstrap;
     config.peer_address = file.peer_address;
+    config.clients = file.clients.clone();
     config.learners = file.learners.clone();
     config.spares = file.spares.clone();
     config.election_timeout_min = Duration::from_millis(file.election_timeout_min_ms);

@@ -41,10 +41,10 @@ use crate::world::{DataDir, PeerNetwork, Storage, StorageError};
 use ballot_model::conformance::TraceRecord;
 use ballot_model::{
     ClientId, ClientRequest, ClientResponse, ClientSession, ClusterConfig, DurableState,
-    DurableUpdate, Effect, Input, MemberChange, Membership, Message, NodeId, Operation, Outcome,
-    ReconfigureOutcome, ReconfigureRefusal, Refusal, Replica, RestoreError, Role, SessionEffect,
-    SessionInput, SessionTimer, Slot, Snapshot, StateMachine, Timer, TransferOutcome,
-    TransferRefusal, Uncertainty, NODE_IDS_MAX,
+    DurableUpdate, Effect, Input, MemberAddress, MemberChange, Membership, Message, NodeId,
+    Operation, Outcome, ReconfigureOutcome, ReconfigureRefusal, Refusal, Replica, RestoreError,
+    Role, SessionEffect, SessionInput, SessionTimer, Slot, Snapshot, StateMachine, Timer,
+    TransferOutcome, TransferRefusal, Uncertainty, NODE_IDS_MAX,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -88,6 +88,10 @@ pub struct NodeConfig {
     /// Where this node listens for peers when its id is past `peers` (a member added
     /// at an address); `None` otherwise.
     pub peer_address: Option<SocketAddr>,
+    /// The bootstrap address book's client addresses, by id, if known (empty by
+    /// default): with `peers`, what the leader refuses to add a machine at again
+    /// ([`ballot_model::ReconfigureRefusal::AddressInUse`]).
+    pub clients: Vec<SocketAddr>,
     /// The nodes (ids into `peers`) that are learners: they receive the log and apply
     /// it, and never vote or campaign (see [`ballot_model::ClusterConfig::learners`]).
     /// Every node of the cluster must be given the same list. Empty by default.
@@ -235,6 +239,7 @@ impl NodeConfig {
             id,
             peers,
             peer_address: None,
+            clients: Vec::new(),
             learners: Vec::new(),
             spares: Vec::new(),
             data_dir,
@@ -1028,6 +1033,10 @@ impl<S: Replicated> Node<S> {
     ) -> Result<Self, NodeError> {
         let (cluster, _bug) = with_mutant(
             ClusterConfig::new(config.peers.len())
+                .with_addresses(config.peers.iter().enumerate().map(|(id, peer)| {
+                    let client = config.clients.get(id).map(SocketAddr::to_string);
+                    MemberAddress::new(peer.to_string(), client.unwrap_or_default())
+                }))
                 .with_learners(config.learners.iter().copied())
                 .with_spares(config.spares.iter().copied())
                 .with_pipeline_depth(config.pipeline_depth.max(1))

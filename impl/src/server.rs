@@ -7,7 +7,7 @@ use crate::connection::Connection;
 use crate::kv::{parse_command, KvRequest, KvStore};
 use crate::node::{Node, NodeError};
 use crate::resp::{Discard, Limits, RequestParser, RespError, Value};
-use ballot_model::{MemberAddress, MemberChange, Membership, NodeId, ReconfigureRefusal};
+use ballot_model::{MemberChange, Membership, NodeId, ReconfigureRefusal};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -51,17 +51,6 @@ impl ServerInfo {
             peers.push(address.peer.clone());
         }
         (clients, peers)
-    }
-
-    /// The id, not retired, that already has `address`'s peer or client address, if
-    /// any: a new machine must not take a member's or a spare's place in the book. A
-    /// retired member's address may be taken again, under the new id.
-    pub fn address_in_use(&self, address: &MemberAddress, members: &Membership) -> Option<NodeId> {
-        let (clients, peers) = self.address_book(members);
-        (0..peers.len()).find(|id| {
-            !members.retired.contains(id)
-                && (peers[*id] == address.peer || clients[*id] == address.client)
-        })
     }
 
     /// Where clients reach node `id`, if it has an address.
@@ -226,28 +215,13 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
             Ok(leader) => Value::Simple(format!("OK node {leader} leads")),
             Err(error) => Value::Error(format!("ERR {error}")),
         },
-        KvRequest::Member(change) => match in_use(&change, node, info) {
-            Some(refusal) => refusal,
-            None => member_change(change, node, info).await,
-        },
+        KvRequest::Member(change) => member_change(change, node, info).await,
         KvRequest::Info(_) => Value::Verbatim {
             format: *b"txt",
             text: info_text(node, info).into_bytes(),
         },
     };
     (reply, false)
-}
-
-/// `Some` refusal if `change` adds a machine at an address a node of the book has
-/// ([`ServerInfo::address_in_use`]).
-fn in_use(change: &MemberChange, node: &Node<KvStore>, info: &ServerInfo) -> Option<Value> {
-    let MemberChange::AddAt(address) = change else {
-        return None;
-    };
-    let id = info.address_in_use(address, &node.status().membership)?;
-    Some(Value::Error(format!(
-        "ERR membership change refused: node {id} already has one of these addresses ({address}); remove that node first, or add the machine at other addresses"
-    )))
 }
 
 /// Runs `BALLOT.MEMBER`'s change: `+OK epoch E voters … learners …`, and `id N` for a

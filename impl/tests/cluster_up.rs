@@ -585,6 +585,19 @@ fn a_dead_machine_is_replaced_by_a_new_one_at_an_address_the_log_records() {
         said.contains("node 3 already has one of these addresses"),
         "{said}"
     );
+    // And so is a bootstrap node's client address.
+    let taken = Command::new(env!("CARGO_BIN_EXE_ballot"))
+        .args(["member", "add", "--peer", "127.0.0.1:1", "--client"])
+        .arg(format!("127.0.0.1:{base}"))
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{base}"))
+        .output()
+        .expect("run ballot member");
+    let said = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        said.contains("node 0 already has one of these addresses"),
+        "{said}"
+    );
     let log = std::fs::File::create(dir.join("node-3.log")).expect("log file");
     let _node = NodeProcess(
         Command::new(env!("CARGO_BIN_EXE_ballot"))

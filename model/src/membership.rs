@@ -129,6 +129,37 @@ impl Membership {
         self.added.get(id.checked_sub(node_count)?)
     }
 
+    /// The id, not retired, whose peer or client address `address` repeats, if any:
+    /// a new machine must not take a member's or a spare's place. An id's address is
+    /// its entry in `book` (the bootstrap address book, empty if unknown) or in
+    /// [`Membership::added`]; empty addresses repeat nothing. A retired member's
+    /// address may be taken again, under the new id.
+    ///
+    /// ```
+    /// use ballot_model::{MemberAddress, Membership};
+    /// let book = [MemberAddress::new("p0", "c0"), MemberAddress::new("p1", "c1")];
+    /// let mut m = Membership::bootstrap(2, [], []);
+    /// assert_eq!(m.address_in_use(&MemberAddress::new("p9", "c1"), 2, &book), Some(1));
+    /// m.retired.insert(1);
+    /// assert_eq!(m.address_in_use(&MemberAddress::new("p9", "c1"), 2, &book), None);
+    /// ```
+    pub fn address_in_use(
+        &self,
+        address: &MemberAddress,
+        node_count: usize,
+        book: &[MemberAddress],
+    ) -> Option<NodeId> {
+        let repeats = |a: &str, b: &str| !a.is_empty() && a == b;
+        let bootstrap = book.iter().take(node_count).enumerate();
+        bootstrap
+            .chain(self.added_members(node_count))
+            .find(|(id, at)| {
+                !self.retired.contains(id)
+                    && (repeats(&at.peer, &address.peer) || repeats(&at.client, &address.client))
+            })
+            .map(|(id, _)| id)
+    }
+
     /// Every id given out past the bootstrap address book of `node_count`, with the
     /// address it was added at, in id order.
     pub fn added_members(
@@ -168,24 +199,27 @@ impl Membership {
     }
 
     /// The voters and learners after `change`, or why it cannot be made. Ids must be
-    /// below [`Membership::id_count`]; a member added at an address gets the next id; a
-    /// voter must have been a learner first (it has the log); at least one voter stays.
+    /// below [`Membership::id_count`]; a member added at an address gets the next id,
+    /// at an address no id that is not retired has (`book`: the bootstrap address
+    /// book's, if known); a voter must have been a learner first (it has the log); at
+    /// least one voter stays.
     ///
     /// ```
     /// use ballot_model::{MemberAddress, MemberChange, Membership, ReconfigureRefusal};
     /// let m = Membership::bootstrap(4, [], [3]);
-    /// let next = m.after(&MemberChange::AddLearner(3), 4).unwrap();
+    /// let next = m.after(&MemberChange::AddLearner(3), 4, &[]).unwrap();
     /// assert_eq!((next.voters.len(), next.learners.len(), next.joining), (3, 1, None));
     /// let at = MemberAddress::new("10.0.0.7:7100", "10.0.0.7:6379");
-    /// let next = m.after(&MemberChange::AddAt(at.clone()), 4).unwrap();
+    /// let next = m.after(&MemberChange::AddAt(at.clone()), 4, &[]).unwrap();
     /// assert!(next.learners.contains(&4));
     /// assert_eq!(next.joining, Some(at));
-    /// assert_eq!(m.after(&MemberChange::Promote(3), 4), Err(ReconfigureRefusal::NotALearner { id: 3 }));
+    /// assert_eq!(m.after(&MemberChange::Promote(3), 4, &[]), Err(ReconfigureRefusal::NotALearner { id: 3 }));
     /// ```
     pub fn after(
         &self,
         change: &MemberChange,
         node_count: usize,
+        book: &[MemberAddress],
     ) -> Result<NextMembers, ReconfigureRefusal> {
         let mut voters = self.voters.clone();
         let mut learners = self.learners.clone();
@@ -223,6 +257,9 @@ impl Membership {
                     return Err(ReconfigureRefusal::IdsExhausted {
                         ids_max: NODE_IDS_MAX,
                     });
+                }
+                if let Some(id) = self.address_in_use(address, node_count, book) {
+                    return Err(ReconfigureRefusal::AddressInUse { id });
                 }
                 learners.insert(id_count);
                 joining = Some(address.clone());
@@ -382,6 +419,12 @@ pub enum ReconfigureRefusal {
         /// The most allowed.
         bytes_max: usize,
     },
+    /// Node `id`, not retired, already has the peer or the client address of the
+    /// machine to add ([`Membership::address_in_use`]).
+    AddressInUse {
+        /// The node that has it.
+        id: NodeId,
+    },
     /// The cluster has given out every id it may ([`NODE_IDS_MAX`]).
     IdsExhausted {
         /// The most ids a cluster gives out.
@@ -450,6 +493,10 @@ impl fmt::Display for ReconfigureRefusal {
             ReconfigureRefusal::AddressTooLong { bytes, bytes_max } => write!(
                 f,
                 "an address of {bytes} bytes is longer than the {bytes_max} allowed"
+            ),
+            ReconfigureRefusal::AddressInUse { id } => write!(
+                f,
+                "node {id} already has one of these addresses; remove that node first, or add the machine at other addresses"
             ),
             ReconfigureRefusal::IdsExhausted { ids_max } => write!(
                 f,

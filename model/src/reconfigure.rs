@@ -51,7 +51,9 @@ impl<S: StateMachine> Replica<S> {
         // for the load to stop. It takes one slot past the pipeline, the last this
         // leader proposes in its epoch, so the pipeline holds at most
         // `pipeline_depth + 1` slots.
-        let next = self.members.after(&change, self.config.node_count)?;
+        let next = self
+            .members
+            .after(&change, self.config.node_count, &self.config.addresses)?;
         let lag_max = self.config.promote_lag_max;
         let checks_lag = lag_max != Slot::MAX;
         if let (true, MemberChange::Promote(id) | MemberChange::Replace { promote: id, .. }) =

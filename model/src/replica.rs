@@ -8,7 +8,7 @@ use crate::ballot::{Ballot, ClientId, NodeId, Slot};
 use crate::client_table::{ApplyOutcome, ClientTable, Expiry};
 use crate::durable::{DurableState, DurableUpdate};
 use crate::effect::{Effect, Input, Timer};
-use crate::membership::{Membership, NODE_IDS_MAX};
+use crate::membership::{MemberAddress, Membership, NODE_IDS_MAX};
 use crate::message::{AcceptedEntry, ClientResponse, Message, Proposal, Refusal, Request};
 use crate::mutant::mutant;
 use crate::snapshot::Snapshot;
@@ -75,6 +75,10 @@ pub struct ClusterConfig {
     /// log. Each window is also bounded by `batch_bytes_max` bytes of commands. At
     /// least 1.
     pub catch_up_slots: usize,
+    /// The bootstrap address book's addresses, by id (empty if the core need not know
+    /// them, as in the model): with `Membership::added`, what a machine added at an
+    /// address must not duplicate ([`crate::ReconfigureRefusal::AddressInUse`]).
+    pub addresses: Vec<MemberAddress>,
     /// Which broken variant to run (only with the `mutants` feature).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutant::Mutant>,
@@ -108,6 +112,7 @@ impl ClusterConfig {
             sessions_max: usize::MAX,
             promote_lag_max: Slot::MAX,
             catch_up_slots: 4,
+            addresses: Vec::new(),
             #[cfg(feature = "mutants")]
             mutant: None,
         }
@@ -231,6 +236,19 @@ impl ClusterConfig {
     pub fn with_spares(mut self, spares: impl IntoIterator<Item = NodeId>) -> Self {
         let node_count = self.node_count;
         self.spares = spares.into_iter().filter(|id| *id < node_count).collect();
+        self
+    }
+
+    /// The bootstrap address book's addresses, by id (ids past `node_count` are
+    /// ignored).
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, MemberAddress};
+    /// let c = ClusterConfig::new(1).with_addresses([MemberAddress::new("p0", "c0")]);
+    /// assert_eq!(c.addresses[0].peer, "p0");
+    /// ```
+    pub fn with_addresses(mut self, addresses: impl IntoIterator<Item = MemberAddress>) -> Self {
+        self.addresses = addresses.into_iter().take(self.node_count).collect();
         self
     }
 

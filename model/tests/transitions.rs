@@ -2435,8 +2435,13 @@ fn a_machine_added_at_an_address_takes_the_next_id_and_its_address_enters_the_lo
         "bootstrap ids are the book's"
     );
     // The next machine gets the next id, even at an address reused after a removal.
-    let r = elect(r);
-    let mut r = r;
+    let mut r = elect(r);
+    let again = MemberAddress::new("10.0.0.8:7100", at.client.clone());
+    assert_eq!(
+        step(&mut r, reconfigure(MemberChange::AddAt(again))),
+        refused(ReconfigureRefusal::AddressInUse { id: 3 }),
+        "one machine, one id"
+    );
     step(&mut r, reconfigure(MemberChange::Remove(3)));
     let ballot = r.durable().promised;
     step(&mut r, msg(1, accepted(ballot, 2, 1)));
