@@ -1263,6 +1263,10 @@ impl<S: Replicated> Node<S> {
             Ok(status) => status.membership,
             Err(_) => return Err(NodeError::Timeout(limit)),
         };
+        // `wait_for` gives up only when the node stops (its status is gone).
+        if members.epoch < epoch {
+            return Err(NodeError::Shutdown);
+        }
         // The core said what this change makes the epoch: another membership there was
         // another leader's change, chosen where this one was not. (Past it already,
         // this node cannot tell which began it: the membership now is the answer.)

@@ -53,6 +53,10 @@ struct SimArgs {
     /// in a lost voter's place (added as a learner, then a replace), each spare once.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
     spares: u8,
+    /// The spares are new machines that no node's configuration lists: the operator
+    /// adds each at its address, the cluster giving it the next id.
+    #[arg(long, requires = "spares")]
+    new_machines: bool,
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -196,6 +200,7 @@ fn simulate(args: SimArgs) -> ExitCode {
     let config = ballot_tests::sim::SimConfig {
         nodes: usize::from(args.nodes),
         spares: usize::from(args.spares),
+        new_machines: args.new_machines,
         clients: args.clients.max(1),
         faulty: Duration::from_secs(args.faulty_seconds),
         heal_within: Duration::from_secs(args.heal_seconds.max(1)),
@@ -259,10 +264,11 @@ fn simulate(args: SimArgs) -> ExitCode {
                 None => String::new(),
             };
             println!(
-                "seed {seed}: {}\n  replay: cargo run -p ballot-tests --release{features} -- sim --seeds 1 --seed {seed} --nodes {} --spares {} --clients {} --faulty-seconds {} --heal-seconds {}{mutant} --trace\n  trace: {}{node_traces}",
+                "seed {seed}: {}\n  replay: cargo run -p ballot-tests --release{features} -- sim --seeds 1 --seed {seed} --nodes {} --spares {}{} --clients {} --faulty-seconds {} --heal-seconds {}{mutant} --trace\n  trace: {}{node_traces}",
                 report.anomalies.join("; "),
                 args.nodes,
                 args.spares,
+                if args.new_machines { " --new-machines" } else { "" },
                 config.clients,
                 args.faulty_seconds,
                 args.heal_seconds,

@@ -56,6 +56,11 @@ pub struct SimConfig {
     /// until the operator puts one in a lost voter's place: a membership change among
     /// the faults (a spare added as a learner, then a `Replace`), each spare once.
     pub spares: usize,
+    /// Whether the spares are new machines rather than entries of the address book:
+    /// no node's configuration lists them, and the operator adds each at its address
+    /// (`MemberChange::AddAt`), the cluster giving it the next id. Each machine runs
+    /// under the id it will be given (the next one, when the operator adds it).
+    pub new_machines: bool,
     /// Concurrent clients.
     pub clients: usize,
     /// Keys besides the counter.
@@ -84,6 +89,7 @@ impl Default for SimConfig {
         SimConfig {
             nodes: 3,
             spares: 0,
+            new_machines: false,
             clients: 4,
             keys: 2,
             faulty: Duration::from_secs(10),
@@ -216,6 +222,12 @@ fn derive(seed: u64, purpose: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Where machine `id` listens for peers (never bound: the simulated network routes by
+/// id; the address only fills the book).
+fn machine_address(id: NodeId) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 1 + id as u16))
+}
+
 impl Simulation {
     fn new(config: SimConfig, seed: u64) -> Self {
         let nodes = config.nodes + config.spares;
@@ -264,9 +276,13 @@ impl Simulation {
         if self.lost[id] {
             return;
         }
-        let peers = (0..self.machines())
-            .map(|i| format!("127.0.0.1:{}", 1 + i).parse().expect("an address"))
-            .collect();
+        // New machines are in no one's address book: the log says where they are.
+        let book = if self.config.new_machines {
+            self.config.nodes
+        } else {
+            self.machines()
+        };
+        let peers = (0..book).map(machine_address).collect();
         let mut config = NodeConfig::new(
             ClusterId(1),
             id,
@@ -274,6 +290,9 @@ impl Simulation {
             "/nonexistent".into(),
             b"simulated".to_vec(),
         );
+        if id >= book {
+            config.peer_address = Some(machine_address(id));
+        }
         self.starts[id] += 1;
         let life = self.starts[id];
         config.rng_seed = Some(derive(self.seed, 100 + 16 * id as u64 + life));
@@ -283,7 +302,7 @@ impl Simulation {
         config.snapshot_log_bytes = 300;
         config.trace_dir = self.trace_dir();
         config.mutant = self.config.mutant.clone();
-        config.spares = (self.config.nodes..self.machines()).collect();
+        config.spares = (self.config.nodes..book).collect();
         let recovered = {
             let mut disk = self.disks[id].lock().unwrap_or_else(|e| e.into_inner());
             disk.life = life;
@@ -721,9 +740,17 @@ impl Simulation {
         let Some(spare) = self.spares_left.pop().filter(|&s| !self.lost[s]) else {
             return self.log(format_args!("fault: no spare left to replace {victim}"));
         };
-        self.log(format_args!(
-            "fault: node {victim}'s machine is lost; the operator puts spare {spare} in its place"
-        ));
+        let new_machines = self.config.new_machines;
+        if new_machines {
+            self.log(format_args!(
+                "fault: node {victim}'s machine is lost; the operator adds a new machine in its place"
+            ));
+        } else {
+            self.log(format_args!(
+                "fault: node {victim}'s machine is lost; the operator puts spare {spare} in its place"
+            ));
+        }
+        let (book, machines) = (self.config.nodes, self.machines());
         self.replacing.set(true);
         let (nodes, trace, epoch, replacing, handovers) = (
             self.nodes.clone(),
@@ -734,8 +761,57 @@ impl Simulation {
         );
         let from_ns = nanos(epoch);
         tokio::task::spawn_local(async move {
-            use ballot_model::MemberChange;
+            use ballot_model::{MemberAddress, MemberChange};
             let deadline = Instant::now() + Duration::from_secs(10);
+            let leading = || {
+                nodes
+                    .borrow()
+                    .iter()
+                    .flatten()
+                    .find(|node| node.status().role == "leader")
+                    .cloned()
+            };
+            // A new machine is added at the address of the id it runs under, the next
+            // one; the id the log gives it is the one it then takes the place under (a
+            // learner added at an address by an attempt whose answer was lost counts).
+            let spare = if new_machines {
+                let mut joined = None;
+                while joined.is_none() && Instant::now() < deadline {
+                    if let Some(node) = leading() {
+                        let m = node.status().membership;
+                        joined = m
+                            .added_members(book)
+                            .map(|(id, _)| id)
+                            .find(|id| m.learners.contains(id));
+                        let next = m.id_count(book);
+                        if joined.is_none() && next < machines {
+                            let at = machine_address(next).to_string();
+                            let change = MemberChange::AddAt(MemberAddress::new(at, ""));
+                            let answer = node.reconfigure(change.clone()).await;
+                            log(
+                                &trace,
+                                epoch,
+                                format_args!("operator: {change:?} -> {answer:?}"),
+                            );
+                        }
+                    }
+                    if joined.is_none() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                joined
+            } else {
+                Some(spare)
+            };
+            let Some(spare) = spare else {
+                log(
+                    &trace,
+                    epoch,
+                    format_args!("operator: no new machine joined"),
+                );
+                replacing.set(false);
+                return;
+            };
             // Each change, and how the leader's membership shows it done.
             let steps: [(MemberChange, Done); 2] = [
                 (MemberChange::AddLearner(spare), |m, _, spare| {
@@ -752,13 +828,7 @@ impl Simulation {
             let mut outcome = format!("replace {victim} by {spare}");
             'steps: for (change, done) in steps {
                 loop {
-                    let leading = nodes
-                        .borrow()
-                        .iter()
-                        .flatten()
-                        .find(|node| node.status().role == "leader")
-                        .cloned();
-                    if let Some(node) = leading {
+                    if let Some(node) = leading() {
                         if done(&node.status().membership, victim, spare) {
                             continue 'steps;
                         }
