@@ -280,6 +280,20 @@ impl Drop for Writer {
 /// Runs `ballot member ARGS --addr 127.0.0.1:port` and returns its output; panics with
 /// it unless it succeeds.
 fn member(port: u16, args: &[&str]) -> String {
+    let (succeeded, text) = run_member(port, args);
+    assert!(succeeded, "ballot member {args:?}: {text}");
+    text
+}
+
+/// Runs `ballot member ARGS --addr 127.0.0.1:port`, which must fail; returns what it said.
+fn member_refused(port: u16, args: &[&str]) -> String {
+    let (succeeded, text) = run_member(port, args);
+    assert!(!succeeded, "ballot member {args:?} succeeded: {text}");
+    text
+}
+
+/// Whether `ballot member ARGS --addr 127.0.0.1:port` succeeded, and its output.
+fn run_member(port: u16, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ballot"))
         .arg("member")
         .args(args)
@@ -289,8 +303,7 @@ fn member(port: u16, args: &[&str]) -> String {
         .expect("run ballot member");
     let text = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "ballot member {args:?}: {text}");
-    text
+    (output.status.success(), text)
 }
 
 /// One `INFO` field of the node at `port`.
@@ -572,28 +585,18 @@ fn a_dead_machine_is_replaced_by_a_new_one_at_an_address_the_log_records() {
     );
     assert!(added.contains("learners 3 id 3"), "{added}");
     // The same address again is refused: it is node 3's now.
-    let again = Command::new(env!("CARGO_BIN_EXE_ballot"))
-        .args(["member", "add", "--peer", &peer.to_string(), "--client"])
-        .arg(format!("127.0.0.1:{}", base + 99))
-        .arg("--addr")
-        .arg(format!("127.0.0.1:{base}"))
-        .output()
-        .expect("run ballot member");
-    let said = String::from_utf8_lossy(&again.stderr);
-    assert!(!again.status.success(), "{said}");
+    let unused = format!("127.0.0.1:{}", base + 99);
+    let said = member_refused(
+        base,
+        &["add", "--peer", &peer.to_string(), "--client", &unused],
+    );
     assert!(
         said.contains("node 3 already has one of these addresses"),
         "{said}"
     );
     // And so is a bootstrap node's client address.
-    let taken = Command::new(env!("CARGO_BIN_EXE_ballot"))
-        .args(["member", "add", "--peer", "127.0.0.1:1", "--client"])
-        .arg(format!("127.0.0.1:{base}"))
-        .arg("--addr")
-        .arg(format!("127.0.0.1:{base}"))
-        .output()
-        .expect("run ballot member");
-    let said = String::from_utf8_lossy(&taken.stderr);
+    let node_0 = format!("127.0.0.1:{base}");
+    let said = member_refused(base, &["add", "--peer", &unused, "--client", &node_0]);
     assert!(
         said.contains("node 0 already has one of these addresses"),
         "{said}"
