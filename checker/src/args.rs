@@ -90,7 +90,7 @@ pub struct ModelArgs {
     pub membership: bool,
     /// The operator's membership changes, in order, instead of `--membership`'s
     /// (which adds one spare server first): a comma-separated list of
-    /// `add-learner:ID`, `promote:ID`, `remove-leader`, `replace-leader-by:ID`. Use
+    /// `add-learner:ID`, `promote:ID`, `remove:ID`, `remove-leader`, `replace-leader-by:ID`. Use
     /// with `--learners` or `--spares` for the servers it names.
     #[arg(long, value_delimiter = ',', conflicts_with = "membership")]
     pub reconfigure: Vec<ModelChange>,

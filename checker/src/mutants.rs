@@ -168,6 +168,19 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
             ops_per_client: 1,
             ..ModelConfig::default()
         },
+        // A follower removed while it misses the commit of its removal (the new
+        // epoch's leader sends a non-member nothing more) or is down: it campaigns
+        // in the old epoch, and only a member's answer stops it. One write around the
+        // change; a crash is not needed.
+        Mutant::RemovedNotTold => ModelConfig {
+            mutant: Some(mutant),
+            script: ClientScript::WritesOnly,
+            ops_per_client: 1,
+            max_crashes: 0,
+            reconfigurations: vec![ModelChange::Remove(2)],
+            max_reconfigurations: 1,
+            ..ModelConfig::default()
+        },
         // Candidates that give up, or never yield, need a failed or contested election:
         // spurious timeouts make one (as faults, before the run settles), and a crash
         // removes the node whose promise would have settled it. Elections alone show
@@ -188,6 +201,7 @@ pub fn is_liveness_mutant(mutant: Mutant) -> bool {
         Mutant::ElectionTimerNotRearmed
             | Mutant::IgnoreRecoveredSlots
             | Mutant::CandidateIgnoresHigherBallot
+            | Mutant::RemovedNotTold
     )
 }
 

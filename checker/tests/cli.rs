@@ -57,7 +57,7 @@ fn properties(report: &Value) -> &Vec<Value> {
     let properties = report["properties"]
         .as_array()
         .unwrap_or_else(|| panic!("no properties array in {report}"));
-    assert!([12, 15, 16].contains(&properties.len()), "{report}");
+    assert!([12, 16, 17].contains(&properties.len()), "{report}");
     for property in properties {
         assert!(property["name"].is_string(), "{property}");
         let kind = property["kind"].as_str().expect("kind");
@@ -326,7 +326,7 @@ fn default_check_passes() {
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["unique_states"], 462_797, "{report}");
     let properties = properties(&report);
-    assert_eq!(of_kind(properties, LIVENESS).count(), 3, "{report}");
+    assert_eq!(of_kind(properties, LIVENESS).count(), 4, "{report}");
     for property in properties {
         let expected = if property["kind"] == REACHABILITY {
             "found"
@@ -385,7 +385,7 @@ fn partial_connectivity_scenarios_are_live() {
         );
         assert_eq!(report["liveness"]["truncated_states"], 0, "{report}");
         let liveness: Vec<&Value> = of_kind(properties(&report), LIVENESS).collect();
-        assert_eq!(liveness.len(), 3, "{report}");
+        assert_eq!(liveness.len(), 4, "{report}");
         for property in liveness {
             assert_eq!(property["status"], "holds", "{property}");
         }

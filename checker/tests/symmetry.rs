@@ -178,7 +178,8 @@ fn symmetric_witness(mutant: Mutant) -> Option<ModelConfig> {
         | Mutant::ClientRenumbersAbandoned
         | Mutant::IgnoreRecoveredSlots
         | Mutant::ElectionTimerNotRearmed
-        | Mutant::CandidateIgnoresHigherBallot => return None,
+        | Mutant::CandidateIgnoresHigherBallot
+        | Mutant::RemovedNotTold => return None,
         Mutant::WipedVoter => ModelConfig {
             max_elections: 1,
             client_retries: Some(0),

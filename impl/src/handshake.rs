@@ -40,7 +40,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Handshake format version; a peer speaking another one is refused with a clear error.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 const MAGIC: &[u8; 3] = b"BLT";
 const NONCE: usize = 16;
 const MAC: usize = 32;

@@ -475,6 +475,9 @@ pub struct Status {
     /// Snapshot streams given up, either way: stalled, refused, corrupt or too large
     /// (since it started).
     pub snapshot_streams_failed: u64,
+    /// The epoch a peer said retired this node, while the log this node applied has
+    /// not reached it (it was removed while cut off): it no longer campaigns.
+    pub told_removed: Option<u32>,
     /// Elections this node started (since it started).
     pub elections: u64,
     /// Times this node handed its leadership over (since it started).
@@ -503,8 +506,8 @@ pub struct Status {
 
 impl Status {
     /// What this node is in the membership it applied last: "voter", "learner",
-    /// "removed" (its id is retired: it never votes or campaigns again, and should be
-    /// stopped), or "none" (a spare not added yet).
+    /// "removed" (its id is retired, as its log or a peer of a later epoch says: it
+    /// never campaigns again, and should be stopped), or "none" (a spare not added).
     ///
     /// ```
     /// let mut status = ballot_node::node::Status::default();
@@ -516,12 +519,13 @@ impl Status {
     /// ```
     pub fn member_role(&self) -> &'static str {
         let members = &self.membership;
-        if members.is_voter(self.id) {
+        if members.retired.contains(&self.id) || self.told_removed.is_some() {
+            // A peer's word that a later epoch retired it outranks our older log.
+            "removed"
+        } else if members.is_voter(self.id) {
             "voter"
         } else if members.learners.contains(&self.id) {
             "learner"
-        } else if members.retired.contains(&self.id) {
-            "removed"
         } else {
             "none"
         }
@@ -1936,6 +1940,11 @@ impl<S: Replicated> Driver<S> {
                     self.counters.snapshots_installed += 1;
                     self.commit.save_snapshot(snapshot);
                 }
+                Effect::Removed { epoch, by } => tracing::warn!(
+                    epoch,
+                    by,
+                    "node {by} says the cluster removed this node at epoch {epoch}, while it was cut off: it will never vote or campaign again; stop it (its id is not reused)"
+                ),
                 Effect::Campaigning { ballot } => {
                     self.counters.elections += 1;
                     tracing::info!(%ballot, "running for leader");
@@ -2177,8 +2186,9 @@ impl<S: Replicated> Driver<S> {
                 Role::Candidate(_) => "candidate",
                 Role::Follower { .. } => "follower",
             },
-            voter: replica.is_voter(),
+            voter: replica.is_voter() && replica.told_removed().is_none(),
             membership: replica.membership().clone(),
+            told_removed: replica.told_removed(),
             leader: replica.known_leader(),
             ballot: replica.durable().promised.to_string(),
             commit_index: replica.commit_index(),

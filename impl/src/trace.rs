@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: [u8; 8] = *b"BALLOTTR";
-const FORMAT_VERSION: u32 = 8;
+const FORMAT_VERSION: u32 = 9;
 const HEADER_LEN: usize = 12;
 const RECORD_HEADER_LEN: usize = 8;
 /// Largest record a reader accepts (a record can carry a snapshot).

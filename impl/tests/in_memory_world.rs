@@ -367,3 +367,50 @@ async fn a_change_proposed_by_a_deposed_leader_is_reported_as_not_made() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_while_cut_off_is_told_when_it_returns_and_stops_campaigning() {
+    use ballot_model::MemberChange;
+    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
+    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (nodes, _) = start_three(&isolated, &faults, u64::MAX);
+    let leader = leader_among(&nodes, &[0, 1, 2]).await;
+    let gone = (leader + 1) % 3;
+
+    // Removed while cut off: the change is chosen and executed without it, so its own
+    // log never says so, and it campaigns in the old epoch where no one listens.
+    isolated[gone].store(true, Ordering::SeqCst);
+    let members = nodes[leader]
+        .reconfigure(MemberChange::Remove(gone))
+        .await
+        .expect("two of three remove the third");
+    assert!(members.retired.contains(&gone));
+    for _ in 0..100 {
+        if nodes[gone].status().elections > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(nodes[gone].status().elections > 0, "cut off, it campaigns");
+    assert_eq!(nodes[gone].status().member_role(), "voter");
+
+    // Back, its next campaign is answered: it stops, and says it was removed.
+    isolated[gone].store(false, Ordering::SeqCst);
+    for _ in 0..200 {
+        if nodes[gone].status().told_removed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = nodes[gone].status();
+    assert_eq!(status.told_removed, Some(members.epoch));
+    assert_eq!((status.member_role(), status.role), ("removed", "follower"));
+    assert_eq!(status.membership.epoch, 0, "its log still lacks the change");
+    // Four election timeouts at the most: no new ballot, and the members still lead.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(nodes[gone].status().elections, status.elections);
+    assert_eq!(nodes[leader].status().role, "leader");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}

@@ -678,6 +678,7 @@ fn absorb<S: StateMachine>(
             }
             Effect::Applied { .. }
             | Effect::Campaigning { .. }
+            | Effect::Removed { .. }
             | Effect::LeadershipTransfer(_)
             | Effect::Reconfiguration(_) => {}
         }

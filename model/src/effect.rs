@@ -157,6 +157,15 @@ pub enum Effect<S: StateMachine> {
         /// The new ballot (persisted as the promise just before).
         ballot: Ballot,
     },
+    /// A peer told this node that the membership of `epoch`, which its own log has not
+    /// reached, retired it ([`crate::Message::Removed`]): it no longer campaigns or
+    /// times out. For logs: the operator should stop it (its id is never reused).
+    Removed {
+        /// The epoch that retired this node.
+        epoch: u32,
+        /// The peer that said so.
+        by: NodeId,
+    },
 }
 
 /// What became of a request to hand leadership over ([`Input::TransferLeadership`]).

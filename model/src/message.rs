@@ -175,10 +175,21 @@ pub enum Message<S: StateMachine> {
         /// The peer that takes over.
         to: NodeId,
     },
+    /// "The membership of `epoch`, which I applied, retired you": the answer to a
+    /// `Prepare` of an older epoch from a node that epoch no longer has. A member removed
+    /// while cut off never applies the change that removed it (no leader sends the log
+    /// to a non-member), and without this would campaign in its old epoch forever,
+    /// unheard. Ids are never given out twice, so the news is final.
+    Removed {
+        /// The stale ballot the answered message carried (the removed node's own).
+        ballot: Ballot,
+        /// The sender's epoch, whose membership lists the receiver as retired.
+        epoch: u32,
+    },
 }
 
 impl<S: StateMachine> Message<S> {
-    /// The ballot a message belongs to (for `Reject`, the rejected one).
+    /// The ballot a message belongs to (for `Reject` and `Removed`, the answered one).
     ///
     /// ```
     /// use ballot_model::{Ballot, Message, Register};
@@ -195,6 +206,7 @@ impl<S: StateMachine> Message<S> {
             | Message::HeartbeatAck { ballot, .. }
             | Message::InstallSnapshot { ballot, .. }
             | Message::Reject { ballot, .. }
+            | Message::Removed { ballot, .. }
             | Message::TransferLeadership { ballot, .. } => *ballot,
         }
     }

@@ -76,12 +76,16 @@ pub enum Mutant {
     /// those slots are chosen in the old epoch, and a new-epoch leader that does not
     /// know them chosen fills them with other values.
     ProposesPastStop,
+    /// A member never tells a node its epoch retired that the node was removed: a
+    /// follower removed while it missed the change's commit campaigns in its old epoch
+    /// forever, unheard. Safe, but not live.
+    RemovedNotTold,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 21] = [
+    pub const ALL: [Mutant; 22] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -103,6 +107,7 @@ impl Mutant {
         Mutant::ConfigBeforeApplied,
         Mutant::RemovedCounted,
         Mutant::ProposesPastStop,
+        Mutant::RemovedNotTold,
     ];
 
     /// A kebab-case name for the CLI.
@@ -129,6 +134,7 @@ impl Mutant {
             Mutant::ConfigBeforeApplied => "config-before-applied",
             Mutant::RemovedCounted => "removed-counted",
             Mutant::ProposesPastStop => "proposes-past-stop",
+            Mutant::RemovedNotTold => "removed-not-told",
         }
     }
 }

@@ -6,14 +6,31 @@
 //! begins the next epoch on every replica at the same slot (`Replica::apply_committed`,
 //! `Replica::enter_epoch`); nothing else here is needed for safety (SPEC §7).
 
-use crate::ballot::Slot;
-use crate::effect::Effect;
+use crate::ballot::{NodeId, Slot};
+use crate::effect::{Effect, Timer};
 use crate::membership::{MemberChange, Membership, ReconfigureOutcome, ReconfigureRefusal};
 use crate::message::Proposal;
 use crate::replica::{Replica, Role};
 use crate::state_machine::StateMachine;
 
 impl<S: StateMachine> Replica<S> {
+    /// A member of epoch `epoch` says that epoch's membership retired us: we stop
+    /// leading, campaigning and timing out, and say so. Nothing it could be wrong about
+    /// costs safety (a node that stops campaigning only does less), and it cannot be
+    /// wrong: ids are never given out twice, so a retired id stays retired.
+    pub(crate) fn on_removed(&mut self, from: NodeId, epoch: u32, effects: &mut Vec<Effect<S>>) {
+        if epoch <= self.members.epoch || self.told_removed.is_some() {
+            // Our own log says what that epoch holds (it is ours or older), or we know.
+            return;
+        }
+        self.told_removed = Some(epoch);
+        if !matches!(self.role, Role::Follower { .. }) {
+            self.step_down(None, effects);
+        }
+        effects.push(Effect::CancelTimer(Timer::Election));
+        effects.push(Effect::Removed { epoch, by: from });
+    }
+
     /// The operator asks this node to change the membership.
     pub(crate) fn on_reconfigure_request(
         &mut self,

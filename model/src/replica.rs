@@ -468,6 +468,10 @@ pub struct Replica<S: StateMachine> {
     /// keep outbidding each other through us, each one we back making us release
     /// again, and the one node that can reach a majority would never run.
     pub(crate) released: bool,
+    /// The epoch a peer said retired this node ([`Message::Removed`]), while the log
+    /// this node applied has not said so yet. Set, it never campaigns or arms an election
+    /// timer. Volatile: after a restart its next campaign is answered the same way.
+    pub(crate) told_removed: Option<u32>,
     /// What the last compaction dropped, until the driver takes it
     /// ([`Replica::take_discarded`]). No part of the protocol state.
     pub(crate) discarded: Discarded<S::Command>,
@@ -624,6 +628,7 @@ impl<S: StateMachine> Replica<S> {
             refused_expired: MetricCounter::default(),
             backing: None,
             released: false,
+            told_removed: None,
             discarded: Discarded::default(),
         };
         let mut effects = Vec::new();
@@ -773,10 +778,26 @@ impl<S: StateMachine> Replica<S> {
         self.validate(from, &message)?;
         if message.ballot().epoch < self.members.epoch {
             // Of an epoch we left: no quorum of it will ever count again here, and
-            // its leader or candidate, once it catches up (or is removed), stops on
-            // its own. Silence rather than a refusal: a refusal naming our newer
-            // ballot would stop a node of the old epoch from running in it, and the
-            // old epoch may still need a leader to execute the change that ends it.
+            // its leader or candidate, once it catches up, stops on its own. Silence
+            // rather than a refusal: a refusal naming our newer ballot would stop a
+            // node of the old epoch from running in it, and the old epoch may still
+            // need a leader to execute the change that ends it. Except for a
+            // candidate our epoch retired, which never catches up (no leader sends a
+            // non-member the log), in an epoch whose change is executed: telling it is
+            // all that stops it. (A removed node that believes it leads hears no
+            // acknowledgement, steps down at its quorum check, and campaigns.)
+            if self.members.retired.contains(&from)
+                && matches!(message, Message::Prepare { .. })
+                && !mutant!(self.config, RemovedNotTold)
+            {
+                effects.push(Effect::Send {
+                    to: from,
+                    message: Message::Removed {
+                        ballot: message.ballot(),
+                        epoch: self.members.epoch,
+                    },
+                });
+            }
             return Ok(());
         }
         // Only a valid message may teach us a ballot: a refused one changes nothing.
@@ -830,11 +851,18 @@ impl<S: StateMachine> Replica<S> {
                 self.on_install_snapshot(from, ballot, snapshot, commit, effects);
             }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised, effects),
+            Message::Removed { epoch, .. } => self.on_removed(from, epoch, effects),
             Message::TransferLeadership { ballot, to } => {
                 self.on_transfer(from, ballot, to, effects);
             }
         }
         Ok(())
+    }
+
+    /// True if this node may run for leader: it votes in the membership that counts,
+    /// and no peer has told it that a later one retired it.
+    pub(crate) fn may_campaign(&self) -> bool {
+        self.counted().is_voter(self.id) && self.told_removed.is_none()
     }
 
     /// Checks a peer message before it may change anything.
@@ -878,6 +906,7 @@ impl<S: StateMachine> Replica<S> {
                 self.require_own_ballot("HeartbeatAck", from, *ballot)
             }
             Message::Reject { ballot, .. } => self.require_own_ballot("Reject", from, *ballot),
+            Message::Removed { ballot, .. } => self.require_own_ballot("Removed", from, *ballot),
             Message::TransferLeadership { ballot, to } => {
                 self.require_sender_ballot("TransferLeadership", from, *ballot)?;
                 // Who votes in a newer epoch than ours we cannot tell yet.
@@ -959,9 +988,9 @@ impl<S: StateMachine> Replica<S> {
     /// commit point on, with a ballot above everything seen; or, as a candidate whose
     /// ballot nobody has outbid, ask again at the same ballot.
     fn on_election_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
-        if matches!(self.role, Role::Leader(_)) || !self.counted().is_voter(self.id) {
-            // A leader's election timer is cancelled, and a learner's never armed: a
-            // stale firing changes nothing.
+        if matches!(self.role, Role::Leader(_)) || !self.may_campaign() {
+            // A leader's election timer is cancelled, and a learner's (or a removed
+            // node's) never armed: a stale firing changes nothing.
             return;
         }
         if self.election_retries_ballot() {
@@ -988,7 +1017,7 @@ impl<S: StateMachine> Replica<S> {
     /// commit point on. Only a node that does not lead campaigns.
     pub(crate) fn campaign(&mut self, effects: &mut Vec<Effect<S>>) {
         debug_assert!(!self.is_leader(), "a leader campaigns against itself");
-        if !self.counted().is_voter(self.id) {
+        if !self.may_campaign() {
             return; // A learner never runs: its promise counts in no quorum.
         }
         let epoch = self.members.epoch;
@@ -1078,7 +1107,7 @@ impl<S: StateMachine> Replica<S> {
     /// assert!(!r.election_timeout_starts_ballot());
     /// ```
     pub fn election_timeout_starts_ballot(&self) -> bool {
-        if !self.counted().is_voter(self.id) {
+        if !self.may_campaign() {
             return false; // A learner, or a removed member, never campaigns.
         }
         match self.role {
@@ -1090,6 +1119,19 @@ impl<S: StateMachine> Replica<S> {
                     || self.released
             }
         }
+    }
+
+    /// The epoch a peer said retired this node ([`Message::Removed`]) while its own log
+    /// has not reached that epoch: set, the node never campaigns. `None` after a
+    /// restart, until the next peer says so again.
+    ///
+    /// ```
+    /// use ballot_model::{ClusterConfig, DurableState, Register, Replica};
+    /// let (r, _) = Replica::recover(0, ClusterConfig::new(3), Register::default(), DurableState::default());
+    /// assert_eq!(r.told_removed(), None);
+    /// ```
+    pub fn told_removed(&self) -> Option<u32> {
+        self.told_removed
     }
 
     /// The node this one backs since its election timer last fired: the leader it
@@ -1141,7 +1183,7 @@ impl<S: StateMachine> Replica<S> {
     /// (Re-)arms the election timer, which only a voter has: a learner never
     /// campaigns, so it has no timeout to notice a silent leader by.
     pub(crate) fn arm_election_timer(&self, effects: &mut Vec<Effect<S>>) {
-        if self.counted().is_voter(self.id) {
+        if self.may_campaign() {
             effects.push(Effect::SetTimer(Timer::Election));
         }
     }
@@ -1382,8 +1424,10 @@ impl<S: StateMachine> Replica<S> {
     /// node ran; once the node no longer runs that ballot it never will again (ballots
     /// are never reused), so answers to it are inert forever. A `Promise` is also inert
     /// once its candidacy succeeded, and a `Reject` that names no promise above the
-    /// ballot it refuses is inert from the start. Requests from leaders and candidates always deserve
-    /// an answer, so they are never obsolete. Drivers may drop obsolete messages
+    /// ballot it refuses is inert from the start. Requests from leaders and candidates
+    /// always deserve an answer, so they are never obsolete; of an epoch this node left,
+    /// a `Prepare` still is not (a removed candidate is told so). `Removed` is inert
+    /// once this node knows. Drivers may drop obsolete messages
     /// unprocessed; the model does, so that states differing only in such garbage merge.
     ///
     /// ```
@@ -1395,8 +1439,9 @@ impl<S: StateMachine> Replica<S> {
     pub fn is_obsolete(&self, message: &Message<S>) -> bool {
         if message.ballot().epoch < self.members.epoch {
             // Of an epoch this node left, and epochs never go back: `on_message`
-            // ignores it now and forever.
-            return true;
+            // ignores it now and forever, except a `Prepare` whose sender is retired
+            // by the time it arrives (answered `Removed`), which is not known now.
+            return !matches!(message, Message::Prepare { .. });
         }
         let running = match &self.role {
             Role::Follower { .. } => None,
@@ -1417,6 +1462,11 @@ impl<S: StateMachine> Replica<S> {
             // leader) teaches nothing, now or later: `on_reject` ignores it.
             Message::Reject { ballot, promised } => {
                 promised <= ballot || running.map(|(b, _)| b) != Some(*ballot)
+            }
+            // Once told (until a restart, which loses what is in flight to us), or once
+            // our own log reached the epoch: `on_removed` ignores it.
+            Message::Removed { epoch, .. } => {
+                *epoch <= self.members.epoch || self.told_removed.is_some()
             }
         }
     }

@@ -2515,9 +2515,10 @@ fn a_node_of_the_next_epoch_ignores_the_old_one_and_promises_only_its_votes() {
     );
     step(&mut r, msg(0, heartbeat(b(1, 0), 1, 0)));
     assert_eq!(r.membership().epoch, 1);
-    // Messages of epoch 0 are ignored, and inert.
+    // Messages of epoch 0 are ignored. A candidate's is not obsolete: had its sender
+    // been retired by the time it arrives, it would be told so.
     let stale = prepare(b(5, 2), 1);
-    assert!(r.is_obsolete(&stale));
+    assert!(!r.is_obsolete(&stale));
     let before = r.clone();
     assert_eq!(step(&mut r, msg(2, stale)), vec![]);
     assert_eq!(r, before);
@@ -2539,4 +2540,63 @@ fn a_node_of_the_next_epoch_ignores_the_old_one_and_promises_only_its_votes() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_node_removed_while_cut_off_is_told_and_stops_campaigning() {
+    // Node 1 executes the change that removes node 2, which is cut off and hears of
+    // none of it.
+    let mut member = follower(1);
+    let removal = Proposal::Reconfigure {
+        from_epoch: 0,
+        voters: [0, 1].into(),
+        learners: [].into(),
+        joining: None,
+    };
+    step(&mut member, msg(0, accept(b(1, 0), 1, removal, 0)));
+    step(&mut member, msg(0, heartbeat(b(1, 0), 1, 0)));
+    assert_eq!(member.membership().epoch, 1);
+    assert!(member.membership().retired.contains(&2));
+    // Node 2 campaigns in epoch 0, where no one listens any more.
+    let mut removed = follower(2);
+    let campaign = step(&mut removed, timer(Timer::Election));
+    let prepare = campaign
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { to: 1, message } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("a candidate asks node 1");
+    let ballot = prepare.ballot();
+    assert_eq!(ballot.epoch, 0);
+    // The member of epoch 1 answers that node, and only it, with the news.
+    let told = Message::Removed { ballot, epoch: 1 };
+    assert_eq!(
+        step(&mut member, msg(2, prepare.clone())),
+        vec![send(2, told.clone())]
+    );
+    let from_a_member = Message::Prepare {
+        ballot: b(9, 0),
+        from_slot: 1,
+    };
+    assert_eq!(
+        step(&mut member, msg(0, from_a_member)),
+        vec![],
+        "a member's old-epoch message is ignored as before"
+    );
+    // Told, node 2 stops running, disarms its timer, says so, and never campaigns.
+    assert!(!removed.is_obsolete(&told));
+    assert_eq!(
+        step(&mut removed, msg(1, told.clone())),
+        vec![
+            Effect::CancelTimer(Timer::CandidacyRetry),
+            Effect::CancelTimer(Timer::Election),
+            Effect::Removed { epoch: 1, by: 1 },
+        ]
+    );
+    assert_eq!(removed.told_removed(), Some(1));
+    assert!(!removed.is_leader() && !removed.election_timeout_starts_ballot());
+    assert_eq!(step(&mut removed, timer(Timer::Election)), vec![]);
+    assert!(removed.is_obsolete(&told), "told once is enough");
+    assert_eq!(step(&mut removed, msg(0, told)), vec![]);
 }

@@ -143,7 +143,7 @@ fn the_leader_is_removed_and_the_next_epoch_commits() {
         ..ModelConfig::default()
     });
     assert!(checker.is_done(), "exploration incomplete");
-    assert_eq!(checker.unique_state_count(), 30_780);
+    assert_eq!(checker.unique_state_count(), 34_466);
     for name in SAFETY {
         checker.assert_no_discovery(name);
     }

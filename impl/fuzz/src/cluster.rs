@@ -48,7 +48,7 @@ const SEQS: u8 = 8;
 /// Number of [`Action`] kinds, and the order of [`TIMERS`] (the encoding).
 const OPCODES: u8 = 12;
 /// Kinds of forged message ([`Message`]'s variants).
-const MESSAGE_KINDS: u8 = 9;
+const MESSAGE_KINDS: u8 = 10;
 const TIMERS: [Timer; Timer::ALL.len()] = Timer::ALL;
 
 /// One step of a schedule.
@@ -339,9 +339,13 @@ fn message(r: &mut Reader) -> Message<Register> {
             ballot,
             promised: self::ballot(r),
         },
-        _ => Message::TransferLeadership {
+        8 => Message::TransferLeadership {
             ballot,
             to: any_node(r),
+        },
+        _ => Message::Removed {
+            ballot,
+            epoch: u32::try_from(r.number(2, u64::from(u32::MAX))).unwrap_or(u32::MAX),
         },
     }
 }
@@ -725,6 +729,7 @@ impl Cluster {
                 | Effect::CancelTimer(_)
                 | Effect::Applied { .. }
                 | Effect::Campaigning { .. }
+                | Effect::Removed { .. }
                 | Effect::Reconfiguration(_) => {}
                 Effect::LeadershipTransfer(outcome) => {
                     self.reached.handed_over |=

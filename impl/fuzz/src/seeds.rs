@@ -178,6 +178,13 @@ fn peer_frame() -> Vec<Seed> {
             }),
         ),
         (
+            "removed",
+            PeerFrame::Paxos(Message::Removed {
+                ballot: Ballot::new(1, 2),
+                epoch: 1,
+            }),
+        ),
+        (
             "forward_write",
             PeerFrame::Forward(ClientRequest::Write(Request {
                 client: 3,

@@ -337,6 +337,7 @@ fn emit(
             // model itself (`BallotModel`).
             Effect::Applied { .. }
             | Effect::Campaigning { .. }
+            | Effect::Removed { .. }
             | Effect::LeadershipTransfer(_)
             | Effect::Reconfiguration(_) => continue,
         };

@@ -262,10 +262,11 @@ impl BallotModel {
     /// randomised so that elections eventually run one at a time) rather than spurious.
     ///
     /// - **Election** of server `n` (or its candidacy retry): no peer message that would change anything is in
-    ///   flight to or from it; no live leader it is connected to holds a ballot `n`
-    ///   would accept (its heartbeats would reach `n`); and no live, connected,
-    ///   quorum-connected candidate runs a ballot `n` would promise or has promised
-    ///   (randomised timeouts: one election at a time).
+    ///   flight to or from it; no live leader it is connected to, whose epoch has `n`
+    ///   as a member, holds a ballot `n` would accept (its heartbeats would reach
+    ///   `n`); and no live, connected, quorum-connected candidate whose epoch has `n`
+    ///   as a voter runs a ballot `n` would promise or has promised (randomised
+    ///   timeouts: one election at a time).
     /// - **CheckQuorum** of leader `n`: `n` is not connected to a live majority.
     /// - **Heartbeat** of leader `n`: its previous messages have arrived, and some
     ///   connected live follower lacks a commit or a vote, or does not back `n`.
@@ -299,14 +300,21 @@ impl BallotModel {
                 let promised = me.replica.durable().promised;
                 let backing = me.replica.backing();
                 // The peers' roles first: far cheaper than running handlers on what
-                // is in flight, and they usually decide.
+                // is in flight, and they usually decide. A leader contests only a
+                // member of its epoch, and a candidate only a voter of its: they send
+                // nothing to the others (a follower removed while it missed the
+                // change's commit hears from no one, and times out).
                 let contested =
                     self.live_peers(state, n)
                         .any(|(peer, server)| match server.replica.role() {
-                            Role::Leader(leadership) => leadership.ballot >= promised,
+                            Role::Leader(leadership) => {
+                                leadership.ballot >= promised
+                                    && server.replica.membership().is_member(n)
+                            }
                             Role::Candidate(candidacy) => {
                                 backing.is_none_or(|backed| backed == peer)
                                     && candidacy.ballot >= promised
+                                    && server.replica.membership().is_voter(n)
                                     && self.is_quorum_connected(state, peer)
                             }
                             Role::Follower { .. } => false,

@@ -62,6 +62,11 @@ pub const REQUESTS_ANSWERED: &str = "every request is answered";
 /// "(3) all live replicas eventually apply the same prefix."
 pub const REPLICAS_CONVERGE: &str = "live replicas converge";
 
+/// "(4) a node the cluster removed stops campaigning": it learns of its removal from
+/// its own log or, if it was cut off when the change was executed, from a member's
+/// answer to its campaign (`Message::Removed`).
+pub const REMOVED_STOP: &str = "removed nodes stop campaigning";
+
 /// Every liveness property, in report order.
 pub fn all() -> Vec<LivenessProperty<BallotModel>> {
     vec![
@@ -79,6 +84,11 @@ pub fn all() -> Vec<LivenessProperty<BallotModel>> {
             name: REPLICAS_CONVERGE,
             temporal: Temporal::EventuallyAlways,
             condition: replicas_converged,
+        },
+        LivenessProperty {
+            name: REMOVED_STOP,
+            temporal: Temporal::EventuallyAlways,
+            condition: removed_nodes_stopped,
         },
     ]
 }
@@ -138,5 +148,18 @@ pub fn replicas_converged(model: &BallotModel, state: &BallotState) -> bool {
         .filter(|(id, _)| model.config.connectivity.connected(*id, leader))
         .all(|(_, server)| {
             server.replica.commit_index() == commit && server.replica.applied_index() == commit
+        })
+}
+
+/// True if every live server that the newest membership any server applied retired
+/// knows it, and so never campaigns again: its own log says so, or a member told it.
+pub fn removed_nodes_stopped(_model: &BallotModel, state: &BallotState) -> bool {
+    let retired = &state.latest_membership().retired;
+    state
+        .live_servers()
+        .filter(|(id, _)| retired.contains(id))
+        .all(|(id, server)| {
+            server.replica.membership().retired.contains(&id)
+                || server.replica.told_removed().is_some()
         })
 }

@@ -19,6 +19,8 @@ pub enum ModelChange {
     Promote(NodeId),
     /// Remove whichever server leads when the operator acts.
     RemoveLeader,
+    /// Remove this server (a follower, unless it leads when the operator acts).
+    Remove(NodeId),
     /// Replace whichever server leads by this learner, in one change.
     ReplaceLeader {
         /// The learner that takes the leader's place.
@@ -37,13 +39,14 @@ impl ModelChange {
                 members.is_voter(id) || gone(id)
             }
             ModelChange::RemoveLeader => members.retired.len() > removals_before,
+            ModelChange::Remove(id) => gone(id),
         }
     }
 
     fn removes(self) -> bool {
         matches!(
             self,
-            ModelChange::RemoveLeader | ModelChange::ReplaceLeader { .. }
+            ModelChange::RemoveLeader | ModelChange::Remove(_) | ModelChange::ReplaceLeader { .. }
         )
     }
 }
@@ -54,6 +57,7 @@ impl fmt::Display for ModelChange {
             ModelChange::AddLearner(id) => write!(f, "add-learner {id}"),
             ModelChange::Promote(id) => write!(f, "promote {id}"),
             ModelChange::RemoveLeader => write!(f, "remove-leader"),
+            ModelChange::Remove(id) => write!(f, "remove {id}"),
             ModelChange::ReplaceLeader { by } => write!(f, "replace-leader-by {by}"),
         }
     }
@@ -62,7 +66,8 @@ impl fmt::Display for ModelChange {
 impl std::str::FromStr for ModelChange {
     type Err = String;
 
-    /// Parses `add-learner:3`, `promote:3`, `remove-leader` or `replace-leader-by:3`
+    /// Parses `add-learner:3`, `promote:3`, `remove:2`, `remove-leader` or
+    /// `replace-leader-by:3`
     /// (a space works in place of the colon, as `Display` writes it).
     ///
     /// ```
@@ -86,9 +91,10 @@ impl std::str::FromStr for ModelChange {
             "add-learner" => Ok(ModelChange::AddLearner(id()?)),
             "promote" => Ok(ModelChange::Promote(id()?)),
             "replace-leader-by" => Ok(ModelChange::ReplaceLeader { by: id()? }),
+            "remove" => Ok(ModelChange::Remove(id()?)),
             "remove-leader" if argument.is_none() => Ok(ModelChange::RemoveLeader),
             _ => Err(format!(
-                "unknown change `{text}` (expected add-learner:ID, promote:ID, remove-leader or replace-leader-by:ID)"
+                "unknown change `{text}` (expected add-learner:ID, promote:ID, remove:ID, remove-leader or replace-leader-by:ID)"
             )),
         }
     }
@@ -116,6 +122,7 @@ pub fn next_change(
                 ModelChange::AddLearner(id) => MemberChange::AddLearner(id),
                 ModelChange::Promote(id) => MemberChange::Promote(id),
                 ModelChange::RemoveLeader => MemberChange::Remove(leader),
+                ModelChange::Remove(id) => MemberChange::Remove(id),
                 ModelChange::ReplaceLeader { by } => MemberChange::Replace {
                     remove: leader,
                     promote: by,

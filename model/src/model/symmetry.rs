@@ -325,6 +325,7 @@ impl Renaming {
             | Message::Heartbeat { .. }
             | Message::HeartbeatAck { .. }
             | Message::Reject { .. }
+            | Message::Removed { .. }
             | Message::TransferLeadership { .. } => message.clone(),
         }
     }
