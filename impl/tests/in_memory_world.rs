@@ -61,6 +61,27 @@ fn config(id: NodeId) -> NodeConfig {
     config
 }
 
+/// Switches that cut each of three nodes off the network, all closed.
+fn links() -> Arc<Vec<AtomicBool>> {
+    Arc::new((0..3).map(|_| AtomicBool::new(false)).collect())
+}
+
+/// Three disks that never fail.
+fn healthy() -> Vec<DiskFaults> {
+    (0..3).map(|_| DiskFaults::none()).collect()
+}
+
+/// Polls `holds` every 20 ms, at most `tries` times; true once it holds.
+async fn eventually(tries: usize, mut holds: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if holds() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holds()
+}
+
 /// Three nodes in memory over one channel network (links cut per `isolated`), node
 /// `i`'s disk misbehaving as `faults[i]`; returns the nodes and their disks.
 fn start_three(
@@ -114,8 +135,7 @@ async fn leader_among(nodes: &[Node<KvStore>], among: &[usize]) -> usize {
 /// `snapshot_log_bytes` small the new leader compacts while the old one is away, so
 /// the catch-up has to go by snapshot transfer.
 async fn isolate_leader_then_heal(snapshot_log_bytes: u64) -> Vec<Node<KvStore>> {
-    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
-    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (isolated, faults) = (links(), healthy());
     let (nodes, logs) = start_three(&isolated, &faults, snapshot_log_bytes);
 
     let first = leader_among(&nodes, &[0, 1, 2]).await;
@@ -152,23 +172,15 @@ async fn isolate_leader_then_heal(snapshot_log_bytes: u64) -> Vec<Node<KvStore>>
     // Compaction runs in the background: give it (boundedly) time to pass the old
     // leader's commit index, when the test asks for it.
     let behind = nodes[first].status().commit_index;
-    for _ in 0..200 {
-        if snapshot_log_bytes == u64::MAX || nodes[second].status().compacted_index > behind {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(200, || {
+        snapshot_log_bytes == u64::MAX || nodes[second].status().compacted_index > behind
+    })
+    .await;
 
     isolated[first].store(false, Ordering::SeqCst);
     let target = nodes[second].status().applied_index;
-    for _ in 0..200 {
-        if nodes[first].status().applied_index >= target {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        nodes[first].status().applied_index >= target,
+        eventually(200, || nodes[first].status().applied_index >= target).await,
         "the healed node caught up"
     );
     let read = nodes[first]
@@ -216,7 +228,7 @@ async fn abandoned_requests_leave_no_waiter_behind() {
     let network = Arc::new(ChannelNetwork {
         me: 0,
         inboxes: Arc::new(OnceLock::new()), // no peers ever: nothing can commit
-        isolated: Arc::new((0..3).map(|_| AtomicBool::new(false)).collect()),
+        isolated: links(),
         dropped: AtomicU64::new(0),
     });
     let storage = MemoryStorage::new(Disk::shared(), DiskFaults::none());
@@ -271,7 +283,7 @@ async fn a_node_whose_disk_fails_says_so_to_every_caller() {
         Arc::new(ChannelNetwork {
             me: 0,
             inboxes: Arc::new(OnceLock::new()),
-            isolated: Arc::new((0..3).map(|_| AtomicBool::new(false)).collect()),
+            isolated: links(),
             dropped: AtomicU64::new(0),
         })
     };
@@ -292,8 +304,7 @@ async fn a_node_whose_disk_fails_says_so_to_every_caller() {
     );
 
     // A follower's disk fails: the next write's accept cannot be synced there.
-    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
-    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (isolated, faults) = (links(), healthy());
     let (nodes, _disks) = start_three(&isolated, &faults, u64::MAX);
     let leader = leader_among(&nodes, &[0, 1, 2]).await;
     let follower = (leader + 1) % 3;
@@ -330,8 +341,7 @@ async fn a_node_whose_disk_fails_says_so_to_every_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_proposed_by_a_deposed_leader_is_reported_as_not_made() {
     use ballot_model::MemberChange;
-    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
-    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (isolated, faults) = (links(), healthy());
     let (nodes, _) = start_three(&isolated, &faults, u64::MAX);
     let first = leader_among(&nodes, &[0, 1, 2]).await;
     let rest: Vec<usize> = (0..3).filter(|&id| id != first).collect();
@@ -371,8 +381,7 @@ async fn a_change_proposed_by_a_deposed_leader_is_reported_as_not_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_removed_while_cut_off_is_told_when_it_returns_and_stops_campaigning() {
     use ballot_model::MemberChange;
-    let isolated = Arc::new((0..3).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
-    let faults: Vec<DiskFaults> = (0..3).map(|_| DiskFaults::none()).collect();
+    let (isolated, faults) = (links(), healthy());
     let (nodes, _) = start_three(&isolated, &faults, u64::MAX);
     let leader = leader_among(&nodes, &[0, 1, 2]).await;
     let gone = (leader + 1) % 3;
@@ -385,23 +394,15 @@ async fn a_node_removed_while_cut_off_is_told_when_it_returns_and_stops_campaign
         .await
         .expect("two of three remove the third");
     assert!(members.retired.contains(&gone));
-    for _ in 0..100 {
-        if nodes[gone].status().elections > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(nodes[gone].status().elections > 0, "cut off, it campaigns");
+    assert!(
+        eventually(100, || nodes[gone].status().elections > 0).await,
+        "cut off, it campaigns"
+    );
     assert_eq!(nodes[gone].status().member_role(), "voter");
 
     // Back, its next campaign is answered: it stops, and says it was removed.
     isolated[gone].store(false, Ordering::SeqCst);
-    for _ in 0..200 {
-        if nodes[gone].status().told_removed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(200, || nodes[gone].status().told_removed.is_some()).await;
     let status = nodes[gone].status();
     assert_eq!(status.told_removed, Some(members.epoch));
     assert_eq!((status.member_role(), status.role), ("removed", "follower"));
