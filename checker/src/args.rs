@@ -310,6 +310,11 @@ pub struct RunArgs {
     /// Seed for `--strategy sim` and `swarm`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// With `--strategy swarm`: stop after this many walks (or at the timeout, if that
+    /// comes first). With `--threads 1` the run is then a pure function of the seed:
+    /// the same walks, the same report, on any machine.
+    #[arg(long)]
+    pub walks: Option<u64>,
     /// Client symmetry: states that differ only in which of two clients with the same
     /// script shape is which (their ids and written values traded) are explored once.
     /// Safety and reachability only (needs `--no-liveness`); refused without two such

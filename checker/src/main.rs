@@ -35,6 +35,9 @@ fn main() -> ExitCode {
                     return usage_error("--symmetry applies to --strategy bfs and dfs only");
                 }
             }
+            if args.run.walks.is_some() && args.run.strategy != Strategy::Swarm {
+                return usage_error("--walks bounds a swarm search: add --strategy swarm");
+            }
             let outcome = run::run(args.model.config(), &args.run, !args.json);
             let targets_optional = args.safety_only || args.model.scenario.is_some();
             if args.json {

@@ -388,10 +388,14 @@ fn swarm(
 ) -> Outcome {
     if progress {
         eprintln!(
-            "  … swarm: random walks on {threads} threads until {:.0} s, seed {}",
+            "  … swarm: random walks on {threads} threads until {:.0} s{}, seed {}",
             deadline
                 .saturating_duration_since(Instant::now())
                 .as_secs_f64(),
+            run.walks.map_or(String::new(), |walks| format!(
+                " or {} walks",
+                group(walks as usize)
+            )),
             run.seed
         );
     }
@@ -400,7 +404,7 @@ fn swarm(
         ballot_checker::swarm::Options {
             threads,
             deadline,
-            max_walks: None,
+            max_walks: run.walks,
             seed: run.seed,
             depth: run.depth.unwrap_or(SWARM_DEPTH_DEFAULT),
             kinds: BallotModel::ACTION_KINDS,

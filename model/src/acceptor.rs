@@ -228,7 +228,13 @@ impl<S: StateMachine> Replica<S> {
         let mut commit = self.durable.commit;
         while commit < leader_commit {
             match self.durable.accepted.get(&(commit + 1)) {
-                Some(entry) if entry.ballot == ballot => commit += 1,
+                Some(entry)
+                    if entry.ballot == ballot
+                        || (mutant!(self.config, CommitsOlderBallotVote)
+                            && entry.ballot < ballot) =>
+                {
+                    commit += 1
+                }
                 _ => break,
             }
         }

@@ -66,12 +66,13 @@ impl<S: StateMachine> Replica<S> {
         // Highest-ballot vote per slot across the quorum's reports.
         let mut recovered: BTreeMap<Slot, AcceptedEntry<S::Command>> = BTreeMap::new();
         if !mutant!(self.config, IgnorePhase1Values) {
+            let lowest_wins = mutant!(self.config, RecoversLowestBallot);
             for (slot, entry) in candidacy.promises.values().flatten() {
                 if *slot < from_slot {
                     continue;
                 }
                 match recovered.get(slot) {
-                    Some(best) if best.ballot >= entry.ballot => {}
+                    Some(best) if (best.ballot >= entry.ballot) != lowest_wins => {}
                     _ => {
                         recovered.insert(*slot, entry.clone());
                     }

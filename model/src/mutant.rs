@@ -80,12 +80,21 @@ pub enum Mutant {
     /// follower removed while it missed the change's commit campaigns in its old epoch
     /// forever, unheard. Safe, but not live.
     RemovedNotTold,
+    /// A new leader recovers, for a slot several promises report votes in, the value of
+    /// the *lowest* ballot instead of the highest: a value chosen at a middle ballot is
+    /// replaced by an older one. It needs three ballots and two different writes.
+    RecoversLowestBallot,
+    /// A follower commits a slot on a vote of an older ballot than the leader whose
+    /// commit index it learns (instead of only on a vote of that leader's ballot, which
+    /// holds the chosen value): its log and applied state take a value that was never
+    /// chosen. It needs duelling candidates and two different writes.
+    CommitsOlderBallotVote,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 22] = [
+    pub const ALL: [Mutant; 24] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -108,6 +117,8 @@ impl Mutant {
         Mutant::RemovedCounted,
         Mutant::ProposesPastStop,
         Mutant::RemovedNotTold,
+        Mutant::RecoversLowestBallot,
+        Mutant::CommitsOlderBallotVote,
     ];
 
     /// A kebab-case name for the CLI.
@@ -135,6 +146,8 @@ impl Mutant {
             Mutant::RemovedCounted => "removed-counted",
             Mutant::ProposesPastStop => "proposes-past-stop",
             Mutant::RemovedNotTold => "removed-not-told",
+            Mutant::RecoversLowestBallot => "recovers-lowest-ballot",
+            Mutant::CommitsOlderBallotVote => "commits-older-ballot-vote",
         }
     }
 }
