@@ -3,6 +3,7 @@
 
 use super::actors::ModelMsg;
 use super::config::ModelConfig;
+use super::shared::Cached;
 use super::Shared;
 use crate::ballot::ClientId;
 use crate::message::{ClientRequest, ClientResponse};
@@ -51,6 +52,10 @@ pub struct Observed {
     /// does not depend on clients' names, so states whose testers agree have futures
     /// that agree under any renaming.
     pub told: Vec<(ClientId, Told)>,
+    /// The tester's verdict, computed once per history: many states share one (it
+    /// changes only when a client invokes or returns), and the tester searches orders
+    /// of operations. No part of the state's identity; a copy starts without it.
+    pub(super) linearizable: Cached<bool>,
 }
 
 /// One event told to the linearizability tester.
@@ -95,6 +100,7 @@ impl Default for Observed {
             write_replies: BTreeMap::new(),
             read_replies: BTreeMap::new(),
             told: Vec::new(),
+            linearizable: Cached::default(),
         }
     }
 }
@@ -181,6 +187,7 @@ pub fn record_return(
 impl Observed {
     /// True if the history so far is linearizable.
     pub fn is_linearizable(&self) -> bool {
-        self.linearizability.is_consistent()
+        self.linearizable
+            .of(|| self.linearizability.is_consistent())
     }
 }

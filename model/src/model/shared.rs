@@ -32,44 +32,53 @@ struct Digested<T> {
     digest: Digest,
 }
 
-/// A cached digest of the value it is kept with: no part of that value's identity
-/// (equal, ordered and hashed as nothing), and never copied, since a value is copied
-/// in order to be changed.
-#[derive(Debug, Default)]
-pub(super) struct Digest(OnceLock<u64>);
+/// A cached function of the value it is kept with (its digest, or a property's
+/// verdict on it): no part of that value's identity (equal, ordered and hashed as
+/// nothing), and never copied, since a value is copied in order to be changed.
+#[derive(Debug)]
+pub(super) struct Cached<T>(OnceLock<T>);
 
-impl Digest {
-    /// The digest, computed by `compute` on first need. Debug builds compute it again
-    /// every time and assert it is the same: a value changed after it was hashed would
-    /// otherwise be told apart by its old digest.
-    pub(super) fn of(&self, compute: impl Fn() -> u64) -> u64 {
-        let digest = *self.0.get_or_init(&compute);
-        debug_assert_eq!(digest, compute(), "a value changed after it was hashed");
-        digest
+/// A value's cached fingerprint.
+pub(super) type Digest = Cached<u64>;
+
+impl<T: Copy + PartialEq + fmt::Debug> Cached<T> {
+    /// The result, computed by `compute` on first need. Debug builds compute it again
+    /// every time and assert it is the same: a value changed after it was cached would
+    /// otherwise be judged (or told apart) by its old result.
+    pub(super) fn of(&self, compute: impl Fn() -> T) -> T {
+        let cached = *self.0.get_or_init(&compute);
+        debug_assert_eq!(cached, compute(), "a value changed after it was cached");
+        cached
     }
 }
 
-impl Clone for Digest {
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Cached(OnceLock::new())
+    }
+}
+
+impl<T> Clone for Cached<T> {
     fn clone(&self) -> Self {
-        Digest::default()
+        Cached::default()
     }
 }
 
-impl PartialEq for Digest {
+impl<T> PartialEq for Cached<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for Digest {}
+impl<T> Eq for Cached<T> {}
 
-impl PartialOrd for Digest {
+impl<T> PartialOrd for Cached<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Digest {
+impl<T> Ord for Cached<T> {
     fn cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }

@@ -529,6 +529,7 @@ impl Renaming {
             write_replies: rename_replies(&history.write_replies),
             read_replies: rename_replies(&history.read_replies),
             told,
+            linearizable: Default::default(),
         }))
     }
 
