@@ -331,13 +331,14 @@ pub enum KvRequest {
     Quit,
     /// `INFO [section ...]`: the sections asked for, joined by spaces, if any.
     Info(Option<String>),
-    /// `BALLOT.TRANSFERLEADER [id]`: this node, if it leads, hands its leadership to
-    /// node `id` (or to a peer of its choice) and answers once another node leads.
+    /// `BALLOT.TRANSFERLEADER [id]`: the leader hands its leadership to node `id` (or
+    /// to a peer of its choice) and answers once another node leads. Any node takes
+    /// it: one that does not lead forwards it to the leader.
     TransferLeader(Option<usize>),
     /// `BALLOT.MEMBER ADD id | ADD peer-addr client-addr | PROMOTE id | REMOVE id |
-    /// REPLACE old new`: this node, if it leads, proposes the membership change and
-    /// answers once it has applied it. `ADD` with two addresses adds a new machine
-    /// under the next id, its addresses entering the log.
+    /// REPLACE old new`: the leader proposes the membership change and answers once it
+    /// has applied it; any node takes it, forwarding it to the leader. `ADD` with two
+    /// addresses adds a new machine under the next id, its addresses entering the log.
     Member(ballot_model::MemberChange),
 }
 

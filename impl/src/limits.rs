@@ -19,6 +19,9 @@
 //!   + SNAPSHOT_CHUNK_OVERHEAD_BYTES ≤ FRAME_BYTES_MAX  (a chunk fits a frame)
 //!   × SNAPSHOT_CHUNKS_IN_FLIGHT_MAX ≤ SEND_QUEUE_BYTES_MAX / 4, INBOX_BYTES_MAX / 4
 //!                                    (a transfer leaves most of the queues to others)
+//!
+//! membership ≤ MEMBERSHIP_BYTES_MAX (NODE_IDS_MAX ids, each with its addresses)
+//!   + SLOT_OVERHEAD_BYTES ≤ FRAME_BYTES_MAX  (a forwarded change's answer fits a frame)
 //! ```
 //!
 //! The runtime-configurable ones ([`crate::node::NodeConfig`]'s `max_batch`,
@@ -29,6 +32,8 @@
 //! assert!(limits::REQUEST_BYTES_MAX <= limits::BATCH_BYTES_MAX);
 //! assert!(limits::slot_bytes_max(limits::BATCH_REQUESTS_MAX) <= limits::RECORD_BYTES_MAX);
 //! ```
+
+use ballot_model::{MEMBER_ADDRESS_BYTES_MAX, NODE_IDS_MAX};
 
 /// The largest client request, as its RESP encoding (the bytes a client sends for one
 /// command). Larger ones are refused with an error naming this limit; the connection
@@ -114,6 +119,18 @@ pub const CONNECTIONS_MAX: usize = 10_000;
 /// anything is sent.
 pub const WAITERS_MAX: usize = 65_536;
 
+/// Operator requests (membership changes, leadership transfers) other nodes forwarded
+/// that one node runs at once; as many more wait their turn, and one beyond those is
+/// dropped with a warning (its asker times out). Operators change a cluster one step at
+/// a time: a handful is plenty.
+pub const OPERATOR_REQUESTS_MAX: usize = 16;
+
+/// The most bytes a membership takes encoded, as the answer to a forwarded change
+/// carries it: every id a cluster may give out, in each of its sets, each with an
+/// address pair of the longest (lengths included).
+pub const MEMBERSHIP_BYTES_MAX: usize =
+    NODE_IDS_MAX * (3 * 8 + 2 * (MEMBER_ADDRESS_BYTES_MAX + 8)) + SLOT_OVERHEAD_BYTES;
+
 /// Client sessions the replicated state remembers, by default (the core's
 /// [`sessions_max`](ballot_model::ClusterConfig::sessions_max)); opening one more
 /// expires the least recently active. Each node lends at most `waiters_max` sessions
@@ -189,6 +206,8 @@ const _: () = assert!(slot_bytes_max(BATCH_REQUESTS_MAX) <= INBOX_BYTES_MAX);
 // A forwarded request and a forwarded reply each fit a frame.
 const _: () = assert!(REQUEST_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
 const _: () = assert!(REPLY_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
+// The answer to a forwarded membership change fits a frame.
+const _: () = assert!(MEMBERSHIP_BYTES_MAX + SLOT_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
 // Every RESP client can have a request waiting without the waiter table refusing it.
 const _: () = assert!(CONNECTIONS_MAX <= WAITERS_MAX);
 // The default session table holds every session a full cluster can be using.

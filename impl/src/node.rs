@@ -24,6 +24,11 @@
 //! in chunks with flow control of its own ([`crate::snapshot_stream`]): that changes
 //! how it travels, not what the receiving core steps.
 
+mod operator;
+
+use operator::Forwarded;
+pub use operator::{OperatorAnswer, OperatorRequest};
+
 use crate::frame;
 use crate::group_commit::{GroupCommit, SyncDone};
 use crate::identity::{self, Admission, ClusterId, Identity, IdentityError, KnownPeers};
@@ -323,6 +328,15 @@ pub enum NodeError {
         /// The slot that epoch begins at.
         start: Slot,
     },
+    /// The leader an operator's request was forwarded to could not serve it (it was
+    /// shutting down, say): the request's outcome is unknown.
+    #[error("node {leader}, which leads, could not serve the request: {reason} (the outcome is unknown)")]
+    LeaderFailed {
+        /// The node that was asked.
+        leader: NodeId,
+        /// Its error.
+        reason: String,
+    },
     /// A peer answered a request with the wrong kind of answer (a write with a read's
     /// result, say): a bug or a hostile peer; the request's outcome is unknown.
     #[error("a peer sent the wrong kind of answer: {0}")]
@@ -389,6 +403,21 @@ pub enum PeerFrame<S: StateMachine> {
     /// A piece of a streamed message carrying a snapshot, or its flow control
     /// ([`crate::snapshot_stream`]).
     Snapshot(StreamFrame),
+    /// An operator's request that the node asked could not serve, forwarded to the
+    /// node it believes leads (see [`OperatorRequest`]).
+    Operator {
+        /// Its number at the forwarding node, which the answer names.
+        id: u64,
+        /// The request.
+        request: OperatorRequest,
+    },
+    /// The answer to a forwarded operator's request.
+    OperatorReply {
+        /// The request's number.
+        id: u64,
+        /// The answer.
+        answer: OperatorAnswer,
+    },
 }
 
 type Frame<S> = PeerFrame<S>;
@@ -570,6 +599,10 @@ pub struct PeerInbox<S: StateMachine> {
     id: NodeId,
     events: mpsc::Sender<Event<S>>,
     waiters: Arc<Waiters<Response<S>>>,
+    /// Operator requests peers forward to this node, for the task that runs them.
+    operators: mpsc::Sender<Forwarded>,
+    /// Where the answers to the operator requests this node forwarded go.
+    operator_replies: Arc<Waiters<OperatorAnswer>>,
     /// Encoded bytes of the peer frames queued for the loop (it takes them off).
     queued_bytes: std::sync::Arc<AtomicUsize>,
     /// Frames dropped because the queue was full, in frames or in bytes.
@@ -582,47 +615,83 @@ impl<S: StateMachine> Clone for PeerInbox<S> {
             id: self.id,
             events: self.events.clone(),
             waiters: self.waiters.clone(),
+            operators: self.operators.clone(),
+            operator_replies: self.operator_replies.clone(),
             queued_bytes: self.queued_bytes.clone(),
             dropped: self.dropped.clone(),
         }
     }
 }
 
+/// What a new [`PeerInbox`] hands on, and the node takes from: its loop's events, and
+/// the operator requests peers forward.
+type InboxQueues<S> = (mpsc::Receiver<Event<S>>, mpsc::Receiver<Forwarded>);
+
 impl<S: StateMachine> PeerInbox<S> {
-    fn new(id: NodeId) -> (Self, mpsc::Receiver<Event<S>>) {
+    fn new(id: NodeId) -> (Self, InboxQueues<S>) {
         let (events, receiver) = mpsc::channel(INPUT_QUEUE);
+        let (operators, forwarded) = mpsc::channel(limits::OPERATOR_REQUESTS_MAX);
         let waiters = Arc::new(Waiters::default());
         (
             PeerInbox {
                 id,
                 events,
                 waiters,
+                operators,
+                operator_replies: Arc::new(Waiters::default()),
                 queued_bytes: Default::default(),
                 dropped: Default::default(),
             },
-            receiver,
+            (receiver, forwarded),
         )
     }
 
     /// Hands `frame` from peer `from`, `bytes` long as encoded, on: a leader's answer to
     /// a request this node forwarded goes straight to the request that waits for it
-    /// (it is no input to the core, so it need not queue behind the loop's fsync);
+    /// (it is no input to the core, so it need not queue behind the loop's fsync), an
+    /// operator's request a peer forwarded goes to the task that runs those, and
     /// anything else is queued for the node's loop. A queue holding
     /// [`limits::INBOX_BYTES_MAX`] bytes (an empty one takes any frame) or its most
     /// frames drops it: Paxos retransmits. Returns false once the node has stopped.
     pub fn deliver(&self, from: NodeId, frame: PeerFrame<S>, bytes: usize) -> bool {
-        if let PeerFrame::ForwardReply { client, response } = frame {
-            if client_node(client) == self.id {
-                self.waiters.complete(client, response.seq(), response);
-            } else {
-                tracing::warn!(
-                    from,
-                    client,
-                    "dropped a forwarded reply for another node's client"
-                );
+        match frame {
+            PeerFrame::ForwardReply { client, response } => {
+                if client_node(client) == self.id {
+                    self.waiters.complete(client, response.seq(), response);
+                } else {
+                    tracing::warn!(
+                        from,
+                        client,
+                        "dropped a forwarded reply for another node's client"
+                    );
+                }
             }
-            return !self.events.is_closed();
+            PeerFrame::OperatorReply { id, answer } => {
+                // Only the node asked answers (`complete` matches it); any other
+                // answer is a stale or stray frame, dropped.
+                self.operator_replies.complete(id, from as u64, answer);
+            }
+            PeerFrame::Operator { id, request } => {
+                let forwarded = Forwarded { from, id, request };
+                if let Err(mpsc::error::TrySendError::Full(dropped)) =
+                    self.operators.try_send(forwarded)
+                {
+                    // Its asker times out, as if the frame were lost.
+                    tracing::warn!(
+                        from,
+                        request = ?dropped.request,
+                        "dropped an operator's request forwarded by a peer: {} wait already",
+                        limits::OPERATOR_REQUESTS_MAX
+                    );
+                }
+            }
+            frame => return self.enqueue(from, frame, bytes),
         }
+        !self.events.is_closed()
+    }
+
+    /// Queues `frame` for the node's loop, or drops it if the queue is full.
+    fn enqueue(&self, from: NodeId, frame: PeerFrame<S>, bytes: usize) -> bool {
         let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         if queued > 0 && queued + bytes > limits::INBOX_BYTES_MAX {
             self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -654,7 +723,9 @@ impl<S: Replicated> transport::Inbox<PeerFrame<S>> for PeerInbox<S> {
 /// A running node: propose commands, read linearizably, watch its status, shut it down.
 /// Cheap to clone; all clones drive the same node.
 pub struct Node<S: Replicated> {
-    shared: Arc<Shared<S>>,
+    // The standard `Arc`, not the loom-checked one: the task that runs forwarded
+    // operator requests holds a `Weak` to it.
+    shared: std::sync::Arc<Shared<S>>,
 }
 
 impl<S: Replicated> Clone for Node<S> {
@@ -671,6 +742,11 @@ struct Shared<S: Replicated> {
     waiters: Arc<Waiters<Response<S>>>,
     network: std::sync::Arc<dyn PeerNetwork>,
     status: watch::Receiver<Status>,
+    /// Operator requests this node forwarded, waiting for the leader's answer (keyed by
+    /// the request's number and the node asked).
+    operator_replies: Arc<Waiters<OperatorAnswer>>,
+    /// The next forwarded operator request's number.
+    next_operator_request: AtomicU64,
     /// Notified when the leader this node knows changes (see `leader_moves`).
     leader_changed: Arc<tokio::sync::Notify>,
     /// Frames the inbox dropped.
@@ -870,7 +946,7 @@ impl<S: Replicated> Node<S> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| NodeError::Bind { addr, source })?;
-        let (inbox, events_rx) = PeerInbox::new(config.id);
+        let (inbox, queues) = PeerInbox::new(config.id);
         let mut tasks = JoinSet::new();
         let transport = transport::start::<Frame<S>, _>(
             TransportConfig {
@@ -902,7 +978,7 @@ impl<S: Replicated> Node<S> {
             recovered.durable,
             Box::new(DataDir::new(wal, snapshots)),
             transport,
-            (inbox, events_rx),
+            (inbox, queues),
             tasks,
         )
     }
@@ -921,14 +997,14 @@ impl<S: Replicated> Node<S> {
         network: std::sync::Arc<dyn PeerNetwork>,
     ) -> Result<(Self, PeerInbox<S>), NodeError> {
         Self::check_config(&config)?;
-        let (inbox, events_rx) = PeerInbox::new(config.id);
+        let (inbox, queues) = PeerInbox::new(config.id);
         let node = Self::launch(
             config,
             snapshot,
             durable,
             storage,
             network,
-            (inbox.clone(), events_rx),
+            (inbox.clone(), queues),
             JoinSet::new(),
         )?;
         Ok((node, inbox))
@@ -1032,7 +1108,7 @@ impl<S: Replicated> Node<S> {
         durable: DurableState<S::Command>,
         storage: Box<dyn Storage<S>>,
         network: std::sync::Arc<dyn PeerNetwork>,
-        (inbox, events_rx): (PeerInbox<S>, mpsc::Receiver<Event<S>>),
+        (inbox, (events_rx, forwarded)): (PeerInbox<S>, InboxQueues<S>),
         tasks: JoinSet<()>,
     ) -> Result<Self, NodeError> {
         let (cluster, _bug) = with_mutant(
@@ -1132,22 +1208,27 @@ impl<S: Replicated> Node<S> {
             bug: _bug,
         };
         let driver = tokio::spawn(driver.run(events_rx, effects));
-        Ok(Node {
-            shared: Arc::new(Shared {
+        let mut tasks = tasks;
+        let shared = std::sync::Arc::new_cyclic(|node| {
+            tasks.spawn(operator::serve_forwarded(node.clone(), forwarded));
+            Shared {
                 client_prefix: ((config.id as u64) << 48) | (incarnation << 24),
                 config,
                 events: inbox.events,
                 waiters,
                 network,
                 status: status_rx,
+                operator_replies: inbox.operator_replies,
+                next_operator_request: AtomicU64::new(1),
                 leader_changed: leader_changed.clone(),
                 inbox_dropped: inbox.dropped.clone(),
                 sessions: crate::sync::Mutex::new(Vec::new()),
                 next_session: AtomicU64::new(1),
                 tasks: crate::sync::Mutex::new(Some(tasks)),
                 driver: crate::sync::Mutex::new(Some(driver)),
-            }),
-        })
+            }
+        });
+        Ok(Node { shared })
     }
 
     /// Replicates `command` and returns its output once it is applied (exactly once,
@@ -1227,20 +1308,24 @@ impl<S: Replicated> Node<S> {
         answer.await.map_err(|_| self.stopped_error())
     }
 
-    /// Asks this node, which must lead, to change the membership, and waits until it
-    /// has applied the change: returns the new epoch's membership. The change is a log
-    /// entry; the epoch it begins governs the slots after it (SPEC §7).
+    /// Changes the membership, and waits until the leader has applied the change:
+    /// returns the new epoch's membership. The change is a log entry; the epoch it
+    /// begins governs the slots after it (SPEC §7). Asked of a node that does not
+    /// lead, it goes to the leader that node knows of, which runs it and answers
+    /// (see [`OperatorRequest`]).
     ///
-    /// Refused ([`NodeError::ReconfigureRefused`], nothing changed) if this node does
-    /// not lead (the refusal names the leader it knows of), a change is in progress,
+    /// Refused ([`NodeError::ReconfigureRefused`], nothing changed) if no leader is
+    /// known (or the ones asked in turn each named another), a change is in progress,
     /// the change does not fit the membership (a promotion of a non-learner, the
     /// removal of the last voter, a retired id...), or the learner to promote lags by
     /// more than [`NodeConfig::promote_lag_max`] ([`ReconfigureRefusal::Lagging`]: ask
     /// again once it has caught up). [`NodeError::Timeout`] if the
     /// change was proposed but not applied within the request timeout: it may still
     /// take effect, or be lost with this node's leadership; the membership says which.
-    /// [`NodeError::ReconfigureSuperseded`] if this node was deposed and another
+    /// [`NodeError::ReconfigureSuperseded`] if the leader was deposed and another
     /// change began the epoch instead: this one was not made.
+    /// [`NodeError::LeaderFailed`] if the leader it was forwarded to could not serve
+    /// it (it was stopping, say): the outcome is unknown.
     ///
     /// ```no_run
     /// # async fn example(node: &ballot_node::node::Node<ballot_node::kv::KvStore>) {
@@ -1252,6 +1337,39 @@ impl<S: Replicated> Node<S> {
     /// # }
     /// ```
     pub async fn reconfigure(&self, change: MemberChange) -> Result<Membership, NodeError> {
+        match self.ask_any(OperatorRequest::Reconfigure(change)).await? {
+            OperatorAnswer::Reconfigured(members) => Ok(members),
+            other => Err(NodeError::BadAnswer(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks whichever node leads to hand its leadership over, as
+    /// [`Node::transfer_leadership`] does on the leader: to `to`, or to a peer the
+    /// leader picks. Asked of a follower, it goes to the leader that node knows of.
+    /// Returns the node that leads afterwards. For operators (`BALLOT.TRANSFERLEADER`);
+    /// a leader that stops hands over its own leadership with
+    /// [`Node::transfer_leadership`], which a follower refuses.
+    ///
+    /// ```no_run
+    /// # async fn example(node: &ballot_node::node::Node<ballot_node::kv::KvStore>) {
+    /// match node.move_leadership(Some(2)).await {
+    ///     Ok(leader) => println!("node {leader} leads now"),
+    ///     Err(error) => eprintln!("leadership stayed: {error}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn move_leadership(&self, to: Option<NodeId>) -> Result<NodeId, NodeError> {
+        match self
+            .ask_any(OperatorRequest::TransferLeadership { to })
+            .await?
+        {
+            OperatorAnswer::LeaderMoved(leader) => Ok(leader),
+            other => Err(NodeError::BadAnswer(format!("{other:?}"))),
+        }
+    }
+
+    /// [`Node::reconfigure`] on this node's own core: refused unless it leads.
+    async fn reconfigure_here(&self, change: MemberChange) -> Result<Membership, NodeError> {
         let outcome = self
             .ask_core(|reply| Event::Reconfigure { change, reply })
             .await?;
@@ -1329,6 +1447,7 @@ impl<S: Replicated> Node<S> {
             while tasks.join_next().await.is_some() {}
         }
         self.shared.waiters.close_all();
+        self.shared.operator_replies.close_all();
     }
 
     /// Resolves with the reason once the node's storage has failed and its loop has
@@ -1757,8 +1876,14 @@ impl<S: Replicated> Driver<S> {
                 }
                 Input::Client(request)
             }
-            Event::Peer(_, PeerFrame::ForwardReply { .. }, _) => {
-                unreachable!("the inbox hands forwarded replies to their waiters")
+            Event::Peer(
+                _,
+                PeerFrame::ForwardReply { .. }
+                | PeerFrame::Operator { .. }
+                | PeerFrame::OperatorReply { .. },
+                _,
+            ) => {
+                unreachable!("the inbox hands forwarded replies and operator requests on")
             }
             Event::Peer(from, PeerFrame::Snapshot(frame), _) => {
                 return self.on_stream_frame(from, frame);

@@ -211,7 +211,7 @@ async fn execute(node: &Node<KvStore>, info: &ServerInfo, args: &[Vec<u8>]) -> (
         KvRequest::Ping(None) => Value::Simple("PONG".into()),
         KvRequest::Ping(Some(message)) | KvRequest::Echo(message) => Value::Bulk(message),
         KvRequest::Quit => return (Value::Simple("OK".into()), true),
-        KvRequest::TransferLeader(to) => match node.transfer_leadership(to).await {
+        KvRequest::TransferLeader(to) => match node.move_leadership(to).await {
             Ok(leader) => Value::Simple(format!("OK node {leader} leads")),
             Err(error) => Value::Error(format!("ERR {error}")),
         },

@@ -258,6 +258,60 @@ fn resp2_and_resp3_through_the_leader() {
     exercise(&url(&cluster, leader, true), true);
 }
 
+/// An operator's commands sent to a follower reach the leader: its refusal comes back
+/// as it gave it, a leadership transfer moves the leader's leadership, and the
+/// removal of the new leader (asked of the same follower, which then follows it) is
+/// applied; the two voters left go on serving.
+#[test]
+fn operator_commands_through_a_follower_reach_the_leader() {
+    let cluster = start("operator-follower");
+    let leader = cluster.leader();
+    let (follower, third) = ((leader + 1) % 3, (leader + 2) % 3);
+    let mut con = connect(&url(&cluster, follower, false));
+
+    let refused = redis::cmd("BALLOT.MEMBER")
+        .arg("PROMOTE")
+        .arg(third)
+        .query::<String>(&mut con)
+        .expect_err("a voter was promoted");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("node {third} is no learner")),
+        "{refused}"
+    );
+
+    let moved: String = redis::cmd("BALLOT.TRANSFERLEADER")
+        .arg(third)
+        .query(&mut con)
+        .expect("a transfer asked of a follower");
+    assert_eq!(moved, format!("OK node {third} leads"));
+    assert_eq!(cluster.leader(), third);
+
+    let removed: String = redis::cmd("BALLOT.MEMBER")
+        .arg("REMOVE")
+        .arg(third)
+        .query(&mut con)
+        .expect("the leader's removal asked of a follower");
+    let mut voters = [leader, follower];
+    voters.sort_unstable();
+    assert_eq!(
+        removed,
+        format!("OK epoch 1 voters {},{} learners ", voters[0], voters[1])
+    );
+    let _: () = redis::cmd("SET")
+        .arg("after-removal")
+        .arg("1")
+        .query(&mut con)
+        .expect("a write after the leader's removal");
+    let mut con = connect(&url(&cluster, leader, false));
+    let read: String = redis::cmd("GET")
+        .arg("after-removal")
+        .query(&mut con)
+        .expect("a read from the other voter");
+    assert_eq!(read, "1");
+}
+
 /// Reads one whole reply from `stream` and returns its bytes.
 fn read_reply(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Vec<u8> {
     let mut chunk = [0u8; 4096];

@@ -7,13 +7,13 @@ use crate::bytes::Writer;
 use crate::cluster::Schedule;
 use crate::decoders::{snapshot_file, ScratchDir, WAL_HEADER};
 use ballot_model::{
-    AcceptedEntry, Ballot, ClientRequest, ClientResponse, ClientTable, DurableUpdate, Message,
-    Proposal, Request, Snapshot, Timer,
+    AcceptedEntry, Ballot, ClientRequest, ClientResponse, ClientTable, DurableUpdate,
+    MemberChange, Message, Proposal, ReconfigureRefusal, Request, Snapshot, Timer,
 };
 use ballot_node::frame;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
 use ballot_node::limits::FRAME_BYTES_MAX;
-use ballot_node::node::PeerFrame;
+use ballot_node::node::{OperatorAnswer, OperatorRequest, PeerFrame};
 use ballot_node::resp::Value;
 use ballot_node::snapshot_store::{self, SnapshotDir};
 use ballot_node::wal::{Wal, FILE_NAME};
@@ -228,6 +228,39 @@ fn peer_frame() -> Vec<Seed> {
                     seq: 7,
                     leader: Some(2),
                 },
+            },
+        ),
+        (
+            "operator_reconfigure",
+            PeerFrame::Operator {
+                id: 1,
+                request: OperatorRequest::Reconfigure(MemberChange::Replace {
+                    remove: 1,
+                    promote: 3,
+                }),
+            },
+        ),
+        (
+            "operator_transfer",
+            PeerFrame::Operator {
+                id: 2,
+                request: OperatorRequest::TransferLeadership { to: Some(2) },
+            },
+        ),
+        (
+            "operator_reply_refused",
+            PeerFrame::OperatorReply {
+                id: 1,
+                answer: OperatorAnswer::ReconfigureRefused(ReconfigureRefusal::NotLeader {
+                    leader: Some(0),
+                }),
+            },
+        ),
+        (
+            "operator_reply_moved",
+            PeerFrame::OperatorReply {
+                id: 2,
+                answer: OperatorAnswer::LeaderMoved(2),
             },
         ),
     ];

@@ -763,13 +763,26 @@ impl Simulation {
         tokio::task::spawn_local(async move {
             use ballot_model::{MemberAddress, MemberChange};
             let deadline = Instant::now() + Duration::from_secs(10);
-            let leading = || {
-                nodes
-                    .borrow()
-                    .iter()
-                    .flatten()
-                    .find(|node| node.status().role == "leader")
-                    .cloned()
+            // The operator asks the leader and a voter that follows in turn (one that
+            // forwards the request to the leader, through the same faulty network), or
+            // whichever of the two runs.
+            let attempts = std::cell::Cell::new(0u32);
+            let asked = || {
+                let nodes = nodes.borrow();
+                let running = || nodes.iter().flatten();
+                let leader = || running().find(|node| node.status().role == "leader");
+                let follower = || {
+                    running().find(|node| {
+                        let status = node.status();
+                        status.voter && status.role == "follower"
+                    })
+                };
+                attempts.set(attempts.get() + 1);
+                if attempts.get().is_multiple_of(2) {
+                    follower().or_else(leader).cloned()
+                } else {
+                    leader().or_else(follower).cloned()
+                }
             };
             // A new machine is added at the address of the id it runs under, the next
             // one; the id the log gives it is the one it then takes the place under (a
@@ -777,7 +790,7 @@ impl Simulation {
             let spare = if new_machines {
                 let mut joined = None;
                 while joined.is_none() && Instant::now() < deadline {
-                    if let Some(node) = leading() {
+                    if let Some(node) = asked() {
                         let m = node.status().membership;
                         joined = m
                             .added_members(book)
@@ -828,7 +841,7 @@ impl Simulation {
             let mut outcome = format!("replace {victim} by {spare}");
             'steps: for (change, done) in steps {
                 loop {
-                    if let Some(node) = leading() {
+                    if let Some(node) = asked() {
                         if done(&node.status().membership, victim, spare) {
                             continue 'steps;
                         }
