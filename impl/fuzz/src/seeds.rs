@@ -525,10 +525,15 @@ fn core_step() -> Vec<Seed> {
         .transfer(2, None)
         .flush();
 
+    // Prepares no correct peer sends: a ballot above the leader's, one from an id the
+    // cluster may give out later, one from an id no cluster gives out and one whose
+    // ballot names another node (the last two refused).
     let mut forged = elect();
     forged
         .forge_prepare(0, 1, Ballot::new(5, 1), 1)
         .forge_prepare(2, 4, Ballot::new(9, 4), u64::MAX)
+        .forge_prepare(1, ballot_model::NODE_IDS_MAX, Ballot::new(9, 0), 1)
+        .forge_prepare(1, 2, Ballot::new(9, 0), 1)
         .write(0, 3, 1, 1)
         .flush();
 
