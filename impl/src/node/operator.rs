@@ -82,15 +82,6 @@ impl OperatorAnswer {
         }
     }
 
-    /// The leader the answer says to ask instead: a refusal that names another node.
-    fn leader_hint(&self) -> Option<NodeId> {
-        match self {
-            OperatorAnswer::ReconfigureRefused(ReconfigureRefusal::NotLeader { leader })
-            | OperatorAnswer::TransferRefused(TransferRefusal::NotLeader { leader }) => *leader,
-            _ => None,
-        }
-    }
-
     /// The answer as the asker's own call returns it; `leader` is the node that gave it.
     fn into_result(self, leader: NodeId) -> Result<OperatorAnswer, NodeError> {
         match self {
@@ -105,6 +96,16 @@ impl OperatorAnswer {
             OperatorAnswer::Failed(reason) => Err(NodeError::LeaderFailed { leader, reason }),
             done @ (OperatorAnswer::Reconfigured(_) | OperatorAnswer::LeaderMoved(_)) => Ok(done),
         }
+    }
+}
+
+/// The leader a refusal says to ask instead, if it is a refusal for not leading that
+/// names one.
+fn leader_named(error: &NodeError) -> Option<NodeId> {
+    match error {
+        NodeError::ReconfigureRefused(ReconfigureRefusal::NotLeader { leader })
+        | NodeError::TransferRefused(TransferRefusal::NotLeader { leader }) => *leader,
+        _ => None,
     }
 }
 
@@ -127,18 +128,21 @@ impl<S: Replicated> Node<S> {
         request: OperatorRequest,
     ) -> Result<OperatorAnswer, NodeError> {
         let me = self.shared.config.id;
-        let mut answer = OperatorAnswer::new(self.run_here(request.clone()).await);
+        let mut result = self.run_here(request.clone()).await;
         let mut asked = me;
         for _ in 0..HOPS_MAX {
-            match answer.leader_hint() {
+            match result.as_ref().err().and_then(leader_named) {
                 Some(leader) if leader != asked && leader != me => {
-                    answer = self.forward(leader, request.clone()).await?;
+                    result = self
+                        .forward(leader, request.clone())
+                        .await
+                        .and_then(|answer| answer.into_result(leader));
                     asked = leader;
                 }
                 _ => break,
             }
         }
-        answer.into_result(asked)
+        result
     }
 
     /// Runs `request` as this node's own (no forwarding).
@@ -221,5 +225,40 @@ pub(super) async fn serve_forwarded<S: Replicated>(
             }
             Some(_) = running.join_next(), if !running.is_empty() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaders_error_crosses_back_as_the_same_error_or_as_its_failure() {
+        let same = [
+            NodeError::ReconfigureRefused(ReconfigureRefusal::LastVoter),
+            NodeError::ReconfigureRefused(ReconfigureRefusal::NotLeader { leader: Some(2) }),
+            NodeError::TransferRefused(TransferRefusal::NoPeer),
+            NodeError::ReconfigureSuperseded { epoch: 2, start: 9 },
+            NodeError::Timeout(Duration::from_millis(1500)),
+        ];
+        for error in same {
+            let said = error.to_string();
+            let back = OperatorAnswer::new(Err(error))
+                .into_result(1)
+                .expect_err("an error stays one");
+            assert_eq!(back.to_string(), said);
+        }
+        // Anything else says the leader could not serve it: the outcome is unknown.
+        let back = OperatorAnswer::new(Err(NodeError::Shutdown))
+            .into_result(1)
+            .expect_err("an error stays one");
+        match back {
+            NodeError::LeaderFailed { leader: 1, reason } => {
+                assert_eq!(reason, NodeError::Shutdown.to_string())
+            }
+            other => panic!("{other:?}"),
+        }
+        let done = OperatorAnswer::new(Ok(OperatorAnswer::LeaderMoved(2))).into_result(1);
+        assert_eq!(done.ok(), Some(OperatorAnswer::LeaderMoved(2)));
     }
 }
