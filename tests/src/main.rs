@@ -50,7 +50,10 @@ struct SimArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=7))]
     nodes: u8,
     /// Machines standing by beside the nodes: among the faults, the operator puts one
-    /// in a lost voter's place (added as a learner, then a replace), each spare once.
+    /// in a lost voter's place (added as a learner, then a replace), or, while two are
+    /// left (not with `--new-machines`), grows the cluster by two voters and shrinks it
+    /// back, removing the leader and another voter; each spare is used once. Each
+    /// change is asked of the leader or of a follower, which forwards it.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
     spares: u8,
     /// The spares are new machines that no node's configuration lists: the operator

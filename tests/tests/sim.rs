@@ -176,3 +176,34 @@ fn a_lost_voter_is_replaced_by_a_new_machine_the_log_gives_an_id() {
     assert_replaces_a_voter(&config, "AddAt");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_cluster_grows_by_two_voters_and_shrinks_back_past_its_leader_among_the_faults() {
+    // With two spares, the operator may instead add both as voters, then remove the
+    // node that leads and another old voter, while the faults go on, asking the leader
+    // and a follower (which forwards) in turn; seeds 0 to 7 stay clean, and at least two
+    // finish such a change (back to three voters).
+    let dir = std::env::temp_dir().join(format!("ballot-sim-grow-{}", std::process::id()));
+    let config = SimConfig {
+        spares: 2,
+        traces: Some(dir.clone()),
+        ..short(3)
+    };
+    let mut grown = 0;
+    for seed in 0..8 {
+        let report = run_seed(&config, seed);
+        assert_clean(seed, &report);
+        // Finished: the operator saw both spares vote, then three voters left.
+        if report.trace.contains("operator: grow by 3,4 and shrink\n") {
+            for asked in ["Promote(3)", "Promote(4)", "Remove("] {
+                assert!(report.trace.contains(asked), "{}", report.trace);
+            }
+            grown += 1;
+        }
+    }
+    assert!(
+        grown >= 2,
+        "only {grown} of 8 seeds grew and shrank the cluster"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

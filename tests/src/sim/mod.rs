@@ -30,10 +30,10 @@ use crate::kv_spec::{KeyOp, KeyRet, KeySpec};
 use crate::latency_plot::{FaultWindow, LatencyPlot, LeaderChange, PlotOp};
 use crate::linearizability::{check_partitioned, Operation, Outcome, Verdict};
 use ballot_model::conformance::Delivery;
-use ballot_model::NodeId;
+use ballot_model::{MemberChange, NodeId};
 use ballot_node::identity::ClusterId;
 use ballot_node::kv::{KvCommand, KvOutput, KvQuery, KvStore};
-use ballot_node::node::{Node, NodeConfig, NodeError};
+use ballot_node::node::{Node, NodeConfig, NodeError, Status};
 use ballot_node::world::memory::{Disk, DiskFaults, MemoryStorage, SharedDisk};
 use network::{Fabric, SharedFabric, SimNetwork, Weather};
 use rand::rngs::StdRng;
@@ -53,8 +53,10 @@ pub struct SimConfig {
     /// Nodes in the cluster: its voters at the start.
     pub nodes: usize,
     /// Machines standing by besides them (ids `nodes..nodes + spares`), no members
-    /// until the operator puts one in a lost voter's place: a membership change among
-    /// the faults (a spare added as a learner, then a `Replace`), each spare once.
+    /// until the operator puts one in a lost voter's place (a spare added as a learner,
+    /// then a `Replace`) or, while two are left, grows the cluster by two voters and
+    /// shrinks it back (removing the leader and another voter): membership changes
+    /// among the faults, each spare used once.
     pub spares: usize,
     /// Whether the spares are new machines rather than entries of the address book:
     /// no node's configuration lists them, and the operator adds each at its address
@@ -205,13 +207,113 @@ struct Simulation {
     duplicates: bool,
     /// Spares not put in a voter's place yet, in the order the operator uses them.
     spares_left: Vec<NodeId>,
-    /// A replacement is under way (the operator makes one change at a time).
-    replacing: Rc<std::cell::Cell<bool>>,
+    /// The operator is changing the membership (it makes one change at a time).
+    operating: Rc<std::cell::Cell<bool>>,
 }
 
-/// Whether a membership shows a replacement's step done, given the voter that leaves
-/// and the spare that takes its place.
-type Done = fn(&ballot_model::Membership, NodeId, NodeId) -> bool;
+/// What an operator's step asks next, as the node asked sees the cluster.
+enum Next {
+    /// The step is done: on to the next one.
+    Done,
+    /// Ask for this change (again, after a refusal or a lost answer).
+    Ask(MemberChange),
+    /// Nothing to ask yet (no leader known): look again shortly.
+    Wait,
+}
+
+/// One step of an operator's plan.
+type Step = Box<dyn Fn(&Status) -> Next>;
+
+/// The step that makes `spare` a member (a learner).
+fn add_step(spare: NodeId) -> Step {
+    Box::new(move |s| match s.membership.is_member(spare) {
+        true => Next::Done,
+        false => Next::Ask(MemberChange::AddLearner(spare)),
+    })
+}
+
+/// The node the operator asks on its `attempt`-th try: the leader and a voter that
+/// follows in turn (one that forwards the request to the leader, through the same
+/// faulty network), or whichever of the two runs.
+fn asked(nodes: &Running, attempt: u32) -> Option<Rc<Node<KvStore>>> {
+    let nodes = nodes.borrow();
+    let running = || nodes.iter().flatten();
+    let leader = || running().find(|node| node.status().role == "leader");
+    let follower = || {
+        running().find(|node| {
+            let status = node.status();
+            status.voter && status.role == "follower"
+        })
+    };
+    match attempt.is_multiple_of(2) {
+        true => follower().or_else(leader).cloned(),
+        false => leader().or_else(follower).cloned(),
+    }
+}
+
+/// The operator at work, beside the fault loop: what its task needs of the simulation.
+/// The simulation lets one work at a time ([`Simulation::operator`]).
+struct Operator {
+    nodes: Running,
+    trace: Rc<RefCell<String>>,
+    epoch: Instant,
+    /// Set while this operator works; cleared when it is done.
+    operating: Rc<std::cell::Cell<bool>>,
+    handovers: Rc<RefCell<Vec<FaultWindow>>>,
+    /// When it began, for its window in the latency plot.
+    from_ns: u64,
+}
+
+impl Operator {
+    /// Runs `steps` in order, each asked again every 100 ms until the node asked shows
+    /// it done, within `deadline`; records the outcome as `label` (or `label
+    /// unfinished`) in the trace and as a window of the latency plot.
+    async fn run(self, label: String, steps: Vec<Step>, deadline: Instant) {
+        let mut attempt = 0;
+        let mut finished = true;
+        'steps: for step in steps {
+            loop {
+                attempt += 1;
+                if let Some(node) = asked(&self.nodes, attempt) {
+                    match step(&node.status()) {
+                        Next::Done => continue 'steps,
+                        Next::Ask(change) => {
+                            let answer = node.reconfigure(change.clone()).await;
+                            self.log(format_args!("operator: {change:?} -> {answer:?}"));
+                        }
+                        Next::Wait => {}
+                    }
+                }
+                if Instant::now() >= deadline {
+                    finished = false;
+                    break 'steps;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let outcome = match finished {
+            true => label,
+            false => format!("{label} unfinished"),
+        };
+        self.log(format_args!("operator: {outcome}"));
+        self.handovers.borrow_mut().push(FaultWindow {
+            label: outcome,
+            from_ns: self.from_ns,
+            to_ns: nanos(self.epoch),
+        });
+        self.operating.set(false);
+    }
+
+    /// Stops before any change, saying why.
+    fn give_up(self, why: std::fmt::Arguments<'_>) {
+        self.log(why);
+        self.operating.set(false);
+    }
+
+    fn log(&self, line: std::fmt::Arguments<'_>) {
+        log(&self.trace, self.epoch, line);
+    }
+}
 
 /// Derives an independent seed for one purpose of one run.
 fn derive(seed: u64, purpose: u64) -> u64 {
@@ -251,7 +353,7 @@ impl Simulation {
             disk_faults: DiskFaults::none(),
             duplicates: false,
             spares_left: (config.nodes..nodes).rev().collect(),
-            replacing: Rc::new(std::cell::Cell::new(false)),
+            operating: Rc::new(std::cell::Cell::new(false)),
             config,
         }
     }
@@ -571,9 +673,14 @@ impl Simulation {
 
     /// Injects one fault drawn from `rng`, or heals.
     async fn fault(&mut self, rng: &mut StdRng) {
-        // Drawn only with spares, so that a seed without them runs as it always did.
-        if !self.spares_left.is_empty() && !self.replacing.get() && rng.random_range(0..8) == 0 {
+        // Drawn only with spares, so that a seed without them runs as it always did
+        // (and one with a single spare, or new machines, as it did before the cluster
+        // could also grow and shrink).
+        if !self.spares_left.is_empty() && !self.operating.get() && rng.random_range(0..8) == 0 {
             self.faults += 1;
+            if self.spares_left.len() >= 2 && !self.config.new_machines && rng.random_bool(0.5) {
+                return self.grow_and_shrink();
+            }
             return self.replace(rng).await;
         }
         let n = self.machines();
@@ -697,9 +804,9 @@ impl Simulation {
     /// the voter is one lost already (its disk rotted) or, if a majority of voters
     /// would remain without it, one chosen by `rng` (which crashes and is never started
     /// again); the spare is added as a learner, then replaces it, each change asked of
-    /// whichever node leads, again after a refusal or a lost answer, until the
-    /// membership shows it done (or 10 s pass). The operator works beside the faults
-    /// that follow, as a real one would.
+    /// the leader or of a voter that follows ([`asked`]), again after a refusal or a
+    /// lost answer, until the membership shows it done (or 10 s pass). The operator
+    /// works beside the faults that follow, as a real one would.
     async fn replace(&mut self, rng: &mut StdRng) {
         let Some(members) = self
             .nodes
@@ -751,46 +858,19 @@ impl Simulation {
             ));
         }
         let (book, machines) = (self.config.nodes, self.machines());
-        self.replacing.set(true);
-        let (nodes, trace, epoch, replacing, handovers) = (
-            self.nodes.clone(),
-            self.trace.clone(),
-            self.epoch,
-            self.replacing.clone(),
-            self.handovers.clone(),
-        );
-        let from_ns = nanos(epoch);
+        let operator = self.operator();
         tokio::task::spawn_local(async move {
-            use ballot_model::{MemberAddress, MemberChange};
+            use ballot_model::MemberAddress;
             let deadline = Instant::now() + Duration::from_secs(10);
-            // The operator asks the leader and a voter that follows in turn (one that
-            // forwards the request to the leader, through the same faulty network), or
-            // whichever of the two runs.
-            let attempts = std::cell::Cell::new(0u32);
-            let asked = || {
-                let nodes = nodes.borrow();
-                let running = || nodes.iter().flatten();
-                let leader = || running().find(|node| node.status().role == "leader");
-                let follower = || {
-                    running().find(|node| {
-                        let status = node.status();
-                        status.voter && status.role == "follower"
-                    })
-                };
-                attempts.set(attempts.get() + 1);
-                if attempts.get().is_multiple_of(2) {
-                    follower().or_else(leader).cloned()
-                } else {
-                    leader().or_else(follower).cloned()
-                }
-            };
             // A new machine is added at the address of the id it runs under, the next
             // one; the id the log gives it is the one it then takes the place under (a
             // learner added at an address by an attempt whose answer was lost counts).
             let spare = if new_machines {
                 let mut joined = None;
+                let mut attempt = 0;
                 while joined.is_none() && Instant::now() < deadline {
-                    if let Some(node) = asked() {
+                    attempt += 1;
+                    if let Some(node) = asked(&operator.nodes, attempt) {
                         let m = node.status().membership;
                         joined = m
                             .added_members(book)
@@ -801,11 +881,7 @@ impl Simulation {
                             let at = machine_address(next).to_string();
                             let change = MemberChange::AddAt(MemberAddress::new(at, ""));
                             let answer = node.reconfigure(change.clone()).await;
-                            log(
-                                &trace,
-                                epoch,
-                                format_args!("operator: {change:?} -> {answer:?}"),
-                            );
+                            operator.log(format_args!("operator: {change:?} -> {answer:?}"));
                         }
                     }
                     if joined.is_none() {
@@ -817,56 +893,102 @@ impl Simulation {
                 Some(spare)
             };
             let Some(spare) = spare else {
-                log(
-                    &trace,
-                    epoch,
-                    format_args!("operator: no new machine joined"),
-                );
-                replacing.set(false);
-                return;
+                return operator.give_up(format_args!("operator: no new machine joined"));
             };
-            // Each change, and how the leader's membership shows it done.
-            let steps: [(MemberChange, Done); 2] = [
-                (MemberChange::AddLearner(spare), |m, _, spare| {
-                    m.is_member(spare)
-                }),
-                (
-                    MemberChange::Replace {
+            let replace: Step = Box::new(move |s| {
+                let m = &s.membership;
+                match m.is_voter(spare) && !m.is_voter(victim) {
+                    true => Next::Done,
+                    false => Next::Ask(MemberChange::Replace {
                         remove: victim,
                         promote: spare,
-                    },
-                    |m, victim, spare| m.is_voter(spare) && !m.is_voter(victim),
-                ),
-            ];
-            let mut outcome = format!("replace {victim} by {spare}");
-            'steps: for (change, done) in steps {
-                loop {
-                    if let Some(node) = asked() {
-                        if done(&node.status().membership, victim, spare) {
-                            continue 'steps;
-                        }
-                        let answer = node.reconfigure(change.clone()).await;
-                        log(
-                            &trace,
-                            epoch,
-                            format_args!("operator: {change:?} -> {answer:?}"),
-                        );
-                    }
-                    if Instant::now() >= deadline {
-                        outcome = format!("replace {victim} by {spare} unfinished");
-                        break 'steps;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    }),
                 }
-            }
-            log(&trace, epoch, format_args!("operator: {outcome}"));
-            handovers.borrow_mut().push(FaultWindow {
-                label: outcome,
-                from_ns,
-                to_ns: nanos(epoch),
             });
-            replacing.set(false);
+            let label = format!("replace {victim} by {spare}");
+            operator
+                .run(label, vec![add_step(spare), replace], deadline)
+                .await;
         });
+    }
+
+    /// The operator grows the cluster by two spares (each added as a learner, then
+    /// promoted) and shrinks it back: it removes the node that leads at that moment,
+    /// then another of the voters it had before, each change asked as in
+    /// [`Simulation::replace`] (within 15 s). The removed nodes' machines run on: a
+    /// removed node stops campaigning by itself.
+    fn grow_and_shrink(&mut self) {
+        let before = self
+            .nodes
+            .borrow()
+            .iter()
+            .flatten()
+            .map(|node| node.status().membership)
+            .max_by_key(|m| m.epoch);
+        let Some(before) = before else {
+            return self.log(format_args!("fault: no node runs to grow the cluster"));
+        };
+        let (Some(a), Some(b)) = (self.spares_left.pop(), self.spares_left.pop()) else {
+            unreachable!("drawn with two spares left")
+        };
+        self.log(format_args!(
+            "fault: the operator adds spares {a} and {b} as voters, then removes the leader and another voter"
+        ));
+        let promote = |spare: NodeId| -> Step {
+            Box::new(move |s| match s.membership.is_voter(spare) {
+                true => Next::Done,
+                false => Next::Ask(MemberChange::Promote(spare)),
+            })
+        };
+        // The leader when the removals begin, kept: its successor is not the target.
+        let first = Rc::new(std::cell::Cell::new(None::<NodeId>));
+        let remove_leader: Step = Box::new(move |s| {
+            let Some(target) = first.get().or(s.leader) else {
+                return Next::Wait;
+            };
+            first.set(Some(target));
+            match s.membership.is_voter(target) {
+                true => Next::Ask(MemberChange::Remove(target)),
+                false => Next::Done,
+            }
+        });
+        let voters_before = before.voters.len();
+        let old: Vec<NodeId> = before.voters.iter().copied().collect();
+        let remove_another: Step = Box::new(move |s| {
+            let m = &s.membership;
+            if m.voters.len() <= voters_before {
+                return Next::Done;
+            }
+            match old.iter().find(|&&v| m.is_voter(v) && s.leader != Some(v)) {
+                Some(&voter) => Next::Ask(MemberChange::Remove(voter)),
+                None => Next::Wait,
+            }
+        });
+        let steps = vec![
+            add_step(a),
+            add_step(b),
+            promote(a),
+            promote(b),
+            remove_leader,
+            remove_another,
+        ];
+        let operator = self.operator();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let label = format!("grow by {a},{b} and shrink");
+        tokio::task::spawn_local(operator.run(label, steps, deadline));
+    }
+
+    /// The operator, now at work (none other starts until it is done).
+    fn operator(&self) -> Operator {
+        self.operating.set(true);
+        Operator {
+            nodes: self.nodes.clone(),
+            trace: self.trace.clone(),
+            epoch: self.epoch,
+            operating: self.operating.clone(),
+            handovers: self.handovers.clone(),
+            from_ns: nanos(self.epoch),
+        }
     }
 
     /// Waits until a write commits and every node has applied the same log, or
