@@ -776,8 +776,9 @@ fn lists(info: &BTreeMap<String, String>, field: &str, id: usize) -> bool {
         .is_some_and(|ids| ids.split(',').any(|i| i == id.to_string()))
 }
 
-/// Sends `BALLOT.MEMBER args` to the member of `members` that leads until the `INFO`
-/// of the one that leads satisfies `done`, for at most 20 s.
+/// Sends `BALLOT.MEMBER args` to the member of `members` that leads and to another
+/// member in turn (which forwards it to the leader) until the `INFO` of the one that
+/// leads satisfies `done`, for at most 20 s.
 async fn change_members(
     clients: &[SocketAddr],
     members: &[usize],
@@ -787,16 +788,19 @@ async fn change_members(
     let deadline = Instant::now() + Duration::from_secs(20);
     let addrs: Vec<SocketAddr> = members.iter().map(|&m| clients[m]).collect();
     let mut last = String::from("no member leads");
+    let mut attempt = 0usize;
     while Instant::now() < deadline {
-        if let Some(leader) = find_leader(&addrs).await {
-            let leader = addrs[leader];
+        if let Some(leading) = find_leader(&addrs).await {
+            let leader = addrs[leading];
             if info(leader).await.is_some_and(|info| done(&info)) {
                 return Ok(());
             }
+            attempt += 1;
+            let asked = addrs[(leading + attempt % 2) % addrs.len()];
             let mut command = vec!["BALLOT.MEMBER".to_string()];
             command.extend_from_slice(args);
             let answer = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut client = Client::connect(&leader.to_string()).await.ok()?;
+                let mut client = Client::connect(&asked.to_string()).await.ok()?;
                 client.call(&command).await.ok()
             })
             .await;
