@@ -183,11 +183,14 @@ pub fn witness_config(mutant: Mutant) -> ModelConfig {
         },
         // A wrong choice among recovered votes needs three ballots (a vote at the first,
         // a different value chosen at the second, a candidate at the third that hears
-        // both), and a follower's commit on an older ballot's vote needs a vote for a
-        // value that was never chosen: both need two different writes and duelling
-        // candidates, a world beyond exhaustion that the swarm search covers
+        // both), a follower's commit on an older ballot's vote needs a vote for a
+        // value that was never chosen, and a late promise counted needs it held while
+        // another candidate wins and commits: all need two different writes and
+        // duelling candidates, a world beyond exhaustion that the swarm search covers
         // ([`witness_search`]).
-        Mutant::RecoversLowestBallot | Mutant::CommitsOlderBallotVote => ModelConfig {
+        Mutant::RecoversLowestBallot
+        | Mutant::CommitsOlderBallotVote
+        | Mutant::CountsLatePromise => ModelConfig {
             mutant: Some(mutant),
             clients: 2,
             ops_per_client: 2,
@@ -229,9 +232,11 @@ pub enum WitnessSearch {
 /// How `mutant`'s witness ([`witness_config`]) is searched.
 pub fn witness_search(mutant: Mutant) -> WitnessSearch {
     match mutant {
-        // Seed 0 catches both within 8,411 walks (about 3 s); the budget leaves room
+        // Seed 0 catches each within 8,411 walks (about 3 s); the budget leaves room
         // for changes to the model that reorder actions.
-        Mutant::RecoversLowestBallot | Mutant::CommitsOlderBallotVote => WitnessSearch::Swarm {
+        Mutant::RecoversLowestBallot
+        | Mutant::CommitsOlderBallotVote
+        | Mutant::CountsLatePromise => WitnessSearch::Swarm {
             walks: 40_000,
             seed: 0,
         },

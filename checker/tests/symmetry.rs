@@ -200,7 +200,8 @@ fn symmetric_witness(mutant: Mutant) -> Option<ModelConfig> {
         // witness, which the renaming cannot shrink, is checked by `mutants`.
         Mutant::ConfigBeforeApplied
         | Mutant::RecoversLowestBallot
-        | Mutant::CommitsOlderBallotVote => return None,
+        | Mutant::CommitsOlderBallotVote
+        | Mutant::CountsLatePromise => return None,
     })
 }
 

@@ -29,7 +29,8 @@ impl<S: StateMachine> Replica<S> {
         let Role::Candidate(candidacy) = &self.role else {
             return; // Already leading, or gave up: a late promise changes nothing.
         };
-        if candidacy.ballot != ballot {
+        let counts_late = mutant!(self.config, CountsLatePromise) && ballot < candidacy.ballot;
+        if candidacy.ballot != ballot && !counts_late {
             return; // A promise for an earlier candidacy of ours.
         }
         if !self.members.is_voter(from) {

@@ -89,12 +89,19 @@ pub enum Mutant {
     /// holds the chosen value): its log and applied state take a value that was never
     /// chosen. It needs duelling candidates and two different writes.
     CommitsOlderBallotVote,
+    /// A candidate counts a late promise of an earlier candidacy of its own toward its
+    /// current ballot, and does not treat it as obsolete (`Replica::is_obsolete`, which
+    /// the model's network and the node's loop apply before the core): the acceptor may
+    /// have voted for another leader's chosen value since it promised, which the
+    /// candidate then never hears of and overwrites. Both halves are needed: either
+    /// check alone keeps the promise from being counted.
+    CountsLatePromise,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
     /// Every mutant, in a stable order.
-    pub const ALL: [Mutant; 24] = [
+    pub const ALL: [Mutant; 25] = [
         Mutant::AcceptBelowPromise,
         Mutant::IgnorePhase1Values,
         Mutant::MinorityCommit,
@@ -119,6 +126,7 @@ impl Mutant {
         Mutant::RemovedNotTold,
         Mutant::RecoversLowestBallot,
         Mutant::CommitsOlderBallotVote,
+        Mutant::CountsLatePromise,
     ];
 
     /// A kebab-case name for the CLI.
@@ -148,6 +156,7 @@ impl Mutant {
             Mutant::RemovedNotTold => "removed-not-told",
             Mutant::RecoversLowestBallot => "recovers-lowest-ballot",
             Mutant::CommitsOlderBallotVote => "commits-older-ballot-vote",
+            Mutant::CountsLatePromise => "counts-late-promise",
         }
     }
 }

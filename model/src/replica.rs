@@ -1454,7 +1454,12 @@ impl<S: StateMachine> Replica<S> {
             | Message::Heartbeat { .. }
             | Message::InstallSnapshot { .. }
             | Message::TransferLeadership { .. } => false,
-            Message::Promise { ballot, .. } => running != Some((*ballot, false)),
+            Message::Promise { ballot, .. } => match running {
+                Some((running, false)) if mutant!(self.config, CountsLatePromise) => {
+                    *ballot > running
+                }
+                _ => running != Some((*ballot, false)),
+            },
             Message::Accepted { ballot, .. } | Message::HeartbeatAck { ballot, .. } => {
                 running != Some((*ballot, true))
             }
