@@ -128,8 +128,7 @@ pub const OPERATOR_REQUESTS_MAX: usize = 16;
 /// The most bytes a membership takes encoded, as the answer to a forwarded change
 /// carries it: every id a cluster may give out, in each of its sets, each with an
 /// address pair of the longest (lengths included).
-pub const MEMBERSHIP_BYTES_MAX: usize =
-    NODE_IDS_MAX * (3 * 8 + 2 * (MEMBER_ADDRESS_BYTES_MAX + 8)) + SLOT_OVERHEAD_BYTES;
+pub const MEMBERSHIP_BYTES_MAX: usize = NODE_IDS_MAX * (3 * 8 + 2 * (MEMBER_ADDRESS_BYTES_MAX + 8));
 
 /// Client sessions the replicated state remembers, by default (the core's
 /// [`sessions_max`](ballot_model::ClusterConfig::sessions_max)); opening one more

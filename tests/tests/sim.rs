@@ -136,14 +136,23 @@ fn a_lost_voter_is_replaced_by_a_spare_among_the_faults() {
     // the spare in its place (added as a learner, then a replace) while the faults go
     // on; the history stays linearizable, the traces conform, and the new membership
     // commits and converges once everything heals.
-    let dir = std::env::temp_dir().join(format!("ballot-sim-replace-{}", std::process::id()));
+    let (config, dir) = with_spares("replace", 1, false);
+    assert_replaces_a_voter(&config, "AddLearner");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A short run of 3 nodes with `spares` machines standing by (new machines if
+/// `new_machines`), its traces kept in a scratch directory named for `name`, returned
+/// for the caller to remove.
+fn with_spares(name: &str, spares: usize, new_machines: bool) -> (SimConfig, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ballot-sim-{name}-{}", std::process::id()));
     let config = SimConfig {
-        spares: 1,
+        spares,
+        new_machines,
         traces: Some(dir.clone()),
         ..short(3)
     };
-    assert_replaces_a_voter(&config, "AddLearner");
-    let _ = std::fs::remove_dir_all(&dir);
+    (config, dir)
 }
 
 /// Runs seeds 0 to 7 of `config`, each clean; at least two must complete a voter's
@@ -166,13 +175,7 @@ fn a_lost_voter_is_replaced_by_a_new_machine_the_log_gives_an_id() {
     // As above, but the spare is in no node's configuration: the operator adds it at
     // its address, the log gives it the next id, and it then takes the lost voter's
     // place, while deposed leaders and lost answers may make the add be asked again.
-    let dir = std::env::temp_dir().join(format!("ballot-sim-new-{}", std::process::id()));
-    let config = SimConfig {
-        spares: 1,
-        new_machines: true,
-        traces: Some(dir.clone()),
-        ..short(3)
-    };
+    let (config, dir) = with_spares("new", 1, true);
     assert_replaces_a_voter(&config, "AddAt");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -183,12 +186,7 @@ fn the_cluster_grows_by_two_voters_and_shrinks_back_past_its_leader_among_the_fa
     // node that leads and another old voter, while the faults go on, asking the leader
     // and a follower (which forwards) in turn; seeds 0 to 7 stay clean, and at least two
     // finish such a change (back to three voters).
-    let dir = std::env::temp_dir().join(format!("ballot-sim-grow-{}", std::process::id()));
-    let config = SimConfig {
-        spares: 2,
-        traces: Some(dir.clone()),
-        ..short(3)
-    };
+    let (config, dir) = with_spares("grow", 2, false);
     let mut grown = 0;
     for seed in 0..8 {
         let report = run_seed(&config, seed);
